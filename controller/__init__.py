@@ -1,0 +1,1 @@
+"""marathon-pullsecret-controller: keeps private-registry pull credentials working on Marathon."""

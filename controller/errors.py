@@ -1,0 +1,105 @@
+"""The controller's exception hierarchy.
+
+Adapters classify failures into these; the core never sees aiohttp or botocore exceptions.
+
+    ControllerError
+    ├── ConfigError                 bad configuration; start-up only, exit code 2
+    ├── TransientError              requeue the key with backoff
+    │   ├── MarathonUnavailable     connection failure, timeout or 5xx
+    │   ├── MarathonConflict        409: the app is locked by a deployment
+    │   ├── StorageError            shared storage could not be read or written
+    │   ├── CredentialError         a credential source failed (retried: sources recover)
+    │   └── NotLeaderError          leadership was lost before a write
+    └── TerminalError               logged and counted, never retried for the same input
+        ├── MarathonRejected        401, 403, 404, 422 and other 4xx, with Marathon's message
+        │   └── MarathonNotFound    404: the app is gone
+        └── InvalidAppError         the app definition cannot be planned (e.g. malformed image)
+
+Messages never carry secrets: adapters cut response bodies short and only keep Marathon's
+``message`` field.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "ControllerError",
+    "CredentialError",
+    "InvalidAppError",
+    "MarathonConflict",
+    "MarathonError",
+    "MarathonNotFound",
+    "MarathonRejected",
+    "MarathonUnavailable",
+    "NotLeaderError",
+    "StorageError",
+    "TerminalError",
+    "TransientError",
+]
+
+
+class ControllerError(Exception):
+    """Base of every error the controller raises on purpose."""
+
+
+class ConfigError(ControllerError):
+    """The configuration is invalid; ``problems`` lists every problem with its path."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+class TransientError(ControllerError):
+    """A failure worth retrying later with backoff."""
+
+
+class TerminalError(ControllerError):
+    """A failure that retrying the same input will not fix."""
+
+
+class MarathonError(ControllerError):
+    """Marathon answered with an error, or could not be reached (``status`` is 0 then)."""
+
+    def __init__(self, message: str, *, status: int = 0) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class MarathonUnavailable(MarathonError, TransientError):
+    """Marathon could not be reached, timed out, or answered 5xx."""
+
+
+class MarathonConflict(MarathonError, TransientError):
+    """409: the app is locked by running deployments; retry once they end, never force."""
+
+    def __init__(self, message: str, *, deployment_ids: tuple[str, ...] = ()) -> None:
+        self.deployment_ids = deployment_ids
+        super().__init__(message, status=409)
+
+
+class MarathonRejected(MarathonError, TerminalError):
+    """Marathon refused the request (401, 403, 404, 422 …); carries Marathon's message."""
+
+
+class MarathonNotFound(MarathonRejected):
+    """404: the app does not exist (any more)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=404)
+
+
+class StorageError(TransientError):
+    """Shared storage failed; the previous bundle stays in place."""
+
+
+class CredentialError(TransientError):
+    """A credential source failed; the last good bundle stays in place."""
+
+
+class NotLeaderError(TransientError):
+    """This replica is not (or no longer) the leader, so it must not write."""
+
+
+class InvalidAppError(TerminalError):
+    """The app definition cannot be planned, e.g. its image reference is malformed."""

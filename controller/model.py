@@ -1,0 +1,163 @@
+"""Value types shared by every layer: wire dicts (``Raw*``), ids, secrets, manifests, results."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, NewType, NotRequired, Required, TypedDict
+from urllib.parse import urlsplit
+
+__all__ = [
+    "AppId",
+    "BundleFormat",
+    "BundleLocation",
+    "BundleManifest",
+    "RawApp",
+    "RawAppUpdate",
+    "RawContainer",
+    "RawDeployment",
+    "RawDocker",
+    "RawFetch",
+    "RegistryCredential",
+    "Result",
+    "Secret",
+]
+
+AppId = NewType("AppId", str)
+"""A Marathon app id such as ``/team-a/web`` (always with the leading slash)."""
+
+BundleFormat = Literal["config.json", "dockercfg"]
+
+
+class RawFetch(TypedDict, total=False):
+    """One ``fetch[]`` item, as Marathon's ``artifact.raml`` defines it."""
+
+    uri: Required[str]
+    extract: bool
+    executable: bool
+    cache: bool
+    destPath: str
+
+
+class RawDocker(TypedDict, total=False):
+    image: str
+    forcePullImage: bool
+    pullConfig: dict[str, Any]
+
+
+class RawContainer(TypedDict, total=False):
+    type: str
+    docker: RawDocker
+
+
+class RawApp(TypedDict, total=False):
+    """An app as ``GET /v2/apps`` returns it; only the fields we read are typed."""
+
+    id: Required[str]
+    labels: dict[str, str]
+    container: RawContainer | None
+    fetch: list[RawFetch]
+    uris: list[str]
+    executorResources: dict[str, Any]
+    resourceLimits: dict[str, Any]
+    version: str
+    deployments: list[dict[str, str]]
+
+
+class RawAppUpdate(TypedDict, total=False):
+    """The minimal body we PATCH/PUT: never ``version``, never ``uris`` with ``fetch``."""
+
+    fetch: list[RawFetch]
+    uris: list[str]
+    executorResources: dict[str, Any]
+    resourceLimits: dict[str, Any]
+
+
+class RawDeployment(TypedDict, total=False):
+    id: Required[str]
+    affectedApps: list[str]
+    version: str
+    currentStep: NotRequired[int]
+    totalSteps: NotRequired[int]
+
+
+class Secret:
+    """A secret value that never shows itself in ``repr``, ``str``, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The plain value: call only where it leaves the process (a bundle, a header)."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegistryCredential:
+    """What a credential source yields for one registry.
+
+    ``identity_token`` marks an OAuth identity token (Docker's ``<token>`` username), written
+    to ``identitytoken`` instead of ``auth``.
+    """
+
+    username: str
+    password: Secret = field(repr=False)
+    identity_token: bool = False
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BundleManifest:
+    """The metadata record stored beside a bundle; staleness is judged from it alone."""
+
+    registry: str
+    sha256: str
+    format: BundleFormat
+    created_at: datetime
+    refresh_at: datetime
+    expires_at: datetime | None = None
+    leader_epoch: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Result:
+    """What a reconcile returns: ``requeue_after`` seconds, or ``None`` for "done"."""
+
+    requeue_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BundleLocation:
+    """Where tasks fetch a registry's bundle from."""
+
+    uri: str
+    accepts: Callable[[str], bool] | None = None
+    """Other URIs that are still good (e.g. a presigned URL that is not near expiry)."""
+    renew_in: float | None = None
+    """Seconds until apps must be looked at again because ``uri`` expires (presigned URLs)."""
+
+    @property
+    def dest_path(self) -> str | None:
+        """Mesos extracts by local file name, so a URI with a query string needs ``destPath``."""
+        return "docker.tar.gz" if urlsplit(self.uri).query else None
+
+    def matches(self, uri: str) -> bool:
+        return uri == self.uri or (self.accepts is not None and self.accepts(uri))
