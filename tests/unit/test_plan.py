@@ -1,0 +1,283 @@
+"""The pure planner: tables of cases, then properties."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from controller.errors import InvalidAppError
+from controller.model import BundleLocation
+from controller.plan import (
+    RegistryRule,
+    bundle_name,
+    eligibility,
+    is_managed_uri,
+    plan_app,
+    update_body,
+)
+
+LABEL = "pullsecret.enabled"
+REG = "registry.example.com:5000"
+RULES = [RegistryRule(registry=REG), RegistryRule(registry="docker.io", apps=("/team-a/*",))]
+URI = f"file:///mnt/pullsecrets/{bundle_name(REG)}"
+WANTED = {"uri": URI, "extract": True, "cache": False}
+USER_ENTRY = {
+    "uri": "https://example.com/app.tgz",
+    "extract": True,
+    "executable": False,
+    "cache": True,
+}
+
+
+def app(**fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "id": "/team-a/web",
+        "labels": {LABEL: "true"},
+        "container": {"type": "DOCKER", "docker": {"image": f"{REG}/team-a/web:1"}},
+        "fetch": [],
+    }
+    base.update(fields)
+    return base
+
+
+def run(a: dict[str, Any], location: BundleLocation | None = None):
+    decision = eligibility(a, label=LABEL, rules=RULES)
+    loc = location or BundleLocation(uri=URI)
+    return plan_app(a, decision, loc if decision.registry else None)
+
+
+class TestEligibility:
+    @pytest.mark.parametrize(
+        ("fields", "reason"),
+        [
+            ({"labels": {}}, "not_opted_in"),
+            ({"labels": {LABEL: "false"}}, "not_opted_in"),
+            ({"labels": {LABEL: "TRUE"}}, "eligible"),
+            ({"container": None}, "not_docker"),
+            ({"container": {"type": "MESOS", "docker": {"image": f"{REG}/x"}}}, "ucr"),
+            ({"container": {"docker": {"image": f"{REG}/x"}}}, "eligible"),
+            (
+                {"container": {"type": "DOCKER", "docker": {"image": "quay.io/coreos/etcd:3"}}},
+                "unconfigured_registry",
+            ),
+            (
+                {"container": {"type": "DOCKER", "docker": {"image": "nginx"}}, "id": "/team-b/x"},
+                "not_allowed",
+            ),
+            (
+                {
+                    "container": {"type": "DOCKER", "docker": {"image": "docker.io/acme/x"}},
+                    "id": "/team-b/x",
+                },
+                "not_allowed",
+            ),
+            (
+                {
+                    "container": {"type": "DOCKER", "docker": {"image": "index.docker.io/acme/x"}},
+                    "id": "/team-a/deep/x",
+                },
+                "eligible",
+            ),
+        ],
+        ids=[
+            "no-label",
+            "label-false",
+            "label-case",
+            "no-container",
+            "ucr",
+            "type-default",
+            "public-image",
+            "hub-short-name-not-allowed",
+            "not-allowed",
+            "hub-alias-allowed",
+        ],
+    )
+    def test_reason(self, fields, reason):
+        """Each app gets the documented reason."""
+        assert eligibility(app(**fields), label=LABEL, rules=RULES).reason == reason
+
+    def test_malformed_image_is_an_app_error(self):
+        """A malformed image raises for that app only."""
+        bad = app(container={"type": "DOCKER", "docker": {"image": "Registry:5000/UPPER"}})
+        with pytest.raises(InvalidAppError, match="container.docker.image"):
+            eligibility(bad, label=LABEL, rules=RULES)
+
+
+class TestPlan:
+    def test_missing_entry_is_appended(self):
+        """An opted-in app without the bundle gets it after its own entries."""
+        plan = run(app(fetch=[USER_ENTRY]))
+        assert plan.change == "add"
+        assert plan.desired == (USER_ENTRY, WANTED)
+
+    def test_converged_app_is_unchanged(self):
+        """An app with the right entry (as Marathon returns it) needs nothing."""
+        have = {**WANTED, "executable": False}
+        assert run(app(fetch=[USER_ENTRY, have])).change is None
+
+    def test_old_location_is_replaced_in_place(self):
+        """A managed entry at an old location is replaced where it stood."""
+        old = {"uri": f"file:///old/place/{bundle_name(REG)}", "extract": True}
+        plan = run(app(fetch=[old, USER_ENTRY]))
+        assert plan.change == "replace"
+        assert plan.desired == (WANTED, USER_ENTRY)
+        assert plan.removed == (old["uri"],)
+
+    def test_wrong_flags_are_fixed(self):
+        """The right URI with cache on is rewritten (the fetcher cache never refreshes)."""
+        plan = run(app(fetch=[{**WANTED, "cache": True}]))
+        assert plan.change == "replace"
+        assert plan.desired == (WANTED,)
+
+    def test_duplicates_collapse_to_one(self):
+        """Two managed entries become one."""
+        other = {"uri": f"file:///x/{bundle_name('docker.io')}"}
+        plan = run(app(fetch=[WANTED, USER_ENTRY, other]))
+        assert plan.desired == (WANTED, USER_ENTRY)
+
+    @pytest.mark.parametrize(
+        "fields",
+        [
+            {"labels": {LABEL: "false"}},
+            {"container": {"type": "DOCKER", "docker": {"image": "quay.io/coreos/etcd"}}},
+            {"id": "/team-b/x", "container": {"type": "DOCKER", "docker": {"image": "acme/x"}}},
+        ],
+        ids=["opted-out", "public-image", "not-allowed"],
+    )
+    def test_entry_removed_when_no_longer_eligible(self, fields):
+        """Opting out, a public image or a disallowed app removes only our entry."""
+        plan = run(app(fetch=[USER_ENTRY, WANTED], **fields))
+        assert plan.change == "remove"
+        assert plan.desired == (USER_ENTRY,)
+
+    def test_query_string_uri_gets_dest_path(self):
+        """A URI with a query string needs destPath so Mesos extracts it."""
+        signed = f"https://b.s3.amazonaws.com/{bundle_name(REG)}?X-Amz-Signature=abc"
+        plan = run(app(), BundleLocation(uri=signed))
+        assert plan.desired == (
+            {"uri": signed, "extract": True, "cache": False, "destPath": "docker.tar.gz"},
+        )
+
+    def test_accepted_uri_is_kept(self):
+        """A URI the location still accepts (a fresh presigned URL) is not rewritten."""
+        old = f"https://b/{bundle_name(REG)}?sig=1"
+        loc = BundleLocation(
+            uri=f"https://b/{bundle_name(REG)}?sig=2", accepts=lambda u: u.endswith("sig=1")
+        )
+        have = {"uri": old, "extract": True, "cache": False, "destPath": "docker.tar.gz"}
+        assert run(app(fetch=[have]), loc).change is None
+
+    def test_old_marathon_with_uris_and_fetch_uses_fetch(self):
+        """Marathon <= 1.4 returns both; fetch wins and uris is never written."""
+        a = app(fetch=[USER_ENTRY], uris=[USER_ENTRY["uri"]])
+        plan = run(a)
+        body = update_body(a, plan)
+        assert "uris" not in body
+        assert body["fetch"] == [USER_ENTRY, WANTED]
+
+    def test_legacy_uris_only(self):
+        """An app from before fetch existed keeps using uris."""
+        a = app(uris=["https://example.com/x.tgz"])
+        del a["fetch"]
+        plan = run(a)
+        assert update_body(a, plan) == {"uris": ["https://example.com/x.tgz", URI]}
+
+    def test_body_resends_executor_resources(self):
+        """executorResources and resourceLimits survive the partial update."""
+        a = app(
+            executorResources={"cpus": 0.1},
+            resourceLimits={"cpus": "unlimited"},
+            version="2020-01-01T00:00:00Z",
+            uris=[],
+        )
+        body = update_body(a, run(a))
+        assert set(body) == {"fetch", "executorResources", "resourceLimits"}
+
+
+class TestManagedNames:
+    @pytest.mark.parametrize(
+        ("uri", "managed"),
+        [
+            (URI, True),
+            (f"https://bucket.s3.amazonaws.com/p/{bundle_name(REG)}?X-Amz-Expires=60", True),
+            (f"s3a://bucket/p/{bundle_name('docker.io')}", True),
+            ("file:///etc/docker.tar.gz", False),
+            ("https://example.com/pullsecret-x.tar.gz.sig", False),
+        ],
+    )
+    def test_recognised(self, uri, managed):
+        """Only our naming scheme is managed, whatever the location."""
+        assert is_managed_uri(uri) is managed
+
+
+# -- properties -----------------------------------------------------------------------------
+
+user_entries = st.builds(
+    lambda name, extract, cache: {
+        "uri": f"https://files.example.com/{name}.tgz",
+        "extract": extract,
+        "executable": False,
+        "cache": cache,
+    },
+    st.text("abcdefghij", min_size=1, max_size=6),
+    st.booleans(),
+    st.booleans(),
+)
+managed_entries = st.sampled_from(
+    [
+        WANTED,
+        {**WANTED, "cache": True},
+        {"uri": f"file:///old/{bundle_name(REG)}"},
+        {"uri": f"s3a://b/{bundle_name('docker.io')}", "extract": True},
+    ]
+)
+apps = st.builds(
+    lambda label, image, fetch: app(
+        labels={LABEL: label} if label else {},
+        container={"type": "DOCKER", "docker": {"image": image}},
+        fetch=fetch,
+    ),
+    st.sampled_from(["true", "false", None]),
+    st.sampled_from([f"{REG}/team-a/web:1", "nginx", "docker.io/acme/x", "quay.io/a/b"]),
+    st.lists(st.one_of(user_entries, managed_entries), max_size=6),
+)
+
+
+@given(apps)
+def test_planning_a_planned_app_changes_nothing(a):
+    """Converged: applying the plan and planning again yields no change."""
+    plan = run(a)
+    applied = {**a, "fetch": list(plan.desired)}
+    assert run(applied).change is None
+
+
+@given(apps)
+def test_user_entries_are_never_touched(a):
+    """Entries the planner does not manage keep their flags and relative order."""
+    plan = run(a)
+    mine = [e for e in a["fetch"] if not is_managed_uri(e["uri"])]
+    assert [e for e in plan.desired if not is_managed_uri(e["uri"])] == mine
+
+
+@given(apps, st.randoms())
+def test_decision_does_not_depend_on_entry_order(a, rnd):
+    """Shuffling the fetch list does not change which bundle is wanted or its presence."""
+    shuffled = copy.deepcopy(a)
+    rnd.shuffle(shuffled["fetch"])
+    first, second = run(a), run(shuffled)
+    assert first.eligibility == second.eligibility
+    managed = [e for e in first.desired if is_managed_uri(e["uri"])]
+    assert managed == [e for e in second.desired if is_managed_uri(e["uri"])]
+    assert sorted(map(str, first.desired)) == sorted(map(str, second.desired))
+
+
+@given(apps)
+def test_plan_does_not_mutate_its_input(a):
+    """The planner is pure: the app it is given is left as it was."""
+    before = copy.deepcopy(a)
+    run(a)
+    assert a == before
