@@ -1,0 +1,324 @@
+"""Marathon REST client: a thin aiohttp wrapper that maps HTTP failures onto ``controller.errors``.
+
+What it knows about real Marathon (``marathon-facts.md``): updates are partial ``PATCH`` (≥ 1.4)
+or ``PUT`` (older); a 409 body names the deployments that lock the app; standbys proxy or
+redirect to the leader, whose address every response carries in ``X-Marathon-Leader``; the
+event stream wants ``Accept: text/event-stream`` exactly. Only idempotent reads are retried
+here; writes are retried by the work queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import ssl
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager, suppress
+from typing import Any, Protocol, cast
+from urllib.parse import urlsplit
+
+import aiohttp
+import structlog
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+from yarl import URL
+
+from controller.config import MarathonSettings
+from controller.errors import (
+    MarathonConflict,
+    MarathonNotFound,
+    MarathonRejected,
+    MarathonUnavailable,
+)
+from controller.model import AppId, RawApp, RawAppUpdate, RawDeployment, Secret
+
+__all__ = ["MarathonAPI", "MarathonClient", "RequestObserver", "auth_header", "no_request_observer"]
+
+log = structlog.get_logger(component="marathon")
+
+_MAX_MESSAGE = 256
+_MAX_REDIRECTS = 3
+_EVENT_STREAM_READ_TIMEOUT = 30.0  # 3 x Marathon's 10 s heartbeat
+
+
+class MarathonAPI(Protocol):
+    """The Marathon operations the controller needs."""
+
+    async def list_apps(self, label_selector: str | None = None) -> list[RawApp]: ...
+
+    async def get_app(self, app_id: AppId) -> RawApp: ...
+
+    async def update_app(self, app_id: AppId, body: RawAppUpdate) -> str | None: ...
+
+    async def list_deployments(self) -> list[RawDeployment]: ...
+
+    def event_stream(
+        self, event_types: Sequence[str]
+    ) -> Any:  # an async context manager yielding an AsyncIterator[bytes]
+        ...
+
+
+class RequestObserver(Protocol):
+    def __call__(self, method: str, status: str, seconds: float) -> None: ...
+
+
+def no_request_observer(method: str, status: str, seconds: float) -> None:
+    return None
+
+
+def auth_header(settings: MarathonSettings, env: Mapping[str, str]) -> Secret | None:
+    """The ``Authorization`` value, read fresh so a rotated password file takes effect."""
+    auth = settings.auth
+    if auth is None:
+        return None
+    if auth.token_file or auth.token_env:
+        token = (auth.token_file.read_text().strip() if auth.token_file
+                 else env.get(auth.token_env or "", ""))
+        return Secret(f"token={token}")
+    password = (auth.password_file.read_text().strip() if auth.password_file
+                else env.get(auth.password_env or "", ""))
+    return Secret(aiohttp.encode_basic_auth(auth.username or "", password))
+
+
+def _message(status: int, body: bytes) -> str:
+    """Marathon's own message, cut short; never the raw body of an unknown payload."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return f"HTTP {status}"
+    if not isinstance(data, dict) or not isinstance(data.get("message"), str):
+        return f"HTTP {status}"
+    text = data["message"]
+    details = data.get("details")
+    if isinstance(details, list):
+        parts = [f"{d.get('path')}: {'; '.join(map(str, d.get('errors', [])))}"
+                 for d in details if isinstance(d, dict)]
+        text += " (" + ", ".join(parts) + ")"
+    return text[:_MAX_MESSAGE]
+
+
+def _raise_for_status(method: str, path: str, status: int, body: bytes) -> None:
+    if status < 400:
+        return
+    message = _message(status, body)
+    if status == 404:
+        raise MarathonNotFound(message)
+    if status == 409:
+        ids: tuple[str, ...] = ()
+        with suppress(ValueError, AttributeError, KeyError, TypeError):
+            ids = tuple(d["id"] for d in json.loads(body).get("deployments", []))
+        raise MarathonConflict(message, deployment_ids=ids)
+    if status >= 500:
+        raise MarathonUnavailable(f"{method} {path}: {status} {message}", status=status)
+    raise MarathonRejected(f"{method} {path}: {status} {message}", status=status)
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+class MarathonClient:
+    """Marathon over one ``aiohttp.ClientSession`` that the caller owns and closes."""
+
+    def __init__(
+        self,
+        settings: MarathonSettings,
+        session: aiohttp.ClientSession,
+        *,
+        env: Mapping[str, str] = os.environ,
+        user_agent: str = "marathon-pullsecret-controller",
+        observe: RequestObserver = no_request_observer,
+        retry_attempts: int = 3,
+        retry_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._settings = settings
+        self._session = session
+        self._env = env
+        self._user_agent = user_agent
+        self._observe = observe
+        self._retry_attempts = retry_attempts
+        self._retry_sleep = retry_sleep
+        self._urls = list(settings.urls)
+        self._leader: str | None = None
+        self._method: str | None = None if settings.update_method == "auto" else (
+            settings.update_method.upper())
+        self._ssl: ssl.SSLContext | bool = True
+        if settings.ca_file is not None:
+            self._ssl = ssl.create_default_context(cafile=str(settings.ca_file))
+        self._timeout = aiohttp.ClientTimeout(total=settings.timeout_seconds,
+                                              connect=settings.timeout_seconds)
+
+    # -- public API ------------------------------------------------------------------------
+
+    async def list_apps(self, label_selector: str | None = None) -> list[RawApp]:
+        params = {"label": label_selector} if label_selector else None
+        data = await self._read("/v2/apps", params)
+        return cast(list[RawApp], data["apps"])
+
+    async def get_app(self, app_id: AppId) -> RawApp:
+        data = await self._read(f"/v2/apps{app_id}")
+        return cast(RawApp, data["app"])
+
+    async def list_deployments(self) -> list[RawDeployment]:
+        return cast(list[RawDeployment], await self._read("/v2/deployments"))
+
+    async def info(self) -> dict[str, Any]:
+        return cast(dict[str, Any], await self._read("/v2/info"))
+
+    async def update_app(self, app_id: AppId, body: RawAppUpdate) -> str | None:
+        """Partially update one app; return the deployment id Marathon started, if any.
+
+        Never sends ``force``: a 409 surfaces as ``MarathonConflict`` for the caller to wait.
+        """
+        method = await self._update_method()
+        params = {"partialUpdate": "true"} if method == "PUT" else None
+        path = f"/v2/apps{app_id}"
+        status, headers, payload = await self._send(method, path, params=params, body=body)
+        if status == 405 and method == "PATCH":
+            log.info("marathon_patch_unsupported", fallback="PUT")
+            self._method = "PUT"
+            return await self.update_app(app_id, body)
+        _raise_for_status(method, path, status, payload)
+        deployment = headers.get("Marathon-Deployment-Id")
+        if deployment is None:
+            try:
+                deployment = json.loads(payload).get("deploymentId")
+            except (ValueError, AttributeError):
+                return None
+        return str(deployment) if deployment else None
+
+    @asynccontextmanager
+    async def event_stream(self, event_types: Sequence[str]) -> AsyncIterator[AsyncIterator[bytes]]:
+        """Open ``/v2/events``; yields the raw byte chunks. A silent stream times out."""
+        params = [("event_type", t) for t in event_types] + [("plan-format", "light")]
+        timeout = aiohttp.ClientTimeout(total=None, connect=self._settings.timeout_seconds,
+                                        sock_read=_EVENT_STREAM_READ_TIMEOUT)
+        response = await self._open("GET", "/v2/events", params=params, client_timeout=timeout,
+                                     accept="text/event-stream")
+        try:
+            if response.status >= 400:
+                _raise_for_status("GET", "/v2/events", response.status, await response.read())
+            yield response.content.iter_any()
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise MarathonUnavailable(f"event stream: {type(e).__name__}") from e
+        finally:
+            response.release()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    async def _update_method(self) -> str:
+        if self._method is None:
+            version = str((await self.info()).get("version", "0"))
+            self._method = "PATCH" if _version_tuple(version) >= (1, 4) else "PUT"
+            log.info("marathon_version_detected", version=version, update_method=self._method)
+        return self._method
+
+    async def _read(self, path: str, params: Mapping[str, str] | None = None) -> Any:
+        """GET with short jittered retries on connection errors and 5xx."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(MarathonUnavailable),
+            stop=stop_after_attempt(self._retry_attempts)
+            | stop_after_delay(2 * self._settings.timeout_seconds),
+            wait=wait_exponential_jitter(multiplier=0.2, max=2.0, jitter=0.2),
+            before_sleep=self._log_retry,
+            reraise=True,
+            sleep=self._retry_sleep,
+        )
+        async for attempt in retrying:
+            with attempt:
+                status, _, payload = await self._send("GET", path, params=params)
+                _raise_for_status("GET", path, status, payload)
+                try:
+                    return json.loads(payload)
+                except ValueError as e:
+                    raise MarathonUnavailable(f"GET {path}: response is not JSON") from e
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _log_retry(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log.warning("marathon_request_retrying", attempt=state.attempt_number, error=str(error))
+
+    async def _send(
+        self, method: str, path: str, *, params: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        response = await self._open(method, path, params=params, body=body,
+                                    client_timeout=self._timeout)
+        try:
+            payload = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise MarathonUnavailable(f"{method} {path}: {type(e).__name__}") from e
+        finally:
+            response.release()
+        return response.status, response.headers, payload
+
+    def _candidates(self) -> list[str]:
+        return ([self._leader] if self._leader else []) + [
+            u for u in self._urls if u != self._leader]
+
+    async def _open(
+        self, method: str, path: str, *, params: Any = None, body: Mapping[str, Any] | None = None,
+        client_timeout: aiohttp.ClientTimeout, accept: str = "application/json",
+    ) -> aiohttp.ClientResponse:
+        """Send to the leader if known, else the configured URLs in order; follow redirects."""
+        headers = {"Accept": accept, "User-Agent": self._user_agent}
+        auth = auth_header(self._settings, self._env)
+        if auth is not None:
+            headers["Authorization"] = auth.reveal()
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        data = json.dumps(body).encode() if body is not None else None
+        errors: list[str] = []
+        for base in self._candidates():
+            url = base + path
+            for _ in range(_MAX_REDIRECTS + 1):
+                started = time.perf_counter()
+                try:
+                    response = await self._session.request(
+                        method, url, params=params, data=data, headers=headers,
+                        timeout=client_timeout, ssl=self._ssl, allow_redirects=False)
+                except aiohttp.ClientConnectorError as e:
+                    self._observe(method, "connection_error", time.perf_counter() - started)
+                    errors.append(f"{_origin(url)}: {type(e).__name__}")
+                    if self._leader and base == self._leader:
+                        self._leader = None
+                    break
+                except (aiohttp.ClientError, TimeoutError) as e:
+                    self._observe(method, "error", time.perf_counter() - started)
+                    raise MarathonUnavailable(f"{method} {path}: {type(e).__name__}") from e
+                self._observe(method, str(response.status), time.perf_counter() - started)
+                location = response.headers.get("Location")
+                if response.status in (301, 302, 303, 307, 308) and location:
+                    response.release()
+                    url = str(response.url.join(URL(location)))
+                    self._leader = _origin(url)
+                    continue
+                self._note_leader(response.headers.get("X-Marathon-Leader"))
+                return response
+            else:
+                raise MarathonUnavailable(f"{method} {path}: too many redirects")
+        raise MarathonUnavailable(f"{method} {path}: no Marathon reachable ({'; '.join(errors)})")
+
+    def _note_leader(self, leader: str | None) -> None:
+        """Prefer the leader Marathon names, so requests skip a proxying standby."""
+        if leader and urlsplit(leader).scheme in ("http", "https"):
+            self._leader = leader.rstrip("/")
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
