@@ -1,0 +1,30 @@
+"""An in-memory ``BundleStore``: real enough for reconciler tests and dry runs."""
+
+from __future__ import annotations
+
+from controller.model import BundleLocation, BundleManifest
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore:
+    def __init__(self, uri_prefix: str = "memory://bundles") -> None:
+        self.uri_prefix = uri_prefix
+        self.bundles: dict[str, bytes] = {}
+        self.manifests: dict[str, BundleManifest] = {}
+        self.writes = 0
+
+    async def location(self, name: str) -> BundleLocation:
+        return BundleLocation(uri=f"{self.uri_prefix}/{name}")
+
+    async def get_manifest(self, name: str) -> BundleManifest | None:
+        return self.manifests.get(name) if name in self.bundles else None
+
+    async def put_bundle(self, name: str, data: bytes, manifest: BundleManifest) -> None:
+        self.writes += 1
+        self.bundles[name] = data
+        self.manifests[name] = manifest
+
+    async def delete(self, name: str) -> None:
+        self.bundles.pop(name, None)
+        self.manifests.pop(name, None)
