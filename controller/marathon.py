@@ -96,7 +96,7 @@ def _message(status: int, body: bytes) -> str:
         return f"HTTP {status}"
     if not isinstance(data, dict) or not isinstance(data.get("message"), str):
         return f"HTTP {status}"
-    text = data["message"]
+    text = str(data["message"])
     details = data.get("details")
     if isinstance(details, list):
         parts = [f"{d.get('path')}: {'; '.join(map(str, d.get('errors', [])))}"

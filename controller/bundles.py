@@ -1,0 +1,207 @@
+"""Keeps one current bundle per registry in storage, and knows where tasks fetch it.
+
+A refresh reads the credential, builds the archive in memory (deterministic bytes), and writes
+only when the content hash differs from the stored record or the bundle is due. A failed
+refresh writes nothing, so the last good bundle stays in place.
+
+Expiring credentials (ECR tokens, helper tokens) are re-fetched at the earlier of ``max_age``
+and half their remaining lifetime, less a little jitter so replicas and registries spread out.
+A fresh credential is refused (``CredentialError``, retried with backoff by the engine) when it
+is empty or already expired, or when it is valid for less than ``min_validity`` while the
+stored bundle lasts longer: a source handing out a nearly spent token must not replace a
+better bundle. Once the stored bundle has less left than the new token, the new one wins, so
+a source that can never reach the floor still gets its tokens published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal, Protocol
+
+import structlog
+
+from controller.bundle import build_bundle, content_hash
+from controller.config import RegistrySettings
+from controller.credentials import CredentialSource
+from controller.errors import CredentialError, TransientError
+from controller.model import BundleLocation, BundleManifest, RegistryCredential
+from controller.plan import bundle_name
+from controller.storage import BundleStore
+
+__all__ = ["BundleManager", "Fence", "PublishObserver", "RefreshOutcome", "RegistryState",
+           "no_fence", "no_publish_observer"]
+
+log = structlog.get_logger(component="bundles")
+
+RefreshOutcome = Literal["published", "unchanged", "not_due", "failed", "dry_run"]
+
+
+class Fence(Protocol):
+    """Checked right before every write: raises ``NotLeaderError`` unless this replica leads.
+
+    Returns the leader epoch to record in the bundle metadata (``None`` without election).
+    """
+
+    async def __call__(self) -> int | None: ...
+
+
+async def no_fence() -> int | None:
+    """The fence of a single instance: it always leads."""
+    return None
+
+
+class PublishObserver(Protocol):
+    def __call__(self, registry: str, outcome: RefreshOutcome, manifest: BundleManifest | None,
+                 ) -> None: ...
+
+
+def no_publish_observer(registry: str, outcome: RefreshOutcome,
+                        manifest: BundleManifest | None) -> None:
+    return None
+
+
+@dataclass(slots=True)
+class RegistryState:
+    """What this process knows of one registry's bundle (for ``/status`` and scheduling)."""
+
+    manifest: BundleManifest | None = None
+    verified: bool = False
+    """The stored bundle was checked (or written) by this process."""
+    failures: int = 0
+    last_error: str | None = None
+
+
+class BundleManager:
+    def __init__(
+        self,
+        registries: Mapping[str, RegistrySettings],
+        sources: Mapping[str, CredentialSource],
+        store: BundleStore,
+        *,
+        fence: Fence = no_fence,
+        dry_run: bool = False,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        jitter: Callable[[], float] = lambda: random.uniform(0.9, 1.0),  # noqa: S311
+        observe: PublishObserver = no_publish_observer,
+    ) -> None:
+        self._registries = registries
+        self._sources = sources
+        self._store = store
+        self._fence = fence
+        self._dry_run = dry_run
+        self._now = now
+        self._jitter = jitter
+        self._observe = observe
+        self._locks = {registry: asyncio.Lock() for registry in registries}
+        self.states = {registry: RegistryState() for registry in registries}
+
+    async def location(self, registry: str) -> BundleLocation:
+        """The bundle of ``registry``, refreshing it first if this process has not checked it.
+
+        A failed first refresh still serves the stored bundle (last known good) and is not
+        retried here; the registry's own key retries it with backoff. Raises
+        ``CredentialError``/``StorageError`` only when there is no bundle at all.
+        """
+        state = self.states[registry]
+        if not state.verified and not state.failures:
+            with contextlib.suppress(TransientError):  # recorded in state by refresh()
+                await self.refresh(registry)
+        if state.manifest is None and not self._dry_run:
+            raise CredentialError(f"no bundle for {registry}: {state.last_error}")
+        return await self._store.location(bundle_name(registry))
+
+    async def refresh(self, registry: str, *, force: bool = False) -> RefreshOutcome:
+        """Bring the stored bundle of ``registry`` up to date; one refresh per registry at once.
+
+        Raises the source's or storage's error after recording it; the stored bundle is kept.
+        """
+        async with self._locks[registry]:
+            state = self.states[registry]
+            try:
+                outcome = await self._refresh(registry, state, force=force)
+            except Exception as e:
+                state.failures += 1
+                state.last_error = str(e)
+                self._observe(registry, "failed", state.manifest)
+                log.warning("bundle_refresh_failed", registry=registry, error=str(e),
+                            failures=state.failures)
+                raise
+            state.failures = 0
+            state.last_error = None
+            state.verified = True
+            self._observe(registry, outcome, state.manifest)
+            return outcome
+
+    def refresh_in(self, registry: str) -> float | None:
+        """Seconds until ``registry``'s bundle is due, for ``add_after`` scheduling."""
+        manifest = self.states[registry].manifest
+        if manifest is None:
+            return None
+        return max(0.0, (manifest.refresh_at - self._now()).total_seconds())
+
+    async def _refresh(self, registry: str, state: RegistryState, *, force: bool
+                       ) -> RefreshOutcome:
+        settings = self._registries[registry]
+        source = self._sources[registry]
+        name = bundle_name(registry)
+        stored = await self._store.get_manifest(name)
+        state.manifest = stored
+        now = self._now()
+        due = (force or stored is None or now >= stored.refresh_at
+               or stored.format != settings.format)
+        if not due and source.expiring:
+            return "not_due"
+        credential = await source.fetch()
+        _check_usable(registry, settings, credential, stored, now)
+        data = build_bundle(registry, credential, settings.format)
+        digest = content_hash(data)
+        if not due and stored is not None and stored.sha256 == digest:
+            return "unchanged"
+        if self._dry_run:
+            log.info("bundle_publish_skipped", registry=registry, reason="dry_run")
+            return "dry_run"
+        epoch = await self._fence()
+        manifest = BundleManifest(
+            registry=registry, sha256=digest, format=settings.format, created_at=now,
+            refresh_at=self._refresh_at(settings, credential, now),
+            expires_at=credential.expires_at, leader_epoch=epoch,
+        )
+        await self._store.put_bundle(name, data, manifest)
+        state.manifest = manifest
+        log.info("bundle_published", registry=registry, sha256=digest,
+                 expires_at=manifest.expires_at, refresh_at=manifest.refresh_at)
+        return "published"
+
+    def _refresh_at(self, settings: RegistrySettings, credential: RegistryCredential,
+                    now: datetime) -> datetime:
+        """The earlier of ``max_age`` and half the remaining lifetime, less a little jitter."""
+        interval = settings.max_age
+        if credential.expires_at is not None:
+            interval = min(interval, (credential.expires_at - now).total_seconds() / 2)
+        return now + timedelta(seconds=max(1.0, interval * self._jitter()))
+
+
+def _check_usable(registry: str, settings: RegistrySettings, credential: RegistryCredential,
+                  stored: BundleManifest | None, now: datetime) -> None:
+    """Refuse an empty or expired credential, and one below the validity floor while the
+    stored bundle is better; the messages carry times, never the credential."""
+    if not credential.username or not credential.password:
+        raise CredentialError(f"{registry}: the source returned an empty credential")
+    expires_at = credential.expires_at
+    if expires_at is None:
+        return
+    left = (expires_at - now).total_seconds()
+    if left <= 0:
+        raise CredentialError(f"{registry}: the source returned a credential that expired at "
+                              f"{expires_at.isoformat()}")
+    if (left < settings.min_validity and stored is not None and stored.expires_at is not None
+            and stored.expires_at > expires_at):
+        raise CredentialError(
+            f"{registry}: the new credential is valid for {left:.0f}s only, less than "
+            f"min_validity ({settings.min_validity:.0f}s), and the stored bundle lasts until "
+            f"{stored.expires_at.isoformat()}; keeping it")

@@ -1,0 +1,113 @@
+"""Long-lived credentials: a password from an env var or a file, or a docker config.json."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from controller.errors import CredentialError
+from controller.model import RegistryCredential, Secret
+from controller.reference import InvalidReferenceError, normalize_registry_host
+
+__all__ = ["DockerConfigSource", "PasswordSource"]
+
+_TOKEN_USERNAME = "<token>"  # noqa: S105 - Docker's marker for an identity token
+
+
+async def _read_text(path: Path, what: str) -> str:
+    try:
+        return await asyncio.to_thread(path.read_text, encoding="utf-8")
+    except OSError as e:
+        raise CredentialError(f"cannot read {what} {path}: {e.strerror}") from None
+
+
+class PasswordSource:
+    """``username`` plus ``password_env`` or ``password_file``, re-read on every call."""
+
+    expiring = False
+
+    def __init__(self, username: str, *, env_var: str | None, file: Path | None,
+                 env: Mapping[str, str]) -> None:
+        self._username = username
+        self._env_var = env_var
+        self._file = file
+        self._env = env
+
+    async def fetch(self) -> RegistryCredential:
+        if self._file is not None:
+            password = (await _read_text(self._file, "password file")).strip()
+            where = f"password file {self._file}"
+        else:
+            password = self._env.get(self._env_var or "", "")
+            where = f"variable {self._env_var}"
+        if not password:
+            raise CredentialError(f"{where} is empty")
+        return RegistryCredential(username=self._username, password=Secret(password),
+                                  identity_token=self._username == _TOKEN_USERNAME)
+
+
+def _entry_registry(key: str) -> str | None:
+    """``https://index.docker.io/v1/`` → ``docker.io``; ``http://h:5000/v2/`` → ``h:5000``."""
+    host = key.split("://", 1)[-1].split("/", 1)[0]
+    try:
+        return normalize_registry_host(host)
+    except InvalidReferenceError:
+        return None
+
+
+class DockerConfigSource:
+    """The entry for one registry in a docker ``config.json`` (as ``docker login`` writes it)."""
+
+    expiring = False
+
+    def __init__(self, path: Path, *, registry: str) -> None:
+        self._path = path
+        self._registry = registry
+
+    async def fetch(self) -> RegistryCredential:
+        text = await _read_text(self._path, "docker config")
+        try:
+            config = json.loads(text)
+        except ValueError:
+            raise CredentialError(f"docker config {self._path} is not valid JSON") from None
+        if not isinstance(config, dict):
+            raise CredentialError(f"docker config {self._path} is not a JSON object")
+        entry = self._entry(config)
+        return self._credential(entry)
+
+    def _entry(self, config: dict[str, Any]) -> dict[str, Any]:
+        for key, entry in (config.get("auths") or {}).items():
+            if _entry_registry(key) == self._registry and isinstance(entry, dict):
+                return entry
+        helpers = config.get("credHelpers") or {}
+        if any(_entry_registry(k) == self._registry for k in helpers) or config.get("credsStore"):
+            raise CredentialError(f"docker config {self._path} keeps {self._registry} in a "
+                                  "credential helper; configure credentials.helper instead")
+        raise CredentialError(f"docker config {self._path} has no entry for {self._registry}")
+
+    def _credential(self, entry: dict[str, Any]) -> RegistryCredential:
+        if entry.get("identitytoken"):
+            return RegistryCredential(username=_TOKEN_USERNAME,
+                                      password=Secret(str(entry["identitytoken"])),
+                                      identity_token=True)
+        if entry.get("auth"):
+            try:
+                decoded = base64.b64decode(str(entry["auth"]), validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                decoded = ""
+            username, sep, password = decoded.partition(":")
+            if not sep:
+                raise CredentialError(f"docker config {self._path}: the auth value for "
+                                      f"{self._registry} is not base64 of user:password")
+        else:
+            username = str(entry.get("username", ""))
+            password = str(entry.get("password", ""))
+        if not username or not password:
+            raise CredentialError(f"docker config {self._path}: the entry for {self._registry} "
+                                  "has no username and password")
+        return RegistryCredential(username=username, password=Secret(password))

@@ -1,0 +1,110 @@
+"""Protects the cluster from the controller: every Marathon write starts a rolling restart.
+
+``TokenBucket`` caps the write rate; ``DeploymentBudget`` caps how many deployments the
+controller has running at once, so opting in 2,000 apps never restarts them all together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+__all__ = ["DeploymentBudget", "TokenBucket"]
+
+log = structlog.get_logger(component="ratelimit")
+
+
+class TokenBucket:
+    """``rate`` tokens per second, at most ``burst`` saved up."""
+
+    def __init__(self, rate: float, burst: int, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self._rate = rate
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._clock = clock
+        self._sleep = sleep
+        self._stamp = clock()
+        self._lock = asyncio.Lock()
+
+    def _fill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+
+    async def acquire(self) -> None:
+        """Wait for a token; waiters are served in arrival order."""
+        async with self._lock:
+            self._fill()
+            while self._tokens < 1.0:
+                await self._sleep((1.0 - self._tokens) / self._rate)
+                self._fill()
+            self._tokens -= 1.0
+
+
+class DeploymentBudget:
+    """At most ``limit`` controller-started deployments running at once.
+
+    Finished deployments are reported by the event watcher (``finished``); ``refresh`` asks
+    Marathon directly, so a missed event never blocks the budget for good.
+    """
+
+    def __init__(self, limit: int, *, running: Callable[[], Awaitable[set[str]]],
+                 poll_seconds: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._limit = limit
+        self._clock = clock
+        self._refreshed = float("-inf")
+        self._running = running
+        self._poll_seconds = poll_seconds
+        self._ours: set[str] = set()
+        self._reserved = 0
+        self._changed = asyncio.Event()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._ours) + self._reserved
+
+    async def acquire(self) -> None:
+        """Reserve a slot; wait while ``limit`` of our deployments run or are being started."""
+        while self.in_flight >= self._limit:
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout=self._poll_seconds)
+            except TimeoutError:
+                await self.refresh()
+        self._reserved += 1
+
+    async def try_acquire(self) -> bool:
+        """Reserve a slot if one is free, asking Marathon at most every ``poll_seconds``."""
+        if self.in_flight >= self._limit and self._clock() - self._refreshed >= self._poll_seconds:
+            await self.refresh()
+        if self.in_flight >= self._limit:
+            return False
+        self._reserved += 1
+        return True
+
+    def commit(self, deployment_id: str | None) -> None:
+        """Turn the reservation into a running deployment (``None``: the write started none)."""
+        self._reserved -= 1
+        if deployment_id:
+            self._ours.add(deployment_id)
+        else:
+            self._changed.set()
+
+    def finished(self, deployment_id: str) -> None:
+        if deployment_id in self._ours:
+            self._ours.discard(deployment_id)
+            self._changed.set()
+
+    async def refresh(self) -> None:
+        """Forget our deployments that Marathon no longer runs."""
+        running = await self._running()
+        self._refreshed = self._clock()
+        done = self._ours - running
+        if done:
+            self._ours -= done
+            self._changed.set()
+            log.debug("deployments_finished", count=len(done))

@@ -1,0 +1,107 @@
+"""The reconciler: app id in, converged app out.
+
+Level-triggered: it re-reads the app, asks the pure planner what the fetch list should be, and
+writes only when that differs from what Marathon has. Every write goes through the write gate
+(rate limit + deployment budget) and the leadership fence. Errors are raised for the caller
+(the work queue, or the one-shot pass) to classify: transient ones are retried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from controller.bundles import BundleManager, Fence, no_fence
+from controller.errors import MarathonNotFound
+from controller.marathon import MarathonAPI
+from controller.model import AppId, BundleLocation, RawApp
+from controller.plan import AppPlan, RegistryRule, eligibility, plan_app, update_body
+from controller.ratelimit import DeploymentBudget, TokenBucket
+
+__all__ = ["Action", "AppOutcome", "Reconciler", "WriteGate"]
+
+Action = Literal["updated", "would_update", "unchanged", "gone", "deferred"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppOutcome:
+    app_id: AppId
+    action: Action
+    plan: AppPlan | None = None
+    deployment_id: str | None = None
+    requeue_after: float | None = None
+    """Come back then even if nothing happens (the bundle URI expires)."""
+
+
+class WriteGate:
+    """Every Marathon write waits here: a deployment slot first, then a rate token."""
+
+    def __init__(self, bucket: TokenBucket, budget: DeploymentBudget) -> None:
+        self.bucket = bucket
+        self.budget = budget
+
+
+class Reconciler:
+    """``wait_for_budget=False`` (the daemon) defers a write when the deployment budget is
+    spent instead of holding a worker; the one-shot pass waits."""
+
+    def __init__(
+        self,
+        *,
+        marathon: MarathonAPI,
+        bundles: BundleManager,
+        label: str,
+        rules: Sequence[RegistryRule],
+        gate: WriteGate,
+        fence: Fence = no_fence,
+        dry_run: bool = False,
+        wait_for_budget: bool = True,
+    ) -> None:
+        self._marathon = marathon
+        self._bundles = bundles
+        self._label = label
+        self._rules = tuple(rules)
+        self._gate = gate
+        self._fence = fence
+        self._dry_run = dry_run
+        self._wait_for_budget = wait_for_budget
+
+    async def reconcile(self, app_id: AppId) -> AppOutcome:
+        """Re-read ``app_id`` from Marathon and converge it; a deleted app is ``gone``."""
+        try:
+            app = await self._marathon.get_app(app_id)
+        except MarathonNotFound:
+            return AppOutcome(app_id=app_id, action="gone")
+        return await self.converge(app)
+
+    async def plan(self, app: RawApp) -> tuple[AppPlan, BundleLocation | None]:
+        """What ``app``'s fetch list should be, publishing its registry's bundle if needed."""
+        decision = eligibility(app, label=self._label, rules=self._rules)
+        location = (await self._bundles.location(decision.registry)
+                    if decision.registry is not None else None)
+        return plan_app(app, decision, location), location
+
+    async def converge(self, app: RawApp) -> AppOutcome:
+        """Plan ``app`` (as just read from Marathon) and write the change, if any."""
+        plan, location = await self.plan(app)
+        app_id = plan.app_id
+        renew = location.renew_in if location is not None else None
+        if not plan.changed:
+            return AppOutcome(app_id=app_id, action="unchanged", plan=plan, requeue_after=renew)
+        if self._dry_run:
+            return AppOutcome(app_id=app_id, action="would_update", plan=plan)
+        budget = self._gate.budget
+        if self._wait_for_budget:
+            await budget.acquire()
+        elif not await budget.try_acquire():
+            return AppOutcome(app_id=app_id, action="deferred", plan=plan)
+        deployment_id = None
+        try:
+            await self._gate.bucket.acquire()
+            await self._fence()
+            deployment_id = await self._marathon.update_app(app_id, update_body(app, plan))
+        finally:
+            budget.commit(deployment_id)
+        return AppOutcome(app_id=app_id, action="updated", plan=plan,
+                          deployment_id=deployment_id, requeue_after=renew)

@@ -1,0 +1,69 @@
+"""Human-readable output of a pass: a per-app diff of the fetch list and a summary.
+
+It shows URIs and flags only: bundle contents never reach this module.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+
+from controller.model import AppId, RawFetch
+from controller.reconcile import AppOutcome
+
+__all__ = ["PassReport", "format_report"]
+
+
+@dataclass(slots=True)
+class PassReport:
+    outcomes: list[AppOutcome] = field(default_factory=list)
+    failures: dict[AppId, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def _entry(entry: RawFetch | str) -> str:
+    return entry if isinstance(entry, str) else json.dumps(entry, sort_keys=True)
+
+
+def _diff(outcome: AppOutcome) -> list[str]:
+    plan = outcome.plan
+    assert plan is not None
+    kept = set(map(_entry, plan.current)) & set(map(_entry, plan.desired))
+    lines = [f"  - {_entry(e)}" for e in plan.current if _entry(e) not in kept]
+    lines += [f"  + {_entry(e)}" for e in plan.desired if _entry(e) not in kept]
+    return lines
+
+
+def format_report(report: PassReport, *, verbose: bool = False) -> str:
+    """The diff of every app that changes (or would), the failures, then one summary line."""
+    lines: list[str] = []
+    skipped: Counter[str] = Counter()
+    actions: Counter[str] = Counter()
+    for outcome in sorted(report.outcomes, key=lambda o: o.app_id):
+        plan = outcome.plan
+        if plan is not None and plan.eligibility.reason != "eligible" and not plan.changed:
+            skipped[plan.eligibility.reason] += 1
+            if verbose:
+                lines.append(f"{outcome.app_id}: skipped ({plan.eligibility.detail})")
+            continue
+        actions[outcome.action] += 1
+        if plan is not None and plan.change is not None:
+            verb = "would " + plan.change if outcome.action == "would_update" else plan.change
+            why = f" ({plan.eligibility.detail})" if plan.eligibility.detail else ""
+            lines.append(f"{outcome.app_id}: {verb}{why}")
+            lines.extend(_diff(outcome))
+    for app_id, error in sorted(report.failures.items()):
+        lines.append(f"{app_id}: FAILED: {error}")
+    parts = [f"{n} {action.replace('_', ' ')}" for action, n in sorted(actions.items())]
+    if skipped:
+        parts.append(f"{sum(skipped.values())} skipped ("
+                     + ", ".join(f"{n} {r.replace('_', ' ')}" for r, n in sorted(skipped.items()))
+                     + ")")
+    parts.append(f"{len(report.failures)} failed")
+    lines.append(f"summary: {len(report.outcomes) + len(report.failures)} apps: "
+                 + ", ".join(parts))
+    return "\n".join(lines)
