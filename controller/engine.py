@@ -1,0 +1,248 @@
+"""The daemon's moving parts: relist, event effects, workers and the resync ticker.
+
+Keys are app ids (``/team-a/web``) or ``RegistryKey``s; a worker takes one key at a time from
+the work queue, reconciles it from scratch, and decides from the outcome whether and when the
+key comes back: transient errors back off per key, a 409 waits for the locking deployment,
+a full deployment budget defers the write, bundles come back when they fall due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal
+
+import structlog
+from structlog.contextvars import bound_contextvars
+
+from controller.errors import MarathonConflict, TerminalError
+from controller.events import EventEffect
+from controller.metrics import Metrics
+from controller.model import AppId
+from controller.reconcile import AppOutcome
+from controller.status import AppStatus, StatusBook
+from controller.workqueue import QueueShutDown, WorkQueue
+
+if TYPE_CHECKING:
+    from controller.app import Components
+
+__all__ = ["Engine", "Key", "RegistryKey"]
+
+log = structlog.get_logger(component="engine")
+
+_LOCKED_RECHECK_SECONDS = 30.0
+_DEFERRED_SECONDS = 2.0
+_REGISTRY_BACKOFF = (5.0, 300.0)
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryKey:
+    registry: str
+
+
+Key = AppId | RegistryKey
+Result = Literal["success", "error", "requeue_after"]
+
+
+class Engine:
+    def __init__(
+        self,
+        parts: Components,
+        queue: WorkQueue[Key],
+        metrics: Metrics,
+        *,
+        status: StatusBook | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.parts = parts
+        self.queue = queue
+        self.metrics = metrics
+        self.status = status or StatusBook()
+        self._now = now
+        self._waiting_on: defaultdict[str, set[AppId]] = defaultdict(set)
+        self._initial: set[Key] | None = None
+        self.synced = asyncio.Event()
+        self.last_relist: float | None = None
+
+    # -- sources of keys ---------------------------------------------------------------------
+
+    async def relist(self) -> None:
+        """Enqueue every labelled app, every app we know, and every registry."""
+        apps = await self.parts.marathon.list_apps(
+            label_selector=self.parts.settings.selector.label)
+        keys: set[Key] = {AppId(a["id"]) for a in apps}
+        keys.update(self.status.apps)
+        keys.update(RegistryKey(r) for r in self.parts.bundles.states)
+        for key in keys:
+            self.queue.add(key)
+        if self._initial is None:
+            self._initial = set(keys)
+            self._check_synced()
+        self.last_relist = time.monotonic()
+        self.metrics.last_resync.set(time.time())
+        log.info("relist_finished", apps=len(apps), keys=len(keys))
+
+    def on_effect(self, effect: EventEffect) -> None:
+        if effect.finished_deployment is not None:
+            self.parts.budget.finished(effect.finished_deployment)
+            for app_id in self._waiting_on.pop(effect.finished_deployment, ()):
+                self.queue.add(app_id)
+        for app_id in effect.app_ids:
+            self.queue.add(app_id)
+
+    async def resync_ticker(self) -> None:
+        """A periodic full relist (±10 % jitter): the safety net under the event stream."""
+        period = self.parts.settings.reconcile.resync_seconds
+        while True:
+            await asyncio.sleep(period * random.uniform(0.9, 1.1))  # noqa: S311
+            try:
+                await self.relist()
+            except Exception as e:  # noqa: BLE001 - a failed relist is retried next period
+                log.warning("relist_failed", error=str(e))
+
+    # -- workers -----------------------------------------------------------------------------
+
+    async def worker(self) -> None:
+        while True:
+            try:
+                key = await self.queue.get()
+            except QueueShutDown:
+                return
+            try:
+                await self.process(key)
+            finally:
+                self.queue.done(key)
+                self._mark_initial_done(key)
+
+    async def process(self, key: Key) -> None:
+        """Reconcile one key and schedule its return; writes the canonical log line."""
+        started = time.perf_counter()
+        timeout = self.parts.settings.reconcile.timeout_seconds
+        context = ({"registry": key.registry} if isinstance(key, RegistryKey)
+                   else {"app_id": key})
+        with bound_contextvars(**context, reconcile_id=uuid.uuid4().hex[:12],
+                               attempt=self.queue.retries(key) + 1):
+            fields: dict[str, object] = {}
+            try:
+                async with asyncio.timeout(timeout):
+                    if isinstance(key, RegistryKey):
+                        result = await self._process_registry(key, fields)
+                    else:
+                        result = await self._process_app(key, fields)
+            except MarathonConflict as e:
+                result = self._locked(key, e, fields)
+            except TerminalError as e:
+                result = self._failed(key, e, fields, retry=False)
+            except Exception as e:  # noqa: BLE001 - transient, timeouts and bugs: back off
+                result = self._failed(key, e, fields, retry=True)
+            duration = time.perf_counter() - started
+            self.metrics.reconcile_total.labels(result=result).inc()
+            if result == "error":
+                self.metrics.reconcile_errors.inc()
+            self.metrics.reconcile_seconds.observe(duration)
+            self._update_app_gauges()
+            log.info("reconcile_finished", outcome=result,
+                     duration_ms=round(duration * 1000, 2), **fields)
+
+    async def _process_app(self, app_id: AppId, fields: dict[str, object]) -> Result:
+        outcome = await self.parts.reconciler.reconcile(app_id)
+        fields["action"] = outcome.action
+        if outcome.action == "gone":
+            self.queue.forget(app_id)
+            self.status.forget(app_id)
+            return "success"
+        if outcome.action == "deferred":
+            fields["requeue_after"] = _DEFERRED_SECONDS
+            self.queue.add_after(app_id, _DEFERRED_SECONDS)
+            self._record(outcome, "pending")
+            return "requeue_after"
+        self.queue.forget(app_id)
+        if outcome.requeue_after is not None:
+            self.queue.add_after(app_id, outcome.requeue_after)
+            fields["requeue_after"] = round(outcome.requeue_after, 1)
+        if outcome.action == "updated":
+            self.metrics.deployments_triggered.inc()
+            fields["deployment_id"] = outcome.deployment_id
+        if outcome.plan is not None and outcome.plan.change:
+            fields["change"] = outcome.plan.change
+        self._record(outcome, "pending" if outcome.action == "updated" else None)
+        return "success" if outcome.requeue_after is None else "requeue_after"
+
+    async def _process_registry(self, key: RegistryKey, fields: dict[str, object]) -> Result:
+        bundles = self.parts.bundles
+        try:
+            fields["action"] = await bundles.refresh(key.registry)
+        except Exception:
+            failures = bundles.states[key.registry].failures
+            base, cap = _REGISTRY_BACKOFF
+            delay = min(cap, base * 2 ** (failures - 1))
+            self.queue.add_after(key, delay)
+            fields["requeue_after"] = delay
+            raise
+        due = bundles.refresh_in(key.registry)
+        if due is None:
+            return "success"
+        self.queue.add_after(key, due)
+        fields["requeue_after"] = round(due, 1)
+        return "requeue_after"
+
+    def _record(self, outcome: AppOutcome, state: Literal["pending"] | None) -> None:
+        plan = outcome.plan
+        if plan is None:
+            return
+        decision = plan.eligibility
+        if decision.reason == "not_opted_in" and not plan.changed:
+            self.status.forget(outcome.app_id)  # not ours: keep the book to opted-in apps
+            return
+        self.status.record(outcome.app_id, AppStatus(
+            state=state or ("converged" if decision.registry else "skipped"),
+            detail=decision.detail or (plan.change or "up to date"),
+            registry=decision.registry,
+            last_reconcile=self._now(),
+            deployment_id=outcome.deployment_id,
+        ))
+
+    def _locked(self, key: Key, error: MarathonConflict, fields: dict[str, object]) -> Result:
+        """Wait for the locking deployments to end (their events re-add the key); never force."""
+        assert not isinstance(key, RegistryKey)
+        for deployment in error.deployment_ids:
+            self._waiting_on[deployment].add(key)
+        self.queue.add_after(key, _LOCKED_RECHECK_SECONDS)
+        self.status.fail(key, str(error), self._now(), state="locked")
+        fields.update(requeue_after=_LOCKED_RECHECK_SECONDS,
+                      waiting_on=list(error.deployment_ids))
+        return "requeue_after"
+
+    def _failed(self, key: Key, error: Exception, fields: dict[str, object], *, retry: bool
+                ) -> Result:
+        message = str(error) or type(error).__name__
+        fields.update(error=message, error_type=type(error).__name__, retry=retry)
+        if not isinstance(key, RegistryKey):
+            if retry:
+                self.queue.add_rate_limited(key)
+            else:
+                self.queue.forget(key)
+            self.status.fail(key, message, self._now())
+        return "error"
+
+    def _update_app_gauges(self) -> None:
+        counts = self.status.counts()
+        for state in ("converged", "pending", "failed", "skipped", "locked"):
+            self.metrics.apps.labels(state=state).set(counts.get(state, 0))
+        self.metrics.deployments_in_flight.set(self.parts.budget.in_flight)
+
+    def _mark_initial_done(self, key: Key) -> None:
+        if self._initial is not None and key in self._initial:
+            self._initial.discard(key)
+            self._check_synced()
+
+    def _check_synced(self) -> None:
+        if self._initial is not None and not self._initial and not self.synced.is_set():
+            self.synced.set()
+            log.info("initial_sync_finished")

@@ -1,0 +1,156 @@
+"""The Marathon event stream as a source of work: events name apps, nothing more.
+
+Marathon cannot resume a stream (no ``Last-Event-ID``), so every (re)connect is followed by a
+full relist; events only make convergence fast. ``effect_of`` is pure; ``EventWatcher`` owns
+the connection and reconnects forever with jittered backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from controller.errors import ControllerError
+from controller.marathon import MarathonAPI
+from controller.model import AppId
+from controller.sse import EventTooLargeError, SSEDecoder
+
+__all__ = ["EVENT_TYPES", "EventEffect", "EventWatcher", "effect_of"]
+
+log = structlog.get_logger(component="events")
+
+EVENT_TYPES = (
+    "event_stream_attached",
+    "api_post_event",
+    "app_terminated_event",
+    "deployment_info",
+    "deployment_success",
+    "deployment_failed",
+)
+_WANTED = frozenset(EVENT_TYPES)
+
+
+@dataclass(frozen=True, slots=True)
+class EventEffect:
+    """What one event means for the controller."""
+
+    app_ids: tuple[AppId, ...] = ()
+    finished_deployment: str | None = None
+
+
+def _plan_apps(plan: Any) -> tuple[AppId, ...]:
+    """App ids in a deployment plan's steps (``steps[].actions[].app``, as the code writes it)."""
+    if not isinstance(plan, dict):
+        return ()
+    apps: list[AppId] = []
+    for step in plan.get("steps") or ():
+        for action in (step.get("actions") or ()) if isinstance(step, dict) else ():
+            if isinstance(action, dict) and isinstance(action.get("app"), str):
+                apps.append(AppId(action["app"]))
+    return tuple(dict.fromkeys(apps))
+
+
+def effect_of(event_type: str, payload: dict[str, Any]) -> EventEffect:
+    """Which apps an event names, and which deployment it ends. Pure."""
+    if event_type == "api_post_event":
+        app = payload.get("appDefinition")
+        if isinstance(app, dict) and isinstance(app.get("id"), str):
+            return EventEffect(app_ids=(AppId(app["id"]),))
+    elif event_type == "app_terminated_event" and isinstance(payload.get("appId"), str):
+        return EventEffect(app_ids=(AppId(payload["appId"]),))
+    elif event_type == "deployment_info":
+        return EventEffect(app_ids=_plan_apps(payload.get("plan")))
+    elif event_type in ("deployment_success", "deployment_failed"):
+        plan = payload.get("plan")
+        deployment = payload.get("id") or (plan.get("id") if isinstance(plan, dict) else None)
+        apps = _plan_apps(plan)
+        return EventEffect(app_ids=apps,
+                           finished_deployment=deployment if isinstance(deployment, str) else None)
+    return EventEffect()
+
+
+class EventWatcher:
+    """Connect, relist, then feed each event's effect to ``on_effect``; reconnect forever."""
+
+    def __init__(
+        self,
+        marathon: MarathonAPI,
+        *,
+        on_effect: Callable[[EventEffect], None],
+        relist: Callable[[], Awaitable[None]],
+        on_connected: Callable[[bool], None] = lambda connected: None,
+        on_event: Callable[[str], None] = lambda event_type: None,
+        on_reconnect: Callable[[], None] = lambda: None,
+        max_event_bytes: int = 4 * 1024 * 1024,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._marathon = marathon
+        self._on_effect = on_effect
+        self._relist = relist
+        self._on_connected = on_connected
+        self._on_event = on_event
+        self._on_reconnect = on_reconnect
+        self._max_event_bytes = max_event_bytes
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        self._sleep = sleep
+        self.connected = False
+
+    async def run(self, *, _iterations: int | None = None) -> None:
+        """Watch until cancelled (``_iterations`` bounds the connections, for tests)."""
+        failures = 0
+        count = 0
+        while _iterations is None or count < _iterations:
+            count += 1
+            try:
+                await self._watch_once()
+                failures = 0
+                log.info("event_stream_ended")
+            except (ControllerError, EventTooLargeError, TimeoutError) as e:
+                failures += 1
+                log.warning("event_stream_failed", error=str(e) or type(e).__name__,
+                            failures=failures)
+            finally:
+                self._set_connected(False)
+            if _iterations is not None and count >= _iterations:
+                return
+            self._on_reconnect()
+            delay = min(self._backoff_max, self._backoff_initial * 2 ** failures)
+            log.info("sse_reconnecting", delay=round(delay, 3))
+            await self._sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311
+
+    async def _watch_once(self) -> None:
+        decoder = SSEDecoder(max_event_bytes=self._max_event_bytes)
+        async with self._marathon.event_stream(EVENT_TYPES) as chunks:
+            self._set_connected(True)
+            log.info("event_stream_attached")
+            await self._relist()
+            async for chunk in chunks:
+                for event in decoder.feed_bytes(chunk):
+                    if event.event in _WANTED:
+                        self._dispatch(event.event, event.data)
+
+    def _dispatch(self, event_type: str, data: str) -> None:
+        self._on_event(event_type)
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            log.warning("event_undecodable", event_type=event_type)
+            return
+        if isinstance(payload, dict):
+            effect = effect_of(event_type, payload)
+            if effect.app_ids or effect.finished_deployment:
+                self._on_effect(effect)
+
+    def _set_connected(self, connected: bool) -> None:
+        if connected != self.connected:
+            self.connected = connected
+            self._on_connected(connected)

@@ -1,0 +1,62 @@
+"""structlog set-up: JSON when stderr is not a terminal, and a redaction backstop for secrets."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Literal, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+__all__ = ["configure", "redact_secrets"]
+
+_SECRET_KEY = re.compile(r"(password|passwd|token|secret|authorization|auth|credential)",
+                         re.IGNORECASE)
+_REDACTED = "***"
+
+
+def _scrub(value: object) -> object:
+    if isinstance(value, MutableMapping):
+        return {k: (_REDACTED if _SECRET_KEY.search(str(k)) else _scrub(v))
+                for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_scrub(v) for v in value)
+    return value
+
+
+def redact_secrets(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
+    """Replace the value of any key that names a secret, at any depth.
+
+    A backstop only: secrets travel as ``model.Secret``, whose ``str`` is ``***`` anyway.
+    """
+    return {k: (_REDACTED if _SECRET_KEY.search(k) else _scrub(v))
+            for k, v in event_dict.items()}
+
+
+def configure(level: str = "info", fmt: Literal["auto", "json", "console"] = "auto",
+              stream: TextIO | None = None) -> None:
+    """Configure structlog once, at start-up."""
+    out = stream or sys.stderr
+    use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
+    renderer: Processor = (structlog.processors.JSONRenderer() if use_json
+                           else structlog.dev.ConsoleRenderer(colors=out.isatty()))
+    processors: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+    ]
+    if use_json:
+        processors.append(structlog.processors.dict_tracebacks)
+    processors.append(renderer)
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[
+            level.upper()]),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=True,
+    )
+

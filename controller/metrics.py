@@ -1,0 +1,129 @@
+"""Every Prometheus metric in one place, on a registry of our own (never the global one).
+
+Names follow controller-runtime's (``controller_reconcile_total`` …) under one prefix. Label
+values are bounded and never secret: results, HTTP methods and statuses, event types, and
+registry host names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from controller.model import BundleManifest
+
+__all__ = ["PREFIX", "Metrics", "QueueMetrics"]
+
+PREFIX = "marathon_pullsecret_"
+RECONCILE_RESULTS = ("success", "error", "requeue_after")
+APP_STATES = ("converged", "pending", "failed", "skipped", "locked")
+PUBLISH_RESULTS = ("published", "unchanged", "not_due", "failed", "dry_run")
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+        def counter(name: str, doc: str, labels: Iterable[str] = ()) -> Counter:
+            return Counter(PREFIX + name, doc, list(labels), registry=registry)
+
+        def gauge(name: str, doc: str, labels: Iterable[str] = ()) -> Gauge:
+            return Gauge(PREFIX + name, doc, list(labels), registry=registry)
+
+        def histogram(name: str, doc: str, labels: Iterable[str] = ()) -> Histogram:
+            return Histogram(PREFIX + name, doc, list(labels), registry=registry,
+                             buckets=_LATENCY_BUCKETS)
+
+        self.reconcile_total = counter(
+            "controller_reconcile_total", "Reconciles by result.", ["result"])
+        self.reconcile_errors = counter(
+            "controller_reconcile_errors_total", "Reconciles that failed.")
+        self.reconcile_seconds = histogram(
+            "controller_reconcile_time_seconds", "Time spent in one reconcile.")
+        self.queue_depth = gauge("workqueue_depth", "Keys waiting in the work queue.")
+        self.queue_adds = counter("workqueue_adds_total", "Keys added to the work queue.")
+        self.queue_retries = counter("workqueue_retries_total", "Keys re-added with backoff.")
+        self.queue_latency = histogram(
+            "workqueue_queue_duration_seconds", "Time a key waits before a worker takes it.")
+        self.marathon_requests = counter(
+            "marathon_requests_total", "Requests to Marathon by method and status.",
+            ["method", "status"])
+        self.marathon_latency = histogram(
+            "marathon_request_duration_seconds", "Marathon request latency.", ["method"])
+        self.events = counter(
+            "marathon_events_total", "Marathon events received, by type.", ["event_type"])
+        self.sse_reconnects = counter(
+            "marathon_sse_reconnects_total", "Event stream reconnects.")
+        self.sse_connected = gauge(
+            "marathon_sse_connected", "1 while the event stream is connected.")
+        self.last_resync = gauge(
+            "marathon_last_resync_timestamp_seconds", "When the last full relist finished.")
+        self.publishes = counter(
+            "bundle_publishes_total", "Bundle refreshes by registry and result.",
+            ["registry", "result"])
+        self.bundle_created = gauge(
+            "bundle_created_timestamp_seconds", "When the current bundle was built.",
+            ["registry"])
+        self.bundle_expiry = gauge(
+            "bundle_expiry_timestamp_seconds",
+            "When the current bundle's credentials (e.g. an ECR token) expire; 0: never.",
+            ["registry"])
+        self.bundle_refresh_due = gauge(
+            "bundle_refresh_timestamp_seconds", "When the bundle is next due.", ["registry"])
+        self.bundle_last_publish = gauge(
+            "bundle_last_publish_timestamp_seconds",
+            "When a bundle was last written successfully.", ["registry"])
+        self.deployments_triggered = counter(
+            "deployments_triggered_total", "Marathon deployments started by the controller.")
+        self.deployments_in_flight = gauge(
+            "deployments_in_flight", "Controller-started deployments still running.")
+        self.apps = gauge("apps_managed", "Opted-in apps by state.", ["state"])
+        self.leader = gauge("leader", "1 while this replica is the leader.")
+
+        for result in RECONCILE_RESULTS:
+            self.reconcile_total.labels(result=result)
+        for state in APP_STATES:
+            self.apps.labels(state=state)
+
+    def init_registries(self, registries: Iterable[str]) -> None:
+        """Known label sets start at 0, so dashboards and alerts see them before any event."""
+        for registry in registries:
+            for result in PUBLISH_RESULTS:
+                self.publishes.labels(registry=registry, result=result)
+
+    def observe_request(self, method: str, status: str, seconds: float) -> None:
+        self.marathon_requests.labels(method=method, status=status).inc()
+        self.marathon_latency.labels(method=method).observe(seconds)
+
+    def observe_publish(self, registry: str, outcome: str,
+                        manifest: BundleManifest | None) -> None:
+        self.publishes.labels(registry=registry, result=outcome).inc()
+        if manifest is not None and outcome == "published":
+            self.bundle_last_publish.labels(registry=registry).set(manifest.created_at.timestamp())
+        if manifest is not None:
+            self.bundle_created.labels(registry=registry).set(manifest.created_at.timestamp())
+            self.bundle_refresh_due.labels(registry=registry).set(
+                manifest.refresh_at.timestamp())
+            self.bundle_expiry.labels(registry=registry).set(
+                manifest.expires_at.timestamp() if manifest.expires_at else 0)
+
+
+class QueueMetrics:
+    """Feeds the work queue's observer hooks into the ``workqueue_*`` metrics."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._m = metrics
+
+    def on_add(self, key: object) -> None:
+        self._m.queue_adds.inc()
+
+    def on_get(self, key: object, waited_seconds: float) -> None:
+        self._m.queue_latency.observe(waited_seconds)
+
+    def on_retry(self, key: object) -> None:
+        self._m.queue_retries.inc()
+
+    def on_depth(self, depth: int) -> None:
+        self._m.queue_depth.set(depth)

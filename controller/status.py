@@ -1,0 +1,89 @@
+"""What the controller knows of each app, for ``/status``, the ``apps_managed`` gauge and resync.
+
+Only ids, states, reasons, URIs and error messages are kept: never a credential.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from controller.bundles import RegistryState
+from controller.model import AppId
+
+__all__ = ["AppState", "AppStatus", "StatusBook"]
+
+AppState = Literal["converged", "pending", "failed", "skipped", "locked"]
+
+
+@dataclass(slots=True, kw_only=True)
+class AppStatus:
+    state: AppState
+    detail: str = ""
+    registry: str | None = None
+    last_reconcile: datetime | None = None
+    last_error: str | None = None
+    deployment_id: str | None = None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+class StatusBook:
+    def __init__(self) -> None:
+        self.apps: dict[AppId, AppStatus] = {}
+
+    def record(self, app_id: AppId, status: AppStatus) -> None:
+        self.apps[app_id] = status
+
+    def fail(self, app_id: AppId, error: str, at: datetime, *, state: AppState = "failed"
+             ) -> None:
+        """Keep what was known of the app; mark the failure."""
+        current = self.apps.get(app_id) or AppStatus(state=state)
+        current.state = state
+        current.last_error = error
+        current.last_reconcile = at
+        self.apps[app_id] = current
+
+    def forget(self, app_id: AppId) -> None:
+        self.apps.pop(app_id, None)
+
+    def counts(self) -> Counter[str]:
+        return Counter(status.state for status in self.apps.values())
+
+    def snapshot(self, registries: Mapping[str, RegistryState], now: datetime,
+                 **extra: Any) -> dict[str, Any]:
+        """The ``/status`` document."""
+        return {
+            **extra,
+            "registries": {
+                name: {
+                    "sha256": s.manifest.sha256 if s.manifest else None,
+                    "format": s.manifest.format if s.manifest else None,
+                    "created_at": _iso(s.manifest.created_at) if s.manifest else None,
+                    "age_seconds": round((now - s.manifest.created_at).total_seconds(), 1)
+                    if s.manifest else None,
+                    "expires_at": _iso(s.manifest.expires_at) if s.manifest else None,
+                    "refresh_at": _iso(s.manifest.refresh_at) if s.manifest else None,
+                    "failures": s.failures,
+                    "last_error": s.last_error,
+                }
+                for name, s in sorted(registries.items())
+            },
+            "apps": {
+                app_id: {
+                    "state": a.state,
+                    "detail": a.detail,
+                    "registry": a.registry,
+                    "last_reconcile": _iso(a.last_reconcile),
+                    "last_error": a.last_error,
+                    "deployment_id": a.deployment_id,
+                }
+                for app_id, a in sorted(self.apps.items())
+            },
+            "counts": dict(self.counts()),
+        }
