@@ -1,0 +1,160 @@
+"""Sans-I/O decoder for ``text/event-stream`` (WHATWG HTML, "Server-sent events").
+
+The watcher owns the socket and feeds whatever chunks arrive; this module only turns text
+into events, so it is tested without a network and reused by anything that reads SSE.
+
+Marathon (Jetty's ``EventSourceServlet``) frames every event as ``event: <type>\\r\\n``,
+``data: <json>\\r\\n``, ``\\r\\n`` and sends heartbeats as a bare blank line written as
+``\\r`` and ``\\n`` in two flushes. A CR that ends one chunk therefore ends a line at once
+(so an event is never held back until the next chunk) and a LF that starts the next chunk
+is dropped, not read as a second, empty line.
+
+Speed matters: one stream carries every event of a large cluster. Lines are found with
+``str.replace`` and ``str.split`` on whole chunks; Python code runs once per line, never
+once per character.
+"""
+
+from __future__ import annotations
+
+import codecs
+from dataclasses import dataclass
+
+__all__ = ["EventTooLargeError", "SSEDecoder", "ServerSentEvent"]
+
+
+class EventTooLargeError(ValueError):
+    """One line or event outgrew the limit; the stream cannot be trusted, so drop it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSentEvent:
+    """One dispatched event.
+
+    ``id`` is the stream's last event ID (it carries over to later events, as in the spec;
+    ``None`` until an ``id`` field arrives); ``retry`` is the reconnection time in
+    milliseconds if this event's block carried one.
+    """
+
+    event: str = "message"
+    data: str = ""
+    id: str | None = None
+    retry: int | None = None
+
+
+class SSEDecoder:
+    """Incremental decoder: feed chunks in any split, get the completed events back.
+
+    Use either ``feed`` or ``feed_bytes`` for one stream. A block without a ``data`` field
+    dispatches nothing (Marathon's heartbeats are bare blank lines); a ``data`` field with
+    an empty value makes an event with empty data, as the spec says.
+
+    ``max_event_bytes`` bounds the text kept for one event (its data plus the line being
+    read). It is counted in decoded characters, each at least one byte on the wire, which
+    spares an encode per line. Past the limit ``feed`` raises :class:`EventTooLargeError`
+    and forgets the buffered text; a new connection needs a new decoder anyway.
+    """
+
+    def __init__(self, max_event_bytes: int = 1_048_576) -> None:
+        self._max_event_bytes = max_event_bytes
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._at_stream_start = True
+        self._after_cr = False
+        self._partial_line: list[str] = []
+        self._partial_line_size = 0
+        self._event_type = ""
+        self._data_lines: list[str] = []
+        self._data_size = 0
+        self._last_event_id: str | None = None
+        self._retry: int | None = None
+
+    def feed_bytes(self, chunk: bytes) -> list[ServerSentEvent]:
+        """Decode raw socket bytes as UTF-8 (characters may straddle chunks) and feed them."""
+        return self.feed(self._utf8.decode(chunk))
+
+    def feed(self, chunk: str) -> list[ServerSentEvent]:
+        """Consume ``chunk`` and return the events whose closing blank line it completed."""
+        if not chunk:
+            return []
+        if self._at_stream_start:
+            self._at_stream_start = False
+            if chunk[0] == "\ufeff":  # the spec drops one leading byte order mark
+                chunk = chunk[1:]
+        if self._after_cr:
+            self._after_cr = False
+            if chunk[0] == "\n":  # second half of a CRLF split across chunks
+                chunk = chunk[1:]
+        if not chunk:
+            return []
+        if "\n" not in chunk and "\r" not in chunk:
+            self._keep_partial_line(chunk)
+            return []
+
+        if self._partial_line:
+            chunk = "".join(self._partial_line) + chunk
+            self._partial_line.clear()
+            self._partial_line_size = 0
+        if "\r" in chunk:
+            self._after_cr = chunk[-1] == "\r"
+            chunk = chunk.replace("\r\n", "\n")
+            if "\r" in chunk:  # bare CR line ends are rare; spare the second pass
+                chunk = chunk.replace("\r", "\n")
+        lines = chunk.split("\n")
+        unfinished = lines.pop()
+
+        # The loop runs once per line of the whole stream, so it works on locals and inlines
+        # field handling; the state goes back to ``self`` once per chunk.
+        events: list[ServerSentEvent] = []
+        limit = self._max_event_bytes
+        event_type = self._event_type
+        data_lines = self._data_lines
+        data_size = self._data_size
+        retry = self._retry
+        for line in lines:
+            if not line:
+                if data_lines:
+                    events.append(ServerSentEvent(
+                        event_type or "message", "\n".join(data_lines), self._last_event_id, retry))
+                    data_lines = []
+                    data_size = 0
+                event_type = ""
+                retry = None
+                continue
+            # Whole lines count too, so the outcome does not depend on the chunking.
+            if len(line) + data_size > limit:
+                self._overflow(len(line) + data_size)
+            if line[0] == ":":
+                continue
+            name, _, value = line.partition(":")
+            if value[:1] == " ":
+                value = value[1:]
+            if name == "data":
+                data_lines.append(value)
+                data_size += len(value) + 1
+            elif name == "event":
+                event_type = value
+            elif name == "id":
+                if "\0" not in value:
+                    self._last_event_id = value
+            elif name == "retry" and value.isascii() and value.isdigit():
+                retry = int(value)
+        self._event_type = event_type
+        self._data_lines = data_lines
+        self._data_size = data_size
+        self._retry = retry
+        if unfinished:
+            self._keep_partial_line(unfinished)
+        return events
+
+    def _keep_partial_line(self, text: str) -> None:
+        self._partial_line.append(text)
+        self._partial_line_size += len(text)
+        if self._partial_line_size + self._data_size > self._max_event_bytes:
+            self._overflow(self._partial_line_size + self._data_size)
+
+    def _overflow(self, size: int) -> None:
+        self._partial_line.clear()
+        self._partial_line_size = 0
+        self._data_lines = []
+        self._data_size = 0
+        raise EventTooLargeError(
+            f"event exceeds {self._max_event_bytes} characters (reached {size})")
