@@ -1,0 +1,50 @@
+# marathon-pullsecret-controller container image.
+#
+#   docker build -t registry.example.com/marathon-pullsecret-controller:0.1.0 .
+#   docker run --rm -v "$PWD/config.yaml:/etc/pullsecret-controller/config.yaml:ro" \
+#       -p 9102:9102 registry.example.com/marathon-pullsecret-controller:0.1.0
+#
+# The config must listen on all interfaces inside a container (server.listen: 0.0.0.0:9102).
+# Linted by hadolint in the test suite (tests/packaging); no build runs in CI. Both stages use
+# the same pinned base, so the venv's interpreter path exists in the runtime stage.
+
+# -- build: a self-contained virtualenv under /opt/venv -----------------------------------------
+FROM python:3.11.14-slim-bookworm AS build
+
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY controller ./controller
+RUN pip install --no-cache-dir . \
+    && pip check
+
+# -- runtime: the slim interpreter plus the venv, run as a fixed non-root uid ------------------
+FROM python:3.11.14-slim-bookworm AS runtime
+
+ARG APP_UID=10001
+RUN groupadd --system --gid "${APP_UID}" controller \
+    && useradd --system --uid "${APP_UID}" --gid controller --no-create-home \
+        --home-dir /nonexistent --shell /usr/sbin/nologin controller
+
+COPY --from=build /opt/venv /opt/venv
+
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+USER ${APP_UID}:${APP_UID}
+EXPOSE 9102
+
+# Slim images have no curl: ask /healthz with the standard library (an HTTP error status raises).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9102/healthz', timeout=4)"]
+
+# Exec form: the controller is PID 1 and receives SIGTERM itself (it drains and exits).
+ENTRYPOINT ["pullsecret-controller"]
+CMD ["run", "--config", "/etc/pullsecret-controller/config.yaml"]

