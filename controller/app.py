@@ -161,8 +161,8 @@ class _Reachability:
             self.last_ok = time.monotonic()
 
 
-async def _guard(coro: Coroutine[Any, Any, None], name: str) -> None:
-    """Log a root task's failure or unexpected exit by name; either ends the process."""
+async def _guard(coro: Coroutine[Any, Any, None], name: str, stopping: asyncio.Event) -> None:
+    """Log a root task's failure or unexpected exit by name; either ends the term."""
     try:
         await coro
     except asyncio.CancelledError:
@@ -170,7 +170,8 @@ async def _guard(coro: Coroutine[Any, Any, None], name: str) -> None:
     except Exception:
         log.exception("task_crashed", task=name)
         raise
-    log.error("task_exited", task=name)
+    if not stopping.is_set():
+        log.error("task_exited", task=name)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -243,7 +244,8 @@ class _Daemon:
         roots: dict[str, Coroutine[Any, Any, None]] = {
             f"worker-{i}": engine.worker() for i in range(rc.workers)}
         roots |= {"resync": engine.resync_ticker(), "events": watcher.run()}
-        tasks = {name: asyncio.create_task(_guard(coro, name), name=name)
+        stopping = asyncio.Event()
+        tasks = {name: asyncio.create_task(_guard(coro, name, stopping), name=name)
                  for name, coro in roots.items()}
         self.term = DaemonHandle(engine=engine, watcher=watcher, queue=queue, tasks=tasks)
         metrics.leader.set(1)
@@ -260,6 +262,7 @@ class _Daemon:
         crashed = not (waits[0] in done or waits[1] in done)
         reason = "crash" if crashed else ("signal" if stop.is_set() else "leadership_lost")
         log.info("term_stopping", reason=reason)
+        stopping.set()
         await _stop_term(tasks, queue, drain=reason == "signal",
                          grace_seconds=rc.shutdown_timeout_seconds)
         metrics.leader.set(0)

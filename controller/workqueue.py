@@ -237,6 +237,10 @@ class WorkQueue(Generic[K]):
 
     # -- sizes ---------------------------------------------------------------------------
 
+    def __contains__(self, key: object) -> bool:
+        """Whether ``key`` is queued, scheduled, or held by a worker."""
+        return key in self._dirty or key in self._due_at or key in self._processing
+
     def __len__(self) -> int:
         """Keys a worker could take right now."""
         self._promote_due(self._clock())

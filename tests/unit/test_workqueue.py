@@ -115,6 +115,16 @@ class TestSizes:
         queue.add_after("d", 5)
         assert (len(queue), queue.depth, queue.processing, queue.pending_delayed) == (2, 3, 1, 1)
 
+    def test_membership_covers_every_state(self, queue: WorkQueue[str]) -> None:
+        """``in`` sees queued, held and delayed keys, and nothing once a key is done."""
+        queue.add("a")
+        queue.add("b")
+        queue.add_after("c", 5)
+        queue.get_nowait()
+        assert [k in queue for k in "abcd"] == [True, True, True, False]
+        queue.done("a")
+        assert "a" not in queue
+
     def test_due_keys_count_as_ready(self, queue: WorkQueue[str], clock: FakeClock) -> None:
         """A delayed key counts as ready as soon as its time has come."""
         queue.add_after("a", 5)

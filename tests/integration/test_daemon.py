@@ -1,0 +1,266 @@
+"""The whole daemon (`run`) against the Marathon simulator: events, resync, 409s, rotation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from controller.app import DaemonHandle, run
+from controller.config import Settings, settings_from_mapping
+from controller.engine import RegistryKey
+from controller.plan import is_managed_uri
+from controller.simulator import MarathonSimulator, MarathonState
+
+REG = "registry.example.com:5000"
+LABEL = "pullsecret.enabled"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def app(app_id: str, *, opted_in: bool = True, image: str | None = None, **extra: Any) -> dict:
+    return {"id": app_id, "cmd": "sleep 1000", "labels": {LABEL: "true"} if opted_in else {},
+            "container": {"type": "DOCKER",
+                          "docker": {"image": image or f"{REG}/team/{app_id.strip('/')}:1"}},
+            **extra}
+
+
+def bundle_uris(state: MarathonState, app_id: str) -> list[str]:
+    return [e["uri"] for e in state.get_app(app_id).get("fetch", []) if is_managed_uri(e["uri"])]
+
+
+def config(url: str, tmp_path: Path, **reconcile: Any) -> dict[str, Any]:
+    return {
+        "marathon": {"urls": [url], "timeout_seconds": 5},
+        "registries": [{"host": REG, "credentials": {"username": "robot",
+                                                     "password_env": "REG_PW"}}],
+        "storage": {"filesystem": {"path": str(tmp_path / "bundles")}},
+        "reconcile": {"resync_seconds": 300, "max_writes_per_second": 1000, "write_burst": 1000,
+                      **reconcile},
+        "server": {"listen": f"127.0.0.1:{free_port()}"},
+    }
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll with a deadline (the state lives in this process: no sleep-as-sync)."""
+    async with asyncio.timeout(timeout):
+        while not check():
+            await asyncio.sleep(0.01)
+
+
+class Daemon:
+    """The daemon running as a task of this test's loop."""
+
+    def __init__(self, settings: Settings, env: dict[str, str]) -> None:
+        self.settings = settings
+        self.env = env
+        self.stop = asyncio.Event()
+        self.handle: DaemonHandle | None = None
+        self.task: asyncio.Task[int] | None = None
+
+    async def __aenter__(self) -> Daemon:
+        started = asyncio.Event()
+
+        def on_started(handle: DaemonHandle) -> None:
+            self.handle = handle
+            started.set()
+
+        self.task = asyncio.create_task(run(self.settings, self.env, stop=self.stop,
+                                            started=on_started))
+        async with asyncio.timeout(10):
+            await started.wait()
+            assert self.handle is not None
+            await self.handle.engine.synced.wait()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.stop.set()
+        assert self.task is not None
+        assert await asyncio.wait_for(self.task, 15) == 0
+
+
+@pytest.fixture
+def state() -> MarathonState:
+    return MarathonState(deployment_seconds=0.05)
+
+
+@pytest.fixture
+async def sim(state):
+    async with MarathonSimulator(state, heartbeat_seconds=0.5) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def env() -> dict[str, str]:
+    return {"REG_PW": "first-password"}
+
+
+@pytest.fixture
+def daemon(sim, tmp_path, env):
+    def make(**reconcile: Any) -> Daemon:
+        return Daemon(settings_from_mapping(config(sim.url, tmp_path, **reconcile), env), env)
+
+    return make
+
+
+class TestEvents:
+    async def test_created_app_gets_its_bundle(self, state, daemon):
+        """A new opted-in app gets the bundle through the event stream."""
+        async with daemon():
+            state.add_app(app("/team/new"))
+            await eventually(lambda: len(bundle_uris(state, "/team/new")) == 1)
+
+    async def test_updated_app_opting_in_gets_its_bundle(self, state, daemon):
+        """An existing app that opts in later gets the bundle."""
+        state.load_apps([app("/team/late", opted_in=False)])
+        async with daemon():
+            state.update_app("/team/late", {"labels": {LABEL: "true"}}, allow_creation=False)
+            await eventually(lambda: len(bundle_uris(state, "/team/late")) == 1)
+
+    async def test_opt_out_removes_only_our_entry(self, state, daemon):
+        """Setting the label to false removes our entry and keeps the app's own."""
+        own = {"uri": "https://files.example.com/data.tgz", "cache": True}
+        state.load_apps([app("/team/out", fetch=[own])])
+        async with daemon():
+            await eventually(lambda: len(bundle_uris(state, "/team/out")) == 1)
+            await eventually(lambda: not state.list_deployments())
+            state.update_app("/team/out", {"labels": {LABEL: "false"}}, allow_creation=False)
+            await eventually(lambda: not bundle_uris(state, "/team/out"))
+        fetch = state.get_app("/team/out")["fetch"]
+        assert [e["uri"] for e in fetch] == [own["uri"]]
+        assert fetch[0]["cache"] is True
+
+    async def test_deleted_app_leaves_nothing_queued(self, state, daemon):
+        """After an app is deleted, its key is neither queued nor tracked."""
+        state.load_apps([app("/team/gone")])
+        async with daemon() as d:
+            await eventually(lambda: len(bundle_uris(state, "/team/gone")) == 1)
+            await eventually(lambda: not state.list_deployments())
+            state.delete_app("/team/gone")
+            assert d.handle is not None
+            engine, queue = d.handle.engine, d.handle.queue
+            await eventually(lambda: "/team/gone" not in engine.status.apps
+                             and "/team/gone" not in queue)
+
+    async def test_stream_cut_reconnects_relists_and_converges(self, state, sim, daemon):
+        """Events missed while the stream is down are caught by the relist on reconnect."""
+        async with daemon() as d:
+            assert d.handle is not None
+            watcher = d.handle.watcher
+            relists = d.handle.engine.last_relist
+            state.disconnect_streams()
+            await eventually(lambda: not watcher.connected)
+            state.load_apps([app("/team/missed")])  # no event: only a relist can find it
+            await eventually(lambda: watcher.connected and d.handle is not None
+                             and d.handle.engine.last_relist != relists)
+            await eventually(lambda: len(bundle_uris(state, "/team/missed")) == 1)
+
+
+class TestProtection:
+    async def test_409_storm_converges_within_the_budget(self, state, daemon):
+        """Locked apps converge once their deployments end; never forced, never over budget."""
+        state.deployment_seconds = None  # deployments end only when the test says so
+        ids = [f"/storm/app-{i}" for i in range(12)]
+        state.load_apps([app(i) for i in ids])
+        external = {state.update_app(i, {"instances": 2}, allow_creation=False).deployment_id
+                    for i in ids}
+        budget = 3
+        most_ours = 0
+        async with daemon(max_concurrent_deployments=budget):
+            async with asyncio.timeout(20):
+                while not all(bundle_uris(state, i) for i in ids) or state.list_deployments():
+                    running = {d["id"] for d in state.list_deployments()}
+                    most_ours = max(most_ours, len(running - external))
+                    # end a few deployments per tick: external ones first, then ours
+                    for deployment in sorted(running, key=lambda d: d not in external)[:4]:
+                        state.finish_deployment(deployment)
+                    await asyncio.sleep(0.02)
+        assert 0 < most_ours <= budget
+        assert any(w.status == 409 for w in state.writes)
+        assert not any("force" in json.dumps(w.body) for w in state.writes)
+
+    async def test_second_pass_is_a_no_op(self, state, daemon):
+        """A resync of converged apps makes no Marathon write."""
+        state.load_apps([app(f"/quiet/{i}") for i in range(5)])
+        async with daemon() as d:
+            await eventually(lambda: all(bundle_uris(state, f"/quiet/{i}") for i in range(5)))
+            await eventually(lambda: not state.list_deployments())
+            writes = len(state.writes)
+            assert d.handle is not None
+            await d.handle.engine.relist()
+            await eventually(lambda: d.handle is not None and d.handle.queue.depth == 0
+                             and d.handle.queue.processing == 0)
+            assert len(state.writes) == writes
+
+
+class TestRotation:
+    async def test_rotation_republishes_without_app_writes(self, state, daemon, env, tmp_path):
+        """A changed password gives new bundle content and zero app writes."""
+        state.load_apps([app("/rot/a"), app("/rot/b")])
+        async with daemon() as d:
+            await eventually(lambda: all(bundle_uris(state, a) for a in ("/rot/a", "/rot/b")))
+            await eventually(lambda: not state.list_deployments())
+            bundle = next((tmp_path / "bundles").glob("*.tar.gz"))
+            before, writes = bundle.read_bytes(), len(state.writes)
+            env["REG_PW"] = "second-password"
+            assert d.handle is not None
+            d.handle.queue.add(RegistryKey(REG))  # what the next resync does
+            await eventually(lambda: bundle.read_bytes() != before)
+            await d.handle.engine.relist()
+            await eventually(lambda: d.handle is not None and d.handle.queue.depth == 0
+                             and d.handle.queue.processing == 0)
+        assert len(state.writes) == writes
+
+
+class TestLifecycle:
+    async def test_sigterm_exits_zero_within_the_shutdown_timeout(self, sim, tmp_path):
+        """The real process drains and exits 0 on SIGTERM."""
+        cfg = config(sim.url, tmp_path, shutdown_timeout_seconds=5)
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        port = int(cfg["server"]["listen"].rsplit(":", 1)[1])
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "controller", "run", "--config", str(path),
+            env={**os.environ, "REG_PW": "pw-Zq81xx"}, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        try:
+            async with asyncio.timeout(20):
+                while not await _ready(port):
+                    await asyncio.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            started = time.monotonic()
+            code = await asyncio.wait_for(proc.wait(), 10)
+            elapsed = time.monotonic() - started
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        stderr = (await proc.stderr.read()).decode() if proc.stderr else ""
+        assert code == 0, stderr[-2000:]
+        assert elapsed < 5
+        assert "controller_stopped" in stderr
+        assert "pw-Zq81xx" not in stderr
+
+
+async def _ready(port: int) -> bool:
+    try:
+        async with aiohttp.ClientSession() as session, session.get(
+                f"http://127.0.0.1:{port}/readyz", timeout=aiohttp.ClientTimeout(total=1)) as r:
+            return r.status == 200
+    except (aiohttp.ClientError, TimeoutError):
+        return False
