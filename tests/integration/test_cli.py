@@ -1,0 +1,114 @@
+"""The command line as operators run it: exit codes, reports, and no secret in any output."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+from controller.plan import is_managed_uri
+from controller.simulator import MarathonSimulator, MarathonState
+
+REG = "registry.example.com:5000"
+SECRET = "Sup3r-s3cret-Pw"
+
+
+async def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "controller", *args, env={**os.environ, **(env or {})},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def write(tmp_path: Path, doc: object) -> str:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return str(path)
+
+
+class TestCheckConfig:
+    async def test_many_mistakes_one_report(self, tmp_path):
+        """Several mistakes: exit 2, one line per problem with its path, no traceback."""
+        config = write(tmp_path, {
+            "marathon": {"urls": ["marathon:8080"], "timeout_seconds": "soon"},
+            "registries": [
+                {"host": REG, "credentials": {"username": "u", "password": SECRET}},
+                {"host": "other:5000", "credentials": {"username": "u",
+                                                       "password_env": "REG_PW"}},
+            ],
+            "storage": {"filesystem": {"path": "relative"}},
+            "reconcile": {"workers": 0, "colour": "blue"},
+        })
+        code, out, err = await cli("check-config", "--config", config)
+        assert code == 2
+        assert "Traceback" not in err
+        for expected in ("marathon.timeout_seconds: expected number",
+                         "registries[0].credentials.password: secrets must not be written",
+                         "reconcile.colour: unknown key", "reconcile.workers:"):
+            assert expected in err
+        assert SECRET not in out + err
+
+    async def test_semantic_problems(self, tmp_path):
+        """Missing variables and files are named with their paths."""
+        config = write(tmp_path, {
+            "marathon": {"urls": ["marathon:8080"], "ca_file": str(tmp_path / "nope.pem")},
+            "registries": [{"host": REG, "credentials": {"username": "u",
+                                                         "password_env": "REG_PW"}}],
+            "storage": {"filesystem": {"path": "relative"}},
+        })
+        code, _, err = await cli("check-config", "--config", config)
+        assert code == 2
+        assert "registries[0].credentials.password_env: variable REG_PW is not set" in err
+        assert "marathon.urls[0]: 'marathon:8080' is not an http(s) URL" in err
+        assert f"marathon.ca_file: file {tmp_path / 'nope.pem'} does not exist" in err
+        assert "storage.filesystem.path: must be an absolute path" in err
+
+    async def test_missing_file(self, tmp_path):
+        """A missing config file is a config error, not a crash."""
+        code, _, err = await cli("check-config", "--config", str(tmp_path / "none.yaml"))
+        assert (code, "Traceback" in err) == (2, False)
+
+    async def test_good_config(self, tmp_path):
+        """A valid config exits 0."""
+        config = write(tmp_path, {
+            "marathon": {"urls": ["http://marathon:8080"]},
+            "registries": [{"host": REG, "credentials": {"username": "u",
+                                                         "password_env": "REG_PW"}}],
+            "storage": {"filesystem": {"path": str(tmp_path)}},
+        })
+        assert (await cli("check-config", "--config", config, env={"REG_PW": "x"}))[0] == 0
+
+
+class TestPlan:
+    async def test_plan_shows_a_diff_and_writes_nothing(self, tmp_path):
+        """plan prints each change and a summary, and neither Marathon nor storage is written."""
+        state = MarathonState(deployment_seconds=0)
+        state.load_apps([
+            {"id": "/a/web", "cmd": "x", "labels": {"pullsecret.enabled": "true"},
+             "container": {"type": "DOCKER", "docker": {"image": f"{REG}/a/web:1"}}},
+            {"id": "/a/pub", "cmd": "x", "labels": {"pullsecret.enabled": "true"},
+             "container": {"type": "DOCKER", "docker": {"image": "nginx"}}},
+        ])
+        async with MarathonSimulator(state) as sim:
+            config = write(tmp_path, {
+                "marathon": {"urls": [sim.url]},
+                "registries": [{"host": REG, "credentials": {"username": "u",
+                                                             "password_env": "REG_PW"}}],
+                "storage": {"filesystem": {"path": str(tmp_path / "bundles")}},
+            })
+            code, out, err = await cli("plan", "-v", "--config", config,
+                                       env={"REG_PW": SECRET})
+        assert code == 0, err
+        assert "/a/web: would add" in out
+        assert "+ {" in out and "pullsecret-registry.example.com_5000.tar.gz" in out
+        assert "/a/pub: skipped (image registry docker.io is not configured)" in out
+        assert "summary: 2 apps: 1 would update, 1 skipped (1 unconfigured registry)" in out
+        assert state.writes == []
+        assert not (tmp_path / "bundles").exists()
+        assert SECRET not in out + err
+        assert not any(is_managed_uri(e["uri"]) for e in state.get_app("/a/web")["fetch"])
