@@ -111,17 +111,19 @@ async def _wait_for_deployments(marathon: MarathonClient, ids: tuple[str, ...]) 
 
 
 async def _converge_listed(parts: Components, app: RawApp) -> AppOutcome:
-    """Converge one listed app; if a deployment locks it, wait for that and re-read it."""
+    """Converge one listed app; if a deployment locks it, wait for that and try again."""
+    app_id = AppId(app["id"])
+    listed: RawApp | None = app
     for attempt in range(_CONFLICT_ATTEMPTS):
         try:
-            return await parts.reconciler.converge(app)
+            return await parts.reconciler.reconcile(app_id, listed=listed)
         except MarathonConflict as e:
             if attempt == _CONFLICT_ATTEMPTS - 1:
                 raise
-            log.info("app_locked_waiting", app_id=app["id"], deployments=list(e.deployment_ids))
+            log.info("app_locked_waiting", app_id=app_id, deployments=list(e.deployment_ids))
             async with asyncio.timeout(parts.settings.reconcile.timeout_seconds):
                 await _wait_for_deployments(parts.marathon, e.deployment_ids)
-            app = await parts.marathon.get_app(AppId(app["id"]))
+            listed = None
     raise AssertionError("unreachable")  # pragma: no cover
 
 

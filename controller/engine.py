@@ -24,7 +24,7 @@ from structlog.contextvars import bound_contextvars
 from controller.errors import MarathonConflict, TerminalError
 from controller.events import EventEffect
 from controller.metrics import Metrics
-from controller.model import AppId
+from controller.model import AppId, RawApp
 from controller.reconcile import AppOutcome
 from controller.status import AppStatus, StatusBook
 from controller.workqueue import QueueShutDown, WorkQueue
@@ -67,6 +67,8 @@ class Engine:
         self._now = now
         self._waiting_on: defaultdict[str, set[AppId]] = defaultdict(set)
         self._initial: set[Key] | None = None
+        self._listed: dict[AppId, RawApp] = {}
+        """Apps as the last relist saw them, until a worker or a newer event uses them up."""
         self.synced = asyncio.Event()
         self.last_relist: float | None = None
 
@@ -76,7 +78,8 @@ class Engine:
         """Enqueue every labelled app, every app we know, and every registry."""
         apps = await self.parts.marathon.list_apps(
             label_selector=self.parts.settings.selector.label)
-        keys: set[Key] = {AppId(a["id"]) for a in apps}
+        self._listed.update((AppId(a["id"]), a) for a in apps)
+        keys: set[Key] = set(self._listed)
         keys.update(self.status.apps)
         keys.update(RegistryKey(r) for r in self.parts.bundles.states)
         for key in keys:
@@ -94,6 +97,7 @@ class Engine:
             for app_id in self._waiting_on.pop(effect.finished_deployment, ()):
                 self.queue.add(app_id)
         for app_id in effect.app_ids:
+            self._listed.pop(app_id, None)  # the listed copy may predate this event
             self.queue.add(app_id)
 
     async def resync_ticker(self) -> None:
@@ -151,7 +155,8 @@ class Engine:
                      duration_ms=round(duration * 1000, 2), **fields)
 
     async def _process_app(self, app_id: AppId, fields: dict[str, object]) -> Result:
-        outcome = await self.parts.reconciler.reconcile(app_id)
+        outcome = await self.parts.reconciler.reconcile(
+            app_id, listed=self._listed.pop(app_id, None))
         fields["action"] = outcome.action
         if outcome.action == "gone":
             self.queue.forget(app_id)

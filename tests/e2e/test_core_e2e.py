@@ -152,7 +152,7 @@ async def test_bundle_command_replaces_the_manual_recipe(registry, tmp_path):
         "--registry", registry.host, "-o", str(out),
         env={**os.environ, "E2E_REGISTRY_PASSWORD": registry.password},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    stdout, stderr = await asyncio.wait_for(proc.communicate(), 30)
+    _, stderr = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, stderr.decode()
     assert oct(out.stat().st_mode & 0o777) == "0o600"
     sandbox = tmp_path / "sandbox"

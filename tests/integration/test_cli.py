@@ -105,7 +105,8 @@ class TestPlan:
                                        env={"REG_PW": SECRET})
         assert code == 0, err
         assert "/a/web: would add" in out
-        assert "+ {" in out and "pullsecret-registry.example.com_5000.tar.gz" in out
+        assert '+ {"cache": false, "extract": true, "uri": "file://' in out
+        assert "pullsecret-registry.example.com_5000.tar.gz" in out
         assert "/a/pub: skipped (image registry docker.io is not configured)" in out
         assert "summary: 2 apps: 1 would update, 1 skipped (1 unconfigured registry)" in out
         assert state.writes == []

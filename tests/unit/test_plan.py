@@ -103,7 +103,7 @@ class TestEligibility:
     def test_malformed_image_is_an_app_error(self):
         """A malformed image raises for that app only."""
         bad = app(container={"type": "DOCKER", "docker": {"image": "Registry:5000/UPPER"}})
-        with pytest.raises(InvalidAppError, match="container.docker.image"):
+        with pytest.raises(InvalidAppError, match=r"container\.docker\.image"):
             eligibility(bad, label=LABEL, rules=RULES)
 
 
