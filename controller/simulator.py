@@ -183,6 +183,8 @@ class WriteRecord:
     """The request's ``User-Agent``: which process wrote."""
     status: int
     at: datetime
+    query: str = ""
+    """The raw query string, e.g. ``force=true``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -683,9 +685,10 @@ class MarathonState:
                 return ApiError(fault.status, {"message": f"simulated failure ({fault.status})"})
         return None
 
-    def record_write(self, method: str, path: str, body: Any, client: str, status: int) -> None:
+    def record_write(self, method: str, path: str, body: Any, client: str, status: int,
+                     query: str = "") -> None:
         self.writes.append(WriteRecord(method=method, path=path, body=body, client=client,
-                                       status=status, at=self._now()))
+                                       status=status, at=self._now(), query=query))
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -1091,7 +1094,8 @@ class MarathonSimulator:
             raise
         finally:
             self.state.record_write(request.method, request.path, body,
-                                    request.headers.get(hdrs.USER_AGENT, ""), status)
+                                    request.headers.get(hdrs.USER_AGENT, ""), status,
+                                    request.query_string)
 
     @web.middleware
     async def _answer_errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -745,6 +745,12 @@ class TestWriteLog:
         ]
         assert state.writes[1].body == {"instances": 2}
 
+    async def test_writes_record_the_query(self, http, state):
+        """The query string is kept, so a test can tell whether a writer forced."""
+        state.load_apps([web_app()])
+        await http.put("/v2/apps/team/web", params={"force": "true"}, json={"instances": 2})
+        assert state.writes[0].query == "force=true"
+
     async def test_faulted_writes_are_recorded(self, http, state):
         """A write refused by an injected fault still appears in the log."""
         state.fail_next("/team/web", 500)

@@ -1,0 +1,186 @@
+"""Two controller processes, one real ZooKeeper, one simulator: exactly one of them writes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+import yaml
+
+from controller.plan import is_managed_uri
+from controller.simulator import MarathonSimulator, MarathonState
+
+pytestmark = pytest.mark.zookeeper
+
+REG = "registry.example.com:5000"
+SESSION_TIMEOUT = 4.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def app(app_id: str) -> dict:
+    return {"id": app_id, "cmd": "sleep 1000", "labels": {"pullsecret.enabled": "true"},
+            "container": {"type": "DOCKER", "docker": {"image": f"{REG}/x{app_id}:1"}}}
+
+
+def converged(state: MarathonState, app_id: str) -> bool:
+    return any(is_managed_uri(e["uri"]) for e in state.get_app(app_id).get("fetch", []))
+
+
+def writer_pid(client: str) -> int:
+    match = re.search(r"/(\d+)\)$", client)
+    assert match, client
+    return int(match.group(1))
+
+
+class Controller:
+    """One `pullsecret-controller run` process with leader election."""
+
+    def __init__(self, tmp_path: Path, name: str, marathon: str, zookeeper: str) -> None:
+        self.port = free_port()
+        self.config = tmp_path / f"{name}.yaml"
+        self.config.write_text(yaml.safe_dump({
+            "marathon": {"urls": [marathon], "timeout_seconds": 3},
+            "registries": [{"host": REG, "credentials": {"username": "u",
+                                                         "password_env": "REG_PW"}}],
+            "storage": {"filesystem": {"path": str(tmp_path / "bundles")}},
+            "reconcile": {"shutdown_timeout_seconds": 5, "max_writes_per_second": 100},
+            "server": {"listen": f"127.0.0.1:{self.port}"},
+            "leader_election": {"zookeeper": f"{zookeeper}/pullsecret",
+                                "session_timeout_seconds": SESSION_TIMEOUT},
+            "logging": {"format": "json"},
+        }))
+        self.log = tmp_path / f"{name}.log"
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        with self.log.open("wb") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "controller", "run", "--config", str(self.config),
+                env={**os.environ, "REG_PW": "pw"}, stdout=log, stderr=log)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def leader_gauge(self) -> float | None:
+        try:
+            async with aiohttp.ClientSession() as session, session.get(
+                    f"http://127.0.0.1:{self.port}/metrics",
+                    timeout=aiohttp.ClientTimeout(total=1)) as response:
+                text = await response.text()
+        except (aiohttp.ClientError, TimeoutError):
+            return None
+        match = re.search(r"^marathon_pullsecret_leader (\S+)$", text, re.MULTILINE)
+        return float(match.group(1)) if match else None
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.kill()
+            await self.proc.wait()
+
+
+async def until(check, timeout: float, what: str) -> float:
+    """Poll an async or sync check with a deadline; return the seconds it took."""
+    started = time.monotonic()
+    async with asyncio.timeout(timeout):
+        while True:
+            result = check()
+            if asyncio.iscoroutine(result):
+                result = await result
+            if result:
+                return time.monotonic() - started
+            await asyncio.sleep(0.05)
+    raise AssertionError(what)  # pragma: no cover
+
+
+@pytest.fixture
+async def cluster(zookeeper, tmp_path):
+    state = MarathonState(deployment_seconds=0)
+    async with MarathonSimulator(state, heartbeat_seconds=1) as sim:
+        controllers = [Controller(tmp_path, n, sim.url, zookeeper.hosts) for n in ("a", "b")]
+        try:
+            yield state, controllers
+        finally:
+            for c in controllers:
+                await c.stop()
+
+
+async def elect(controllers: list[Controller]) -> tuple[Controller, Controller]:
+    """Start both; return (leader, standby) once one leads and the other stands by."""
+    first, second = controllers
+    await first.start()
+    await until(lambda: _is(first, 1.0), 30, "first controller leads")
+    await second.start()
+    await until(lambda: _is(second, 0.0), 30, "second controller stands by")
+    return first, second
+
+
+async def _is(controller: Controller, value: float) -> bool:
+    return await controller.leader_gauge() == value
+
+
+async def test_only_the_leader_writes(cluster):
+    """With two replicas up, every write comes from the leader."""
+    state, controllers = cluster
+    leader, standby = await elect(controllers)
+    ids = [f"/ha/app-{i}" for i in range(5)]
+    for app_id in ids:
+        state.add_app(app(app_id))
+    await until(lambda: all(converged(state, a) for a in ids), 20, "converged")
+    patches = [w for w in state.writes if w.method in ("PATCH", "PUT")]
+    assert patches
+    assert {writer_pid(w.client) for w in patches} == {leader.pid}
+    assert await standby.leader_gauge() == 0.0
+
+
+async def test_failover_after_kill_9(cluster):
+    """kill -9 the leader: the standby converges new apps within session timeout + 5 s."""
+    state, controllers = cluster
+    leader, standby = await elect(controllers)
+    assert leader.proc is not None
+    leader.proc.kill()
+    await leader.proc.wait()
+    state.add_app(app("/ha/after-failover"))
+    took = await until(lambda: converged(state, "/ha/after-failover"), SESSION_TIMEOUT + 5,
+                       "standby took over")
+    assert took <= SESSION_TIMEOUT + 5
+    last = [w for w in state.writes if w.method == "PATCH"][-1]
+    assert writer_pid(last.client) == standby.pid
+
+
+async def test_no_split_brain_after_sigstop(cluster):
+    """A leader frozen past its session never writes again once the standby took over."""
+    state, controllers = cluster
+    leader, standby = await elect(controllers)
+    assert leader.proc is not None
+    leader.proc.send_signal(signal.SIGSTOP)
+    await until(lambda: _is(standby, 1.0), SESSION_TIMEOUT + 10, "standby takes over")
+    takeover = time.monotonic()
+    state.add_app(app("/ha/during-freeze"))
+    await until(lambda: converged(state, "/ha/during-freeze"), 10, "converged by new leader")
+    takeover_at = next(w.at for w in state.writes
+                       if w.method == "PATCH" and writer_pid(w.client) == standby.pid)
+    leader.proc.send_signal(signal.SIGCONT)
+    await until(lambda: _is(leader, 0.0), 15, "old leader steps down")
+    state.add_app(app("/ha/after-thaw"))
+    await until(lambda: converged(state, "/ha/after-thaw"), 10, "converged after thaw")
+    assert time.monotonic() - takeover > 0
+    late = [w for w in state.writes
+            if w.method in ("PATCH", "PUT") and w.at >= takeover_at
+            and writer_pid(w.client) == leader.pid]
+    assert late == []
