@@ -174,7 +174,8 @@ class BundleManager:
         await self._store.put_bundle(name, data, manifest)
         state.manifest = manifest
         log.info("bundle_published", registry=registry, sha256=digest,
-                 expires_at=manifest.expires_at, refresh_at=manifest.refresh_at)
+                 expires_at=manifest.expires_at.isoformat() if manifest.expires_at else None,
+                 refresh_at=manifest.refresh_at.isoformat())
         return "published"
 
     def _refresh_at(self, settings: RegistrySettings, credential: RegistryCredential,

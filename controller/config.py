@@ -448,6 +448,10 @@ class _Builder:
         ttl = self.duration("storage.s3.presign_ttl", data.get("presign_ttl"), 12 * _HOUR)
         if ttl > 7 * 24 * _HOUR:
             self.problem("storage.s3.presign_ttl", "S3 presigned URLs last at most 7 days")
+        if data.get("uri_style") == "https" and "kms_key_id" in data:
+            self.problem("storage.s3.kms_key_id", "uri_style https fetches anonymously, which "
+                         "S3 refuses for SSE-KMS objects; use s3a or presigned, or drop "
+                         "kms_key_id (SSE-S3)")
         return S3StorageSettings(
             bucket=data["bucket"], prefix=data.get("prefix", "").strip("/"),
             region=data.get("region"), endpoint_url=data.get("endpoint_url"),

@@ -25,8 +25,16 @@ class PassReport:
         return not self.failures
 
 
+def _shown(uri: str) -> str:
+    """A URI fit to print: a presigned URL's query string is a bearer credential."""
+    base, sep, _ = uri.partition("?")
+    return f"{base}?<signature hidden>" if sep else uri
+
+
 def _entry(entry: RawFetch | str) -> str:
-    return entry if isinstance(entry, str) else json.dumps(entry, sort_keys=True)
+    if isinstance(entry, str):
+        return _shown(entry)
+    return json.dumps({**entry, "uri": _shown(entry["uri"])}, sort_keys=True)
 
 
 def _diff(outcome: AppOutcome) -> list[str]:

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Protocol
 
 from controller.config import RegistrySettings
 from controller.model import RegistryCredential
 
-__all__ = ["CredentialSource", "from_settings"]
+__all__ = ["TOKEN_USERNAME", "CredentialSource", "from_settings", "json_object"]
+
+TOKEN_USERNAME = "<token>"  # noqa: S105 - Docker's marker for an identity token
+
+
+def json_object(raw: str | bytes) -> dict[str, object] | None:
+    """The JSON object in ``raw``, or ``None``.
+
+    The decoding error is dropped here rather than chained (even ``from None`` keeps it as
+    ``__context__``): ``JSONDecodeError.doc`` holds the whole input, secrets included.
+    """
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 class CredentialSource(Protocol):

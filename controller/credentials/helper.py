@@ -13,32 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import shutil
 import signal
 from collections.abc import Mapping
 
+from controller.credentials import TOKEN_USERNAME, json_object
 from controller.errors import CredentialError
 from controller.model import RegistryCredential, Secret
 from controller.reference import auth_key
 
 __all__ = ["HelperSource"]
-
-_TOKEN_USERNAME = "<token>"  # noqa: S105 - Docker's marker for an identity token
-
-
-_NOT_JSON = object()
-
-
-def _decode(stdout: bytes) -> object:
-    """The JSON in ``stdout``, or ``_NOT_JSON``. The decoding error is dropped right here, not
-    chained: ``JSONDecodeError.doc`` holds the whole output, secret included."""
-    try:
-        return json.loads(stdout)
-    except ValueError:
-        return _NOT_JSON
-
 
 class HelperSource:
     """Runs the helper with ``env`` (its PATH finds it; AWS_*, HOME … reach it unchanged)."""
@@ -60,18 +45,16 @@ class HelperSource:
                                       path=self._env.get("PATH", os.defpath))
         if path is None:
             raise self._error("was not found on PATH")
-        answer = _decode(await self._run(path))
-        if answer is _NOT_JSON:
-            raise self._error("printed output that is not valid JSON")
-        if not isinstance(answer, dict):
-            raise self._error("printed JSON that is not an object")
+        answer = json_object(await self._run(path))
+        if answer is None:
+            raise self._error("printed output that is not a JSON object")
         username, secret = answer.get("Username"), answer.get("Secret")
         if not isinstance(username, str) or not username:
             raise self._error("returned no Username")
         if not isinstance(secret, str) or not secret:
             raise self._error("returned no Secret")
         return RegistryCredential(username=username, password=Secret(secret),
-                                  identity_token=username == _TOKEN_USERNAME)
+                                  identity_token=username == TOKEN_USERNAME)
 
     async def _run(self, path: str) -> bytes:
         """stdout of ``helper get``; the helper and its children are killed on timeout.

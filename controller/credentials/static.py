@@ -5,18 +5,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from controller.credentials import TOKEN_USERNAME, json_object
 from controller.errors import CredentialError
 from controller.model import RegistryCredential, Secret
 from controller.reference import InvalidReferenceError, normalize_registry_host
 
 __all__ = ["DockerConfigSource", "PasswordSource"]
 
-_TOKEN_USERNAME = "<token>"  # noqa: S105 - Docker's marker for an identity token
 
 
 async def _read_text(path: Path, what: str) -> str:
@@ -48,7 +47,7 @@ class PasswordSource:
         if not password:
             raise CredentialError(f"{where} is empty")
         return RegistryCredential(username=self._username, password=Secret(password),
-                                  identity_token=self._username == _TOKEN_USERNAME)
+                                  identity_token=self._username == TOKEN_USERNAME)
 
 
 def _entry_registry(key: str) -> str | None:
@@ -71,11 +70,8 @@ class DockerConfigSource:
 
     async def fetch(self) -> RegistryCredential:
         text = await _read_text(self._path, "docker config")
-        try:
-            config = json.loads(text)
-        except ValueError:
-            raise CredentialError(f"docker config {self._path} is not valid JSON") from None
-        if not isinstance(config, dict):
+        config = json_object(text)
+        if config is None:
             raise CredentialError(f"docker config {self._path} is not a JSON object")
         entry = self._entry(config)
         return self._credential(entry)
@@ -92,7 +88,7 @@ class DockerConfigSource:
 
     def _credential(self, entry: dict[str, Any]) -> RegistryCredential:
         if entry.get("identitytoken"):
-            return RegistryCredential(username=_TOKEN_USERNAME,
+            return RegistryCredential(username=TOKEN_USERNAME,
                                       password=Secret(str(entry["identitytoken"])),
                                       identity_token=True)
         if entry.get("auth"):

@@ -188,7 +188,7 @@ exit 3
         env = make_helper(tmp_path, f"""
 echo 'Username=alice Secret={SECRET}'
 """)
-        with pytest.raises(CredentialError, match="not valid JSON") as caught:
+        with pytest.raises(CredentialError, match="not a JSON object") as caught:
             await HelperSource("testhelper", registry="r.example", env=env).fetch()
         assert_no_secret(caught.value)
 
@@ -265,3 +265,12 @@ class TestDockerConfigSource:
         path = self.config(tmp_path, {"credHelpers": {"reg.example": "ecr-login"}})
         with pytest.raises(CredentialError, match=r"configure credentials\.helper"):
             await DockerConfigSource(path, registry="reg.example").fetch()
+
+    async def test_broken_json_keeps_no_trace_of_the_file(self, tmp_path: Path) -> None:
+        """A broken config.json raises without chaining the decoder error, which holds the file."""
+        path = tmp_path / "config.json"
+        path.write_text('{"auths": {"reg.example": {"auth": "U0VDUkVULVZBTFVF"}')
+        with pytest.raises(CredentialError, match="not a JSON object") as caught:
+            await DockerConfigSource(path, registry="reg.example").fetch()
+        assert caught.value.__context__ is None
+        assert caught.value.__cause__ is None

@@ -214,3 +214,9 @@ class TestShippedFiles:
         doc["marathon"]["auth"] = {"username": "ops", "password_env": "MARATHON_PASSWORD"}
         settings = settings_from_mapping(doc, {"REGISTRY_PASSWORD": "x", "MARATHON_PASSWORD": "y"})
         assert settings.registries[0].apps == ("/team-a/*",)
+
+
+def test_https_with_kms_is_refused():
+    """Anonymous https fetches cannot read SSE-KMS objects: say so at start-up."""
+    doc = minimal(storage={"s3": {"bucket": "b", "uri_style": "https", "kms_key_id": "k"}})
+    assert any(p.startswith("storage.s3.kms_key_id: uri_style https") for p in problems(doc))

@@ -1,0 +1,40 @@
+"""The human-readable report: diffs, summary, and nothing secret."""
+
+from __future__ import annotations
+
+from controller.model import AppId, BundleLocation
+from controller.plan import RegistryRule, bundle_name, eligibility, plan_app
+from controller.reconcile import AppOutcome
+from controller.report import PassReport, format_report
+
+REG = "registry.example.com:5000"
+SIGNED = f"https://b.s3.amazonaws.com/{bundle_name(REG)}?X-Amz-Signature=deadbeef"
+
+
+def outcome(app: dict, uri: str, action: str = "would_update") -> AppOutcome:
+    decision = eligibility(app, label="l", rules=[RegistryRule(registry=REG)])
+    plan = plan_app(app, decision, BundleLocation(uri=uri) if decision.registry else None)
+    return AppOutcome(app_id=AppId(app["id"]), action=action, plan=plan)  # type: ignore[arg-type]
+
+
+APP = {"id": "/a", "labels": {"l": "true"}, "fetch": [],
+       "container": {"type": "DOCKER", "docker": {"image": f"{REG}/a:1"}}}
+
+
+def test_presigned_signature_is_never_printed():
+    """A presigned URL is shown without its query string (a bearer credential)."""
+    text = format_report(PassReport(outcomes=[outcome(APP, SIGNED)]))
+    assert "deadbeef" not in text
+    assert "?<signature hidden>" in text
+
+
+def test_summary_counts_actions_skips_and_failures():
+    """The last line sums up the pass."""
+    public = {**APP, "id": "/p", "container": {"type": "DOCKER", "docker": {"image": "nginx"}}}
+    report = PassReport(outcomes=[outcome(APP, "file:///x/" + bundle_name(REG), "updated"),
+                                  outcome(public, "unused", "unchanged")],
+                        failures={AppId("/bad"): "container.docker.image: bad"})
+    lines = format_report(report).splitlines()
+    assert "/bad: FAILED: container.docker.image: bad" in lines
+    assert lines[-1] == ("summary: 3 apps: 1 updated, 1 skipped (1 unconfigured registry), "
+                         "1 failed")
