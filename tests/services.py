@@ -46,6 +46,10 @@ _STOP_GRACE_S = 5.0
 _live: list[subprocess.Popen[bytes]] = []
 
 
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "marathon"
+"""Marathon's schemas and examples: ``shared/`` lies beside the checkout (as in CI)."""
+
+
 class ServiceUnavailable(RuntimeError):
     """A binary or file a service needs is not installed on this machine."""
 

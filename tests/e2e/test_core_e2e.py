@@ -16,12 +16,12 @@ import yaml
 
 from controller.plan import is_managed_uri
 from controller.simulator import MarathonSimulator, MarathonState
-from tests.services import Registry, fetch_into_sandbox, skopeo_inspect
+from tests.services import REFERENCE, Registry, fetch_into_sandbox, skopeo_inspect
 
 pytestmark = pytest.mark.e2e
 
 LABEL = "pullsecret.enabled"
-SCHEMA = Path(__file__).resolve().parents[3] / "shared/reference/marathon/schema/AppDefinition.json"
+SCHEMA = REFERENCE / "schema" / "AppDefinition.json"
 OWN_ENTRY = {"uri": "https://files.example.com/assets.tgz", "extract": True, "cache": True}
 
 

@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from controller.metrics import Metrics
+from tests.services import REFERENCE
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -34,7 +35,7 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 CHART = ROOT / "charts" / "marathon-pullsecret-controller"
 DASHBOARD = CHART / "dashboards" / "pullsecret-controller.json"
 MARATHON_APP = ROOT / "config" / "marathon-app.json"
-APP_SCHEMA = ROOT.parent / "shared" / "reference" / "marathon" / "schema" / "AppDefinition.json"
+APP_SCHEMA = REFERENCE / "schema" / "AppDefinition.json"
 
 RELEASE, NAMESPACE = "pullsecret", "ops"
 FULLNAME = f"{RELEASE}-marathon-pullsecret-controller"

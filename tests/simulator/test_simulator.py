@@ -8,7 +8,6 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -23,8 +22,8 @@ from controller.simulator import (
     MarathonState,
     seed_apps,
 )
+from tests.services import REFERENCE
 
-REFERENCE = Path("/work/shared/reference/marathon")
 EXAMPLES = REFERENCE / "examples"
 SCHEMA = json.loads((REFERENCE / "schema" / "AppDefinition.json").read_text())
 SSE = {"Accept": "text/event-stream"}
