@@ -61,3 +61,11 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.M
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def aws(moto_server: services.MotoServer, monkeypatch: pytest.MonkeyPatch) -> services.MotoServer:
+    """moto, with this test's environment pointing the AWS SDKs at it."""
+    for name, value in moto_server.aws_env().items():
+        monkeypatch.setenv(name, value)
+    return moto_server

@@ -34,13 +34,6 @@ _buckets = itertools.count()
 
 
 @pytest.fixture
-def aws(moto_server, monkeypatch):
-    for name, value in moto_server.aws_env().items():
-        monkeypatch.setenv(name, value)
-    return moto_server
-
-
-@pytest.fixture
 def s3(aws):
     """A boto3 client on moto, to look at objects the way an operator would."""
     return boto3.client("s3", **aws.client_kwargs())

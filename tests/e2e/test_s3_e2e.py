@@ -44,13 +44,6 @@ _buckets = itertools.count()
 
 
 @pytest.fixture
-def aws(moto_server, monkeypatch):
-    for name, value in moto_server.aws_env().items():
-        monkeypatch.setenv(name, value)
-    return moto_server
-
-
-@pytest.fixture
 def bucket(aws):
     """A fresh bucket whose policy lets loopback clients GET bundles (``https`` style)."""
     name = f"e2e-bundles-{next(_buckets)}"
