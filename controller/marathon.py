@@ -15,7 +15,7 @@ import os
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
@@ -62,8 +62,7 @@ class MarathonAPI(Protocol):
 
     def event_stream(
         self, event_types: Sequence[str]
-    ) -> Any:  # an async context manager yielding an AsyncIterator[bytes]
-        ...
+    ) -> AbstractAsyncContextManager[AsyncIterator[bytes]]: ...
 
 
 class RequestObserver(Protocol):

@@ -20,7 +20,6 @@ __all__ = [
     "RawDocker",
     "RawFetch",
     "RegistryCredential",
-    "Result",
     "Secret",
 ]
 
@@ -135,13 +134,6 @@ class BundleManifest:
     refresh_at: datetime
     expires_at: datetime | None = None
     leader_epoch: int | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Result:
-    """What a reconcile returns: ``requeue_after`` seconds, or ``None`` for "done"."""
-
-    requeue_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -8,7 +8,8 @@ writes only when that differs from what Marathon has. Every write goes through t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,7 +20,7 @@ from controller.model import AppId, BundleLocation, RawApp
 from controller.plan import AppPlan, RegistryRule, eligibility, plan_app, update_body
 from controller.ratelimit import DeploymentBudget, TokenBucket
 
-__all__ = ["Action", "AppOutcome", "Reconciler", "WriteGate"]
+__all__ = ["Action", "AppOutcome", "Reconciler", "WriteGate", "WriteSlot"]
 
 Action = Literal["updated", "would_update", "unchanged", "gone", "deferred"]
 
@@ -35,11 +36,32 @@ class AppOutcome:
 
 
 class WriteGate:
-    """Every Marathon write waits here: a deployment slot first, then a rate token."""
+    """Every Marathon write passes here: a deployment slot first, then a rate token."""
 
     def __init__(self, bucket: TokenBucket, budget: DeploymentBudget) -> None:
-        self.bucket = bucket
-        self.budget = budget
+        self._bucket = bucket
+        self._budget = budget
+
+    @asynccontextmanager
+    async def write(self, *, wait: bool) -> AsyncIterator[WriteSlot | None]:
+        """Yield a slot to record the deployment in, or ``None`` when the budget is spent and
+        ``wait`` is false. The slot is given back if the write starts no deployment."""
+        if wait:
+            await self._budget.acquire()
+        elif not await self._budget.try_acquire():
+            yield None
+            return
+        slot = WriteSlot()
+        try:
+            await self._bucket.acquire()
+            yield slot
+        finally:
+            self._budget.commit(slot.deployment_id)
+
+
+@dataclass(slots=True)
+class WriteSlot:
+    deployment_id: str | None = None
 
 
 class Reconciler:
@@ -98,18 +120,12 @@ class Reconciler:
             return _unchanged(plan, location)
         if self._dry_run:
             return AppOutcome(app_id=app_id, action="would_update", plan=plan)
-        budget = self._gate.budget
-        if self._wait_for_budget:
-            await budget.acquire()
-        elif not await budget.try_acquire():
-            return AppOutcome(app_id=app_id, action="deferred", plan=plan)
-        deployment_id = None
-        try:
-            await self._gate.bucket.acquire()
+        async with self._gate.write(wait=self._wait_for_budget) as slot:
+            if slot is None:
+                return AppOutcome(app_id=app_id, action="deferred", plan=plan)
             await self._fence()
-            deployment_id = await self._marathon.update_app(app_id, update_body(app, plan))
-        finally:
-            budget.commit(deployment_id)
+            slot.deployment_id = await self._marathon.update_app(app_id, update_body(app, plan))
+            deployment_id = slot.deployment_id
         return AppOutcome(app_id=app_id, action="updated", plan=plan,
                           deployment_id=deployment_id, requeue_after=_renew_in(location))
 
