@@ -54,11 +54,11 @@ def _bundle_uri(app: dict[str, Any]) -> str | None:
 
 
 def _table(state: MarathonState) -> None:
-    _say(f"{'app':<16} {'image':<40} {'pull-secret bundle in fetch'}")
+    _say(f"{'app':<16} {'image':<44} {'pull-secret bundle in fetch'}")
     for app in sorted(state.list_apps(), key=lambda a: a["id"]):
         uri = _bundle_uri(app)
         image = app.get("container", {}).get("docker", {}).get("image", "")
-        _say(f"{app['id']:<16} {image:<40} {uri.rsplit('/', 1)[-1] if uri else '-'}")
+        _say(f"{app['id']:<16} {image:<44} {uri.rsplit('/', 1)[-1] if uri else '-'}")
 
 
 async def _until(what: str, check: Callable[[], bool]) -> float:
@@ -83,7 +83,8 @@ async def _script(handle: DaemonHandle, state: MarathonState, env: dict[str, str
     _say("creating /team-a/new (opted in) ...")
     state.add_app(_app("/team-a/new", f"{REGISTRY}/team-a/new:1", opted_in=True))
     took = await _until("new app", lambda: _bundle_uri(state.get_app("/team-a/new")) is not None)
-    _say(f"/team-a/new got its bundle {took * 1000:.0f} ms after it was created")
+    _say(f"/team-a/new got its bundle {took * 1000:.0f} ms after it was created (its own "
+         "creation deployment locked it meanwhile: the controller waits, it never forces)")
 
     _say()
     bundle_states = handle.engine.parts.bundles.states
