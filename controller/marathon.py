@@ -150,6 +150,7 @@ class MarathonClient:
         self._retry_attempts = retry_attempts
         self._retry_sleep = retry_sleep
         self._urls = list(settings.urls)
+        self._behind_proxy = any(urlsplit(u).path.strip("/") for u in self._urls)
         self._leader: str | None = None
         self._method: str | None = None if settings.update_method == "auto" else (
             settings.update_method.upper())
@@ -312,9 +313,14 @@ class MarathonClient:
         raise MarathonUnavailable(f"{method} {path}: no Marathon reachable ({'; '.join(errors)})")
 
     def _note_leader(self, leader: str | None) -> None:
-        """Prefer the leader Marathon names, so requests skip a proxying standby."""
-        if leader and urlsplit(leader).scheme in ("http", "https"):
-            self._leader = leader.rstrip("/")
+        """Prefer the leader Marathon names, so requests skip a proxying standby.
+
+        Not behind a path-routing proxy (DC/OS ``…/service/marathon``): there the leader's own
+        address bypasses the proxy's authentication, and may not be reachable at all.
+        """
+        if self._behind_proxy or not leader or urlsplit(leader).scheme not in ("http", "https"):
+            return
+        self._leader = leader.rstrip("/")
 
 
 def _origin(url: str) -> str:

@@ -263,3 +263,17 @@ class TestAuthAndLeaders:
         await c.list_apps()
         await c.list_apps()
         assert (len(proxy_rec.requests), len(leader_rec.requests)) == (1, 1)
+
+    async def test_leader_header_ignored_behind_a_path_proxy(self, aiohttp_server, session):
+        """Behind DC/OS Admin Router (a URL with a path) requests keep going through it."""
+        leader_rec = Recorder()
+        leader = await aiohttp_server(leader_rec.app(
+            lambda r: web.json_response({"apps": []})))
+        proxy_rec = Recorder()
+        proxy = await aiohttp_server(proxy_rec.app(lambda r: web.json_response(
+            {"apps": []}, headers={"X-Marathon-Leader": str(leader.make_url("")).rstrip("/")})))
+        c = client(session, str(proxy.make_url("/service/marathon")).rstrip("/"))
+        await c.list_apps()
+        await c.list_apps()
+        assert (len(proxy_rec.requests), len(leader_rec.requests)) == (2, 0)
+        assert proxy_rec.requests[0].path == "/service/marathon/v2/apps"
