@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -263,3 +264,32 @@ async def _ready(port: int) -> bool:
             return r.status == 200
     except (aiohttp.ClientError, TimeoutError):
         return False
+
+
+class TestOpsEndpoints:
+    async def test_status_metrics_and_probes(self, state, daemon, env):
+        """/status shows bundles and apps, /metrics the families, and neither a secret."""
+        state.load_apps([app("/ops/a"), app("/ops/pub", image="nginx")])
+        async with daemon() as d:
+            await eventually(lambda: len(bundle_uris(state, "/ops/a")) == 1)
+            port = d.settings.server.port
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"http://127.0.0.1:{port}/status") as r:
+                    status_text = await r.text()
+                async with session.get(f"http://127.0.0.1:{port}/metrics") as r:
+                    metrics = await r.text()
+                async with session.get(f"http://127.0.0.1:{port}/readyz") as r:
+                    ready = (r.status, await r.json())
+                async with session.get(f"http://127.0.0.1:{port}/healthz") as r:
+                    healthy = r.status
+        status = json.loads(status_text)
+        assert status["registries"][REG]["sha256"]
+        assert status["apps"]["/ops/a"]["registry"] == REG
+        assert status["apps"]["/ops/pub"]["state"] == "skipped"
+        assert ready == (200, {"ok": True, "checks": {"synced": True, "marathon": True,
+                                                      "events": True}})
+        assert healthy == 200
+        assert "marathon_pullsecret_controller_reconcile_total" in metrics
+        assert 'marathon_pullsecret_bundle_publishes_total{registry="' + REG in metrics
+        for text in (status_text, metrics):
+            assert env["REG_PW"] not in text
