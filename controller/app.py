@@ -355,7 +355,8 @@ async def run(
 async def _elected_terms(daemon: _Daemon, election: ZooKeeperElection, stop: asyncio.Event,
                          started: Callable[[DaemonHandle], None] | None) -> bool:
     """Stand by, lead when elected, and stand by again when leadership is lost."""
-    await election.start()
+    if not await _until(election.start(), stop):
+        return False
     while not stop.is_set():
         log.info("standby_waiting")
         if not await _until(election.acquire(), stop):

@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import KazooException
+from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.recipe.lock import Lock
 
 from controller.config import LeaderElectionSettings
@@ -48,15 +49,22 @@ class ZooKeeperElection:
         return self.epoch is not None and self.connected and not self.lost.is_set()
 
     async def start(self) -> None:
+        """Connect, retrying until ZooKeeper answers: meanwhile this replica stands by."""
         self._loop = asyncio.get_running_loop()
         client = KazooClient(hosts=self._settings.zookeeper,
                              timeout=self._settings.session_timeout_seconds)
         client.add_listener(self._on_state)
         self._client = client
-        try:
-            await asyncio.to_thread(client.start, self._settings.session_timeout_seconds)
-        except (KazooException, TimeoutError) as e:
-            raise NotLeaderError(f"cannot reach ZooKeeper: {type(e).__name__}") from e
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await asyncio.to_thread(client.start, self._settings.session_timeout_seconds)
+                break
+            except (KazooException, KazooTimeoutError) as e:
+                log.warning("zookeeper_unreachable", hosts=self._settings.zookeeper,
+                            attempt=attempt, error=type(e).__name__)
+                await asyncio.sleep(min(30.0, 2.0 ** attempt))
         self.connected = True
         log.info("zookeeper_connected", hosts=self._settings.zookeeper)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -146,6 +147,8 @@ async def test_only_the_leader_writes(cluster):
     assert patches
     assert {writer_pid(w.client) for w in patches} == {leader.pid}
     assert await standby.leader_gauge() == 0.0
+    (record,) = (leader.config.parent / "bundles").glob("*.json")
+    assert isinstance(json.loads(record.read_text())["leader_epoch"], int)
 
 
 async def test_failover_after_kill_9(cluster):
@@ -184,3 +187,23 @@ async def test_no_split_brain_after_sigstop(cluster):
             if w.method in ("PATCH", "PUT") and w.at >= takeover_at
             and writer_pid(w.client) == leader.pid]
     assert late == []
+
+
+async def test_standby_while_zookeeper_is_unreachable(tmp_path):
+    """With ZooKeeper down, a replica stands by (healthy, ready, not leading) and exits 0."""
+    state = MarathonState()
+    async with MarathonSimulator(state) as sim:
+        c = Controller(tmp_path, "lonely", sim.url, f"127.0.0.1:{free_port()}")
+        try:
+            await c.start()
+            await until(lambda: _is(c, 0.0), 20, "serves metrics as a standby")
+            async with aiohttp.ClientSession() as session, session.get(
+                    f"http://127.0.0.1:{c.port}/readyz") as response:
+                assert (response.status, (await response.json())["checks"]) == (
+                    200, {"standby": True})
+            assert c.proc is not None
+            c.proc.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(c.proc.wait(), 15) == 0
+        finally:
+            await c.stop()
+    assert state.writes == []
