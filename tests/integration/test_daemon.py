@@ -15,11 +15,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+import structlog.testing
 import yaml
 
 from controller.app import DaemonHandle, run
 from controller.config import Settings, settings_from_mapping
 from controller.engine import RegistryKey
+from controller.events import EventWatcher
 from controller.plan import is_managed_uri
 from controller.simulator import MarathonSimulator, MarathonState
 
@@ -293,3 +295,20 @@ class TestOpsEndpoints:
         assert 'marathon_pullsecret_bundle_publishes_total{registry="' + REG in metrics
         for text in (status_text, metrics):
             assert env["REG_PW"] not in text
+
+
+class TestCrash:
+    async def test_crashed_task_stops_the_daemon_with_a_clear_line(self, state, sim, tmp_path,
+                                                                   env, monkeypatch):
+        """A root task that crashes ends run() with exit code 1 and a task_crashed line."""
+        async def broken(self):
+            raise RuntimeError("bug in the watcher")
+
+        monkeypatch.setattr(EventWatcher, "_watch_once", broken)
+        settings = settings_from_mapping(config(sim.url, tmp_path), env)
+        with structlog.testing.capture_logs() as logs:
+            code = await asyncio.wait_for(run(settings, env), 15)
+        assert code == 1
+        crashed = [e for e in logs if e["event"] == "task_crashed"]
+        assert [e["task"] for e in crashed] == ["events"]
+        assert any(e["event"] == "controller_stopped" and e["exit_code"] == 1 for e in logs)
