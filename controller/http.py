@@ -15,6 +15,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from controller.errors import ConfigError
+
 __all__ = ["Checks", "make_app", "serve"]
 
 Checks = Callable[[], Mapping[str, bool]]
@@ -50,6 +52,10 @@ async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
     """Start serving; the caller stops it with ``runner.cleanup()`` (last, at shutdown)."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as e:
+        await runner.cleanup()
+        raise ConfigError([f"server.listen: cannot listen on {host}:{port} ({e.strerror})"]
+                          ) from None
     return runner

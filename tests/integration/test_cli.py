@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -113,3 +114,22 @@ class TestPlan:
         assert not (tmp_path / "bundles").exists()
         assert SECRET not in out + err
         assert not any(is_managed_uri(e["uri"]) for e in state.get_app("/a/web")["fetch"])
+
+
+async def test_busy_listen_port_is_a_clear_error(tmp_path):
+    """A port already in use is reported as a config problem (exit 2), not a traceback."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = write(tmp_path, {
+            "marathon": {"urls": ["http://127.0.0.1:1"]},
+            "registries": [{"host": REG, "credentials": {"username": "u",
+                                                         "password_env": "REG_PW"}}],
+            "storage": {"filesystem": {"path": str(tmp_path)}},
+            "server": {"listen": f"127.0.0.1:{port}"},
+        })
+        code, _, err = await cli("run", "--config", config, env={"REG_PW": "x"})
+    assert code == 2
+    assert f"server.listen: cannot listen on 127.0.0.1:{port}" in err
+    assert "Traceback" not in err
