@@ -9,6 +9,7 @@ the file: it names where they are (a file or an environment variable).
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import re
@@ -334,7 +335,10 @@ class _Builder:
         urls = []
         for i, url in enumerate(data["urls"]):
             parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
+            if parts.username or parts.password:
+                self.problem(f"marathon.urls[{i}]", "secrets must not be written in the config "
+                             "file: put no user or password in the URL; use marathon.auth")
+            elif parts.scheme not in ("http", "https") or not parts.hostname:
                 self.problem(f"marathon.urls[{i}]", f"{url!r} is not an http(s) URL")
             urls.append(url.rstrip("/"))
         auth = self.marathon_auth(data["auth"]) if "auth" in data else None
@@ -442,12 +446,21 @@ class _Builder:
         if not urlsplit(prefix).scheme:
             self.problem("storage.filesystem.uri_prefix",
                          f"{prefix!r} has no scheme (e.g. file://, https://)")
-        return FilesystemStorageSettings(path=path, uri_prefix=prefix, group=data.get("group"))
+        group = data.get("group")
+        if isinstance(group, str):
+            try:
+                grp.getgrnam(group)
+            except KeyError:
+                self.problem("storage.filesystem.group", f"no group named {group}")
+        return FilesystemStorageSettings(path=path, uri_prefix=prefix, group=group)
 
     def s3(self, data: dict[str, Any]) -> S3StorageSettings:
         ttl = self.duration("storage.s3.presign_ttl", data.get("presign_ttl"), 12 * _HOUR)
         if ttl > 7 * 24 * _HOUR:
             self.problem("storage.s3.presign_ttl", "S3 presigned URLs last at most 7 days")
+        if ttl < _HOUR:
+            self.problem("storage.s3.presign_ttl", "at least 1h: every re-sign (at half the "
+                         "TTL) rewrites, and so restarts, every opted-in app")
         if data.get("uri_style") == "https" and "kms_key_id" in data:
             self.problem("storage.s3.kms_key_id", "uri_style https fetches anonymously, which "
                          "S3 refuses for SSE-KMS objects; use s3a or presigned, or drop "

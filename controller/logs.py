@@ -9,6 +9,7 @@ from collections.abc import MutableMapping
 from typing import Literal, TextIO
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 __all__ = ["configure", "redact_secrets"]
@@ -41,8 +42,11 @@ def configure(level: str = "info", fmt: Literal["auto", "json", "console"] = "au
     """Configure structlog once, at start-up."""
     out = stream or sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
+    # Tracebacks never show local variables: a frame may hold a header or a password.
     renderer: Processor = (structlog.processors.JSONRenderer() if use_json
-                           else structlog.dev.ConsoleRenderer(colors=out.isatty()))
+                           else structlog.dev.ConsoleRenderer(
+                               colors=out.isatty(),
+                               exception_formatter=structlog.dev.plain_traceback))
     processors: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -50,7 +54,8 @@ def configure(level: str = "info", fmt: Literal["auto", "json", "console"] = "au
         redact_secrets,
     ]
     if use_json:
-        processors.append(structlog.processors.dict_tracebacks)
+        processors.append(structlog.processors.ExceptionRenderer(
+            ExceptionDictTransformer(show_locals=False)))
     processors.append(renderer)
     structlog.configure(
         processors=processors,

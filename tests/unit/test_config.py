@@ -220,3 +220,22 @@ def test_https_with_kms_is_refused():
     """Anonymous https fetches cannot read SSE-KMS objects: say so at start-up."""
     doc = minimal(storage={"s3": {"bucket": "b", "uri_style": "https", "kms_key_id": "k"}})
     assert any(p.startswith("storage.s3.kms_key_id: uri_style https") for p in problems(doc))
+
+
+def test_password_in_marathon_url_is_refused():
+    """A user:password in a Marathon URL is an inline secret, and is not echoed back."""
+    (found,) = problems(minimal(marathon={"urls": ["http://ops:hunter2@marathon:8080"]}))
+    assert found.startswith("marathon.urls[0]: secrets must not be written")
+    assert "hunter2" not in found
+
+
+def test_unknown_group_is_caught_at_load():
+    """check-config names a storage group that does not exist."""
+    doc = minimal(storage={"filesystem": {"path": "/srv/b", "group": "no-such-group-xyz"}})
+    assert "storage.filesystem.group: no group named no-such-group-xyz" in problems(doc)
+
+
+def test_short_presign_ttl_is_refused():
+    """A presign TTL under an hour would restart every app too often."""
+    doc = minimal(storage={"s3": {"bucket": "b", "uri_style": "presigned", "presign_ttl": "30m"}})
+    assert any(p.startswith("storage.s3.presign_ttl: at least 1h") for p in problems(doc))
