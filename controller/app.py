@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import structlog
+from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from controller import credentials, storage
@@ -28,7 +29,7 @@ from controller.bundles import (
 )
 from controller.config import Settings
 from controller.engine import Engine, Key
-from controller.errors import ControllerError, MarathonConflict
+from controller.errors import MarathonConflict
 from controller.events import EventWatcher
 from controller.http import make_app, serve
 from controller.leader import ZooKeeperElection
@@ -140,9 +141,10 @@ async def run_once(parts: Components) -> PassReport:
         async with limit:
             try:
                 report.outcomes.append(await _converge_listed(parts, app))
-            except (ControllerError, TimeoutError) as e:
+            except Exception as e:  # noqa: BLE001 - one app's failure never stops the pass
                 report.failures[AppId(app["id"])] = str(e) or type(e).__name__
-                log.warning("reconcile_failed", app_id=app["id"], error=str(e))
+                log.warning("reconcile_failed", app_id=app["id"], error=str(e),
+                            error_type=type(e).__name__)
 
     async with asyncio.TaskGroup() as tasks:
         for app in apps:
@@ -255,21 +257,23 @@ class _Daemon:
             started(self.term)
         waits = [asyncio.create_task(stop.wait(), name="stop"),
                  asyncio.create_task(lost.wait(), name="lost")]
+        reason = "cancelled"
         try:
             done, _ = await asyncio.wait([*waits, *tasks.values()],
                                          return_when=asyncio.FIRST_COMPLETED)
-        finally:
+            crashed = not (waits[0] in done or waits[1] in done)
+            reason = "crash" if crashed else ("signal" if stop.is_set() else "leadership_lost")
+        finally:  # also when run() itself is cancelled: no task outlives its term
             for w in waits:
                 w.cancel()
-        crashed = not (waits[0] in done or waits[1] in done)
-        reason = "crash" if crashed else ("signal" if stop.is_set() else "leadership_lost")
-        log.info("term_stopping", reason=reason)
-        stopping.set()
-        await _stop_term(tasks, queue, drain=reason == "signal",
-                         grace_seconds=rc.shutdown_timeout_seconds)
-        metrics.leader.set(0)
-        metrics.sse_connected.set(0)
-        self.term = None
+            await asyncio.gather(*waits, return_exceptions=True)
+            log.info("term_stopping", reason=reason)
+            stopping.set()
+            await _stop_term(tasks, queue, drain=reason == "signal",
+                             grace_seconds=rc.shutdown_timeout_seconds)
+            metrics.leader.set(0)
+            metrics.sse_connected.set(0)
+            self.term = None
         return crashed
 
 
@@ -325,6 +329,7 @@ async def run(
     election = (ZooKeeperElection(settings.leader_election, user_agent())
                 if settings.leader_election else None)
     crashed = False
+    runner: web.AppRunner | None = None
     try:
         async with build(settings, env, observe_request=reachability,
                          observe_publish=metrics.observe_publish, wait_for_budget=False,
@@ -344,8 +349,9 @@ async def run(
             finally:
                 if election is not None:
                     await election.stop()
-                await runner.cleanup()
-    finally:
+    finally:  # the clients are closed by now: the HTTP server stops last
+        if runner is not None:
+            await runner.cleanup()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     log.info("controller_stopped", exit_code=1 if crashed else 0)

@@ -37,7 +37,7 @@ __all__ = ["Engine", "Key", "RegistryKey"]
 log = structlog.get_logger(component="engine")
 
 _LOCKED_RECHECK_SECONDS = 30.0
-_DEFERRED_SECONDS = 2.0
+_DEFERRED_SECONDS = 10.0
 _REGISTRY_BACKOFF = (5.0, 300.0)
 
 
@@ -69,6 +69,11 @@ class Engine:
         self._initial: set[Key] | None = None
         self._listed: dict[AppId, RawApp] = {}
         """Apps as the last relist saw them, until a worker or a newer event uses them up."""
+        self._events_seen = 0
+        self._touched: dict[AppId, int] = {}
+        """The event count when each app was last named by an event (see ``relist``)."""
+        self._deferred: set[AppId] = set()
+        """Apps waiting for a deployment slot; re-added as soon as one frees up."""
         self.synced = asyncio.Event()
         self.last_relist: float | None = None
 
@@ -76,10 +81,16 @@ class Engine:
 
     async def relist(self) -> None:
         """Enqueue every labelled app, every app we know, and every registry."""
+        listed_at = self._events_seen
         apps = await self.parts.marathon.list_apps(
             label_selector=self.parts.settings.selector.label)
-        self._listed.update((AppId(a["id"]), a) for a in apps)
-        keys: set[Key] = set(self._listed)
+        keys: set[Key] = set()
+        for app in apps:
+            app_id = AppId(app["id"])
+            keys.add(app_id)
+            if self._touched.get(app_id, -1) <= listed_at:  # else an event is newer than it
+                self._listed[app_id] = app
+        self._touched = {a: seen for a, seen in self._touched.items() if seen > listed_at}
         keys.update(self.status.apps)
         keys.update(RegistryKey(r) for r in self.parts.bundles.states)
         for key in keys:
@@ -92,12 +103,17 @@ class Engine:
         log.info("relist_finished", apps=len(apps), keys=len(keys))
 
     def on_effect(self, effect: EventEffect) -> None:
+        self._events_seen += 1
         if effect.finished_deployment is not None:
             self.parts.budget.finished(effect.finished_deployment)
             for app_id in self._waiting_on.pop(effect.finished_deployment, ()):
                 self.queue.add(app_id)
+            for app_id in self._deferred:  # a deployment slot may be free now
+                self.queue.add(app_id)
+            self._deferred.clear()
         for app_id in effect.app_ids:
             self._listed.pop(app_id, None)  # the listed copy may predate this event
+            self._touched[app_id] = self._events_seen
             self.queue.add(app_id)
 
     async def resync_ticker(self) -> None:
@@ -158,11 +174,13 @@ class Engine:
         outcome = await self.parts.reconciler.reconcile(
             app_id, listed=self._listed.pop(app_id, None))
         fields["action"] = outcome.action
+        self._deferred.discard(app_id)
         if outcome.action == "gone":
             self.queue.forget(app_id)
             self.status.forget(app_id)
             return "success"
-        if outcome.action == "deferred":
+        if outcome.action == "deferred":  # back when a deployment ends, or to poll the budget
+            self._deferred.add(app_id)
             fields["requeue_after"] = _DEFERRED_SECONDS
             self.queue.add_after(app_id, _DEFERRED_SECONDS)
             self._record(outcome, "pending")
@@ -176,20 +194,13 @@ class Engine:
             fields["deployment_id"] = outcome.deployment_id
         if outcome.plan is not None and outcome.plan.change:
             fields["change"] = outcome.plan.change
-        self._record(outcome, "pending" if outcome.action == "updated" else None)
+        self._record(outcome, "pending" if outcome.action in ("updated", "would_update")
+                     else None)
         return "success" if outcome.requeue_after is None else "requeue_after"
 
     async def _process_registry(self, key: RegistryKey, fields: dict[str, object]) -> Result:
         bundles = self.parts.bundles
-        try:
-            fields["action"] = await bundles.refresh(key.registry)
-        except Exception:
-            failures = bundles.states[key.registry].failures
-            base, cap = _REGISTRY_BACKOFF
-            delay = min(cap, base * 2 ** (failures - 1))
-            self.queue.add_after(key, delay)
-            fields["requeue_after"] = delay
-            raise
+        fields["action"] = await bundles.refresh(key.registry)
         due = bundles.refresh_in(key.registry)
         if due is None:
             return "success"
@@ -228,7 +239,13 @@ class Engine:
                 ) -> Result:
         message = str(error) or type(error).__name__
         fields.update(error=message, error_type=type(error).__name__, retry=retry)
-        if not isinstance(key, RegistryKey):
+        if isinstance(key, RegistryKey):  # the last good bundle stays; try again, backing off
+            base, cap = _REGISTRY_BACKOFF
+            failures = max(1, self.parts.bundles.states[key.registry].failures)
+            delay = min(cap, base * 2 ** (failures - 1))
+            self.queue.add_after(key, delay)
+            fields["requeue_after"] = delay
+        else:
             if retry:
                 self.queue.add_rate_limited(key)
             else:

@@ -10,16 +10,16 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
-from controller.errors import ControllerError
 from controller.marathon import MarathonAPI
 from controller.model import AppId
-from controller.sse import EventTooLargeError, SSEDecoder
+from controller.sse import SSEDecoder
 
 __all__ = ["EVENT_TYPES", "EventEffect", "EventWatcher", "effect_of"]
 
@@ -34,6 +34,7 @@ EVENT_TYPES = (
     "deployment_failed",
 )
 _WANTED = frozenset(EVENT_TYPES)
+_STABLE_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,16 +111,19 @@ class EventWatcher:
         count = 0
         while _iterations is None or count < _iterations:
             count += 1
+            connected_at = time.monotonic()
             try:
                 await self._watch_once()
-                failures = 0
                 log.info("event_stream_ended")
-            except (ControllerError, EventTooLargeError, TimeoutError) as e:
-                failures += 1
+            except Exception as e:  # noqa: BLE001 - whatever broke the stream, reconnect
                 log.warning("event_stream_failed", error=str(e) or type(e).__name__,
-                            failures=failures)
+                            error_type=type(e).__name__, failures=failures + 1)
             finally:
                 self._set_connected(False)
+            # Only a stream that stayed up resets the backoff: a proxy that closes every
+            # stream at once must not turn into a relist loop.
+            stayed_up = time.monotonic() - connected_at >= _STABLE_SECONDS
+            failures = 0 if stayed_up else failures + 1
             if _iterations is not None and count >= _iterations:
                 return
             self._on_reconnect()

@@ -81,10 +81,11 @@ class ZooKeeperElection:
     async def acquire(self) -> int:
         """Wait until this replica holds the lock; return the new leader epoch."""
         client = self._require_client()
-        self._lock = client.Lock(_LOCK_PATH, self._identity)
-        lock = self._lock
+        lock = client.Lock(_LOCK_PATH, self._identity)
+        self._lock = lock  # so that stop() releases it even while we still wait
         while not await asyncio.to_thread(self._try_acquire, lock):
             pass
+        self._lock = lock  # a session lost while waiting cleared it; this lock is now held
         node = lock.node or ""
         self.epoch = int(node.rsplit("__", 1)[-1]) if node[-10:].isdigit() else 0
         self.lost.clear()
@@ -95,12 +96,8 @@ class ZooKeeperElection:
     def _try_acquire(lock: Lock) -> bool:
         try:
             return bool(lock.acquire(blocking=True, timeout=_ACQUIRE_POLL_SECONDS))
-        except KazooException:
+        except KazooException:  # LockTimeout included
             return False
-        except Exception as e:  # kazoo raises its LockTimeout, a plain Exception subclass
-            if type(e).__name__ == "LockTimeout":
-                return False
-            raise
 
     async def release(self) -> None:
         lock, self._lock = self._lock, None
@@ -147,6 +144,7 @@ class ZooKeeperElection:
         if state == KazooState.SUSPENDED:
             log.warning("zookeeper_suspended", leading=self.epoch is not None)
         else:
-            self.epoch = None
-            self._lock = None
-            log.warning("zookeeper_session_lost")
+            log.warning("zookeeper_session_lost", leading=self.epoch is not None)
+            if self.epoch is not None:  # a waiting acquire() keeps its lock object
+                self.epoch = None
+                self._lock = None

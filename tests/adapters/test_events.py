@@ -107,3 +107,27 @@ async def test_refused_stream_is_retried(aiohttp_server, status):
         watcher = EventWatcher(client, on_effect=lambda e: None, relist=relist, sleep=no_sleep)
         await asyncio.wait_for(watcher.run(_iterations=3), 10)
     assert calls == 3
+
+
+async def test_streams_that_end_at_once_back_off(aiohttp_server):
+    """A proxy closing every stream at once does not turn into a tight relist loop."""
+    delays: list[float] = []
+
+    async def record(delay: float) -> None:
+        delays.append(delay)
+
+    app = web.Application()
+    app.router.add_get("/v2/events", Stream(*[ATTACHED] * 6).handler)
+    server = await aiohttp_server(app)
+
+    async def relist() -> None:
+        return None
+
+    async with aiohttp.ClientSession() as session:
+        client = MarathonClient(MarathonSettings(urls=(str(server.make_url("")).rstrip("/"),)),
+                                session)
+        watcher = EventWatcher(client, on_effect=lambda e: None, relist=relist, sleep=record,
+                               backoff_initial=1.0, backoff_max=64.0)
+        await asyncio.wait_for(watcher.run(_iterations=6), 10)
+    assert len(delays) == 5
+    assert all(later > earlier for earlier, later in zip(delays, delays[1:], strict=False))

@@ -20,8 +20,7 @@ import yaml
 
 from controller.app import DaemonHandle, run
 from controller.config import Settings, settings_from_mapping
-from controller.engine import RegistryKey
-from controller.events import EventWatcher
+from controller.engine import Engine, RegistryKey
 from controller.plan import is_managed_uri
 from controller.simulator import MarathonSimulator, MarathonState
 
@@ -302,13 +301,13 @@ class TestCrash:
                                                                    env, monkeypatch):
         """A root task that crashes ends run() with exit code 1 and a task_crashed line."""
         async def broken(self):
-            raise RuntimeError("bug in the watcher")
+            raise RuntimeError("bug in the ticker")
 
-        monkeypatch.setattr(EventWatcher, "_watch_once", broken)
+        monkeypatch.setattr(Engine, "resync_ticker", broken)
         settings = settings_from_mapping(config(sim.url, tmp_path), env)
         with structlog.testing.capture_logs() as logs:
             code = await asyncio.wait_for(run(settings, env), 15)
         assert code == 1
         crashed = [e for e in logs if e["event"] == "task_crashed"]
-        assert [e["task"] for e in crashed] == ["events"]
+        assert [e["task"] for e in crashed] == ["resync"]
         assert any(e["event"] == "controller_stopped" and e["exit_code"] == 1 for e in logs)
