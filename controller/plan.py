@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from controller.errors import InvalidAppError
 from controller.model import AppId, BundleLocation, RawApp, RawAppUpdate, RawFetch
-from controller.reference import InvalidReferenceError, parse_image
+from controller.reference import InvalidReferenceError, normalize_registry_host, parse_image
 
 __all__ = [
     "AppPlan",
@@ -115,7 +115,7 @@ def eligibility(app: RawApp, *, label: str, rules: Sequence[RegistryRule]) -> El
     if kind != "DOCKER" or not image:
         return Eligibility(registry=None, reason="not_docker", detail="no Docker image")
     try:
-        registry = parse_image(image).registry
+        registry = normalize_registry_host(parse_image(image).registry)  # Hub aliases: one
     except InvalidReferenceError as e:
         raise InvalidAppError(f"container.docker.image: {e}") from None
     rule = next((r for r in rules if r.registry == registry), None)

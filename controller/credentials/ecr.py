@@ -12,6 +12,7 @@ import base64
 import binascii
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiobotocore.config import AioConfig
@@ -88,6 +89,10 @@ class EcrSource:
         data = response.get("authorizationData") or []
         if not data or not data[0].get("authorizationToken"):
             raise CredentialError(f"{self._registry}: ECR returned no authorization token")
+        endpoint = urlsplit(str(data[0].get("proxyEndpoint", ""))).netloc.lower()
+        if endpoint and endpoint != self._registry:
+            raise CredentialError(f"{self._registry}: ECR issued the token for {endpoint}; "
+                                  "check credentials.ecr.region and registry_id")
         try:
             decoded = base64.b64decode(data[0]["authorizationToken"], validate=True).decode()
         except (binascii.Error, UnicodeDecodeError):

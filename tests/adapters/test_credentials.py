@@ -49,8 +49,16 @@ class TestEcrSource:
         """``registry_id`` is sent as ``registryIds``; moto's token names the registry."""
         settings = EcrSettings(region=aws.region, endpoint_url=aws.endpoint_url,
                                registry_id="999999999999")
-        credential = await EcrSource(settings, registry=ECR_HOST).fetch()
+        host = "999999999999.dkr.ecr.us-east-1.amazonaws.com"
+        credential = await EcrSource(settings, registry=host).fetch()
         assert credential.password.reveal() == "999999999999-auth-token"
+
+    async def test_token_for_another_registry_is_refused(self, aws):
+        """A token issued for another account or region would 401 on pull: refuse it."""
+        settings = EcrSettings(region=aws.region, endpoint_url=aws.endpoint_url,
+                               registry_id="999999999999")
+        with pytest.raises(CredentialError, match="issued the token for 999999999999"):
+            await EcrSource(settings, registry=ECR_HOST).fetch()
 
     async def test_assumed_role(self, aws):
         """With ``role_arn`` the token is fetched as the assumed role (STS at the same endpoint)."""

@@ -82,6 +82,11 @@ class TestEligibility:
                 },
                 "eligible",
             ),
+            (
+                {"container": {"type": "DOCKER",
+                               "docker": {"image": "registry-1.docker.io/acme/x"}}},
+                "eligible",
+            ),
         ],
         ids=[
             "no-label",
@@ -94,6 +99,7 @@ class TestEligibility:
             "hub-short-name-not-allowed",
             "not-allowed",
             "hub-alias-allowed",
+            "registry-1-alias",
         ],
     )
     def test_reason(self, fields, reason):
