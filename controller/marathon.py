@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from pathlib import Path
 from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
@@ -47,6 +49,7 @@ log = structlog.get_logger(component="marathon")
 _MAX_MESSAGE = 256
 _MAX_REDIRECTS = 3
 _EVENT_STREAM_READ_TIMEOUT = 30.0  # 3 x Marathon's 10 s heartbeat
+_HEADER_UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # what aiohttp refuses to send
 
 
 class MarathonAPI(Protocol):
@@ -74,17 +77,43 @@ def no_request_observer(method: str, status: str, seconds: float) -> None:
 
 
 def auth_header(settings: MarathonSettings, env: Mapping[str, str]) -> Secret | None:
-    """The ``Authorization`` value, read fresh so a rotated password file takes effect."""
+    """The ``Authorization`` value, read fresh so a rotated password file takes effect.
+
+    A secret that cannot be read or sent is ``MarathonUnavailable``, not a raw ``OSError`` that
+    would kill the event watcher: the file may come back.
+    """
     auth = settings.auth
     if auth is None:
         return None
     if auth.token_file or auth.token_env:
-        token = (auth.token_file.read_text().strip() if auth.token_file
+        source = (f"marathon.auth.token_file {auth.token_file}" if auth.token_file
+                  else f"marathon.auth.token_env {auth.token_env}")
+        token = (_read_secret(source, auth.token_file) if auth.token_file
                  else env.get(auth.token_env or "", ""))
+        if _HEADER_UNSAFE.search(token):
+            raise MarathonUnavailable(f"{source}: the token has control characters, which an "
+                                      "HTTP header cannot carry")
         return Secret(f"token={token}")
-    password = (auth.password_file.read_text().strip() if auth.password_file
+    password = (_read_secret(f"marathon.auth.password_file {auth.password_file}",
+                             auth.password_file) if auth.password_file
                 else env.get(auth.password_env or "", ""))
-    return Secret(aiohttp.encode_basic_auth(auth.username or "", password))
+    try:
+        return Secret(aiohttp.encode_basic_auth(auth.username or "", password))
+    except ValueError:  # a UnicodeEncodeError would quote the password, so nothing is chained
+        pass
+    raise MarathonUnavailable("marathon.auth: basic auth needs a username without ':' and a "
+                              "password that is text")
+
+
+def _read_secret(source: str, path: Path) -> str:
+    """The file's text, stripped; a failure names the file but never chains an error quoting it."""
+    try:
+        return path.read_text().strip()
+    except OSError as e:
+        problem = e.strerror or type(e).__name__
+    except ValueError:  # a UnicodeDecodeError carries the secret's bytes
+        problem = "not UTF-8 text"
+    raise MarathonUnavailable(f"cannot read {source}: {problem}")
 
 
 def _message(status: int, body: bytes) -> str:
@@ -152,13 +181,18 @@ class MarathonClient:
         self._urls = list(settings.urls)
         self._behind_proxy = any(urlsplit(u).path.strip("/") for u in self._urls)
         self._leader: str | None = None
+        self._failed_leader: str | None = None
         self._method: str | None = None if settings.update_method == "auto" else (
             settings.update_method.upper())
         self._ssl: ssl.SSLContext | bool = True
         if settings.ca_file is not None:
             self._ssl = ssl.create_default_context(cafile=str(settings.ca_file))
-        self._timeout = aiohttp.ClientTimeout(total=settings.timeout_seconds,
-                                              connect=settings.timeout_seconds)
+        # Connecting and each wait for data get timeout_seconds apiece, the whole request twice
+        # that: were the total to expire first, a hung connect would be a plain TimeoutError,
+        # and only a ConnectionTimeoutError proves nothing was sent (so a write may move on).
+        self._timeout = aiohttp.ClientTimeout(total=2 * settings.timeout_seconds,
+                                              connect=settings.timeout_seconds,
+                                              sock_read=settings.timeout_seconds)
 
     # -- public API ------------------------------------------------------------------------
 
@@ -212,6 +246,7 @@ class MarathonClient:
                 _raise_for_status("GET", "/v2/events", response.status, await response.read())
             yield response.content.iter_any()
         except (aiohttp.ClientError, TimeoutError) as e:
+            self._forget_leader(str(response.url))
             raise MarathonUnavailable(f"event stream: {type(e).__name__}") from e
         finally:
             response.release()
@@ -260,6 +295,7 @@ class MarathonClient:
         try:
             payload = await response.read()
         except (aiohttp.ClientError, TimeoutError) as e:
+            self._forget_leader(str(response.url))
             raise MarathonUnavailable(f"{method} {path}: {type(e).__name__}") from e
         finally:
             response.release()
@@ -273,7 +309,11 @@ class MarathonClient:
         self, method: str, path: str, *, params: Any = None, body: Mapping[str, Any] | None = None,
         client_timeout: aiohttp.ClientTimeout, accept: str = "application/json",
     ) -> aiohttp.ClientResponse:
-        """Send to the leader if known, else the configured URLs in order; follow redirects."""
+        """Send to the leader if known, else the configured URLs in order; follow redirects.
+
+        A URL that refuses or does not connect in time is skipped whatever the method, as nothing
+        was sent; one that does not answer is skipped by a GET only, as a write may have landed.
+        """
         headers = {"Accept": accept, "User-Agent": self._user_agent}
         auth = auth_header(self._settings, self._env)
         if auth is not None:
@@ -283,47 +323,67 @@ class MarathonClient:
         data = json.dumps(body).encode() if body is not None else None
         errors: list[str] = []
         for base in self._candidates():
-            url = base + path
+            url, query = base + path, params
             for _ in range(_MAX_REDIRECTS + 1):
                 started = time.perf_counter()
                 try:
                     response = await self._session.request(
-                        method, url, params=params, data=data, headers=headers,
+                        method, url, params=query, data=data, headers=headers,
                         timeout=client_timeout, ssl=self._ssl, allow_redirects=False)
-                except aiohttp.ClientConnectorError as e:
-                    self._observe(method, "connection_error", time.perf_counter() - started)
-                    errors.append(f"{_origin(url)}: {type(e).__name__}")
-                    if self._leader and base == self._leader:
-                        self._leader = None
-                    break
                 except (aiohttp.ClientError, TimeoutError) as e:
-                    self._observe(method, "error", time.perf_counter() - started)
-                    raise MarathonUnavailable(f"{method} {path}: {type(e).__name__}") from e
+                    unsent = isinstance(e, (aiohttp.ClientConnectorError,
+                                            aiohttp.ConnectionTimeoutError))
+                    self._observe(method, "connection_error" if unsent else "error",
+                                  time.perf_counter() - started)
+                    self._forget_leader(url)
+                    if not unsent and method != "GET":
+                        raise MarathonUnavailable(f"{method} {path}: {type(e).__name__}") from e
+                    errors.append(f"{_origin(url)}: {type(e).__name__}")
+                    break
                 self._observe(method, str(response.status), time.perf_counter() - started)
                 location = response.headers.get("Location")
                 if response.status in (301, 302, 303, 307, 308) and location:
                     response.release()
-                    url = str(response.url.join(URL(location)))
-                    self._leader = _origin(url)
+                    target = str(response.url.join(URL(location)))
+                    if _downgrades(url, target):
+                        raise MarathonUnavailable(
+                            f"{method} {path}: refused a redirect from https to http, which "
+                            "would send the credentials in clear")
+                    self._note_leader(_origin(target), url)
+                    url, query = target, None  # the Location carries the query already
                     continue
-                self._note_leader(response.headers.get("X-Marathon-Leader"))
+                self._note_leader(response.headers.get("X-Marathon-Leader"), url)
                 return response
             else:
                 raise MarathonUnavailable(f"{method} {path}: too many redirects")
         raise MarathonUnavailable(f"{method} {path}: no Marathon reachable ({'; '.join(errors)})")
 
-    def _note_leader(self, leader: str | None) -> None:
-        """Prefer the leader Marathon names, so requests skip a proxying standby.
+    def _note_leader(self, leader: str | None, current: str) -> None:
+        """Prefer the leader Marathon names (header or redirect), so requests skip a standby.
 
         Not behind a path-routing proxy (DC/OS ``…/service/marathon``): there the leader's own
-        address bypasses the proxy's authentication, and may not be reachable at all.
+        address bypasses the proxy's authentication, may not be reachable at all, and lacks the
+        base path. Never from https to http: the credentials would travel in clear. Not the
+        leader that failed last until another is named: an address only Marathon's own network
+        reaches would otherwise cost a timeout on every other request.
         """
         if self._behind_proxy or not leader or urlsplit(leader).scheme not in ("http", "https"):
             return
-        self._leader = leader.rstrip("/")
+        leader = leader.rstrip("/")
+        if leader != self._failed_leader and not _downgrades(current, leader):
+            self._leader, self._failed_leader = leader, None
+
+    def _forget_leader(self, url: str) -> None:
+        """Fall back to the configured URLs once a request to the leader fails."""
+        if self._leader is not None and url.startswith(self._leader + "/"):
+            self._failed_leader, self._leader = self._leader, None
 
 
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
+
+
+def _downgrades(current: str, target: str) -> bool:
+    return urlsplit(current).scheme == "https" and urlsplit(target).scheme != "https"
 

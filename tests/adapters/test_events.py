@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import aiohttp
 import pytest
@@ -130,4 +131,4 @@ async def test_streams_that_end_at_once_back_off(aiohttp_server):
                                backoff_initial=1.0, backoff_max=64.0)
         await asyncio.wait_for(watcher.run(_iterations=6), 10)
     assert len(delays) == 5
-    assert all(later > earlier for earlier, later in zip(delays, delays[1:], strict=False))
+    assert all(later > earlier for earlier, later in itertools.pairwise(delays))

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import datetime
 import inspect
+import ipaddress
 import json
 import socket
+import ssl
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -60,14 +66,74 @@ def free_url() -> str:
 
 
 @pytest.fixture
+async def silent_url() -> AsyncIterator[str]:
+    """A server that accepts connections and never answers: a hung Marathon."""
+    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(65536):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(hang, "127.0.0.1", 0)
+    yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    server.close()
+
+
+@pytest.fixture
+def black_hole_url() -> Iterator[str]:
+    """A port whose accept queue is full, so connecting hangs: a powered-off host."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    yield f"http://127.0.0.1:{port}"
+    for sock in [*fillers, listener]:
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    directory = tmp_path_factory.mktemp("tls")
+    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return directory / "cert.pem", directory / "key.pem"
+
+
+@pytest.fixture
 async def session():
     async with aiohttp.ClientSession() as s:
         yield s
 
 
 def client(session, *urls: str, **settings) -> MarathonClient:
-    return MarathonClient(MarathonSettings(urls=urls, timeout_seconds=2, **settings), session,
-                          env={"MPW": "s3cret"}, retry_sleep=no_sleep)
+    settings.setdefault("timeout_seconds", 2)
+    env = {"MPW": "s3cret", "BAD": "abc\ndef", "RAW": "s3cr\udcffet"}
+    return MarathonClient(MarathonSettings(urls=urls, **settings), session, env=env,
+                          retry_sleep=no_sleep)
 
 
 class TestErrorMapping:
@@ -277,3 +343,189 @@ class TestAuthAndLeaders:
         await c.list_apps()
         assert (len(proxy_rec.requests), len(leader_rec.requests)) == (2, 0)
         assert proxy_rec.requests[0].path == "/service/marathon/v2/apps"
+
+    async def test_redirect_behind_a_path_proxy_keeps_the_base_path(self, aiohttp_server,
+                                                                    session):
+        """A redirect (e.g. to https) is followed, but later requests keep the proxy's path."""
+        target_rec = Recorder()
+
+        def under_prefix(request):
+            if not request.path.startswith("/service/marathon/"):
+                return web.json_response({"message": "not found"}, status=404)
+            return web.json_response({"apps": ["ok"]})
+
+        target = await aiohttp_server(target_rec.app(under_prefix))
+        front_rec = Recorder()
+
+        async def redirect(request):
+            raise web.HTTPMovedPermanently(str(target.make_url(request.path_qs)))
+
+        front = await aiohttp_server(front_rec.app(redirect))
+        c = client(session, str(front.make_url("/service/marathon")).rstrip("/"))
+        assert await c.list_apps() == ["ok"]
+        assert await c.list_apps() == ["ok"]
+        assert [r.path for r in target_rec.requests] == ["/service/marathon/v2/apps"] * 2
+        assert len(front_rec.requests) == 2
+
+    async def test_redirect_target_is_remembered_without_a_proxy(self, aiohttp_server, session):
+        """Straight to Marathon, the redirect's origin is the leader for later requests."""
+        leader_rec = Recorder()
+        leader = await aiohttp_server(leader_rec.app(lambda r: web.json_response({"apps": []})))
+        standby_rec = Recorder()
+
+        async def redirect(request):
+            raise web.HTTPFound(str(leader.make_url(request.path_qs)))
+
+        standby = await aiohttp_server(standby_rec.app(redirect))
+        c = client(session, str(standby.make_url("")))
+        await c.list_apps("pullsecret.enabled")
+        await c.list_apps("pullsecret.enabled")
+        assert (len(standby_rec.requests), len(leader_rec.requests)) == (1, 2)
+        assert [r.query.getall("label") for r in leader_rec.requests] == [
+            ["pullsecret.enabled"]] * 2
+
+    async def test_redirect_from_https_to_http_is_refused(self, aiohttp_server, session,
+                                                         tls_files):
+        """Credentials never follow a redirect into cleartext."""
+        cert, key = tls_files
+        plain_rec = Recorder()
+        plain = await aiohttp_server(plain_rec.app(lambda r: web.json_response({"apps": []})))
+
+        async def downgrade(request):
+            raise web.HTTPFound(str(plain.make_url(request.path_qs)))
+
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+        secure = await aiohttp_server(Recorder().app(downgrade), ssl=context)
+        c = client(session, str(secure.make_url("")), ca_file=cert,
+                   auth=MarathonAuthSettings(username="ops", password_env="MPW"))
+        with pytest.raises(MarathonUnavailable, match="https to http"):
+            await c.list_apps()
+        assert plain_rec.requests == []
+
+    @pytest.mark.parametrize(("base", "leader", "adopted"), [
+        ("https://marathon.example", "http://10.0.0.7:8080", False),
+        ("https://marathon.example", "https://10.0.0.7:8443", True),
+        ("http://marathon.example", "https://10.0.0.7:8443", True),
+    ], ids=["https-to-http", "https-to-https", "http-to-https"])
+    def test_leader_header_never_downgrades_to_http(self, base, leader, adopted):
+        """An https base ignores an http leader: credentials would travel in clear."""
+        c = MarathonClient(MarathonSettings(urls=(base,)), session=None)  # type: ignore[arg-type]
+        c._note_leader(leader, f"{base}/v2/apps")
+        assert c._candidates()[0] == (leader if adopted else base)
+
+
+class TestTimeouts:
+    async def test_hung_url_is_skipped_by_reads(self, aiohttp_server, session, silent_url):
+        """A URL that accepts but never answers does not stop a GET reaching the next one."""
+        server = await aiohttp_server(Recorder().app(lambda r: web.json_response({"apps": [1]})))
+        started = time.perf_counter()
+        c = client(session, silent_url, str(server.make_url("")), timeout_seconds=0.3)
+        assert await c.list_apps() == [1]
+        assert time.perf_counter() - started < 1.5
+
+    async def test_unconnectable_url_is_skipped_by_writes(self, aiohttp_server, session,
+                                                        black_hole_url):
+        """A connect timeout sent nothing, so even a write moves on to the next URL."""
+        rec = Recorder()
+        server = await aiohttp_server(rec.app(
+            lambda r: web.json_response({"deploymentId": "d1", "version": "v"})))
+        c = client(session, black_hole_url, str(server.make_url("")), timeout_seconds=0.3,
+                   update_method="patch")
+        assert await c.update_app(AppId("/x"), {"fetch": []}) == "d1"
+        assert [r.method for r in rec.requests] == ["PATCH"]
+
+    async def test_write_that_may_have_been_sent_is_not_resent(self, aiohttp_server, session,
+                                                                silent_url):
+        """A write that timed out waiting for the answer may have been applied: no resend."""
+        rec = Recorder()
+        server = await aiohttp_server(rec.app(lambda r: web.json_response({})))
+        c = client(session, silent_url, str(server.make_url("")), timeout_seconds=0.3,
+                   update_method="patch")
+        with pytest.raises(MarathonUnavailable, match="Timeout"):
+            await c.update_app(AppId("/x"), {"fetch": []})
+        assert rec.requests == []
+
+    @pytest.mark.parametrize("hung", ["silent", "black_hole"])
+    async def test_unreachable_leader_is_forgotten(self, aiohttp_server, session, silent_url,
+                                                   black_hole_url, hung):
+        """A leader named by the header that cannot be reached gives way to the configured URLs."""
+        leader = silent_url if hung == "silent" else black_hole_url
+        rec = Recorder()
+        server = await aiohttp_server(rec.app(lambda r: web.json_response(
+            {"apps": []}, headers={"X-Marathon-Leader": leader})))
+        c = client(session, str(server.make_url("")), timeout_seconds=0.3)
+        for _ in range(4):
+            await c.list_apps()
+        assert len(rec.requests) == 4
+        started = time.perf_counter()
+        await c.list_apps()
+        assert time.perf_counter() - started < 0.25, "the failed leader was adopted again"
+
+    def test_failed_leader_is_adopted_again_once_another_was_named(self):
+        """A leader that failed comes back into favour after a leadership change."""
+        c = MarathonClient(MarathonSettings(urls=("http://m",)), session=None)  # type: ignore[arg-type]
+        c._note_leader("http://a:8080", "http://m/v2/apps")
+        c._forget_leader("http://a:8080/v2/apps")
+        c._note_leader("http://a:8080", "http://m/v2/apps")
+        assert c._candidates()[0] == "http://m"
+        c._note_leader("http://b:8080", "http://m/v2/apps")
+        c._note_leader("http://a:8080", "http://b:8080/v2/apps")
+        assert c._candidates()[0] == "http://a:8080"
+
+
+def assert_chains_nothing(error: BaseException) -> None:
+    """No cause or context: a chained error could quote the secret in a traceback."""
+    assert error.__cause__ is None
+    assert error.__context__ is None
+
+
+class TestAuthSources:
+    @pytest.mark.parametrize("kind", ["password_file", "token_file"])
+    async def test_missing_secret_file_is_unavailable(self, session, tmp_path, kind):
+        """An unreadable secret file is a transient error naming the file."""
+        missing = tmp_path / "gone"
+        auth = (MarathonAuthSettings(username="ops", password_file=missing)
+                if kind == "password_file" else MarathonAuthSettings(token_file=missing))
+        with pytest.raises(MarathonUnavailable) as info:
+            await client(session, free_url(), auth=auth).list_apps()
+        assert str(info.value) == f"cannot read marathon.auth.{kind} {missing}: " \
+            "No such file or directory"
+        assert_chains_nothing(info.value)
+
+    async def test_undecodable_secret_file_is_not_quoted(self, session, tmp_path):
+        """A secret file that is not text fails without its bytes in the error chain."""
+        token = tmp_path / "token"
+        token.write_bytes(b"s3cr\xffet")
+        with pytest.raises(MarathonUnavailable, match="not UTF-8") as info:
+            await client(session, free_url(),
+                         auth=MarathonAuthSettings(token_file=token)).list_apps()
+        assert "s3cr" not in str(info.value)
+        assert_chains_nothing(info.value)
+
+    @pytest.mark.parametrize("source", ["file", "env"])
+    async def test_token_with_control_characters_is_unavailable(self, aiohttp_server, session,
+                                                                tmp_path, source):
+        """A token no header can carry is a transient error that never quotes the token."""
+        rec = Recorder()
+        server = await aiohttp_server(rec.app(lambda r: web.json_response({"apps": []})))
+        token = tmp_path / "token"
+        token.write_text("abc\ndef\n")
+        auth = (MarathonAuthSettings(token_file=token) if source == "file"
+                else MarathonAuthSettings(token_env="BAD"))
+        with pytest.raises(MarathonUnavailable, match="control characters") as info:
+            await client(session, str(server.make_url("")), auth=auth).list_apps()
+        assert "abc" not in str(info.value)
+        assert "def" not in str(info.value)
+        assert_chains_nothing(info.value)
+        assert rec.requests == []
+
+    @pytest.mark.parametrize(("username", "variable"), [("a:b", "MPW"), ("ops", "RAW")],
+                             ids=["colon-in-username", "password-not-text"])
+    async def test_unencodable_basic_auth_is_unavailable(self, session, username, variable):
+        """Basic auth that cannot be encoded fails without quoting the password."""
+        auth = MarathonAuthSettings(username=username, password_env=variable)
+        with pytest.raises(MarathonUnavailable, match="basic auth") as info:
+            await client(session, free_url(), auth=auth).list_apps()
+        assert "s3cr" not in str(info.value)
+        assert_chains_nothing(info.value)
