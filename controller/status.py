@@ -34,26 +34,34 @@ def _iso(value: datetime | None) -> str | None:
 
 
 class StatusBook:
+    """Per-app status, with the counts by state kept as it changes (read after every reconcile)."""
+
     def __init__(self) -> None:
         self.apps: dict[AppId, AppStatus] = {}
+        self._counts: Counter[str] = Counter()
 
     def record(self, app_id: AppId, status: AppStatus) -> None:
+        self.forget(app_id)
         self.apps[app_id] = status
+        self._counts[status.state] += 1
 
     def fail(self, app_id: AppId, error: str, at: datetime, *, state: AppState = "failed"
              ) -> None:
         """Keep what was known of the app; mark the failure."""
         current = self.apps.get(app_id) or AppStatus(state=state)
+        self.forget(app_id)  # before the state changes, so that its count goes down
         current.state = state
         current.last_error = error
         current.last_reconcile = at
-        self.apps[app_id] = current
+        self.record(app_id, current)
 
     def forget(self, app_id: AppId) -> None:
-        self.apps.pop(app_id, None)
+        old = self.apps.pop(app_id, None)
+        if old is not None:
+            self._counts[old.state] -= 1
 
     def counts(self) -> Counter[str]:
-        return Counter(status.state for status in self.apps.values())
+        return +self._counts
 
     def snapshot(self, registries: Mapping[str, RegistryState], now: datetime,
                  **extra: Any) -> dict[str, Any]:
