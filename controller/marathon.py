@@ -40,7 +40,7 @@ from controller.errors import (
     MarathonRejected,
     MarathonUnavailable,
 )
-from controller.model import AppId, RawApp, RawAppUpdate, RawDeployment, Secret
+from controller.model import AppId, RawApp, RawAppUpdate, RawDeployment, Secret, version_tuple
 
 __all__ = ["MarathonAPI", "MarathonClient", "RequestObserver", "auth_header", "no_request_observer"]
 
@@ -149,14 +149,6 @@ def _raise_for_status(method: str, path: str, status: int, body: bytes) -> None:
     raise MarathonRejected(f"{method} {path}: {status} {message}", status=status)
 
 
-def _version_tuple(version: str) -> tuple[int, ...]:
-    parts = []
-    for piece in version.split(".")[:3]:
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts)
-
-
 class MarathonClient:
     """Marathon over one ``aiohttp.ClientSession`` that the caller owns and closes."""
 
@@ -256,7 +248,7 @@ class MarathonClient:
     async def _update_method(self) -> str:
         if self._method is None:
             version = str((await self.info()).get("version", "0"))
-            self._method = "PATCH" if _version_tuple(version) >= (1, 4) else "PUT"
+            self._method = "PATCH" if version_tuple(version) >= (1, 4) else "PUT"
             log.info("marathon_version_detected", version=version, update_method=self._method)
         return self._method
 

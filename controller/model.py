@@ -21,6 +21,7 @@ __all__ = [
     "RawFetch",
     "RegistryCredential",
     "Secret",
+    "version_tuple",
 ]
 
 AppId = NewType("AppId", str)
@@ -153,3 +154,10 @@ class BundleLocation:
 
     def matches(self, uri: str) -> bool:
         return uri == self.uri or (self.accepts is not None and self.accepts(uri))
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """``"1.10.26"`` → ``(1, 10, 26)``, tolerant of suffixes (``"1.4.0-RC1"``): Marathon's
+    behaviour changed at known versions (``marathon-facts.md``)."""
+    return tuple(int("0" + "".join(c for c in part if c.isdigit()))
+                 for part in version.split(".")[:3])

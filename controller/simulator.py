@@ -37,6 +37,8 @@ from urllib.parse import urlsplit
 from aiohttp import encode_basic_auth, hdrs, web
 from aiohttp.typedefs import Handler
 
+from controller.model import version_tuple
+
 __all__ = [
     "DEFAULT_VERSION",
     "STATE_KEY",
@@ -122,11 +124,6 @@ def _canonical(app_id: str) -> str:
     return "/" + app_id.strip("/")
 
 
-def _version_tuple(version: str) -> tuple[int, ...]:
-    return tuple(int("0" + "".join(c for c in part if c.isdigit()))
-                 for part in version.split(".")[:3])
-
-
 @dataclass(frozen=True, slots=True)
 class _Features:
     """What changed between Marathon versions (each flag cites ``marathon-facts.md``)."""
@@ -142,7 +139,7 @@ class _Features:
 
     @classmethod
     def of(cls, version: str) -> _Features:
-        v = _version_tuple(version)
+        v = version_tuple(version)
         return cls(modern_updates=v >= (1, 4), legacy_json=v < (1, 5),
                    event_filter=v >= (1, 3, 7), drops_executor_resources=v >= (1, 7))
 
