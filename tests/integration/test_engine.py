@@ -1,0 +1,108 @@
+"""Engine edge cases against the simulator: keys never get stuck, caches never go stale."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from controller.app import build
+from controller.config import settings_from_mapping
+from controller.engine import Engine, RegistryKey
+from controller.events import EventEffect
+from controller.metrics import Metrics
+from controller.model import AppId
+from controller.plan import bundle_name
+from controller.simulator import MarathonSimulator, MarathonState
+from controller.workqueue import WorkQueue
+
+REG = "registry.example.com:5000"
+
+
+def app(app_id: str, **extra: Any) -> dict[str, Any]:
+    return {"id": app_id, "cmd": "x", "labels": {"pullsecret.enabled": "true"},
+            "container": {"type": "DOCKER", "docker": {"image": f"{REG}/a:1"}}, **extra}
+
+
+@pytest.fixture
+async def engine(tmp_path):
+    state = MarathonState(deployment_seconds=0)
+    converged = {"uri": f"file://{tmp_path}/bundles/{bundle_name(REG)}", "extract": True,
+                 "cache": False}
+    state.load_apps([app("/e/a", fetch=[converged])])
+    async with MarathonSimulator(state) as sim:
+        env = {"REG_PW": "pw"}
+        settings = settings_from_mapping({
+            "marathon": {"urls": [sim.url]},
+            "registries": [{"host": REG, "credentials": {"username": "u",
+                                                         "password_env": "REG_PW"}}],
+            "storage": {"filesystem": {"path": str(tmp_path / "bundles")}},
+            "reconcile": {"timeout_seconds": 0.2},
+        }, env)
+        async with build(settings, env, wait_for_budget=False) as parts:
+            yield Engine(parts, WorkQueue(), Metrics(CollectorRegistry()))
+
+
+async def test_timed_out_registry_refresh_comes_back(engine, monkeypatch):
+    """A refresh cut by the reconcile timeout is scheduled again, with backoff."""
+    async def hang(registry: str, *, force: bool = False) -> str:
+        await asyncio.sleep(10)
+        return "unchanged"
+
+    monkeypatch.setattr(engine.parts.bundles, "refresh", hang)
+    key = RegistryKey(REG)
+    await engine.process(key)
+    assert key in engine.queue
+    assert engine.queue.pending_delayed == 1
+
+
+async def test_relist_does_not_cache_a_copy_older_than_an_event(engine, monkeypatch):
+    """An event that arrives while the list is in flight wins: the worker re-reads the app.
+
+    The listed copy is already converged, so using it would skip the read (and miss whatever
+    the event announced)."""
+    marathon = engine.parts.marathon
+    original = marathon.list_apps
+    listing, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_list(label_selector: str | None = None) -> list[Any]:
+        apps = await original(label_selector)
+        listing.set()
+        await release.wait()
+        return apps
+
+    monkeypatch.setattr(marathon, "list_apps", slow_list)
+    relist = asyncio.create_task(engine.relist())
+    await listing.wait()
+    engine.on_effect(EventEffect(app_ids=(AppId("/e/a"),)))
+    release.set()
+    await relist
+
+    reads: list[str] = []
+    original_get = marathon.get_app
+
+    async def counted_get(app_id: AppId) -> Any:
+        reads.append(app_id)
+        return await original_get(app_id)
+
+    monkeypatch.setattr(marathon, "get_app", counted_get)
+    await engine.process(AppId("/e/a"))
+    assert reads == ["/e/a"]
+
+
+async def test_untouched_listed_app_needs_no_read(engine, monkeypatch):
+    """Without a newer event, a converged listed app costs no GET (the informer cache)."""
+    await engine.relist()
+    marathon = engine.parts.marathon
+    reads: list[str] = []
+    original_get = marathon.get_app
+
+    async def counted_get(app_id: AppId) -> Any:
+        reads.append(app_id)
+        return await original_get(app_id)
+
+    monkeypatch.setattr(marathon, "get_app", counted_get)
+    await engine.process(AppId("/e/a"))
+    assert reads == []
