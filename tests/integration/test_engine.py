@@ -106,3 +106,28 @@ async def test_untouched_listed_app_needs_no_read(engine, monkeypatch):
     monkeypatch.setattr(marathon, "get_app", counted_get)
     await engine.process(AppId("/e/a"))
     assert reads == []
+
+
+async def test_deferred_write_returns_when_a_deployment_ends(tmp_path):
+    """With the budget spent, a write waits, and comes back as soon as a deployment ends."""
+    state = MarathonState(deployment_seconds=None)  # deployments end only when told
+    state.load_apps([app("/d/one"), app("/d/two")])
+    async with MarathonSimulator(state) as sim:
+        env = {"REG_PW": "pw"}
+        settings = settings_from_mapping({
+            "marathon": {"urls": [sim.url]},
+            "registries": [{"host": REG, "credentials": {"username": "u",
+                                                         "password_env": "REG_PW"}}],
+            "storage": {"filesystem": {"path": str(tmp_path / "bundles")}},
+            "reconcile": {"max_concurrent_deployments": 1},
+        }, env)
+        async with build(settings, env, wait_for_budget=False) as parts:
+            engine = Engine(parts, WorkQueue(), Metrics(CollectorRegistry()))
+            await engine.process(AppId("/d/one"))
+            await engine.process(AppId("/d/two"))
+            assert (engine.status.apps["/d/two"].state, len(engine.queue)) == ("pending", 0)
+            assert AppId("/d/two") in engine.queue  # scheduled, not lost
+            (deployment,) = state.list_deployments()
+            state.finish_deployment(deployment["id"])
+            engine.on_effect(EventEffect(finished_deployment=deployment["id"]))
+            assert engine.queue.get_nowait() == "/d/two"
