@@ -259,6 +259,16 @@ class TestWrites:
         assert [r.method for r in rec.requests] == ["PATCH", "PUT", "PUT"]
 
 
+async def leader_behind_proxy(aiohttp_server):
+    """A leader, and a standby that names it in ``X-Marathon-Leader`` (and answers itself)."""
+    leader_rec = Recorder()
+    leader = await aiohttp_server(leader_rec.app(lambda r: web.json_response({"apps": []})))
+    proxy_rec = Recorder()
+    proxy = await aiohttp_server(proxy_rec.app(lambda r: web.json_response(
+        {"apps": []}, headers={"X-Marathon-Leader": str(leader.make_url("")).rstrip("/")})))
+    return leader_rec, proxy_rec, proxy
+
+
 class TestAuthAndLeaders:
     async def test_basic_auth_from_env(self, aiohttp_server, session):
         """Basic auth credentials are read from the named variable."""
@@ -319,12 +329,7 @@ class TestAuthAndLeaders:
 
     async def test_follows_x_marathon_leader(self, aiohttp_server, session):
         """Once a response names the leader, later requests go straight to it."""
-        leader_rec = Recorder()
-        leader = await aiohttp_server(leader_rec.app(
-            lambda r: web.json_response({"apps": []})))
-        proxy_rec = Recorder()
-        proxy = await aiohttp_server(proxy_rec.app(lambda r: web.json_response(
-            {"apps": []}, headers={"X-Marathon-Leader": str(leader.make_url("")).rstrip("/")})))
+        leader_rec, proxy_rec, proxy = await leader_behind_proxy(aiohttp_server)
         c = client(session, str(proxy.make_url("")))
         await c.list_apps()
         await c.list_apps()
@@ -332,12 +337,7 @@ class TestAuthAndLeaders:
 
     async def test_leader_header_ignored_behind_a_path_proxy(self, aiohttp_server, session):
         """Behind DC/OS Admin Router (a URL with a path) requests keep going through it."""
-        leader_rec = Recorder()
-        leader = await aiohttp_server(leader_rec.app(
-            lambda r: web.json_response({"apps": []})))
-        proxy_rec = Recorder()
-        proxy = await aiohttp_server(proxy_rec.app(lambda r: web.json_response(
-            {"apps": []}, headers={"X-Marathon-Leader": str(leader.make_url("")).rstrip("/")})))
+        leader_rec, proxy_rec, proxy = await leader_behind_proxy(aiohttp_server)
         c = client(session, str(proxy.make_url("/service/marathon")).rstrip("/"))
         await c.list_apps()
         await c.list_apps()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +27,29 @@ def app(app_id: str, **extra: Any) -> dict[str, Any]:
             "container": {"type": "DOCKER", "docker": {"image": f"{REG}/a:1"}}, **extra}
 
 
+def config(url: str, tmp_path: Path, **reconcile: Any) -> dict[str, Any]:
+    return {
+        "marathon": {"urls": [url]},
+        "registries": [{"host": REG, "credentials": {"username": "u",
+                                                     "password_env": "REG_PW"}}],
+        "storage": {"filesystem": {"path": str(tmp_path / "bundles")}},
+        "reconcile": reconcile,
+    }
+
+
+def count_reads(marathon: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every GET of an app from now on."""
+    reads: list[str] = []
+    original_get = marathon.get_app
+
+    async def counted_get(app_id: AppId) -> Any:
+        reads.append(app_id)
+        return await original_get(app_id)
+
+    monkeypatch.setattr(marathon, "get_app", counted_get)
+    return reads
+
+
 @pytest.fixture
 async def engine(tmp_path):
     state = MarathonState(deployment_seconds=0)
@@ -34,13 +58,8 @@ async def engine(tmp_path):
     state.load_apps([app("/e/a", fetch=[converged])])
     async with MarathonSimulator(state) as sim:
         env = {"REG_PW": "pw"}
-        settings = settings_from_mapping({
-            "marathon": {"urls": [sim.url]},
-            "registries": [{"host": REG, "credentials": {"username": "u",
-                                                         "password_env": "REG_PW"}}],
-            "storage": {"filesystem": {"path": str(tmp_path / "bundles")}},
-            "reconcile": {"timeout_seconds": 0.2},
-        }, env)
+        settings = settings_from_mapping(config(sim.url, tmp_path, timeout_seconds=0.2),
+                                         env)
         async with build(settings, env, wait_for_budget=False) as parts:
             yield Engine(parts, WorkQueue(), Metrics(CollectorRegistry()))
 
@@ -80,14 +99,7 @@ async def test_relist_does_not_cache_a_copy_older_than_an_event(engine, monkeypa
     release.set()
     await relist
 
-    reads: list[str] = []
-    original_get = marathon.get_app
-
-    async def counted_get(app_id: AppId) -> Any:
-        reads.append(app_id)
-        return await original_get(app_id)
-
-    monkeypatch.setattr(marathon, "get_app", counted_get)
+    reads = count_reads(marathon, monkeypatch)
     await engine.process(AppId("/e/a"))
     assert reads == ["/e/a"]
 
@@ -96,14 +108,7 @@ async def test_untouched_listed_app_needs_no_read(engine, monkeypatch):
     """Without a newer event, a converged listed app costs no GET (the informer cache)."""
     await engine.relist()
     marathon = engine.parts.marathon
-    reads: list[str] = []
-    original_get = marathon.get_app
-
-    async def counted_get(app_id: AppId) -> Any:
-        reads.append(app_id)
-        return await original_get(app_id)
-
-    monkeypatch.setattr(marathon, "get_app", counted_get)
+    reads = count_reads(marathon, monkeypatch)
     await engine.process(AppId("/e/a"))
     assert reads == []
 
@@ -114,13 +119,8 @@ async def test_deferred_write_returns_when_a_deployment_ends(tmp_path):
     state.load_apps([app("/d/one"), app("/d/two")])
     async with MarathonSimulator(state) as sim:
         env = {"REG_PW": "pw"}
-        settings = settings_from_mapping({
-            "marathon": {"urls": [sim.url]},
-            "registries": [{"host": REG, "credentials": {"username": "u",
-                                                         "password_env": "REG_PW"}}],
-            "storage": {"filesystem": {"path": str(tmp_path / "bundles")}},
-            "reconcile": {"max_concurrent_deployments": 1},
-        }, env)
+        settings = settings_from_mapping(config(sim.url, tmp_path, max_concurrent_deployments=1),
+                                         env)
         async with build(settings, env, wait_for_budget=False) as parts:
             engine = Engine(parts, WorkQueue(), Metrics(CollectorRegistry()))
             await engine.process(AppId("/d/one"))
