@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from controller.plan import (
     RegistryRule,
     bundle_name,
     eligibility,
+    entry_owner,
     is_managed_uri,
     plan_app,
     update_body,
@@ -287,3 +289,117 @@ def test_plan_does_not_mutate_its_input(a):
     before = copy.deepcopy(a)
     run(a)
     assert a == before
+
+
+def run_as(owner: str, a: dict[str, Any], uri: str | None = None):
+    decision = eligibility(a, label=LABEL, rules=RULES)
+    location = BundleLocation(uri=uri or f"file:///mnt/pullsecrets/{bundle_name(REG, owner)}")
+    return plan_app(a, decision, location if decision.registry else None, owner=owner)
+
+
+class TestOwnership:
+    """A controller changes only the entries that carry its name."""
+
+    def test_named_bundles_carry_the_name_and_default_keeps_the_old_form(self):
+        """The default controller's names are today's, so its entries stay owned on upgrade."""
+        assert bundle_name(REG) == "pullsecret-registry.example.com_5000.tar.gz"
+        assert bundle_name(REG, "team-b") == "pullsecret_team-b_registry.example.com_5000.tar.gz"
+
+    @pytest.mark.parametrize(
+        ("uri", "owner"),
+        [
+            (f"file:///x/{bundle_name(REG)}", "default"),
+            (f"s3a://b/p/{bundle_name(REG, 'team-b')}", "team-b"),
+            (f"https://b/{bundle_name('docker.io', 'a1')}?sig=1", "a1"),
+            ("file:///x/pullsecret_-bad.tar.gz", None),
+            ("https://example.com/app.tgz", None),
+            ("http://[::1", None),
+        ],
+        ids=["default", "named", "presigned", "malformed", "user", "not-a-uri"],
+    )
+    def test_entry_owner(self, uri, owner):
+        """The owner is read from the file name alone, wherever the entry points."""
+        assert entry_owner(uri) == owner
+
+    def test_another_controllers_entry_is_a_conflict_and_is_left_alone(self):
+        """Both would manage the app: report it, write nothing (never fight)."""
+        theirs = {"uri": f"file:///other/{bundle_name(REG, 'team-b')}", "extract": True}
+        plan = run_as("default", app(fetch=[USER_ENTRY, theirs]))
+        assert plan.change is None
+        assert plan.conflict == ("team-b",)
+
+    def test_both_entries_present_is_a_conflict_for_each(self):
+        """After a simultaneous first write, neither removes anything."""
+        mine = {"uri": f"file:///mnt/pullsecrets/{bundle_name(REG, 'team-a')}",
+                "extract": True, "cache": False}
+        theirs = {"uri": f"file:///mnt/pullsecrets/{bundle_name(REG)}", "extract": True,
+                  "cache": False}
+        for owner, other in (("team-a", "default"), ("default", "team-a")):
+            plan = run_as(owner, app(fetch=[mine, theirs]))
+            assert (plan.change, plan.conflict) == (None, (other,))
+
+    def test_not_managing_the_app_removes_only_its_own_entry(self):
+        """An unconfigured registry removes this controller's entry, never another's."""
+        mine = {"uri": f"file:///x/{bundle_name('quay.io', 'team-a')}"}
+        theirs = {"uri": f"file:///x/{bundle_name('quay.io')}"}
+        a = app(fetch=[theirs, USER_ENTRY, mine],
+                container={"type": "DOCKER", "docker": {"image": "quay.io/x/y:1"}})
+        plan = run_as("team-a", a)
+        assert (plan.change, plan.desired, plan.conflict) == ("remove", (theirs, USER_ENTRY), ())
+
+    def test_a_named_controller_adds_its_own_entry_beside_user_entries(self):
+        plan = run_as("team-a", app(fetch=[USER_ENTRY]))
+        assert plan.change == "add"
+        assert plan.desired[0] == USER_ENTRY
+        assert entry_owner(plan.desired[1]["uri"]) == "team-a"
+
+
+class TestMalformedApps:
+    """Odd shapes from Marathon are a clear per-app error, never a crash or a lost entry."""
+
+    @pytest.mark.parametrize(
+        ("fields", "message"),
+        [
+            ({"id": None}, "no id"),
+            ({"id": 7}, "no id"),
+            ({"labels": ["a"]}, "labels is not a map"),
+            ({"labels": {LABEL: True}}, "is not text"),
+            ({"container": "DOCKER"}, "container is not an object"),
+            ({"container": {"type": 1}}, "type is not text"),
+            ({"container": {"type": "DOCKER", "docker": []}}, "docker is not an object"),
+            ({"container": {"type": "DOCKER", "docker": {"image": 5}}}, "image is not text"),
+            ({"fetch": [{"extract": True}]}, "fetch[0] is not an object with a uri"),
+            ({"fetch": ["https://example.com/a.tgz"]}, "fetch[0] is not an object with a uri"),
+            ({"fetch": {"uri": "x"}}, "fetch is not a list"),
+        ],
+        ids=["id-null", "id-int", "labels-list", "label-bool", "container-str", "type-int",
+             "docker-list", "image-int", "fetch-no-uri", "fetch-str", "fetch-object"],
+    )
+    def test_invalid_app_error_names_the_field(self, fields, message):
+        with pytest.raises(InvalidAppError, match=re.escape(message)):
+            run(app(**fields))
+
+    def test_not_opted_in_app_with_odd_container_is_skipped(self):
+        """An app that is not ours is not judged on fields we never read."""
+        plan = run(app(labels={}, container="weird"))
+        assert (plan.eligibility.reason, plan.change) == ("not_opted_in", None)
+
+    def test_uris_must_be_strings(self):
+        a = app(uris=[{"uri": "x"}])
+        del a["fetch"]
+        with pytest.raises(InvalidAppError, match=re.escape("uris[0] is not a URI")):
+            run(a)
+
+    @given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+                        lambda inner: st.lists(inner, max_size=3)
+                        | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                        max_leaves=12),
+           st.sampled_from(["labels", "container", "fetch", "uris", "id"]))
+    def test_any_field_value_gives_a_plan_or_invalid_app_error(self, value, field):
+        """Whatever Marathon sends in a field, only InvalidAppError escapes."""
+        a = app(**{field: value})
+        try:
+            plan = run(a)
+        except InvalidAppError:
+            return
+        update_body(a, plan)
