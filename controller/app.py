@@ -94,7 +94,8 @@ async def build(
             return {d["id"] for d in await marathon.list_deployments()}
 
         rc = settings.reconcile
-        budget = DeploymentBudget(rc.max_concurrent_deployments, running=running_deployments)
+        budget = DeploymentBudget(rc.max_concurrent_deployments, running=running_deployments,
+                                  stall_seconds=rc.timeout_seconds)
         reconciler = Reconciler(
             marathon=marathon, bundles=bundles, label=settings.selector.label,
             rules=[RegistryRule(registry=r.registry, apps=r.apps) for r in settings.registries],
@@ -129,11 +130,22 @@ async def _converge_listed(parts: Components, app: RawApp) -> AppOutcome:
 
 
 async def run_once(parts: Components) -> PassReport:
-    """One pass over every app that carries the opt-in label (whatever its value).
+    """Publish every registry's bundle, then one pass over every app that carries the opt-in
+    label (whatever its value).
 
-    One app failing never stops the pass: its error is recorded and the rest go on.
+    One app or registry failing never stops the pass: its error is recorded and the rest go on.
     """
     report = PassReport()
+
+    async def publish(registry: str) -> None:
+        try:
+            await parts.bundles.refresh(registry)
+        except Exception as e:  # noqa: BLE001 - recorded; the last good bundle still serves
+            report.registry_failures[registry] = str(e) or type(e).__name__
+
+    async with asyncio.TaskGroup() as tasks:
+        for registry in parts.bundles.states:
+            tasks.create_task(publish(registry), name=f"publish-{registry}")
     apps = await parts.marathon.list_apps(label_selector=parts.settings.selector.label)
     limit = asyncio.Semaphore(parts.settings.reconcile.workers)
 
@@ -207,8 +219,8 @@ class _Daemon:
         return {"loop": True} | {name: not t.done() for name, t in tasks.items()}
 
     def ready(self) -> dict[str, bool]:
-        if self.term is None:
-            return {"standby": self.election is not None}
+        if self.term is None:  # a standby is ready to take over only while ZooKeeper answers
+            return {"standby": self.election is not None and self.election.connected}
         fresh = 2 * self.settings.reconcile.resync_seconds
         now = time.monotonic()
         last_ok, last_relist = self.reachability.last_ok, self.term.engine.last_relist
@@ -240,14 +252,14 @@ class _Daemon:
         queue: WorkQueue[Key] = WorkQueue(observer=QueueMetrics(metrics))
         engine = Engine(self.parts, queue, metrics)
         watcher = EventWatcher(
-            self.parts.marathon, on_effect=engine.on_effect, relist=engine.relist,
+            self.parts.marathon, on_effect=engine.on_effect, on_attached=engine.request_relist,
             on_connected=lambda up: metrics.sse_connected.set(1 if up else 0),
             on_event=lambda kind: metrics.events.labels(event_type=kind).inc(),
             on_reconnect=metrics.sse_reconnects.inc,
         )
         roots: dict[str, Coroutine[Any, Any, None]] = {
             f"worker-{i}": engine.worker() for i in range(rc.workers)}
-        roots |= {"resync": engine.resync_ticker(), "events": watcher.run()}
+        roots |= {"resync": engine.resync(), "events": watcher.run()}
         stopping = asyncio.Event()
         tasks = {name: asyncio.create_task(_guard(coro, name, stopping), name=name)
                  for name, coro in roots.items()}

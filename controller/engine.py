@@ -9,6 +9,7 @@ a full deployment budget defers the write, bundles come back when they fall due.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 import uuid
@@ -23,7 +24,7 @@ from structlog.contextvars import bound_contextvars
 
 from controller.errors import MarathonConflict, TerminalError
 from controller.events import EventEffect
-from controller.metrics import Metrics
+from controller.metrics import APP_STATES, Metrics
 from controller.model import AppId, RawApp
 from controller.reconcile import AppOutcome
 from controller.status import AppStatus, StatusBook
@@ -39,6 +40,11 @@ log = structlog.get_logger(component="engine")
 _LOCKED_RECHECK_SECONDS = 30.0
 _DEFERRED_SECONDS = 10.0
 _REGISTRY_BACKOFF = (5.0, 300.0)
+_RELIST_BACKOFF = (1.0, 60.0)
+_EVENT_KEYS_FLOOR = 10_000
+"""Events may queue this many app ids beyond twice the last relist's count; past that, an event
+storm (ids of apps that may not exist) asks for a relist instead of growing the queue."""
+_MAX_APP_ID = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +80,8 @@ class Engine:
         """The event count when each app was last named by an event (see ``relist``)."""
         self._deferred: set[AppId] = set()
         """Apps waiting for a deployment slot; re-added as soon as one frees up."""
+        self._relist_wanted = asyncio.Event()
+        self._listed_keys = 0
         self.synced = asyncio.Event()
         self.last_relist: float | None = None
 
@@ -98,12 +106,23 @@ class Engine:
         if self._initial is None:
             self._initial = set(keys)
             self._check_synced()
+        self._listed_keys = len(keys)
         self.last_relist = time.monotonic()
         self.metrics.last_resync.set(time.time())
         log.info("relist_finished", apps=len(apps), keys=len(keys))
 
+    def request_relist(self) -> None:
+        """Ask for a relist now (the event stream attached: events may have been missed)."""
+        self._relist_wanted.set()
+
     def on_effect(self, effect: EventEffect) -> None:
         self._events_seen += 1
+        app_ids = [a for a in effect.app_ids if len(a) <= _MAX_APP_ID]
+        if app_ids and self.queue.depth >= 2 * self._listed_keys + _EVENT_KEYS_FLOOR:
+            if not self._relist_wanted.is_set():
+                log.warning("event_keys_dropped", queued=self.queue.depth, dropped=len(app_ids))
+            self.request_relist()  # the relist finds every labelled app the events named
+            app_ids = []
         if effect.finished_deployment is not None:
             self.parts.budget.finished(effect.finished_deployment)
             for app_id in self._waiting_on.pop(effect.finished_deployment, ()):
@@ -111,20 +130,33 @@ class Engine:
             for app_id in self._deferred:  # a deployment slot may be free now
                 self.queue.add(app_id)
             self._deferred.clear()
-        for app_id in effect.app_ids:
+        for app_id in app_ids:
             self._listed.pop(app_id, None)  # the listed copy may predate this event
             self._touched[app_id] = self._events_seen
             self.queue.add(app_id)
 
-    async def resync_ticker(self) -> None:
-        """A periodic full relist (±10 % jitter): the safety net under the event stream."""
+    async def resync(self) -> None:
+        """The initial sync, then a relist every period (±10 % jitter) and whenever one is
+        requested. It runs apart from the event stream, which may fail for good (a proxy that
+        refuses ``/v2/events``) while ``/v2/apps`` works; a failed relist is retried with
+        backoff."""
         period = self.parts.settings.reconcile.resync_seconds
+        base, cap = _RELIST_BACKOFF
+        failures = 0
         while True:
-            await asyncio.sleep(period * random.uniform(0.9, 1.1))  # noqa: S311
+            self._relist_wanted.clear()
             try:
                 await self.relist()
-            except Exception as e:  # noqa: BLE001 - a failed relist is retried next period
-                log.warning("relist_failed", error=str(e))
+                failures = 0
+                wait = period * random.uniform(0.9, 1.1)  # noqa: S311
+            except Exception as e:  # noqa: BLE001 - any failure: try again, backing off
+                failures += 1
+                wait = min(cap, period, base * 2 ** min(failures - 1, 16))
+                log.warning("relist_failed", error=str(e) or type(e).__name__,
+                            failures=failures, retry_in=wait)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._relist_wanted.wait()
 
     # -- workers -----------------------------------------------------------------------------
 
@@ -194,6 +226,8 @@ class Engine:
             fields["deployment_id"] = outcome.deployment_id
         if outcome.plan is not None and outcome.plan.change:
             fields["change"] = outcome.plan.change
+        if outcome.plan is not None and outcome.plan.conflict:
+            fields["conflict"] = list(outcome.plan.conflict)
         self._record(outcome, "pending" if outcome.action in ("updated", "would_update")
                      else None)
         return "success" if outcome.requeue_after is None else "requeue_after"
@@ -215,6 +249,15 @@ class Engine:
         decision = plan.eligibility
         if decision.reason == "not_opted_in" and not plan.changed:
             self.status.forget(outcome.app_id)  # not ours: keep the book to opted-in apps
+            return
+        if plan.conflict:
+            others = ", ".join(plan.conflict)
+            if self.status.state_of(outcome.app_id) != "conflict":
+                log.warning("app_ownership_conflict", app_id=outcome.app_id, others=others)
+            self.status.record(outcome.app_id, AppStatus(
+                state="conflict", registry=decision.registry, last_reconcile=self._now(),
+                detail=f"also managed by controller {others}: neither changes it; give this "
+                       "app's registry to one controller only"))
             return
         self.status.record(outcome.app_id, AppStatus(
             state=state or ("converged" if decision.registry else "skipped"),
@@ -255,7 +298,7 @@ class Engine:
 
     def _update_app_gauges(self) -> None:
         counts = self.status.counts()
-        for state in ("converged", "pending", "failed", "skipped", "locked"):
+        for state in APP_STATES:
             self.metrics.apps.labels(state=state).set(counts.get(state, 0))
         self.metrics.deployments_in_flight.set(self.parts.budget.in_flight)
 

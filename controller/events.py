@@ -1,7 +1,8 @@
 """The Marathon event stream as a source of work: events name apps, nothing more.
 
-Marathon cannot resume a stream (no ``Last-Event-ID``), so every (re)connect is followed by a
-full relist; events only make convergence fast. ``effect_of`` is pure; ``EventWatcher`` owns
+Marathon cannot resume a stream (no ``Last-Event-ID``), so every (re)connect asks for a full
+relist (``on_attached``), which runs elsewhere: the stream only adds keys, and events only make
+convergence fast. ``effect_of`` is pure; ``EventWatcher`` owns
 the connection and reconnects forever with jittered backoff.
 """
 
@@ -77,14 +78,15 @@ def effect_of(event_type: str, payload: dict[str, Any]) -> EventEffect:
 
 
 class EventWatcher:
-    """Connect, relist, then feed each event's effect to ``on_effect``; reconnect forever."""
+    """Connect, ask for a relist, then feed each event's effect to ``on_effect``; reconnect
+    forever."""
 
     def __init__(
         self,
         marathon: MarathonAPI,
         *,
         on_effect: Callable[[EventEffect], None],
-        relist: Callable[[], Awaitable[None]],
+        on_attached: Callable[[], None],
         on_connected: Callable[[bool], None] = lambda connected: None,
         on_event: Callable[[str], None] = lambda event_type: None,
         on_reconnect: Callable[[], None] = lambda: None,
@@ -95,7 +97,7 @@ class EventWatcher:
     ) -> None:
         self._marathon = marathon
         self._on_effect = on_effect
-        self._relist = relist
+        self._on_attached = on_attached
         self._on_connected = on_connected
         self._on_event = on_event
         self._on_reconnect = on_reconnect
@@ -136,7 +138,7 @@ class EventWatcher:
         async with self._marathon.event_stream(EVENT_TYPES) as chunks:
             self._set_connected(True)
             log.info("event_stream_attached")
-            await self._relist()
+            self._on_attached()
             async for chunk in chunks:
                 for event in decoder.feed_bytes(chunk):
                     if event.event in _WANTED:

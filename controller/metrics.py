@@ -8,16 +8,17 @@ registry host names.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from controller.model import BundleManifest
+from controller.model import AppState, BundleManifest
 
 __all__ = ["PREFIX", "Metrics", "QueueMetrics"]
 
 PREFIX = "marathon_pullsecret_"
 RECONCILE_RESULTS = ("success", "error", "requeue_after")
-APP_STATES = ("converged", "pending", "failed", "skipped", "locked")
+APP_STATES = get_args(AppState)
 PUBLISH_RESULTS = ("published", "unchanged", "not_due", "failed", "dry_run")
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 

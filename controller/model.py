@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 __all__ = [
     "AppId",
+    "AppState",
     "BundleFormat",
     "BundleLocation",
     "BundleManifest",
@@ -28,6 +29,9 @@ AppId = NewType("AppId", str)
 """A Marathon app id such as ``/team-a/web`` (always with the leading slash)."""
 
 BundleFormat = Literal["config.json", "dockercfg"]
+
+AppState = Literal["converged", "pending", "failed", "skipped", "locked", "conflict"]
+"""Where an app stands, for ``/status`` and the ``apps`` gauge (a contract: dashboards use it)."""
 
 
 class RawFetch(TypedDict, total=False):

@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
+from controller.errors import TransientError
+
 __all__ = ["DeploymentBudget", "TokenBucket"]
 
 log = structlog.get_logger(component="ratelimit")
@@ -53,8 +55,10 @@ class DeploymentBudget:
     """
 
     def __init__(self, limit: int, *, running: Callable[[], Awaitable[set[str]]],
-                 poll_seconds: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 poll_seconds: float = 5.0, stall_seconds: float = float("inf"),
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._limit = limit
+        self._stall_seconds = stall_seconds
         self._clock = clock
         self._refreshed = float("-inf")
         self._running = running
@@ -68,13 +72,25 @@ class DeploymentBudget:
         return len(self._ours) + self._reserved
 
     async def acquire(self) -> None:
-        """Reserve a slot; wait while ``limit`` of our deployments run or are being started."""
+        """Reserve a slot; wait while ``limit`` of our deployments run or are being started.
+
+        Raises ``TransientError`` once no slot was freed for ``stall_seconds``: deployments
+        that never finish must not hold a one-shot pass forever.
+        """
+        progress = self._clock()
         while self.in_flight >= self._limit:
             self._changed.clear()
             try:
                 await asyncio.wait_for(self._changed.wait(), timeout=self._poll_seconds)
+                progress = self._clock()
             except TimeoutError:
                 await self.refresh()
+                if self.in_flight >= self._limit and (
+                        self._clock() - progress >= self._stall_seconds):
+                    raise TransientError(
+                        f"no deployment slot came free in {self._stall_seconds:.0f}s: "
+                        f"{len(self._ours)} deployments this controller started still run "
+                        f"(reconcile.max_concurrent_deployments is {self._limit})") from None
         self._reserved += 1
 
     async def try_acquire(self) -> bool:

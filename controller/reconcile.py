@@ -1,7 +1,8 @@
 """The reconciler: app id in, converged app out.
 
-Level-triggered: it re-reads the app, asks the pure planner what the fetch list should be, and
-writes only when that differs from what Marathon has. Every write goes through the write gate
+Level-triggered: it reads the app, asks the pure planner what the fetch list should be, and
+writes only when that differs from what Marathon has, planning the write again from a read made
+once the write slot is held. Every write goes through the write gate
 (rate limit + deployment budget) and the leadership fence. Errors are raised for the caller
 (the work queue, or the one-shot pass) to classify: transient ones are retried.
 """
@@ -17,7 +18,14 @@ from controller.bundles import BundleManager, Fence, no_fence
 from controller.errors import MarathonNotFound
 from controller.marathon import MarathonAPI
 from controller.model import AppId, BundleLocation, RawApp
-from controller.plan import AppPlan, RegistryRule, eligibility, plan_app, update_body
+from controller.plan import (
+    DEFAULT_OWNER,
+    AppPlan,
+    RegistryRule,
+    eligibility,
+    plan_app,
+    update_body,
+)
 from controller.ratelimit import DeploymentBudget, TokenBucket
 
 __all__ = ["Action", "AppOutcome", "Reconciler", "WriteGate", "WriteSlot"]
@@ -76,6 +84,7 @@ class Reconciler:
         label: str,
         rules: Sequence[RegistryRule],
         gate: WriteGate,
+        owner: str = DEFAULT_OWNER,
         fence: Fence = no_fence,
         dry_run: bool = False,
         wait_for_budget: bool = True,
@@ -85,6 +94,7 @@ class Reconciler:
         self._label = label
         self._rules = tuple(rules)
         self._gate = gate
+        self._owner = owner
         self._fence = fence
         self._dry_run = dry_run
         self._wait_for_budget = wait_for_budget
@@ -92,30 +102,16 @@ class Reconciler:
     async def reconcile(self, app_id: AppId, *, listed: RawApp | None = None) -> AppOutcome:
         """Converge ``app_id``; a deleted app is ``gone``.
 
-        A copy from a relist that needs no change saves a GET (as an informer cache would);
-        a write is always planned from a fresh read of the app.
+        A copy from a relist saves a GET when it needs no change (as an informer cache would).
+        A write is planned again from a read made once its write slot is held: waiting for a
+        rate token or a deployment slot can take minutes, and an entry a user added meanwhile
+        must not be lost. Between that read and the write nothing else is awaited, so only an
+        edit landing within the same round trip can race it (Marathon has no compare-and-set).
         """
-        if listed is not None:
-            plan, location = await self.plan(listed)
-            if not plan.changed:
-                return _unchanged(plan, location)
-        try:
-            app = await self._marathon.get_app(app_id)
-        except MarathonNotFound:
+        app = listed if listed is not None else await self._get(app_id)
+        if app is None:
             return AppOutcome(app_id=app_id, action="gone")
-        return await self.converge(app)
-
-    async def plan(self, app: RawApp) -> tuple[AppPlan, BundleLocation | None]:
-        """What ``app``'s fetch list should be, publishing its registry's bundle if needed."""
-        decision = eligibility(app, label=self._label, rules=self._rules)
-        location = (await self._bundles.location(decision.registry)
-                    if decision.registry is not None else None)
-        return plan_app(app, decision, location), location
-
-    async def converge(self, app: RawApp) -> AppOutcome:
-        """Plan ``app`` (as just read from Marathon) and write the change, if any."""
-        plan, location = await self.plan(app)
-        app_id = plan.app_id
+        plan, location = await self.desired(app)
         if not plan.changed:
             return _unchanged(plan, location)
         if self._dry_run:
@@ -124,10 +120,34 @@ class Reconciler:
             if slot is None:
                 return AppOutcome(app_id=app_id, action="deferred", plan=plan)
             await self._fence()
-            slot.deployment_id = await self._marathon.update_app(app_id, update_body(app, plan))
+            fresh = await self._get(app_id)
+            if fresh is None:
+                return AppOutcome(app_id=app_id, action="gone")
+            decision = eligibility(fresh, label=self._label, rules=self._rules)
+            if decision.registry == plan.eligibility.registry:
+                plan = plan_app(fresh, decision, location, owner=self._owner)
+            else:  # the image moved to another registry meanwhile (rare): find its bundle
+                plan, location = await self.desired(fresh)
+            if not plan.changed:
+                return _unchanged(plan, location)
+            slot.deployment_id = await self._marathon.update_app(app_id,
+                                                                 update_body(fresh, plan))
             deployment_id = slot.deployment_id
         return AppOutcome(app_id=app_id, action="updated", plan=plan,
                           deployment_id=deployment_id, requeue_after=_renew_in(location))
+
+    async def desired(self, app: RawApp) -> tuple[AppPlan, BundleLocation | None]:
+        """What ``app``'s fetch list should be, publishing its registry's bundle if needed."""
+        decision = eligibility(app, label=self._label, rules=self._rules)
+        location = (await self._bundles.location(decision.registry)
+                    if decision.registry is not None else None)
+        return plan_app(app, decision, location, owner=self._owner), location
+
+    async def _get(self, app_id: AppId) -> RawApp | None:
+        try:
+            return await self._marathon.get_app(app_id)
+        except MarathonNotFound:
+            return None
 
 
 def _renew_in(location: BundleLocation | None) -> float | None:

@@ -19,10 +19,12 @@ __all__ = ["PassReport", "format_report"]
 class PassReport:
     outcomes: list[AppOutcome] = field(default_factory=list)
     failures: dict[AppId, str] = field(default_factory=dict)
+    registry_failures: dict[str, str] = field(default_factory=dict)
+    """Registries whose bundle could not be published (the last good one, if any, still serves)."""
 
     @property
     def ok(self) -> bool:
-        return not self.failures
+        return not self.failures and not self.registry_failures
 
 
 def _shown(uri: str) -> str:
@@ -58,12 +60,19 @@ def format_report(report: PassReport, *, verbose: bool = False) -> str:
             if verbose:
                 lines.append(f"{outcome.app_id}: skipped ({plan.eligibility.detail})")
             continue
+        if plan is not None and plan.conflict:
+            skipped["conflict"] += 1
+            lines.append(f"{outcome.app_id}: conflict (also managed by controller "
+                         f"{', '.join(plan.conflict)}; left alone)")
+            continue
         actions[outcome.action] += 1
         if plan is not None and plan.change is not None:
             verb = "would " + plan.change if outcome.action == "would_update" else plan.change
             why = f" ({plan.eligibility.detail})" if plan.eligibility.detail else ""
             lines.append(f"{outcome.app_id}: {verb}{why}")
             lines.extend(_diff(outcome))
+    for registry, error in sorted(report.registry_failures.items()):
+        lines.append(f"registry {registry}: FAILED: {error}")
     for app_id, error in sorted(report.failures.items()):
         lines.append(f"{app_id}: FAILED: {error}")
     parts = [f"{n} {action.replace('_', ' ')}" for action, n in sorted(actions.items())]

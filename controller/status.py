@@ -9,14 +9,13 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from controller.bundles import RegistryState
-from controller.model import AppId
+from controller.model import AppId, AppState
 
-__all__ = ["AppState", "AppStatus", "StatusBook"]
+__all__ = ["AppStatus", "StatusBook"]
 
-AppState = Literal["converged", "pending", "failed", "skipped", "locked"]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -54,6 +53,10 @@ class StatusBook:
         current.last_error = error
         current.last_reconcile = at
         self.record(app_id, current)
+
+    def state_of(self, app_id: AppId) -> AppState | None:
+        status = self.apps.get(app_id)
+        return status.state if status else None
 
     def forget(self, app_id: AppId) -> None:
         old = self.apps.pop(app_id, None)

@@ -48,21 +48,22 @@ async def watch(aiohttp_server, stream: Stream, iterations: int, **kw):
     effects: list[EventEffect] = []
     relists = 0
 
-    async def relist() -> None:
+    def relist() -> None:
         nonlocal relists
         relists += 1
 
     async with aiohttp.ClientSession() as session:
         client = MarathonClient(MarathonSettings(urls=(str(server.make_url("")).rstrip("/"),)),
                                 session)
-        watcher = EventWatcher(client, on_effect=effects.append, relist=relist, sleep=no_sleep,
+        watcher = EventWatcher(client, on_effect=effects.append, on_attached=relist, sleep=no_sleep,
                                **kw)
         await asyncio.wait_for(watcher.run(_iterations=iterations), 10)
     return effects, relists
 
 
 async def test_cut_mid_event_reconnects_and_relists(aiohttp_server):
-    """A stream cut inside an event drops that half event, reconnects and relists again."""
+    """A stream cut inside an event drops that half event, reconnects and asks for a relist
+    again."""
     half = post("/half")[:40]
     stream = Stream(ATTACHED + post("/first") + half, ATTACHED + post("/second"))
     effects, relists = await watch(aiohttp_server, stream, iterations=2)
@@ -102,10 +103,10 @@ async def test_refused_stream_is_retried(aiohttp_server, status):
         client = MarathonClient(MarathonSettings(urls=(str(server.make_url("")).rstrip("/"),)),
                                 session)
 
-        async def relist() -> None:
+        def relist() -> None:
             raise AssertionError("no relist without a stream")
 
-        watcher = EventWatcher(client, on_effect=lambda e: None, relist=relist, sleep=no_sleep)
+        watcher = EventWatcher(client, on_effect=lambda e: None, on_attached=relist, sleep=no_sleep)
         await asyncio.wait_for(watcher.run(_iterations=3), 10)
     assert calls == 3
 
@@ -121,13 +122,13 @@ async def test_streams_that_end_at_once_back_off(aiohttp_server):
     app.router.add_get("/v2/events", Stream(*[ATTACHED] * 6).handler)
     server = await aiohttp_server(app)
 
-    async def relist() -> None:
+    def relist() -> None:
         return None
 
     async with aiohttp.ClientSession() as session:
         client = MarathonClient(MarathonSettings(urls=(str(server.make_url("")).rstrip("/"),)),
                                 session)
-        watcher = EventWatcher(client, on_effect=lambda e: None, relist=relist, sleep=record,
+        watcher = EventWatcher(client, on_effect=lambda e: None, on_attached=relist, sleep=record,
                                backoff_initial=1.0, backoff_max=64.0)
         await asyncio.wait_for(watcher.run(_iterations=6), 10)
     assert len(delays) == 5

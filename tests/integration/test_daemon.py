@@ -301,9 +301,9 @@ class TestCrash:
                                                                    env, monkeypatch):
         """A root task that crashes ends run() with exit code 1 and a task_crashed line."""
         async def broken(self):
-            raise RuntimeError("bug in the ticker")
+            raise RuntimeError("bug in the resync loop")
 
-        monkeypatch.setattr(Engine, "resync_ticker", broken)
+        monkeypatch.setattr(Engine, "resync", broken)
         settings = settings_from_mapping(config(sim.url, tmp_path), env)
         with structlog.testing.capture_logs() as logs:
             code = await asyncio.wait_for(run(settings, env), 15)

@@ -147,6 +147,9 @@ async def test_only_the_leader_writes(cluster):
     assert patches
     assert {writer_pid(w.client) for w in patches} == {leader.pid}
     assert await standby.leader_gauge() == 0.0
+    async with aiohttp.ClientSession() as session, session.get(
+            f"http://127.0.0.1:{standby.port}/readyz") as response:
+        assert (response.status, (await response.json())["checks"]) == (200, {"standby": True})
     (record,) = (leader.config.parent / "bundles").glob("*.json")
     assert isinstance(json.loads(record.read_text())["leader_epoch"], int)
 
@@ -190,17 +193,20 @@ async def test_no_split_brain_after_sigstop(cluster):
 
 
 async def test_standby_while_zookeeper_is_unreachable(tmp_path):
-    """With ZooKeeper down, a replica stands by (healthy, ready, not leading) and exits 0."""
+    """With ZooKeeper down, a replica stands by: healthy, not leading, and not ready (it could
+    not take over); SIGTERM still exits 0."""
     state = MarathonState()
     async with MarathonSimulator(state) as sim:
         c = Controller(tmp_path, "lonely", sim.url, f"127.0.0.1:{free_port()}")
         try:
             await c.start()
             await until(lambda: _is(c, 0.0), 20, "serves metrics as a standby")
-            async with aiohttp.ClientSession() as session, session.get(
-                    f"http://127.0.0.1:{c.port}/readyz") as response:
-                assert (response.status, (await response.json())["checks"]) == (
-                    200, {"standby": True})
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"http://127.0.0.1:{c.port}/readyz") as response:
+                    assert (response.status, (await response.json())["checks"]) == (
+                        503, {"standby": False})
+                async with session.get(f"http://127.0.0.1:{c.port}/healthz") as response:
+                    assert response.status == 200
             assert c.proc is not None
             c.proc.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(c.proc.wait(), 15) == 0
