@@ -47,21 +47,35 @@ def configure(level: str = "info", fmt: Literal["auto", "json", "console"] = "au
                            else structlog.dev.ConsoleRenderer(
                                colors=out.isatty(),
                                exception_formatter=structlog.dev.plain_traceback))
-    processors: list[Processor] = [
+    shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_secrets,
     ]
+    rendering: list[Processor] = [renderer]
     if use_json:
-        processors.append(structlog.processors.ExceptionRenderer(
+        rendering.insert(0, structlog.processors.ExceptionRenderer(
             ExceptionDictTransformer(show_locals=False)))
-    processors.append(renderer)
+    numeric_level = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
-        processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[
-            level.upper()]),
+        processors=[*shared, *rendering],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=True,
     )
+    _route_stdlib_logging(out, numeric_level, shared, rendering)
+
+
+def _route_stdlib_logging(out: TextIO, level: int, shared: list[Processor],
+                          rendering: list[Processor]) -> None:
+    """Libraries that log through ``logging`` (kazoo, asyncio, botocore) get the same format,
+    so a JSON log stays one JSON object a line; their warnings and errors only, unless debug."""
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *rendering]))
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level if level <= logging.DEBUG else max(level, logging.WARNING))
 

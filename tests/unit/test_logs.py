@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 
 import pytest
 import structlog
@@ -15,8 +16,11 @@ SECRET = "Basic b3BzOmh1bnRlcjI="
 
 @pytest.fixture(autouse=True)
 def _reset_structlog():
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
     yield
     structlog.reset_defaults()
+    root.handlers, root.level = handlers, level
 
 
 @pytest.mark.parametrize("fmt", ["json", "console"])
@@ -47,3 +51,15 @@ def test_keys_naming_secrets_are_redacted():
     line = json.loads(out.getvalue())
     assert (line["password"], line["nested"]["token"], line["nested"]["ok"]) == (
         "***", "***", "visible")
+
+
+def test_library_logging_is_one_json_object_a_line():
+    """kazoo and asyncio log through the standard library: their lines are JSON too."""
+    out = io.StringIO()
+    configure("info", "json", stream=out)
+    logging.getLogger("kazoo.client").warning("Connection dropped: %s", "socket closed")
+    logging.getLogger("kazoo.client").info("chatty detail")
+    (line,) = out.getvalue().splitlines()
+    record = json.loads(line)
+    assert (record["event"], record["logger"], record["level"]) == (
+        "Connection dropped: socket closed", "kazoo.client", "warning")
