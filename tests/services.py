@@ -46,8 +46,8 @@ _STOP_GRACE_S = 5.0
 _live: list[subprocess.Popen[bytes]] = []
 
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "marathon"
-"""Marathon's schemas and examples: ``shared/`` lies beside the checkout (as in CI)."""
+REFERENCE = Path(__file__).resolve().parents[1] / "reference" / "marathon"
+"""Marathon's own schemas and examples (Apache-2.0, copied verbatim; see its README)."""
 
 
 class ServiceUnavailable(RuntimeError):
