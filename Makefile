@@ -2,20 +2,26 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUNTIME := $(VENV)/.installed-runtime
+STAMP := $(VENV)/.installed-test
 SYSTEM_PACKAGES := docker-registry skopeo apache2-utils zookeeper
 DEMO_ARGS ?=
 BENCH_ARGS ?=
 
 .PHONY: demo test lint unit system-deps bench clean
 
-$(STAMP): pyproject.toml
+# The demo needs the runtime only; the tests add their extras (moto, mypy, helm, ...) on top.
+$(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $(RUNTIME)
+
+$(STAMP): $(RUNTIME)
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(RUNTIME)
 	$(BIN)/pullsecret-controller demo $(DEMO_ARGS)
 
 # Installs the real services the end-to-end tests run (needs root, as CI is).
