@@ -129,9 +129,10 @@ async def _converge_listed(parts: Components, app: RawApp) -> AppOutcome:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-async def run_once(parts: Components) -> PassReport:
+async def run_once(parts: Components, *, every_app: bool = False) -> PassReport:
     """Publish every registry's bundle, then one pass over every app that carries the opt-in
-    label (whatever its value).
+    label (whatever its value), or over every app at all (``uninstall``: an app whose label was
+    deleted may still carry an entry).
 
     One app or registry failing never stops the pass: its error is recorded and the rest go on.
     """
@@ -146,7 +147,8 @@ async def run_once(parts: Components) -> PassReport:
     async with asyncio.TaskGroup() as tasks:
         for registry in parts.bundles.states:
             tasks.create_task(publish(registry), name=f"publish-{registry}")
-    apps = await parts.marathon.list_apps(label_selector=parts.settings.selector.label)
+    apps = await parts.marathon.list_apps(
+        label_selector=None if every_app else parts.settings.selector.label)
     limit = asyncio.Semaphore(parts.settings.reconcile.workers)
 
     async def one(app: RawApp) -> None:

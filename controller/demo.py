@@ -9,6 +9,7 @@ and an app that opts out loses its entry.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import tempfile
 import time
@@ -19,10 +20,14 @@ from typing import Any
 from controller.app import DaemonHandle, run
 from controller.config import settings_from_mapping
 from controller.engine import RegistryKey
+from controller.errors import ConfigError
+from controller.logs import configure
+from controller.model import AppId
 from controller.plan import is_managed_uri
 from controller.simulator import MarathonSimulator, MarathonState
+from controller.status import StatusBook
 
-__all__ = ["demo"]
+__all__ = ["demo", "run_demo"]
 
 REGISTRY = "registry.demo.local:5000"
 LABEL = "pullsecret.enabled"
@@ -53,12 +58,16 @@ def _bundle_uri(app: dict[str, Any]) -> str | None:
     return next((e["uri"] for e in app.get("fetch", []) if is_managed_uri(e["uri"])), None)
 
 
-def _table(state: MarathonState) -> None:
-    _say(f"{'app':<16} {'image':<44} {'pull-secret bundle in fetch'}")
+def _table(state: MarathonState, book: StatusBook) -> None:
+    """One line per app: whether it has its bundle, and why (the controller's own reason)."""
+    _say(f"  {'app':<16} {'bundle':<7} why")
     for app in sorted(state.list_apps(), key=lambda a: a["id"]):
-        uri = _bundle_uri(app)
-        image = app.get("container", {}).get("docker", {}).get("image", "")
-        _say(f"{app['id']:<16} {image:<44} {uri.rsplit('/', 1)[-1] if uri else '-'}")
+        status = book.apps.get(AppId(app["id"]))
+        why = (f'not opted in (label {LABEL} is not "true")' if status is None
+               else f"has the bundle of {status.registry}" if status.state == "converged"
+               else status.detail)
+        has = "yes" if _bundle_uri(app) else "no"
+        _say(f"  {app['id']:<16} {has:<7} {why}")
 
 
 async def _until(what: str, check: Callable[[], bool]) -> float:
@@ -72,19 +81,20 @@ async def _until(what: str, check: Callable[[], bool]) -> float:
 
 async def _script(handle: DaemonHandle, state: MarathonState, env: dict[str, str],
                   bundles: Path, listen: str) -> None:
+    book = handle.engine.status
     _say(f"metrics: http://{listen}/metrics   status: http://{listen}/status")
     _say(f"bundles: {bundles}")
     await _until("initial sync", handle.engine.synced.is_set)
     await _until("deployments", lambda: not state.list_deployments())
     _say("initial sync done:")
-    _table(state)
+    _table(state, book)
 
     _say()
     _say("creating /team-a/new (opted in) ...")
     state.add_app(_app("/team-a/new", f"{REGISTRY}/team-a/new:1", opted_in=True))
     took = await _until("new app", lambda: _bundle_uri(state.get_app("/team-a/new")) is not None)
-    _say(f"/team-a/new got its bundle {took * 1000:.0f} ms after it was created (its own "
-         "creation deployment locked it meanwhile: the controller waits, it never forces)")
+    _say(f"/team-a/new got its bundle {took * 1000:.0f} ms after it was created")
+    _say("  (its creation deployment locked it meanwhile: the controller waited, never forced)")
 
     _say()
     bundle_states = handle.engine.parts.bundles.states
@@ -99,8 +109,9 @@ async def _script(handle: DaemonHandle, state: MarathonState, env: dict[str, str
     handle.queue.add(RegistryKey(REGISTRY))
     await _until("rotation", lambda: digest() != before)
     after = digest()
-    _say(f"bundle content {before[:12]} -> {after[:12]}; Marathon writes during the rotation: "
-         f"{len(state.writes) - writes_before} (no app restarted)")
+    _say(f"bundle content {before[:12]} -> {after[:12]}")
+    _say(f"Marathon writes during the rotation: {len(state.writes) - writes_before} "
+         "(no app restarted: the URI stayed the same)")
 
     _say()
     _say("opting /team-a/worker out (label set to false) ...")
@@ -108,13 +119,39 @@ async def _script(handle: DaemonHandle, state: MarathonState, env: dict[str, str
     await _until("opt-out", lambda: _bundle_uri(state.get_app("/team-a/worker")) is None)
     _say("its bundle entry was removed; its other fetch entries were kept")
     _say()
-    _table(state)
+    _table(state, book)
     _say()
+    _say("try next, while it runs:")
+    _say(f"  curl -s http://{listen}/status        # what the controller knows, as JSON")
+    _say(f"  curl -s http://{listen}/metrics       # Prometheus metrics")
+    _say("  then on your cluster: README.md, 'First real run' (check-config, plan, ...)")
     _say("the controller keeps running: press Ctrl-C to stop")
 
 
+def run_demo(*, duration: float | None, listen: str, verbose: bool = False) -> int:
+    """Run the demo until Ctrl-C or ``duration`` seconds; returns the daemon's exit code.
+
+    The daemon's log lines go to a file unless ``verbose``, so the story stays readable.
+    """
+    with contextlib.ExitStack() as cleanup:
+        if verbose:
+            configure("info", "auto")
+        else:
+            fd, log_path = tempfile.mkstemp(prefix="pullsecret-demo-", suffix=".log")
+            configure("info", "json", stream=cleanup.enter_context(open(fd, "w")))
+            _say(f"log lines: {log_path} (--verbose prints them here)")
+        try:
+            return asyncio.run(demo(duration=duration, listen=listen))
+        except ConfigError as e:
+            if any(p.startswith("server.listen") for p in e.problems):
+                raise ConfigError([f"--listen {listen}: that port is busy; pick another, "
+                                   "e.g. --listen 127.0.0.1:9103 (with make: make demo "
+                                   "DEMO_ARGS='--listen 127.0.0.1:9103')"]) from None
+            raise
+
+
 async def demo(*, duration: float | None, listen: str) -> int:
-    """Run the demo until Ctrl-C or ``duration`` seconds; returns the daemon's exit code."""
+    """The demo itself, on a running loop (``run_demo`` sets up its logging)."""
     with tempfile.TemporaryDirectory(prefix="pullsecret-demo-") as tmp:
         bundles = Path(tmp) / "bundles"
         env = {"DEMO_REGISTRY_PASSWORD": secrets.token_urlsafe(18)}
@@ -129,7 +166,6 @@ async def demo(*, duration: float | None, listen: str) -> int:
                 "storage": {"filesystem": {"path": str(bundles)}},
                 "reconcile": {"resync_seconds": 60},
                 "server": {"listen": listen},
-                "logging": {"format": "console"},
             }, env)
             stop = asyncio.Event()
             script: list[asyncio.Task[None]] = []
