@@ -146,9 +146,8 @@ class BundleManager:
             return outcome
 
     async def prune(self, owns: Callable[[str], bool]) -> list[str]:
-        """Delete the bundles ``owns`` claims that no configured registry uses any more, then
-        what interrupted writes left behind; returns the names deleted (in a dry run: the names
-        that would be, and nothing is touched).
+        """Delete the bundles ``owns`` claims that no configured registry uses any more;
+        returns their names (in a dry run: the names, and nothing is touched).
 
         ``owns`` tells this controller's bundle names from other controllers' in the same
         store. Every delete is fenced like a publish. Run it only once apps no longer fetch
@@ -165,9 +164,15 @@ class BundleManager:
             await self._fence()
             await self._store.delete(name)
             log.info("bundle_deleted", bundle=name)
-        await self._fence()
-        await self._store.cleanup()
         return stale
+
+    async def cleanup(self) -> list[str]:
+        """Remove what interrupted writes left in the store (temp files holding a credential);
+        fenced, and nothing in a dry run. Returns the names removed."""
+        if self._dry_run:
+            return []
+        await self._fence()
+        return await self._store.cleanup()
 
     def refresh_in(self, registry: str) -> float | None:
         """Seconds until ``registry``'s bundle is due, for ``add_after`` scheduling."""

@@ -18,12 +18,13 @@ from controller.bundle import MAX_BUNDLE_BYTES, build_bundle
 from controller.bundles import BundleManager
 from controller.config import CredentialSettings, FilesystemStorageSettings, RegistrySettings
 from controller.credentials.static import PasswordSource
-from controller.errors import InvalidBundleError, StorageError
+from controller.errors import InvalidBundleError, NotLeaderError, StorageError
 from controller.model import BundleManifest, RegistryCredential, Secret
 from controller.plan import bundle_name
 from controller.storage import BundleStore
 from controller.storage.fs import FilesystemStore, is_temp_name, write_atomically
 
+REG = "registry.example.com:5000"
 NAME = "pullsecret-registry.example.com_5000.tar.gz"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -245,6 +246,36 @@ class TestCleanup:
         """Before the first publish there is nothing to clean."""
         assert await store(tmp_path).cleanup() == []
 
+    @staticmethod
+    def old_leftover(tmp_path):
+        (tmp_path / "bundles").mkdir()
+        leftover = tmp_path / "bundles" / f".{NAME}.tmp-0123456789abcdef"
+        leftover.write_bytes(b"the-credential")
+        age(leftover, 120)
+        return leftover
+
+    async def test_manager_cleanup(self, tmp_path):
+        """The bundle manager's cleanup removes the store's leftovers."""
+        leftover = self.old_leftover(tmp_path)
+        assert await password_manager(store(tmp_path), REG).cleanup() == [leftover.name]
+        assert not leftover.exists()
+
+    async def test_manager_cleanup_is_fenced(self, tmp_path):
+        """A replica that is not the leader removes nothing."""
+        async def not_leader() -> int | None:
+            raise NotLeaderError("lost the lease")
+
+        leftover = self.old_leftover(tmp_path)
+        with pytest.raises(NotLeaderError):
+            await password_manager(store(tmp_path), REG, fence=not_leader).cleanup()
+        assert leftover.exists()
+
+    async def test_manager_cleanup_in_dry_run(self, tmp_path):
+        """A dry run removes nothing."""
+        leftover = self.old_leftover(tmp_path)
+        assert await password_manager(store(tmp_path), REG, dry_run=True).cleanup() == []
+        assert leftover.exists()
+
 
 def plant_dev_zero(path) -> None:
     """A character device like ``/dev/zero``, which would never end if read."""
@@ -292,16 +323,14 @@ class TestReadBundle:
             await s.read_bundle(NAME, 100)
 
 
-REG = "registry.example.com:5000"
 
-
-def password_manager(bundle_store: BundleStore, *registries: str) -> BundleManager:
+def password_manager(bundle_store: BundleStore, *registries: str, **options) -> BundleManager:
     """A manager of ``registries``, all with the same static password."""
     settings = {r: RegistrySettings(host=r, registry=r, credentials=CredentialSettings(
         kind="password", username="robot", password_env="PW")) for r in registries}
     sources = {r: PasswordSource("robot", env_var="PW", file=None, env={"PW": "pw"})
                for r in registries}
-    return BundleManager(settings, sources, bundle_store)
+    return BundleManager(settings, sources, bundle_store, **options)
 
 
 def manager(tmp_path, *registries: str) -> BundleManager:

@@ -403,3 +403,4 @@ class TestPrune:
                                 dry_run=True)
         assert await manager.prune(default_owner) == [bundle_name("old.example.com")]
         assert await store.list_names() == [bundle_name("old.example.com")]
+
