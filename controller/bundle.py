@@ -11,6 +11,9 @@ sorted members, and a gzip header without name or timestamp. The content hash of
 therefore tells whether a stored bundle is current; a different zlib build may compress
 differently, which costs one extra publish and nothing else.
 
+Stored bundles are read back to verify them; ``inspect_bundle`` checks such bytes as hostile
+input: bounded in size (compressed and unpacked), and holding exactly the members we write.
+
 Pure: no I/O besides building bytes in memory. The secret is revealed only in ``_entry``.
 """
 
@@ -22,16 +25,25 @@ import hashlib
 import io
 import json
 import tarfile
+import zlib
 from collections.abc import Mapping
 from typing import assert_never
 
-from controller.errors import CredentialError
+from controller.errors import CredentialError, InvalidBundleError
 from controller.model import BundleFormat, RegistryCredential, Secret
 from controller.reference import auth_key
 
-__all__ = ["build_bundle", "config_json", "content_hash", "dockercfg_json"]
+__all__ = ["MAX_BUNDLE_BYTES", "build_bundle", "config_json", "content_hash", "dockercfg_json",
+           "inspect_bundle"]
+
+MAX_BUNDLE_BYTES = 1 << 20
+"""The most a stored bundle may take, compressed and unpacked alike (ours take a few KiB)."""
 
 _MTIME = 0
+_FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE)
+_DOCKER_DIR = ".docker"
+_CONFIG_FILE: dict[BundleFormat, str] = {"config.json": ".docker/config.json",
+                                         "dockercfg": ".dockercfg"}
 _Member = tuple[str, int, bytes | None]
 """(name, mode, content); content ``None`` is a directory."""
 
@@ -107,10 +119,10 @@ def build_bundle(registry: str, credential: RegistryCredential, fmt: BundleForma
     or ``.dockercfg`` (0600) at the root; byte-identical for equal input."""
     members: list[_Member]
     if fmt == "config.json":
-        members = [(".docker", 0o700, None),
-                   (".docker/config.json", 0o600, config_json(registry, credential))]
+        members = [(_DOCKER_DIR, 0o700, None),
+                   (_CONFIG_FILE[fmt], 0o600, config_json(registry, credential))]
     elif fmt == "dockercfg":
-        members = [(".dockercfg", 0o600, dockercfg_json(registry, credential))]
+        members = [(_CONFIG_FILE[fmt], 0o600, dockercfg_json(registry, credential))]
     else:
         assert_never(fmt)
     return _tar_gz(members)
@@ -119,3 +131,81 @@ def build_bundle(registry: str, credential: RegistryCredential, fmt: BundleForma
 def content_hash(data: bytes) -> str:
     """The SHA-256 of a bundle as plain lowercase hex (``BundleManifest.sha256``)."""
     return hashlib.sha256(data).hexdigest()
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
+    """The one gzip member of ``data``, inflated in steps so that a bomb stops at ``limit``."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    out = bytearray()
+    pending = data
+    try:
+        while not inflater.eof:
+            chunk = inflater.decompress(pending, limit + 1 - len(out))
+            out += chunk
+            if len(out) > limit:
+                raise InvalidBundleError(f"the bundle unpacks to more than {limit} bytes")
+            pending = inflater.unconsumed_tail
+            if not chunk and not pending:
+                raise InvalidBundleError("the bundle is cut short")
+    except zlib.error:
+        raise InvalidBundleError("the bundle is not gzip data") from None
+    if inflater.unused_data:
+        raise InvalidBundleError("the bundle has data after its gzip stream")
+    return bytes(out)
+
+
+def _members(raw: bytes) -> list[tuple[tarfile.TarInfo, bytes | None]]:
+    """Every member of a tar stream with its content (``None`` unless a regular file)."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
+            out = []
+            for info in tar:
+                content = tar.extractfile(info) if info.type in _FILE_TYPES else None
+                out.append((info, content.read() if content else None))
+            return out
+    except (tarfile.TarError, ValueError, EOFError, OverflowError):
+        raise InvalidBundleError("the bundle is not a tar archive") from None
+
+
+def _check_member(info: tarfile.TarInfo, expected: dict[str, bool]) -> None:
+    """Refuse what tar could turn against the sandbox; member names are never quoted."""
+    if info.name.startswith("/"):
+        raise InvalidBundleError("the bundle holds an absolute path")
+    if ".." in info.name.split("/"):
+        raise InvalidBundleError("the bundle holds a path with '..'")
+    if info.issym() or info.islnk():
+        raise InvalidBundleError("the bundle holds a link")
+    if info.ischr() or info.isblk() or info.isfifo():
+        raise InvalidBundleError("the bundle holds a device or a pipe")
+    if info.type not in (*_FILE_TYPES, tarfile.DIRTYPE):
+        raise InvalidBundleError("the bundle holds a member that is neither file nor directory")
+    if expected.get(info.name) != info.isdir():
+        raise InvalidBundleError("the bundle holds a member we never write")
+
+
+def inspect_bundle(data: bytes, fmt: BundleFormat, *, limit: int = MAX_BUNDLE_BYTES) -> None:
+    """Check stored bytes as hostile input: raise ``InvalidBundleError`` unless they are a
+    gzip'd tar of at most ``limit`` bytes (packed and unpacked) holding exactly the members
+    ``build_bundle`` writes for ``fmt``, the config file being a JSON object."""
+    if len(data) > limit:
+        raise InvalidBundleError(f"the bundle is larger than {limit} bytes")
+    config = _CONFIG_FILE[fmt]
+    expected = {config: False, **({_DOCKER_DIR: True} if fmt == "config.json" else {})}
+    seen: set[str] = set()
+    content: bytes | None = None
+    for info, body in _members(_gunzip(data, limit)):
+        _check_member(info, expected)
+        if info.name in seen:
+            raise InvalidBundleError(f"the bundle holds {info.name} twice")
+        seen.add(info.name)
+        if info.name == config:
+            content = body
+    missing = sorted(expected.keys() - seen)
+    if missing:
+        raise InvalidBundleError(f"the bundle lacks {missing[0]}")
+    try:
+        document = json.loads(content or b"")
+    except (ValueError, RecursionError):
+        document = None
+    if not isinstance(document, dict):
+        raise InvalidBundleError(f"the {config} in the bundle is not a JSON object")

@@ -1,8 +1,12 @@
 """Keeps one current bundle per registry in storage, and knows where tasks fetch it.
 
-A refresh reads the credential, builds the archive in memory (deterministic bytes), and writes
-only when the content hash differs from the stored record or the bundle is due. A failed
-refresh writes nothing, so the last good bundle stays in place.
+A refresh first checks what is served: it reads the stored bytes back (bounded), compares their
+SHA-256 with the record, and inspects the archive as hostile input. Bytes that are missing,
+tampered with, cut short, replaced by a link or unreadable are repaired at once by publishing
+again from the current credential (outcome ``repaired``). Otherwise it reads the credential,
+builds the archive in memory (deterministic bytes), and writes only when the content hash
+differs from the stored record or the bundle is due. A failed refresh writes nothing, so the
+last good bundle stays in place.
 
 Expiring credentials (ECR tokens, helper tokens) are re-fetched at the earlier of ``max_age``
 and half their remaining lifetime, less a little jitter so replicas and registries spread out.
@@ -19,16 +23,16 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
 import structlog
 
-from controller.bundle import build_bundle, content_hash
+from controller.bundle import MAX_BUNDLE_BYTES, build_bundle, content_hash, inspect_bundle
 from controller.config import RegistrySettings
 from controller.credentials import CredentialSource
-from controller.errors import CredentialError, TransientError
+from controller.errors import CredentialError, InvalidBundleError, TransientError
 from controller.model import BundleLocation, BundleManifest, RegistryCredential
 from controller.plan import bundle_name
 from controller.storage import BundleStore
@@ -38,7 +42,7 @@ __all__ = ["BundleManager", "Fence", "PublishObserver", "RefreshOutcome", "Regis
 
 log = structlog.get_logger(component="bundles")
 
-RefreshOutcome = Literal["published", "unchanged", "not_due", "failed", "dry_run"]
+RefreshOutcome = Literal["published", "repaired", "unchanged", "not_due", "failed", "dry_run"]
 
 
 class Fence(Protocol):
@@ -74,6 +78,10 @@ class RegistryState:
     """The stored bundle was checked (or written) by this process."""
     failures: int = 0
     last_error: str | None = None
+    damage: str | None = None
+    """Why the served bytes were found bad at the last check; ``None`` once they are good."""
+    repairs: int = 0
+    """Bundles found bad and published again by this process."""
 
 
 class BundleManager:
@@ -137,6 +145,35 @@ class BundleManager:
             self._observe(registry, outcome, state.manifest)
             return outcome
 
+    async def prune(self, owns: Callable[[str], bool]) -> list[str]:
+        """Delete the bundles ``owns`` claims that no configured registry uses any more;
+        returns their names (in a dry run: the names, and nothing is touched).
+
+        ``owns`` tells this controller's bundle names from other controllers' in the same
+        store. Every delete is fenced like a publish. Run it only once apps no longer fetch
+        the stale bundles, or their new tasks fail to fetch them.
+        """
+        keep = {bundle_name(registry) for registry in self._registries}
+        stale = [name for name in await self._store.list_names()
+                 if owns(name) and name not in keep]
+        if self._dry_run:
+            if stale:
+                log.info("bundle_delete_skipped", bundles=stale, reason="dry_run")
+            return stale
+        for name in stale:
+            await self._fence()
+            await self._store.delete(name)
+            log.info("bundle_deleted", bundle=name)
+        return stale
+
+    async def cleanup(self) -> list[str]:
+        """Remove what interrupted writes left in the store (temp files holding a credential);
+        fenced, and nothing in a dry run. Returns the names removed."""
+        if self._dry_run:
+            return []
+        await self._fence()
+        return await self._store.cleanup()
+
     def refresh_in(self, registry: str) -> float | None:
         """Seconds until ``registry``'s bundle is due, for ``add_after`` scheduling."""
         manifest = self.states[registry].manifest
@@ -150,7 +187,10 @@ class BundleManager:
         source = self._sources[registry]
         name = bundle_name(registry)
         stored = await self._store.get_manifest(name)
-        state.manifest = stored
+        state.manifest, state.damage = await self._check_served(name, stored)
+        if state.damage is not None:
+            log.warning("bundle_damaged", registry=registry, reason=state.damage)
+            stored = None  # no floor to defend, nothing to keep: publish what is current
         now = self._now()
         due = (force or stored is None or now >= stored.refresh_at
                or stored.format != settings.format)
@@ -173,10 +213,38 @@ class BundleManager:
         )
         await self._store.put_bundle(name, data, manifest)
         state.manifest = manifest
-        log.info("bundle_published", registry=registry, sha256=digest,
-                 expires_at=manifest.expires_at.isoformat() if manifest.expires_at else None,
-                 refresh_at=manifest.refresh_at.isoformat())
+        fields = {"registry": registry, "sha256": digest,
+                  "refresh_at": manifest.refresh_at.isoformat(),
+                  "expires_at": _iso(manifest.expires_at)}
+        if state.damage is not None:
+            log.info("bundle_repaired", reason=state.damage, **fields)
+            state.damage = None
+            state.repairs += 1
+            return "repaired"
+        log.info("bundle_published", **fields)
         return "published"
+
+    async def _check_served(self, name: str, stored: BundleManifest | None
+                            ) -> tuple[BundleManifest | None, str | None]:
+        """The record with the hash of the bytes actually served (``None`` when none could be
+        read), and what is wrong with them (``None`` when nothing is, or when there is no
+        record to check them against)."""
+        if stored is None:
+            return None, None
+        try:
+            data = await self._store.read_bundle(name, MAX_BUNDLE_BYTES)
+        except InvalidBundleError as e:
+            return None, str(e)
+        if data is None:
+            return None, "the bundle is missing while its record is there"
+        served = replace(stored, sha256=content_hash(data))
+        if served.sha256 != stored.sha256:
+            return served, "the bundle's bytes differ from the recorded hash"
+        try:
+            inspect_bundle(data, stored.format)
+        except InvalidBundleError as e:
+            return served, str(e)
+        return served, None
 
     def _refresh_at(self, settings: RegistrySettings, credential: RegistryCredential,
                     now: datetime) -> datetime:
@@ -185,6 +253,10 @@ class BundleManager:
         if credential.expires_at is not None:
             interval = min(interval, (credential.expires_at - now).total_seconds() / 2)
         return now + timedelta(seconds=max(1.0, interval * self._jitter()))
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
 
 
 def _check_usable(registry: str, settings: RegistrySettings, credential: RegistryCredential,

@@ -8,6 +8,7 @@ Adapters classify failures into these; the core never sees aiohttp or botocore e
     │   ├── MarathonUnavailable     connection failure, timeout or 5xx
     │   ├── MarathonConflict        409: the app is locked by a deployment
     │   ├── StorageError            shared storage could not be read or written
+    │   │   └── InvalidBundleError  the served bundle is not one we publish: publish it again
     │   ├── CredentialError         a credential source failed (retried: sources recover)
     │   └── NotLeaderError          leadership was lost before a write
     └── TerminalError               logged and counted, never retried for the same input
@@ -26,6 +27,7 @@ __all__ = [
     "ControllerError",
     "CredentialError",
     "InvalidAppError",
+    "InvalidBundleError",
     "MarathonConflict",
     "MarathonError",
     "MarathonNotFound",
@@ -91,6 +93,10 @@ class MarathonNotFound(MarathonRejected):
 
 class StorageError(TransientError):
     """Shared storage failed; the previous bundle stays in place."""
+
+
+class InvalidBundleError(StorageError):
+    """The stored bytes are missing, unreadable, or not an archive we would write."""
 
 
 class CredentialError(TransientError):

@@ -1,7 +1,11 @@
-"""An in-memory ``BundleStore``: real enough for reconciler tests and dry runs."""
+"""An in-memory ``BundleStore``: real enough for reconciler tests and dry runs.
+
+Tests damage what it serves by editing ``bundles`` (or ``manifests``) directly.
+"""
 
 from __future__ import annotations
 
+from controller.errors import InvalidBundleError
 from controller.model import BundleLocation, BundleManifest
 
 __all__ = ["MemoryStore"]
@@ -18,7 +22,13 @@ class MemoryStore:
         return BundleLocation(uri=f"{self.uri_prefix}/{name}")
 
     async def get_manifest(self, name: str) -> BundleManifest | None:
-        return self.manifests.get(name) if name in self.bundles else None
+        return self.manifests.get(name)
+
+    async def read_bundle(self, name: str, limit: int) -> bytes | None:
+        data = self.bundles.get(name)
+        if data is not None and len(data) > limit:
+            raise InvalidBundleError(f"{name} is larger than {limit} bytes")
+        return data
 
     async def put_bundle(self, name: str, data: bytes, manifest: BundleManifest) -> None:
         self.writes += 1
@@ -28,3 +38,9 @@ class MemoryStore:
     async def delete(self, name: str) -> None:
         self.bundles.pop(name, None)
         self.manifests.pop(name, None)
+
+    async def list_names(self) -> list[str]:
+        return sorted(self.bundles.keys() | self.manifests.keys())
+
+    async def cleanup(self) -> list[str]:
+        return []

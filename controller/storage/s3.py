@@ -2,8 +2,9 @@
 
 Each bundle is one object, ``<prefix>/<name>``, written by a single ``PutObject`` that carries
 server-side encryption, a SHA-256 checksum S3 verifies, and the manifest as user metadata, so
-the bundle and its record can never disagree. The object is read back (``HeadObject``) to
-verify it. No ACL is ever sent: access comes from IAM and the bucket policy only.
+the bundle and its record can never disagree. A publish is read back (``HeadObject``) to
+verify it; what is served is fetched (``GetObject``, bounded) to check its bytes. No ACL is
+ever sent: access comes from IAM and the bucket policy only.
 
 Presigned URLs go into app definitions, and every new URL restarts the app, so one URL per
 bundle is issued and reused until half its TTL is gone; URLs that still have more than half
@@ -28,7 +29,7 @@ from aiobotocore.session import AioSession, get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from controller.config import S3StorageSettings
-from controller.errors import StorageError
+from controller.errors import InvalidBundleError, StorageError
 from controller.model import BundleLocation, BundleManifest
 from controller.storage.manifest import manifest_from_json, manifest_to_json
 
@@ -39,6 +40,8 @@ log = structlog.get_logger(component="storage")
 _TIMEOUT_SECONDS = 30.0
 _AMZ_DATE = "%Y%m%dT%H%M%SZ"
 _FAILURES = (ClientError, BotoCoreError, aiohttp.ClientError, TimeoutError)
+_LIST_LIMIT = 10_000
+"""The most object names ``list_names`` returns; far more than any cluster has registries."""
 
 
 def _metadata(manifest: BundleManifest) -> dict[str, str]:
@@ -71,6 +74,18 @@ def _is_not_found(error: Exception) -> bool:
     return isinstance(error, ClientError) and (
         error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404
         or error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"))
+
+
+async def _read_at_most(body: Any, limit: int) -> bytes:
+    """A streaming body's bytes, refused once there are more than ``limit``."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit and (chunk := await body.read(limit + 1 - size)):
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > limit:
+        raise InvalidBundleError(f"the object is larger than {limit} bytes")
+    return b"".join(chunks)
 
 
 def _signature_window(uri: str) -> tuple[datetime, float] | None:
@@ -198,8 +213,25 @@ class S3Store:
             log.warning("bundle_manifest_unreadable", bundle=name)
             return None
 
+    async def read_bundle(self, name: str, limit: int) -> bytes | None:
+        """``GetObject``, refused unread beyond ``limit`` bytes."""
+        try:
+            async with asyncio.timeout(_TIMEOUT_SECONDS), self._client() as s3:
+                response = await s3.get_object(Bucket=self._settings.bucket, Key=self._key(name))
+                async with response["Body"] as body:
+                    if response.get("ContentLength", 0) > limit:
+                        raise InvalidBundleError(f"{name} is larger than {limit} bytes")
+                    return await _read_at_most(body, limit)
+        except _FAILURES as e:
+            if _is_not_found(e):
+                return None
+            raise self._failure("read", name, e) from e
+
     async def put_bundle(self, name: str, data: bytes, manifest: BundleManifest) -> None:
-        """One ``PutObject`` (S3 checks the SHA-256 we send), then ``HeadObject`` to verify."""
+        """One ``PutObject`` (S3 checks the SHA-256 we send), then ``HeadObject`` to verify.
+
+        Bytes and record travel in the one request, so S3 serves both old or both new.
+        """
         settings = self._settings
         checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
         encryption: dict[str, str] = (
@@ -212,15 +244,23 @@ class S3Store:
                     ContentType="application/gzip", CacheControl="no-store",
                     ChecksumAlgorithm="SHA256", ChecksumSHA256=checksum,
                     Metadata=_metadata(manifest), **encryption)
+        except _FAILURES as e:
+            raise self._failure("publish", name, e) from e
+        try:
+            async with asyncio.timeout(_TIMEOUT_SECONDS), self._client() as s3:
                 head = await s3.head_object(Bucket=settings.bucket, Key=self._key(name),
                                             ChecksumMode="ENABLED")
         except _FAILURES as e:
-            raise self._failure("publish", name, e) from e
-        stored_sha = (head.get("Metadata") or {}).get("sha256")
-        if (head.get("ContentLength") != len(data) or stored_sha != manifest.sha256
-                or head.get("ChecksumSHA256", checksum) != checksum):
-            raise StorageError(f"s3://{settings.bucket}/{self._key(name)} does not read back "
-                               "as written (changed by another writer?)")
+            raise self._failure("read back the just published", name, e) from e
+        differences = [what for what, differs in (
+            ("size", head.get("ContentLength") != len(data)),
+            ("recorded hash", (head.get("Metadata") or {}).get("sha256") != manifest.sha256),
+            ("checksum", head.get("ChecksumSHA256", checksum) != checksum),
+        ) if differs]
+        if differences:
+            raise StorageError(
+                f"s3://{settings.bucket}/{self._key(name)} does not read back as written "
+                f"(different {' and '.join(differences)}; changed by another writer?)")
 
     async def delete(self, name: str) -> None:
         self._presigned.pop(name, None)
@@ -229,3 +269,26 @@ class S3Store:
                 await s3.delete_object(Bucket=self._settings.bucket, Key=self._key(name))
         except _FAILURES as e:
             raise self._failure("delete", name, e) from e
+
+    async def list_names(self) -> list[str]:
+        """The object names right under the prefix, at most ``_LIST_LIMIT`` of them."""
+        prefix = f"{self._settings.prefix}/" if self._settings.prefix else ""
+        names: list[str] = []
+        try:
+            async with asyncio.timeout(_TIMEOUT_SECONDS), self._client() as s3:
+                pages = s3.get_paginator("list_objects_v2").paginate(
+                    Bucket=self._settings.bucket, Prefix=prefix, Delimiter="/",
+                    PaginationConfig={"MaxItems": _LIST_LIMIT})
+                async for page in pages:
+                    names.extend(item["Key"].removeprefix(prefix)
+                                 for item in page.get("Contents", []))
+        except _FAILURES as e:
+            raise self._failure("list", "", e) from e
+        if len(names) >= _LIST_LIMIT:
+            log.warning("bundle_list_truncated", bucket=self._settings.bucket, prefix=prefix,
+                        limit=_LIST_LIMIT)
+        return sorted(names)
+
+    async def cleanup(self) -> list[str]:
+        """Nothing to do: ``PutObject`` leaves no partial object behind."""
+        return []

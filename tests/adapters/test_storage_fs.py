@@ -1,20 +1,47 @@
-"""FilesystemStore on a real directory: atomic publish, modes, records."""
+"""FilesystemStore on a real directory: atomic publish, modes, records, hostile reads,
+temp files that never survive, and pruning."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from structlog.testing import capture_logs
 
-from controller.config import FilesystemStorageSettings
-from controller.errors import StorageError
-from controller.model import BundleManifest
-from controller.storage.fs import FilesystemStore, write_atomically
+from controller.bundle import MAX_BUNDLE_BYTES, build_bundle
+from controller.bundles import BundleManager
+from controller.config import CredentialSettings, FilesystemStorageSettings, RegistrySettings
+from controller.credentials.static import PasswordSource
+from controller.errors import InvalidBundleError, NotLeaderError, StorageError
+from controller.model import BundleManifest, RegistryCredential, Secret
+from controller.plan import bundle_name
+from controller.storage import BundleStore
+from controller.storage.fs import FilesystemStore, is_temp_name, write_atomically
 
+REG = "registry.example.com:5000"
 NAME = "pullsecret-registry.example.com_5000.tar.gz"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def tiny_fs(tmp_path):
+    """A real 64 KiB tmpfs, to run out of space on (needs root and mount permission)."""
+    mountpoint = tmp_path / "tiny"
+    mountpoint.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs",
+                              str(mountpoint)], capture_output=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", str(mountpoint)], check=True)
 
 
 def manifest(sha: str = "sha256:aa") -> BundleManifest:
@@ -54,12 +81,26 @@ class TestFilesystemStore:
         info = (tmp_path / "bundles" / NAME).stat()
         assert (stat.S_IMODE(info.st_mode), info.st_gid) == (0o640, os.getgid())
 
-    async def test_missing_bundle_has_no_manifest(self, tmp_path):
-        """A record without its bundle counts as missing, so the bundle is rebuilt."""
+    async def test_record_without_bundle_reads_alone(self, tmp_path):
+        """A record whose bundle is gone still reads, and the bundle reads as missing."""
         s = store(tmp_path)
         await s.put_bundle(NAME, b"x", manifest())
         (tmp_path / "bundles" / NAME).unlink()
-        assert await s.get_manifest(NAME) is None
+        assert await s.get_manifest(NAME) == manifest()
+        assert await s.read_bundle(NAME, 100) is None
+
+    async def test_symlinked_record_counts_as_missing(self, tmp_path):
+        """A record replaced by a symlink is not followed."""
+        s = store(tmp_path)
+        await s.put_bundle(NAME, b"x", manifest())
+        elsewhere = tmp_path / "elsewhere.json"
+        record = tmp_path / "bundles" / "pullsecret-registry.example.com_5000.json"
+        record.rename(elsewhere)
+        record.symlink_to(elsewhere)
+        with capture_logs() as logs:
+            assert await s.get_manifest(NAME) is None
+        assert [(e["event"], e["reason"]) for e in logs] == [
+            ("bundle_manifest_unreadable", f"{record.name} is a symbolic link")]
 
     async def test_damaged_record_counts_as_missing(self, tmp_path):
         """An unreadable record is rebuilt rather than trusted."""
@@ -68,16 +109,16 @@ class TestFilesystemStore:
         (tmp_path / "bundles" / "pullsecret-registry.example.com_5000.json").write_text("{")
         assert await s.get_manifest(NAME) is None
 
-    async def test_failed_publish_keeps_the_old_bundle(self, tmp_path):
-        """A publish that cannot write raises StorageError; the previous bundle stays."""
-        s = store(tmp_path)
+    async def test_failed_publish_keeps_the_old_bundle(self, tiny_fs):
+        """A publish that runs out of space raises StorageError; the previous bundle stays."""
+        s = FilesystemStore(FilesystemStorageSettings(path=tiny_fs, uri_prefix="file:///b"))
         await s.put_bundle(NAME, b"good", manifest())
-        directory = tmp_path / "bundles"
-        (directory / f".{NAME}.{os.getpid()}.tmp").mkdir()  # the temp file cannot be created
-        with pytest.raises(StorageError, match="cannot publish"):
-            await s.put_bundle(NAME, b"new", manifest("sha256:bb"))
-        assert (directory / NAME).read_bytes() == b"good"
+        with pytest.raises(StorageError, match="No space left on device"):
+            await s.put_bundle(NAME, bytes(128 * 1024), manifest("sha256:bb"))
+        assert (tiny_fs / NAME).read_bytes() == b"good"
         assert await s.get_manifest(NAME) == manifest()
+        assert sorted(p.name for p in tiny_fs.iterdir()) == [
+            "pullsecret-registry.example.com_5000.json", NAME]
 
     async def test_delete(self, tmp_path):
         """Delete removes bundle and record."""
@@ -104,3 +145,256 @@ class TestWriteAtomically:
             write_atomically(target, "not bytes")  # type: ignore[arg-type]
         assert target.read_bytes() == b"old"
         assert [p.name for p in tmp_path.iterdir()] == ["f"]
+
+    def test_out_of_space(self, tiny_fs):
+        """ENOSPC is a StorageError that says so; the old file stays, the temp file goes."""
+        target = tiny_fs / "f"
+        write_atomically(target, b"old")
+        with pytest.raises(StorageError, match=f"cannot write {target}: No space left"):
+            write_atomically(target, bytes(128 * 1024))
+        assert [p.name for p in tiny_fs.iterdir()] == ["f"]
+        assert target.read_bytes() == b"old"
+
+    def test_target_is_a_directory(self, tmp_path):
+        """A non-empty directory in the way fails the rename: clear error, no temp file left."""
+        target = tmp_path / "f"
+        target.mkdir()
+        (target / "inside").write_bytes(b"keep")
+        with pytest.raises(StorageError, match=f"cannot write {target}: it is a directory"):
+            write_atomically(target, b"secret")
+        assert [p.name for p in tmp_path.iterdir()] == ["f"]
+        assert (target / "inside").read_bytes() == b"keep"
+
+    def test_parent_does_not_exist(self, tmp_path):
+        """A missing directory is named in the error."""
+        target = tmp_path / "missing" / "f"
+        with pytest.raises(StorageError, match=f"the directory {target.parent} does not exist"):
+            write_atomically(target, b"secret")
+
+
+KILLED_WRITER = """
+import os, sys, time
+from pathlib import Path
+from controller.storage import fs
+
+def stall(fd):
+    print("written", flush=True)
+    time.sleep(60)
+
+os.fsync = stall  # the process is killed between write and rename
+fs.write_atomically(Path(sys.argv[1]), b"the-credential")
+"""
+
+
+def age(path, seconds: float) -> None:
+    then = time.time() - seconds
+    os.utime(path, (then, then), follow_symlinks=False)
+
+
+class TestCleanup:
+    async def test_removes_what_a_killed_writer_left(self, tmp_path):
+        """After ``kill -9`` between write and rename, the temp file (``.<name>.tmp-<hex>``)
+        holds the secret until cleanup removes it."""
+        directory = tmp_path / "bundles"
+        directory.mkdir()
+        writer = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", KILLED_WRITER, str(directory / NAME), stdout=subprocess.PIPE)
+        try:
+            assert writer.stdout is not None
+            assert await asyncio.wait_for(writer.stdout.readline(), 30) == b"written\n"
+        finally:
+            writer.kill()
+            await writer.wait()
+        [leftover] = directory.iterdir()
+        assert leftover.name.startswith(f".{NAME}.tmp-")
+        assert is_temp_name(leftover.name)
+        assert leftover.read_bytes() == b"the-credential"
+        age(leftover, 120)
+        assert await store(tmp_path).cleanup() == [leftover.name]
+        assert list(directory.iterdir()) == []
+
+    async def test_keeps_young_temp_files(self, tmp_path):
+        """A temp file less than a minute old may be a write in progress: it stays."""
+        directory = tmp_path / "bundles"
+        directory.mkdir()
+        young = directory / f".{NAME}.tmp-0123456789abcdef"
+        young.write_bytes(b"x")
+        assert await store(tmp_path).cleanup() == []
+        assert young.exists()
+
+    async def test_touches_nothing_else(self, tmp_path):
+        """Only regular files of the exact temp pattern go; other files, dirs and links stay."""
+        directory = tmp_path / "bundles"
+        directory.mkdir()
+        others = [directory / name for name in (
+            "notes.txt", NAME, f".{NAME}.tmp-0123", f".{NAME}.tmp-0123456789ABCDEF",
+            f".{NAME}.1234.tmp", f"{NAME}.tmp-0123456789abcdef",
+            f".{NAME}.tmp-0123456789abcdef.bak")]
+        for path in others:
+            path.write_bytes(b"x")
+        (directory / f".a.tmp-{'1' * 16}").mkdir()
+        (directory / f".b.tmp-{'2' * 16}").symlink_to(others[0])
+        ours = directory / f".{NAME}.tmp-0123456789abcdef"
+        ours.write_bytes(b"x")
+        for path in directory.iterdir():
+            age(path, 120)
+        assert await store(tmp_path).cleanup() == [ours.name]
+        assert sorted(directory.iterdir()) == sorted(
+            [*others, directory / f".a.tmp-{'1' * 16}", directory / f".b.tmp-{'2' * 16}"])
+
+    async def test_missing_directory_is_clean(self, tmp_path):
+        """Before the first publish there is nothing to clean."""
+        assert await store(tmp_path).cleanup() == []
+
+    @staticmethod
+    def old_leftover(tmp_path):
+        (tmp_path / "bundles").mkdir()
+        leftover = tmp_path / "bundles" / f".{NAME}.tmp-0123456789abcdef"
+        leftover.write_bytes(b"the-credential")
+        age(leftover, 120)
+        return leftover
+
+    async def test_manager_cleanup(self, tmp_path):
+        """The bundle manager's cleanup removes the store's leftovers."""
+        leftover = self.old_leftover(tmp_path)
+        assert await password_manager(store(tmp_path), REG).cleanup() == [leftover.name]
+        assert not leftover.exists()
+
+    async def test_manager_cleanup_is_fenced(self, tmp_path):
+        """A replica that is not the leader removes nothing."""
+        async def not_leader() -> int | None:
+            raise NotLeaderError("lost the lease")
+
+        leftover = self.old_leftover(tmp_path)
+        with pytest.raises(NotLeaderError):
+            await password_manager(store(tmp_path), REG, fence=not_leader).cleanup()
+        assert leftover.exists()
+
+    async def test_manager_cleanup_in_dry_run(self, tmp_path):
+        """A dry run removes nothing."""
+        leftover = self.old_leftover(tmp_path)
+        assert await password_manager(store(tmp_path), REG, dry_run=True).cleanup() == []
+        assert leftover.exists()
+
+
+def plant_dev_zero(path) -> None:
+    """A character device like ``/dev/zero``, which would never end if read."""
+    try:
+        os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(1, 5))
+    except PermissionError:
+        pytest.skip("creating a device node needs root")
+
+
+class TestReadBundle:
+    async def test_reads_what_was_published(self, tmp_path):
+        """The served bytes read back as written."""
+        s = store(tmp_path)
+        await s.put_bundle(NAME, b"archive", manifest())
+        assert await s.read_bundle(NAME, 100) == b"archive"
+
+    async def test_missing(self, tmp_path):
+        """Nothing served reads as ``None``."""
+        assert await store(tmp_path).read_bundle(NAME, 100) is None
+
+    async def test_symlink_is_not_followed(self, tmp_path):
+        """A symlink planted in place of the bundle is refused, whatever it points at."""
+        s = store(tmp_path)
+        await s.put_bundle(NAME, b"archive", manifest())
+        (tmp_path / "other").write_bytes(b"archive")
+        (tmp_path / "bundles" / NAME).unlink()
+        (tmp_path / "bundles" / NAME).symlink_to(tmp_path / "other")
+        with pytest.raises(InvalidBundleError, match=f"{NAME} is a symbolic link"):
+            await s.read_bundle(NAME, 100)
+
+    @pytest.mark.parametrize("plant", [os.mkfifo, os.mkdir, plant_dev_zero],
+                             ids=["fifo", "directory", "device"])
+    async def test_not_a_regular_file(self, tmp_path, plant):
+        """A FIFO (which must not block the read), a directory or a device is refused."""
+        (tmp_path / "bundles").mkdir()
+        plant(tmp_path / "bundles" / NAME)
+        with pytest.raises(InvalidBundleError, match=f"{NAME} is not a regular file"):
+            await store(tmp_path).read_bundle(NAME, 100)
+
+    async def test_bounded(self, tmp_path):
+        """More than ``limit`` bytes is refused."""
+        s = store(tmp_path)
+        await s.put_bundle(NAME, bytes(101), manifest())
+        with pytest.raises(InvalidBundleError, match="larger than 100 bytes"):
+            await s.read_bundle(NAME, 100)
+
+
+
+def password_manager(bundle_store: BundleStore, *registries: str, **options) -> BundleManager:
+    """A manager of ``registries``, all with the same static password."""
+    settings = {r: RegistrySettings(host=r, registry=r, credentials=CredentialSettings(
+        kind="password", username="robot", password_env="PW")) for r in registries}
+    sources = {r: PasswordSource("robot", env_var="PW", file=None, env={"PW": "pw"})
+               for r in registries}
+    return BundleManager(settings, sources, bundle_store, **options)
+
+
+def manager(tmp_path, *registries: str) -> BundleManager:
+    return password_manager(store(tmp_path), *registries)
+
+
+class TestServedCheck:
+    async def test_tampered_file_is_repaired(self, tmp_path):
+        """Bytes edited on disk are published again at the next refresh."""
+        m = manager(tmp_path, REG)
+        await m.refresh(REG)
+        served = tmp_path / "bundles" / bundle_name(REG)
+        good = served.read_bytes()
+        served.write_bytes(build_bundle(REG, RegistryCredential(
+            username="mallory", password=Secret("x")), "config.json"))
+        assert await m.refresh(REG) == "repaired"
+        assert served.read_bytes() == good
+
+    async def test_planted_symlink_is_replaced_not_followed(self, tmp_path):
+        """A symlink in place of the bundle is replaced by a file; its target is untouched."""
+        m = manager(tmp_path, REG)
+        await m.refresh(REG)
+        served = tmp_path / "bundles" / bundle_name(REG)
+        target = tmp_path / "victim"
+        target.write_bytes(served.read_bytes())
+        served.unlink()
+        served.symlink_to(target)
+        assert await m.refresh(REG) == "repaired"
+        assert not served.is_symlink()
+        assert target.read_bytes() == served.read_bytes()
+
+    async def test_oversized_file_is_repaired(self, tmp_path):
+        """A file beyond the size limit is never read in full, and is replaced."""
+        m = manager(tmp_path, REG)
+        await m.refresh(REG)
+        served = tmp_path / "bundles" / bundle_name(REG)
+        served.write_bytes(bytes(MAX_BUNDLE_BYTES + 1))
+        with capture_logs() as logs:
+            assert await m.refresh(REG) == "repaired"
+        assert [e["reason"] for e in logs if e["event"] == "bundle_repaired"] == [
+            f"{served.name} is larger than {MAX_BUNDLE_BYTES} bytes"]
+
+
+def default_owner(name: str) -> bool:
+    return name.startswith("pullsecret-") and name.endswith(".tar.gz")
+
+
+class TestListAndPrune:
+    async def test_list_names(self, tmp_path):
+        """Bundles and lone records are listed by bundle name; dot files are not."""
+        s = store(tmp_path)
+        await s.put_bundle(NAME, b"x", manifest())
+        await s.put_bundle("pullsecret-b.tar.gz", b"x", manifest())
+        (tmp_path / "bundles" / "pullsecret-b.tar.gz").unlink()
+        (tmp_path / "bundles" / f".{NAME}.tmp-0123456789abcdef").write_bytes(b"x")
+        assert await s.list_names() == ["pullsecret-b.tar.gz", NAME]
+
+    async def test_prune_deletes_unconfigured_bundles(self, tmp_path):
+        """Prune removes bundle and record of a registry no longer configured, nothing else."""
+        await manager(tmp_path, REG, "old.example.com").refresh("old.example.com")
+        await manager(tmp_path, REG).refresh(REG)
+        foreign = tmp_path / "bundles" / "pullsecret_blue_old.example.com.tar.gz"
+        foreign.write_bytes(b"x")
+        assert await manager(tmp_path, REG).prune(default_owner) == [
+            bundle_name("old.example.com")]
+        assert sorted(p.name for p in (tmp_path / "bundles").iterdir()) == sorted([
+            bundle_name(REG), "pullsecret-registry.example.com_5000.json", foreign.name])

@@ -17,10 +17,13 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
+from controller.bundle import MAX_BUNDLE_BYTES
 from controller.config import S3StorageSettings
-from controller.errors import StorageError
+from controller.errors import InvalidBundleError, StorageError
 from controller.model import BundleManifest
+from controller.plan import bundle_name
 from controller.storage.s3 import S3Store
+from tests.adapters.test_storage_fs import default_owner, password_manager
 
 NAME = "pullsecret-registry.example.com.tar.gz"
 DATA = b"\x1f\x8b not really a tarball"
@@ -281,3 +284,118 @@ class TestLocations:
         other = location.uri.replace(NAME, "pullsecret-other.tar.gz")
         assert not location.accepts(other)
         assert not location.accepts(location.uri.split("?", 1)[0])
+
+
+class TestReadBundle:
+    async def test_reads_what_was_published(self, settings):
+        """GetObject returns the published bytes."""
+        store = S3Store(settings)
+        await store.put_bundle(NAME, DATA, MANIFEST)
+        assert await store.read_bundle(NAME, 1024) == DATA
+
+    async def test_missing(self, settings):
+        """No object reads as ``None``."""
+        assert await S3Store(settings).read_bundle(NAME, 1024) is None
+
+    async def test_bounded(self, settings):
+        """An object larger than ``limit`` is refused without being read."""
+        store = S3Store(settings)
+        await store.put_bundle(NAME, DATA, MANIFEST)
+        with pytest.raises(InvalidBundleError, match=f"larger than {len(DATA) - 1} bytes"):
+            await store.read_bundle(NAME, len(DATA) - 1)
+
+    async def test_read_refused(self, settings, aiohttp_server):
+        """A refused GetObject is a StorageError (the store is at fault, not the bundle)."""
+        store = S3Store(replace(settings, endpoint_url=await refusing_endpoint(aiohttp_server)))
+        with pytest.raises(StorageError, match=r"cannot read s3://.*: 403"):
+            await store.read_bundle(NAME, 1024)
+
+
+async def refusing_endpoint(aiohttp_server, *, head: web.Response | None = None) -> str:
+    """An S3 endpoint that accepts every PutObject, answers HeadObject with ``head``, and
+    refuses everything else with 403."""
+    async def handle(request: web.Request) -> web.Response:
+        if request.method == "PUT":
+            await request.read()
+            return web.Response(status=200, headers={"ETag": '"0"'})
+        if request.method == "HEAD" and head is not None:
+            return head
+        return web.Response(status=403)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    return str(server.make_url("")).rstrip("/")
+
+
+class TestReadBack:
+    async def test_read_back_failure_is_named(self, settings, aiohttp_server):
+        """A HeadObject failure after a PutObject says the read-back failed."""
+        store = S3Store(replace(settings, endpoint_url=await refusing_endpoint(aiohttp_server)))
+        with pytest.raises(StorageError, match=r"cannot read back the just published s3://"
+                                               r"\S+/pullsecrets/prod/\S+: 403"):
+            await store.put_bundle(NAME, DATA, MANIFEST)
+
+    async def test_mismatch_is_named(self, settings, aiohttp_server):
+        """An object that reads back with another size and record says which differ."""
+        head = web.Response(status=200, headers={
+            "Content-Length": str(len(DATA) + 1), "x-amz-meta-sha256": "0" * 64})
+        endpoint = await refusing_endpoint(aiohttp_server, head=head)
+        with pytest.raises(StorageError, match=r"does not read back as written \(different "
+                                               r"size and recorded hash; changed by another"):
+            await S3Store(replace(settings, endpoint_url=endpoint)).put_bundle(
+                NAME, DATA, MANIFEST)
+
+
+REG = "registry.example.com"
+
+
+class TestServedCheck:
+    async def test_replaced_object_is_repaired(self, settings, s3):
+        """An object overwritten with other bytes (record kept) is published again."""
+        manager = password_manager(S3Store(settings), REG)
+        await manager.refresh(REG)
+        key = f"pullsecrets/prod/{bundle_name(REG)}"
+        good = s3.get_object(Bucket=settings.bucket, Key=key)
+        s3.put_object(Bucket=settings.bucket, Key=key, Body=b"\x1f\x8b garbage",
+                      Metadata=good["Metadata"])
+        assert await manager.refresh(REG) == "repaired"
+        assert s3.get_object(Bucket=settings.bucket, Key=key)["Body"].read() == \
+            good["Body"].read()
+
+    async def test_oversized_object_is_repaired(self, settings, s3):
+        """An object beyond the size limit is refused unread and replaced."""
+        manager = password_manager(S3Store(settings), REG)
+        await manager.refresh(REG)
+        key = f"pullsecrets/prod/{bundle_name(REG)}"
+        metadata = s3.head_object(Bucket=settings.bucket, Key=key)["Metadata"]
+        s3.put_object(Bucket=settings.bucket, Key=key, Body=bytes(MAX_BUNDLE_BYTES + 1),
+                      Metadata=metadata)
+        assert await manager.refresh(REG) == "repaired"
+        assert s3.head_object(Bucket=settings.bucket, Key=key)["ContentLength"] < 4096
+
+
+class TestListAndPrune:
+    async def test_lists_names_right_under_the_prefix(self, settings, s3):
+        """Only objects directly under the prefix are listed, by name."""
+        await S3Store(settings).put_bundle(NAME, DATA, MANIFEST)
+        for key in ("pullsecrets/prod/sub/x.tar.gz", "pullsecrets/prodx.tar.gz", "y.tar.gz"):
+            s3.put_object(Bucket=settings.bucket, Key=key, Body=b"x")
+        assert await S3Store(settings).list_names() == [NAME]
+
+    async def test_lists_names_without_prefix(self, settings, s3):
+        """Without a prefix the bucket's top level is listed."""
+        store = S3Store(replace(settings, prefix=""))
+        await store.put_bundle(NAME, DATA, MANIFEST)
+        assert await store.list_names() == [NAME]
+
+    async def test_prune(self, settings, s3):
+        """Prune deletes the stale bundle of this owner, and leaves configured and foreign ones."""
+        store = S3Store(settings)
+        await password_manager(store, REG, "old.example.com").refresh("old.example.com")
+        await password_manager(store, REG).refresh(REG)
+        foreign = "pullsecret_blue_old.example.com.tar.gz"
+        await store.put_bundle(foreign, DATA, MANIFEST)
+        assert await password_manager(store, REG).prune(default_owner) == [
+            bundle_name("old.example.com")]
+        assert await store.list_names() == sorted([bundle_name(REG), foreign])

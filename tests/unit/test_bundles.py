@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import gzip
+import io
+import tarfile
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from structlog.testing import capture_logs
 
+from controller.bundle import MAX_BUNDLE_BYTES, build_bundle, content_hash
 from controller.bundles import BundleManager, RefreshOutcome
 from controller.config import CredentialSettings, EcrSettings, RegistrySettings
 from controller.credentials import CredentialSource
 from controller.credentials.static import PasswordSource
-from controller.errors import CredentialError
+from controller.errors import CredentialError, NotLeaderError
 from controller.model import BundleManifest, RegistryCredential, Secret
 from controller.plan import bundle_name
 from controller.storage.memory import MemoryStore
@@ -238,3 +244,163 @@ class TestStaticSource:
         env["REG_PW"] = "second"
         assert await h.refresh() == "published"
         assert h.manifest.sha256 != first
+
+
+TAMPERED = build_bundle(REG, RegistryCredential(username="mallory", password=Secret("x")),
+                        "config.json")
+"""A well-formed bundle of the right layout, holding someone else's credential."""
+
+
+class TestServedBundleCheck:
+    async def published(self, *results: RegistryCredential | Exception) -> Harness:
+        h = Harness(FakeSource([token("good", T0 + timedelta(hours=10)), *results]))
+        assert await h.refresh() == "published"
+        return h
+
+    @pytest.mark.parametrize("damage", [
+        lambda data: TAMPERED,
+        lambda data: data[:-10],
+        lambda data: b"",
+        lambda data: data + bytes(MAX_BUNDLE_BYTES),
+    ], ids=["tampered", "truncated", "emptied", "oversized"])
+    async def test_bad_bytes_are_repaired_before_due(self, damage):
+        """Bytes that do not match the record are published again at the next check, due or not."""
+        h = await self.published(token("current", T0 + timedelta(hours=10)))
+        h.store.bundles[NAME] = damage(h.store.bundles[NAME])
+        h.clock.advance(1)
+        assert await h.refresh() == "repaired"
+        assert content_hash(h.store.bundles[NAME]) == h.manifest.sha256
+        assert h.manager.states[REG].repairs == 1
+        assert h.observed == ["published", "repaired"]
+
+    async def test_missing_bytes_are_repaired(self):
+        """A record whose bundle is gone is repaired, not taken for a first publish."""
+        h = await self.published(token("current", T0 + timedelta(hours=10)))
+        del h.store.bundles[NAME]
+        assert await h.refresh() == "repaired"
+        assert NAME in h.store.bundles
+
+    async def test_consistent_but_hostile_archive_is_repaired(self):
+        """Bytes and record replaced together still fail inspection: a link is never served."""
+        h = await self.published(token("current", T0 + timedelta(hours=10)))
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode="w") as tar:
+            link = tarfile.TarInfo(".docker")
+            link.type = tarfile.SYMTYPE
+            link.linkname = "/root/.docker"
+            tar.addfile(link)
+        hostile = gzip.compress(raw.getvalue())
+        h.store.bundles[NAME] = hostile
+        h.store.manifests[NAME] = replace(h.manifest, sha256=content_hash(hostile))
+        with capture_logs() as logs:
+            assert await h.refresh() == "repaired"
+        assert [e["reason"] for e in logs if e["event"] == "bundle_repaired"] == [
+            "the bundle holds a link"]
+
+    async def test_repair_is_logged_in_words_without_secrets(self):
+        """``bundle_repaired`` says why in words and carries no credential."""
+        h = await self.published(token("current-secret", T0 + timedelta(hours=10)))
+        h.store.bundles[NAME] = TAMPERED
+        with capture_logs() as logs:
+            await h.refresh()
+        repaired = [e for e in logs if e["event"] == "bundle_repaired"]
+        assert [e["reason"] for e in repaired] == [
+            "the bundle's bytes differ from the recorded hash"]
+        assert "current-secret" not in repr(logs)
+
+    async def test_status_shows_served_hash_until_repaired(self):
+        """While the repair fails, the state carries the hash of the bytes actually served."""
+        h = await self.published(CredentialError("ECR is down"))
+        h.store.bundles[NAME] = TAMPERED
+        with pytest.raises(CredentialError):
+            await h.refresh()
+        state = h.manager.states[REG]
+        assert state.manifest is not None
+        assert state.manifest.sha256 == content_hash(TAMPERED) != h.manifest.sha256
+        assert state.damage == "the bundle's bytes differ from the recorded hash"
+        assert h.observed == ["published", "failed"]
+
+    async def test_repair_refuses_an_expired_credential(self):
+        """A repair publishes the current credential only: an expired one is refused."""
+        h = await self.published(token("old", T0 - timedelta(hours=1)))
+        h.store.bundles[NAME] = TAMPERED
+        with pytest.raises(CredentialError, match="expired"):
+            await h.refresh()
+        assert h.store.writes == 1
+
+    async def test_repair_ignores_the_validity_floor(self):
+        """A short token may replace damaged bytes: the stored bundle is no better to keep."""
+        h = await self.published(token("short", T0 + timedelta(hours=1)))
+        h.store.bundles[NAME] = TAMPERED
+        assert await h.refresh() == "repaired"
+        assert h.manifest.expires_at == T0 + timedelta(hours=1)
+
+    async def test_dry_run_reports_damage_and_writes_nothing(self):
+        """In a dry run, damage is recorded but nothing is written."""
+        h = await self.published()
+        h.store.bundles[NAME] = TAMPERED
+        dry = BundleManager({REG: registry_settings()},
+                            {REG: FakeSource([token("new", T0 + timedelta(hours=10))])},
+                            h.store, dry_run=True, now=h.clock)
+        assert await dry.refresh(REG) == "dry_run"
+        assert dry.states[REG].damage == "the bundle's bytes differ from the recorded hash"
+        assert (h.store.writes, h.store.bundles[NAME]) == (1, TAMPERED)
+
+    async def test_good_bytes_are_left_alone(self):
+        """A bundle that checks out is not rewritten and shows no damage."""
+        h = await self.published()
+        assert await h.refresh() == "not_due"
+        assert (h.store.writes, h.manager.states[REG].damage) == (1, None)
+
+
+def default_owner(name: str) -> bool:
+    """The names of the controller named ``default``: ``pullsecret-<slug>.tar.gz``."""
+    return name.startswith("pullsecret-") and name.endswith(".tar.gz")
+
+
+class TestPrune:
+    async def store_with(self, *names: str) -> MemoryStore:
+        store = MemoryStore()
+        for name in names:
+            await store.put_bundle(name, b"bundle", BundleManifest(
+                registry=name, sha256="0" * 64, format="config.json", created_at=T0,
+                refresh_at=T0))
+        return store
+
+    async def test_deletes_only_stale_bundles_of_the_owner(self):
+        """Bundles of registries no longer configured go; configured and foreign ones stay."""
+        stale = bundle_name("old.example.com")
+        foreign = "pullsecret_blue_old.example.com.tar.gz"
+        store = await self.store_with(NAME, stale, foreign, "unrelated.tar.gz")
+        h = Harness(FakeSource([]), store=store)
+        assert await h.manager.prune(default_owner) == [stale]
+        assert await store.list_names() == sorted([NAME, foreign, "unrelated.tar.gz"])
+
+    async def test_lone_record_is_deleted(self):
+        """A record left without its bundle is stale too."""
+        store = await self.store_with(bundle_name("old.example.com"))
+        del store.bundles[bundle_name("old.example.com")]
+        await Harness(FakeSource([]), store=store).manager.prune(default_owner)
+        assert store.manifests == {}
+
+    async def test_fenced(self):
+        """A replica that is not the leader deletes nothing."""
+        store = await self.store_with(bundle_name("old.example.com"))
+
+        async def not_leader() -> int | None:
+            raise NotLeaderError("lost the lease")
+
+        manager = BundleManager({REG: registry_settings()}, {REG: FakeSource([])}, store,
+                                fence=not_leader)
+        with pytest.raises(NotLeaderError):
+            await manager.prune(default_owner)
+        assert await store.list_names() == [bundle_name("old.example.com")]
+
+    async def test_dry_run_lists_without_deleting(self):
+        """A dry run returns what it would delete and deletes nothing."""
+        store = await self.store_with(bundle_name("old.example.com"))
+        manager = BundleManager({REG: registry_settings()}, {REG: FakeSource([])}, store,
+                                dry_run=True)
+        assert await manager.prune(default_owner) == [bundle_name("old.example.com")]
+        assert await store.list_names() == [bundle_name("old.example.com")]
+
