@@ -25,7 +25,7 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Literal, Protocol
+from typing import Protocol
 
 import structlog
 
@@ -33,16 +33,15 @@ from controller.bundle import MAX_BUNDLE_BYTES, build_bundle, content_hash, insp
 from controller.config import RegistrySettings
 from controller.credentials import CredentialSource
 from controller.errors import CredentialError, InvalidBundleError, TransientError
-from controller.model import BundleLocation, BundleManifest, RegistryCredential
-from controller.plan import bundle_name
+from controller.model import BundleLocation, BundleManifest, RefreshOutcome, RegistryCredential
+from controller.plan import DEFAULT_OWNER, bundle_name, entry_owner
 from controller.storage import BundleStore
 
-__all__ = ["BundleManager", "Fence", "PublishObserver", "RefreshOutcome", "RegistryState",
+__all__ = ["BundleManager", "Fence", "PublishObserver", "RegistryState",
            "no_fence", "no_publish_observer"]
 
 log = structlog.get_logger(component="bundles")
 
-RefreshOutcome = Literal["published", "repaired", "unchanged", "not_due", "failed", "dry_run"]
 
 
 class Fence(Protocol):
@@ -96,8 +95,10 @@ class BundleManager:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         jitter: Callable[[], float] = lambda: random.uniform(0.9, 1.0),  # noqa: S311
         observe: PublishObserver = no_publish_observer,
+        owner: str = DEFAULT_OWNER,
     ) -> None:
         self._registries = registries
+        self._owner = owner
         self._sources = sources
         self._store = store
         self._fence = fence
@@ -121,7 +122,7 @@ class BundleManager:
                 await self.refresh(registry)
         if state.manifest is None and not self._dry_run:
             raise CredentialError(f"no bundle for {registry}: {state.last_error}")
-        return await self._store.location(bundle_name(registry))
+        return await self._store.location(bundle_name(registry, self._owner))
 
     async def refresh(self, registry: str, *, force: bool = False) -> RefreshOutcome:
         """Bring the stored bundle of ``registry`` up to date; one refresh per registry at once.
@@ -145,17 +146,17 @@ class BundleManager:
             self._observe(registry, outcome, state.manifest)
             return outcome
 
-    async def prune(self, owns: Callable[[str], bool]) -> list[str]:
-        """Delete the bundles ``owns`` claims that no configured registry uses any more;
+    async def prune(self) -> list[str]:
+        """Delete this controller's bundles that no configured registry uses any more;
         returns their names (in a dry run: the names, and nothing is touched).
 
-        ``owns`` tells this controller's bundle names from other controllers' in the same
-        store. Every delete is fenced like a publish. Run it only once apps no longer fetch
+        Other controllers' bundles in the same store are told apart by the owner in their
+        names. Every delete is fenced like a publish. Run it only once apps no longer fetch
         the stale bundles, or their new tasks fail to fetch them.
         """
-        keep = {bundle_name(registry) for registry in self._registries}
+        keep = {bundle_name(registry, self._owner) for registry in self._registries}
         stale = [name for name in await self._store.list_names()
-                 if owns(name) and name not in keep]
+                 if entry_owner(name) == self._owner and name not in keep]
         if self._dry_run:
             if stale:
                 log.info("bundle_delete_skipped", bundles=stale, reason="dry_run")
@@ -185,7 +186,7 @@ class BundleManager:
                        ) -> RefreshOutcome:
         settings = self._registries[registry]
         source = self._sources[registry]
-        name = bundle_name(registry)
+        name = bundle_name(registry, self._owner)
         stored = await self._store.get_manifest(name)
         state.manifest, state.damage = await self._check_served(name, stored)
         if state.damage is not None:

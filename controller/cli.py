@@ -15,12 +15,11 @@ from dataclasses import replace
 from importlib.metadata import version
 from pathlib import Path
 
-from controller import credentials, storage
+from controller import credentials
 from controller.bundle import build_bundle
 from controller.config import Settings, load_settings
 from controller.errors import ConfigError, ControllerError
 from controller.logs import configure
-from controller.plan import bundle_name
 from controller.reference import InvalidReferenceError, normalize_registry_host
 
 __all__ = ["main", "run"]
@@ -143,27 +142,23 @@ async def _pass(settings: Settings, env: Mapping[str, str], *, dry_run: bool, ve
 
 async def _uninstall(settings: Settings, env: Mapping[str, str], *, dry_run: bool,
                      delete_bundles: bool, quiet: bool) -> int:
-    """Plan as if no registry were configured: every entry this controller owns goes."""
+    """Plan as if no registry were configured: every entry this controller owns goes, and then,
+    if asked, every bundle it owns."""
     from controller.app import build, run_once
     from controller.report import format_report
 
-    kept = settings.registries
     async with build(replace(settings, registries=()), env, dry_run=dry_run) as parts:
         report = await run_once(parts, every_app=True)
-    if not quiet or not report.ok:
-        print(format_report(report), flush=True)
-    if not report.ok:
-        print("some apps still carry entries: run uninstall again", file=sys.stderr)
-        return EXIT_FAILED
-    if delete_bundles:
-        store = storage.from_settings(settings.storage)
-        names = [bundle_name(r.registry) for r in kept]
-        if not dry_run:
-            for name in names:
-                await store.delete(name)
-        if not quiet:
-            verb = "would delete" if dry_run else "deleted"
-            print(f"{verb} the bundles: {', '.join(names) or 'none'}")
+        if not quiet or not report.ok:
+            print(format_report(report), flush=True)
+        if not report.ok:
+            print("some apps may still carry entries: run uninstall again", file=sys.stderr)
+            return EXIT_FAILED
+        if delete_bundles:
+            names = await parts.bundles.prune()
+            if not quiet:
+                verb = "would delete" if dry_run else "deleted"
+                print(f"{verb} {len(names)} bundle(s): {', '.join(names) or '-'}")
     return EXIT_OK
 
 

@@ -14,7 +14,7 @@ import random
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
@@ -83,6 +83,7 @@ class Engine:
         self._relist_wanted = asyncio.Event()
         self._listed_keys = 0
         self.synced = asyncio.Event()
+        self._synced_at: float | None = None
         self.last_relist: float | None = None
 
     # -- sources of keys ---------------------------------------------------------------------
@@ -143,12 +144,15 @@ class Engine:
         period = self.parts.settings.reconcile.resync_seconds
         base, cap = _RELIST_BACKOFF
         failures = 0
+        await self._housekeeping(self.parts.bundles.cleanup)
         while True:
             self._relist_wanted.clear()
             try:
                 await self.relist()
                 failures = 0
                 wait = period * random.uniform(0.9, 1.1)  # noqa: S311
+                if self._settled(grace=period):
+                    await self._housekeeping(self.parts.bundles.prune)
             except Exception as e:  # noqa: BLE001 - any failure: try again, backing off
                 failures += 1
                 wait = min(cap, period, base * 2 ** min(failures - 1, 16))
@@ -157,6 +161,21 @@ class Engine:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._relist_wanted.wait()
+
+    def _settled(self, *, grace: float) -> bool:
+        """Whether stale bundles may go: the first sync is ``grace`` seconds old and no app is
+        still on its way (its new tasks might still fetch a stale bundle)."""
+        counts = self.status.counts()
+        return (self._synced_at is not None and time.monotonic() - self._synced_at >= grace
+                and not any(counts[s] for s in ("pending", "failed", "locked")))
+
+    @staticmethod
+    async def _housekeeping(chore: Callable[[], Awaitable[list[str]]]) -> None:
+        """Storage chores (leftover temp files, stale bundles) never stop the resync loop."""
+        try:
+            await chore()
+        except Exception as e:  # noqa: BLE001 - retried at the next relist or term
+            log.warning("storage_housekeeping_failed", error=str(e) or type(e).__name__)
 
     # -- workers -----------------------------------------------------------------------------
 
@@ -310,4 +329,5 @@ class Engine:
     def _check_synced(self) -> None:
         if self._initial is not None and not self._initial and not self.synced.is_set():
             self.synced.set()
+            self._synced_at = time.monotonic()
             log.info("initial_sync_finished")

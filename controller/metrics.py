@@ -12,14 +12,14 @@ from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from controller.model import AppState, BundleManifest
+from controller.model import AppState, BundleManifest, RefreshOutcome
 
 __all__ = ["PREFIX", "Metrics", "QueueMetrics"]
 
 PREFIX = "marathon_pullsecret_"
 RECONCILE_RESULTS = ("success", "error", "requeue_after")
 APP_STATES = get_args(AppState)
-PUBLISH_RESULTS = ("published", "unchanged", "not_due", "failed", "dry_run")
+PUBLISH_RESULTS = get_args(RefreshOutcome)
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -101,7 +101,7 @@ class Metrics:
     def observe_publish(self, registry: str, outcome: str,
                         manifest: BundleManifest | None) -> None:
         self.publishes.labels(registry=registry, result=outcome).inc()
-        if manifest is not None and outcome == "published":
+        if manifest is not None and outcome in ("published", "repaired"):
             self.bundle_last_publish.labels(registry=registry).set(manifest.created_at.timestamp())
         if manifest is not None:
             self.bundle_created.labels(registry=registry).set(manifest.created_at.timestamp())

@@ -20,6 +20,7 @@ __all__ = [
     "RawDeployment",
     "RawDocker",
     "RawFetch",
+    "RefreshOutcome",
     "RegistryCredential",
     "Secret",
     "version_tuple",
@@ -29,6 +30,9 @@ AppId = NewType("AppId", str)
 """A Marathon app id such as ``/team-a/web`` (always with the leading slash)."""
 
 BundleFormat = Literal["config.json", "dockercfg"]
+
+RefreshOutcome = Literal["published", "repaired", "unchanged", "not_due", "failed", "dry_run"]
+"""What one bundle refresh did (the ``result`` label of ``bundle_publishes_total``)."""
 
 AppState = Literal["converged", "pending", "failed", "skipped", "locked", "conflict"]
 """Where an app stands, for ``/status`` and the ``apps`` gauge (a contract: dashboards use it)."""

@@ -82,6 +82,8 @@ class StatusBook:
                     "refresh_at": _iso(s.manifest.refresh_at) if s.manifest else None,
                     "failures": s.failures,
                     "last_error": s.last_error,
+                    "damage": s.damage,
+                    "repairs": s.repairs,
                 }
                 for name, s in sorted(registries.items())
             },

@@ -374,9 +374,6 @@ class TestServedCheck:
             f"{served.name} is larger than {MAX_BUNDLE_BYTES} bytes"]
 
 
-def default_owner(name: str) -> bool:
-    return name.startswith("pullsecret-") and name.endswith(".tar.gz")
-
 
 class TestListAndPrune:
     async def test_list_names(self, tmp_path):
@@ -394,7 +391,7 @@ class TestListAndPrune:
         await manager(tmp_path, REG).refresh(REG)
         foreign = tmp_path / "bundles" / "pullsecret_blue_old.example.com.tar.gz"
         foreign.write_bytes(b"x")
-        assert await manager(tmp_path, REG).prune(default_owner) == [
+        assert await manager(tmp_path, REG).prune() == [
             bundle_name("old.example.com")]
         assert sorted(p.name for p in (tmp_path / "bundles").iterdir()) == sorted([
             bundle_name(REG), "pullsecret-registry.example.com_5000.json", foreign.name])

@@ -23,7 +23,7 @@ from controller.errors import InvalidBundleError, StorageError
 from controller.model import BundleManifest
 from controller.plan import bundle_name
 from controller.storage.s3 import S3Store
-from tests.adapters.test_storage_fs import default_owner, password_manager
+from tests.adapters.test_storage_fs import password_manager
 
 NAME = "pullsecret-registry.example.com.tar.gz"
 DATA = b"\x1f\x8b not really a tarball"
@@ -396,6 +396,6 @@ class TestListAndPrune:
         await password_manager(store, REG).refresh(REG)
         foreign = "pullsecret_blue_old.example.com.tar.gz"
         await store.put_bundle(foreign, DATA, MANIFEST)
-        assert await password_manager(store, REG).prune(default_owner) == [
+        assert await password_manager(store, REG).prune() == [
             bundle_name("old.example.com")]
         assert await store.list_names() == sorted([bundle_name(REG), foreign])

@@ -353,10 +353,6 @@ class TestServedBundleCheck:
         assert (h.store.writes, h.manager.states[REG].damage) == (1, None)
 
 
-def default_owner(name: str) -> bool:
-    """The names of the controller named ``default``: ``pullsecret-<slug>.tar.gz``."""
-    return name.startswith("pullsecret-") and name.endswith(".tar.gz")
-
 
 class TestPrune:
     async def store_with(self, *names: str) -> MemoryStore:
@@ -373,14 +369,14 @@ class TestPrune:
         foreign = "pullsecret_blue_old.example.com.tar.gz"
         store = await self.store_with(NAME, stale, foreign, "unrelated.tar.gz")
         h = Harness(FakeSource([]), store=store)
-        assert await h.manager.prune(default_owner) == [stale]
+        assert await h.manager.prune() == [stale]
         assert await store.list_names() == sorted([NAME, foreign, "unrelated.tar.gz"])
 
     async def test_lone_record_is_deleted(self):
         """A record left without its bundle is stale too."""
         store = await self.store_with(bundle_name("old.example.com"))
         del store.bundles[bundle_name("old.example.com")]
-        await Harness(FakeSource([]), store=store).manager.prune(default_owner)
+        await Harness(FakeSource([]), store=store).manager.prune()
         assert store.manifests == {}
 
     async def test_fenced(self):
@@ -393,7 +389,7 @@ class TestPrune:
         manager = BundleManager({REG: registry_settings()}, {REG: FakeSource([])}, store,
                                 fence=not_leader)
         with pytest.raises(NotLeaderError):
-            await manager.prune(default_owner)
+            await manager.prune()
         assert await store.list_names() == [bundle_name("old.example.com")]
 
     async def test_dry_run_lists_without_deleting(self):
@@ -401,6 +397,6 @@ class TestPrune:
         store = await self.store_with(bundle_name("old.example.com"))
         manager = BundleManager({REG: registry_settings()}, {REG: FakeSource([])}, store,
                                 dry_run=True)
-        assert await manager.prune(default_owner) == [bundle_name("old.example.com")]
+        assert await manager.prune() == [bundle_name("old.example.com")]
         assert await store.list_names() == [bundle_name("old.example.com")]
 
