@@ -56,7 +56,7 @@ async def test_leftover_temp_files_are_removed_when_leading(tmp_path):
     mine.write_text("keep")
     state = MarathonState(deployment_seconds=0)
     env = {"REG_PW": "pw"}
-    async with MarathonSimulator(state, heartbeat_seconds=0.5) as sim:
-        async with Daemon(settings_from_mapping(config(sim.url, tmp_path), env), env):
-            await eventually(lambda: not leftover.exists())
+    async with MarathonSimulator(state, heartbeat_seconds=0.5) as sim, Daemon(
+            settings_from_mapping(config(sim.url, tmp_path), env), env):
+        await eventually(lambda: not leftover.exists())
     assert mine.read_text() == "keep"
