@@ -1,0 +1,110 @@
+"""Ordinary mistakes through the real CLI: the documented exit code, one clear message that
+names the key, file or flag and the fix, no traceback, no temp file left, no secret shown."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.test_cli import REG, SECRET, cli, write
+
+
+def good_config(tmp_path: Path, **override: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "marathon": {"urls": ["http://127.0.0.1:1"]},
+        "registries": [{"host": REG, "credentials": {"username": "u",
+                                                     "password_env": "REG_PW"}}],
+        "storage": {"filesystem": {"path": str(tmp_path / "bundles")}},
+    }
+    doc.update(override)
+    return doc
+
+
+@dataclass(frozen=True)
+class Mistake:
+    argv: list[str]
+    code: int
+    says: list[str]
+    config: dict[str, Any] | None = field(default=None)
+    """Written to config.yaml; ``{CONFIG}`` in argv names it."""
+
+
+def cases(tmp_path: Path) -> dict[str, Mistake]:
+    return {
+        "bundle into a directory": Mistake(
+            ["bundle", "-c", "{CONFIG}", "--registry", REG, "-o", str(tmp_path)], 2,
+            ["--output", "is a directory", "docker.tar.gz"], good_config(tmp_path)),
+        "bundle into a missing directory": Mistake(
+            ["bundle", "-c", "{CONFIG}", "--registry", REG, "-o",
+             str(tmp_path / "nope" / "x.tgz")], 2,
+            ["--output", f"directory {tmp_path / 'nope'} does not exist"],
+            good_config(tmp_path)),
+        "bundle for an unknown registry": Mistake(
+            ["bundle", "-c", "{CONFIG}", "--registry", "quay.io", "-o",
+             str(tmp_path / "x.tgz")], 2,
+            ["--registry: quay.io is not configured", REG], good_config(tmp_path)),
+        "missing config file": Mistake(
+            ["check-config", "-c", str(tmp_path / "missing.yaml")], 2,
+            [str(tmp_path / "missing.yaml")]),
+    }
+
+
+@pytest.mark.parametrize("name", ["bundle into a directory", "bundle into a missing directory",
+                                  "bundle for an unknown registry", "missing config file"])
+async def test_mistake_is_one_clear_message(tmp_path, name):
+    mistake = cases(tmp_path)[name]
+    argv = list(mistake.argv)
+    if mistake.config is not None:
+        path = write(tmp_path, mistake.config)
+        argv = [path if a == "{CONFIG}" else a for a in argv]
+    before = set(tmp_path.rglob("*"))
+    code, out, err = await cli(*argv, env={"REG_PW": SECRET})
+    assert code == mistake.code, err
+    assert "Traceback" not in out + err
+    for words in mistake.says:
+        assert words in err, err
+    assert SECRET not in out + err
+    assert set(tmp_path.rglob("*")) - before == set(), "a file was left behind"
+
+
+async def test_demo_on_a_busy_port_names_the_flag():
+    """`make demo` with 9102 taken says which flag picks another port."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, _, err = await cli("demo", "--duration", "5", "--listen", f"127.0.0.1:{port}")
+    assert code == 2
+    assert f"--listen 127.0.0.1:{port}: that port is busy" in err
+    assert "DEMO_ARGS=" in err
+    assert "Traceback" not in err
+
+
+class TestConventions:
+    async def test_version(self):
+        code, out, _ = await cli("--version")
+        assert (code, out.split()[0]) == (0, "pullsecret-controller")
+
+    @pytest.mark.parametrize("before", [True, False], ids=["before", "after"])
+    async def test_global_options_before_or_after_the_command(self, tmp_path, before):
+        path = write(tmp_path, good_config(tmp_path))
+        argv = (["--config", path, "check-config"] if before
+                else ["check-config", "--config", path])
+        code, out, err = await cli(*argv, env={"REG_PW": "x"})
+        assert code == 0, err
+        assert out.strip() == f"{path}: OK (1 registry)"
+
+    async def test_quiet_check_config_prints_nothing(self, tmp_path):
+        path = write(tmp_path, good_config(tmp_path))
+        assert await cli("-q", "check-config", "-c", path, env={"REG_PW": "x"}) == (0, "", "")
+
+    @pytest.mark.parametrize("command", ["run", "check-config", "plan", "reconcile",
+                                         "uninstall", "bundle", "demo"])
+    async def test_every_command_has_help_with_an_example(self, command):
+        code, out, _ = await cli(command, "--help")
+        assert code == 0
+        assert "example:\n  pullsecret-controller " in out
