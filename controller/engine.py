@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import time
 import uuid
@@ -218,13 +219,16 @@ class Engine:
                 self.metrics.reconcile_errors.inc()
             self.metrics.reconcile_seconds.observe(duration)
             self._update_app_gauges()
-            log.info("reconcile_finished", outcome=result,
-                     duration_ms=round(duration * 1000, 2), **fields)
+            log.log(logging.WARNING if result == "error" else logging.INFO,
+                    "reconcile_finished", outcome=result,
+                    duration_ms=round(duration * 1000, 2), **fields)
 
     async def _process_app(self, app_id: AppId, fields: dict[str, object]) -> Result:
         outcome = await self.parts.reconciler.reconcile(
             app_id, listed=self._listed.pop(app_id, None))
         fields["action"] = outcome.action
+        if outcome.plan is not None and outcome.plan.eligibility.reason != "eligible":
+            fields["reason"] = outcome.plan.eligibility.reason  # why it gets no bundle
         self._deferred.discard(app_id)
         if outcome.action == "gone":
             self.queue.forget(app_id)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog.testing
 from prometheus_client import CollectorRegistry
 
 from controller.app import build
@@ -131,3 +132,35 @@ async def test_deferred_write_returns_when_a_deployment_ends(tmp_path):
             state.finish_deployment(deployment["id"])
             engine.on_effect(EventEffect(finished_deployment=deployment["id"]))
             assert engine.queue.get_nowait() == "/d/two"
+
+
+class TestCanonicalLogLine:
+    @pytest.fixture
+    async def logged(self, tmp_path):
+        """Reconcile one app on a fresh engine; return its reconcile_finished line."""
+        async def reconcile(definition: dict[str, Any]) -> dict[str, Any]:
+            state = MarathonState(deployment_seconds=0)
+            state.load_apps([definition])
+            async with MarathonSimulator(state) as sim:
+                env = {"REG_PW": "pw"}
+                settings = settings_from_mapping(config(sim.url, tmp_path), env)
+                async with build(settings, env, wait_for_budget=False) as parts:
+                    engine = Engine(parts, WorkQueue(), Metrics(CollectorRegistry()))
+                    with structlog.testing.capture_logs() as logs:
+                        await engine.process(AppId(definition["id"]))
+            (line,) = [e for e in logs if e["event"] == "reconcile_finished"]
+            return line
+
+        return reconcile
+
+    async def test_skipped_app_says_why(self, logged):
+        """A skipped app's reconcile_finished line carries the reason, not just 'unchanged'."""
+        line = await logged(app("/e/pub", container={"type": "DOCKER",
+                                                     "docker": {"image": "nginx"}}))
+        assert (line["action"], line["reason"]) == ("unchanged", "unconfigured_registry")
+
+    async def test_failed_reconcile_is_a_warning(self, logged):
+        """A failure is logged at warning, so a level filter keeps it."""
+        line = await logged(app("/e/bad", container={"type": "DOCKER",
+                                                     "docker": {"image": "UPPER/Case"}}))
+        assert (line["outcome"], line["log_level"]) == ("error", "warning")
