@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import datetime
-import inspect
-import ipaddress
-import json
-import socket
-import ssl
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 from aiohttp import web
 
@@ -27,113 +18,13 @@ from controller.errors import (
 )
 from controller.marathon import MarathonClient
 from controller.model import AppId
+from tests.adapters.marathon_helpers import Recorder, client, free_url, server_tls
 
 LOCK_BODY = {
     "message": "App is locked by one or more deployments. Override with the option "
     "'?force=true'. View details at '/v2/deployments/<DEPLOYMENT_ID>'.",
     "deployments": [{"id": "97c136bf-5a28-4821-9d94-480d9fbb01c8"}],
 }
-
-
-async def no_sleep(_: float) -> None:
-    return None
-
-
-class Recorder:
-    """A tiny Marathon stand-in that records every request."""
-
-    def __init__(self) -> None:
-        self.requests: list[web.Request] = []
-        self.bodies: list[object] = []
-
-    def app(self, handler) -> web.Application:
-        async def record(request: web.Request) -> web.StreamResponse:
-            self.requests.append(request)
-            raw = await request.read()
-            self.bodies.append(json.loads(raw) if raw else None)
-            response = handler(request)
-            return await response if inspect.isawaitable(response) else response
-
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", record)
-        return app
-
-
-def free_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}"
-
-
-@pytest.fixture
-async def silent_url() -> AsyncIterator[str]:
-    """A server that accepts connections and never answers: a hung Marathon."""
-    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while await reader.read(65536):
-            pass
-        writer.close()
-
-    server = await asyncio.start_server(hang, "127.0.0.1", 0)
-    yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    server.close()
-
-
-@pytest.fixture
-def black_hole_url() -> Iterator[str]:
-    """A port whose accept queue is full, so connecting hangs: a powered-off host."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers = []
-    for _ in range(3):
-        filler = socket.socket()
-        filler.setblocking(False)
-        filler.connect_ex(("127.0.0.1", port))
-        fillers.append(filler)
-    yield f"http://127.0.0.1:{port}"
-    for sock in [*fillers, listener]:
-        sock.close()
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and its key."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    directory = tmp_path_factory.mktemp("tls")
-    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (directory / "key.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    return directory / "cert.pem", directory / "key.pem"
-
-
-@pytest.fixture
-async def session():
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-def client(session, *urls: str, **settings) -> MarathonClient:
-    settings.setdefault("timeout_seconds", 2)
-    env = {"MPW": "s3cret", "BAD": "abc\ndef", "RAW": "s3cr\udcffet"}
-    return MarathonClient(MarathonSettings(urls=urls, **settings), session, env=env,
-                          retry_sleep=no_sleep)
 
 
 class TestErrorMapping:
@@ -394,9 +285,7 @@ class TestAuthAndLeaders:
         async def downgrade(request):
             raise web.HTTPFound(str(plain.make_url(request.path_qs)))
 
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(cert, key)
-        secure = await aiohttp_server(Recorder().app(downgrade), ssl=context)
+        secure = await aiohttp_server(Recorder().app(downgrade), ssl=server_tls(cert, key))
         c = client(session, str(secure.make_url("")), ca_file=cert,
                    auth=MarathonAuthSettings(username="ops", password_env="MPW"))
         with pytest.raises(MarathonUnavailable, match="https to http"):
