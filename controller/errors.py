@@ -5,14 +5,16 @@ Adapters classify failures into these; the core never sees aiohttp or botocore e
     ControllerError
     ├── ConfigError                 bad configuration; start-up only, exit code 2
     ├── TransientError              requeue the key with backoff
-    │   ├── MarathonUnavailable     connection failure, timeout or 5xx
+    │   ├── MarathonUnavailable     connection failure, timeout, 5xx, 429, or an answer that is
+    │   │   │                       not Marathon's (a proxy's 404, a malformed or oversized body)
+    │   │   └── MarathonDeploymentLimit  403: --max_running_deployments is reached
     │   ├── MarathonConflict        409: the app is locked by a deployment
     │   ├── StorageError            shared storage could not be read or written
     │   ├── CredentialError         a credential source failed (retried: sources recover)
     │   └── NotLeaderError          leadership was lost before a write
     └── TerminalError               logged and counted, never retried for the same input
         ├── MarathonRejected        401, 403, 404, 422 and other 4xx, with Marathon's message
-        │   └── MarathonNotFound    404: the app is gone
+        │   └── MarathonNotFound    404 with Marathon's own "does not exist": the app is gone
         └── InvalidAppError         the app definition cannot be planned (e.g. malformed image)
 
 Messages never carry secrets: adapters cut response bodies short and only keep Marathon's
@@ -27,6 +29,7 @@ __all__ = [
     "CredentialError",
     "InvalidAppError",
     "MarathonConflict",
+    "MarathonDeploymentLimit",
     "MarathonError",
     "MarathonNotFound",
     "MarathonRejected",
@@ -67,7 +70,22 @@ class MarathonError(ControllerError):
 
 
 class MarathonUnavailable(MarathonError, TransientError):
-    """Marathon could not be reached, timed out, or answered 5xx."""
+    """Marathon could not be reached, timed out, or answered 5xx, 429 or something not Marathon's.
+
+    ``retry_after`` is the wait in seconds the server asked for (``Retry-After``, bounded), or
+    ``None``: a work queue should not retry sooner.
+    """
+
+    def __init__(self, message: str, *, status: int = 0, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, status=status)
+
+
+class MarathonDeploymentLimit(MarathonUnavailable):
+    """403: ``--max_running_deployments`` are running; retry once some end, never force."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=403)
 
 
 class MarathonConflict(MarathonError, TransientError):
@@ -83,7 +101,7 @@ class MarathonRejected(MarathonError, TerminalError):
 
 
 class MarathonNotFound(MarathonRejected):
-    """404: the app does not exist (any more)."""
+    """404 with Marathon's own not-found message: the app does not exist (any more)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message, status=404)
