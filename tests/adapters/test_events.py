@@ -1,4 +1,4 @@
-"""EventWatcher against raw local servers: cuts mid-event, oversize events, exact Accept."""
+"""EventWatcher against raw local servers: cuts mid-event, oversize events, exact Accept, type."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import pytest
 from aiohttp import web
 
 from controller.config import MarathonSettings
-from controller.events import EventEffect, EventWatcher
+from controller.errors import MarathonUnavailable
+from controller.events import EVENT_TYPES, EventEffect, EventWatcher
 from controller.marathon import MarathonClient
+from controller.simulator import MarathonSimulator
 
 ATTACHED = b'event: event_stream_attached\r\ndata: {"remoteAddress":"127.0.0.1"}\r\n\r\n'
 
@@ -132,3 +134,104 @@ async def test_streams_that_end_at_once_back_off(aiohttp_server):
         await asyncio.wait_for(watcher.run(_iterations=6), 10)
     assert len(delays) == 5
     assert all(later > earlier for earlier, later in itertools.pairwise(delays))
+
+
+class TestOnlyAnEventStreamIsRead:
+    @pytest.mark.parametrize(("headers", "words"), [
+        ({"Content-Type": "text/html; charset=utf-8"}, "answered text/html, not an event stream"),
+        ({"Content-Type": "application/json"}, "answered application/json, not an event"),
+    ], ids=["html", "json"])
+    async def test_other_content_is_refused(self, aiohttp_server, headers, words):
+        """A 200 that is not text/event-stream (a login page, a proxy) is a transient error."""
+        async def page(request: web.Request) -> web.StreamResponse:
+            response = web.StreamResponse(headers=headers)
+            await response.prepare(request)
+            await response.write(ATTACHED + post("/from-a-page"))
+            return response
+
+        app = web.Application()
+        app.router.add_get("/v2/events", page)
+        server = await aiohttp_server(app)
+        async with aiohttp.ClientSession() as session:
+            client = MarathonClient(
+                MarathonSettings(urls=(str(server.make_url("")).rstrip("/"),)), session)
+            with pytest.raises(MarathonUnavailable, match=words):
+                async with client.event_stream(EVENT_TYPES):
+                    pass
+
+    async def test_answer_without_content_type_is_refused(self):
+        """A bare HTTP answer without a Content-Type is no event stream either."""
+        async def bare(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + ATTACHED)
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(bare, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        try:
+            async with aiohttp.ClientSession() as session:
+                client = MarathonClient(MarathonSettings(urls=(url,)), session)
+                with pytest.raises(MarathonUnavailable, match="answered without a Content-Type"):
+                    async with client.event_stream(EVENT_TYPES):
+                        pass
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    async def test_watcher_neither_relists_nor_reads_a_page(self, aiohttp_server):
+        """An HTML answer is a failed connection: no relist, no events taken from it."""
+        async def page(request: web.Request) -> web.Response:
+            return web.Response(text=(ATTACHED + post("/from-a-page")).decode(),
+                                content_type="text/html")
+
+        app = web.Application()
+        app.router.add_get("/v2/events", page)
+        server = await aiohttp_server(app)
+        effects: list[EventEffect] = []
+        relists = 0
+
+        async def relist() -> None:
+            nonlocal relists
+            relists += 1
+
+        async with aiohttp.ClientSession() as session:
+            client = MarathonClient(
+                MarathonSettings(urls=(str(server.make_url("")).rstrip("/"),)), session)
+            watcher = EventWatcher(client, on_effect=effects.append, relist=relist,
+                                   sleep=no_sleep)
+            await asyncio.wait_for(watcher.run(_iterations=2), 10)
+        assert (relists, effects) == (0, [])
+
+    async def test_simulator_serves_an_event_stream(self):
+        """The shipped simulator answers text/event-stream, so the client reads it."""
+        async with MarathonSimulator() as simulator, aiohttp.ClientSession() as session:
+            client = MarathonClient(MarathonSettings(urls=(simulator.url,)), session)
+            async with client.event_stream(EVENT_TYPES) as chunks:
+                first = await asyncio.wait_for(anext(aiter(chunks)), 10)
+        assert first.startswith(b"event: event_stream_attached\r\n")
+
+
+async def test_retry_after_is_a_floor_under_the_reconnect_delay(aiohttp_server):
+    """A stream refused with Retry-After is not retried sooner than asked."""
+    delays: list[float] = []
+
+    async def record(delay: float) -> None:
+        delays.append(delay)
+
+    async def busy(request: web.Request) -> web.Response:
+        return web.json_response({"message": "busy"}, status=503, headers={"Retry-After": "42"})
+
+    app = web.Application()
+    app.router.add_get("/v2/events", busy)
+    server = await aiohttp_server(app)
+
+    async def relist() -> None:
+        raise AssertionError("no relist without a stream")
+
+    async with aiohttp.ClientSession() as session:
+        client = MarathonClient(MarathonSettings(urls=(str(server.make_url("")).rstrip("/"),)),
+                                session)
+        watcher = EventWatcher(client, on_effect=lambda e: None, relist=relist, sleep=record)
+        await asyncio.wait_for(watcher.run(_iterations=2), 10)
+    assert delays == [42.0]
