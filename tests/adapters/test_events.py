@@ -43,10 +43,16 @@ class Stream:
         return response
 
 
-async def watch(aiohttp_server, stream: Stream, iterations: int, **kw):
+async def events_url(aiohttp_server, handler) -> str:
+    """Serve ``handler`` as ``/v2/events``; returns the server's URL."""
     app = web.Application()
-    app.router.add_get("/v2/events", stream.handler)
-    server = await aiohttp_server(app)
+    app.router.add_get("/v2/events", handler)
+    return str((await aiohttp_server(app)).make_url("")).rstrip("/")
+
+
+async def watch(aiohttp_server, handler, iterations: int, **kw):
+    """Run an EventWatcher for ``iterations`` connections to ``handler``: (effects, relists)."""
+    url = await events_url(aiohttp_server, handler)
     effects: list[EventEffect] = []
     relists = 0
 
@@ -54,11 +60,10 @@ async def watch(aiohttp_server, stream: Stream, iterations: int, **kw):
         nonlocal relists
         relists += 1
 
+    kw.setdefault("sleep", no_sleep)
     async with aiohttp.ClientSession() as session:
-        client = MarathonClient(MarathonSettings(urls=(str(server.make_url("")).rstrip("/"),)),
-                                session)
-        watcher = EventWatcher(client, on_effect=effects.append, relist=relist, sleep=no_sleep,
-                               **kw)
+        client = MarathonClient(MarathonSettings(urls=(url,)), session)
+        watcher = EventWatcher(client, on_effect=effects.append, relist=relist, **kw)
         await asyncio.wait_for(watcher.run(_iterations=iterations), 10)
     return effects, relists
 
@@ -67,7 +72,7 @@ async def test_cut_mid_event_reconnects_and_relists(aiohttp_server):
     """A stream cut inside an event drops that half event, reconnects and relists again."""
     half = post("/half")[:40]
     stream = Stream(ATTACHED + post("/first") + half, ATTACHED + post("/second"))
-    effects, relists = await watch(aiohttp_server, stream, iterations=2)
+    effects, relists = await watch(aiohttp_server, stream.handler, iterations=2)
     assert [e.app_ids for e in effects] == [("/first",), ("/second",)]
     assert relists == 2
 
@@ -76,14 +81,14 @@ async def test_oversize_event_drops_the_stream_not_the_process(aiohttp_server):
     """An event over the size limit ends that connection; the next one works."""
     huge = b"event: api_post_event\r\ndata: " + b"x" * 5000 + b"\r\n\r\n"
     stream = Stream(ATTACHED + huge + post("/lost"), ATTACHED + post("/after"))
-    effects, _ = await watch(aiohttp_server, stream, iterations=2, max_event_bytes=1000)
+    effects, _ = await watch(aiohttp_server, stream.handler, iterations=2, max_event_bytes=1000)
     assert [e.app_ids for e in effects] == [("/after",)]
 
 
 async def test_accept_header_is_exactly_event_stream(aiohttp_server):
     """Jetty compares Accept with equals(): nothing may be added to it."""
     stream = Stream(ATTACHED)
-    await watch(aiohttp_server, stream, iterations=1)
+    await watch(aiohttp_server, stream.handler, iterations=1)
     assert stream.accept == ["text/event-stream"]
 
 
@@ -97,19 +102,8 @@ async def test_refused_stream_is_retried(aiohttp_server, status):
         calls += 1
         return web.json_response({"message": "no"}, status=status)
 
-    app = web.Application()
-    app.router.add_get("/v2/events", handler)
-    server = await aiohttp_server(app)
-    async with aiohttp.ClientSession() as session:
-        client = MarathonClient(MarathonSettings(urls=(str(server.make_url("")).rstrip("/"),)),
-                                session)
-
-        async def relist() -> None:
-            raise AssertionError("no relist without a stream")
-
-        watcher = EventWatcher(client, on_effect=lambda e: None, relist=relist, sleep=no_sleep)
-        await asyncio.wait_for(watcher.run(_iterations=3), 10)
-    assert calls == 3
+    _, relists = await watch(aiohttp_server, handler, iterations=3)
+    assert (calls, relists) == (3, 0)
 
 
 async def test_streams_that_end_at_once_back_off(aiohttp_server):
@@ -119,19 +113,8 @@ async def test_streams_that_end_at_once_back_off(aiohttp_server):
     async def record(delay: float) -> None:
         delays.append(delay)
 
-    app = web.Application()
-    app.router.add_get("/v2/events", Stream(*[ATTACHED] * 6).handler)
-    server = await aiohttp_server(app)
-
-    async def relist() -> None:
-        return None
-
-    async with aiohttp.ClientSession() as session:
-        client = MarathonClient(MarathonSettings(urls=(str(server.make_url("")).rstrip("/"),)),
-                                session)
-        watcher = EventWatcher(client, on_effect=lambda e: None, relist=relist, sleep=record,
-                               backoff_initial=1.0, backoff_max=64.0)
-        await asyncio.wait_for(watcher.run(_iterations=6), 10)
+    await watch(aiohttp_server, Stream(*[ATTACHED] * 6).handler, iterations=6, sleep=record,
+                backoff_initial=1.0, backoff_max=64.0)
     assert len(delays) == 5
     assert all(later > earlier for earlier, later in itertools.pairwise(delays))
 
@@ -149,12 +132,9 @@ class TestOnlyAnEventStreamIsRead:
             await response.write(ATTACHED + post("/from-a-page"))
             return response
 
-        app = web.Application()
-        app.router.add_get("/v2/events", page)
-        server = await aiohttp_server(app)
+        url = await events_url(aiohttp_server, page)
         async with aiohttp.ClientSession() as session:
-            client = MarathonClient(
-                MarathonSettings(urls=(str(server.make_url("")).rstrip("/"),)), session)
+            client = MarathonClient(MarathonSettings(urls=(url,)), session)
             with pytest.raises(MarathonUnavailable, match=words):
                 async with client.event_stream(EVENT_TYPES):
                     pass
@@ -185,22 +165,7 @@ class TestOnlyAnEventStreamIsRead:
             return web.Response(text=(ATTACHED + post("/from-a-page")).decode(),
                                 content_type="text/html")
 
-        app = web.Application()
-        app.router.add_get("/v2/events", page)
-        server = await aiohttp_server(app)
-        effects: list[EventEffect] = []
-        relists = 0
-
-        async def relist() -> None:
-            nonlocal relists
-            relists += 1
-
-        async with aiohttp.ClientSession() as session:
-            client = MarathonClient(
-                MarathonSettings(urls=(str(server.make_url("")).rstrip("/"),)), session)
-            watcher = EventWatcher(client, on_effect=effects.append, relist=relist,
-                                   sleep=no_sleep)
-            await asyncio.wait_for(watcher.run(_iterations=2), 10)
+        effects, relists = await watch(aiohttp_server, page, iterations=2)
         assert (relists, effects) == (0, [])
 
     async def test_simulator_serves_an_event_stream(self):
@@ -222,16 +187,5 @@ async def test_retry_after_is_a_floor_under_the_reconnect_delay(aiohttp_server):
     async def busy(request: web.Request) -> web.Response:
         return web.json_response({"message": "busy"}, status=503, headers={"Retry-After": "42"})
 
-    app = web.Application()
-    app.router.add_get("/v2/events", busy)
-    server = await aiohttp_server(app)
-
-    async def relist() -> None:
-        raise AssertionError("no relist without a stream")
-
-    async with aiohttp.ClientSession() as session:
-        client = MarathonClient(MarathonSettings(urls=(str(server.make_url("")).rstrip("/"),)),
-                                session)
-        watcher = EventWatcher(client, on_effect=lambda e: None, relist=relist, sleep=record)
-        await asyncio.wait_for(watcher.run(_iterations=2), 10)
+    await watch(aiohttp_server, busy, iterations=2, sleep=record)
     assert delays == [42.0]
