@@ -97,6 +97,15 @@ class TestAppShape:
             await client(session, url).get_app(AppId("/x"))
 
 
+class TestInfoShape:
+    async def test_info_that_is_no_object_stops_the_write(self, aiohttp_server, session):
+        """A /v2/info answer that is not an object fails the write before anything is sent."""
+        rec, url = await answering(aiohttp_server, lambda r: web.json_response(["1.10.26"]))
+        with pytest.raises(MarathonUnavailable, match="the answer is a list, not an object"):
+            await client(session, url).update_app(AppId("/x"), {"fetch": []})
+        assert [r.path for r in rec.requests] == ["/v2/info"]
+
+
 class TestDeploymentListShape:
     async def test_not_a_list_is_unavailable(self, aiohttp_server, session):
         """/v2/deployments must answer a list."""
