@@ -68,7 +68,6 @@ _MAX_ANSWER_BYTES = _MIB  # /v2/info, a write's answer, an error body: Marathon'
 _MAX_RETRY_AFTER = 300.0
 _MAX_LOGGED_LEADERS = 16
 _MAX_SKIPS_LOGGED = 20
-_READ_CHUNK = 64 * 1024
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 # Marathon's own not-found answer (``{"message": "App '/x' does not exist"}``, optionally
 # `` in version …``): mesosphere/marathon src/main/scala/mesosphere/marathon/Exception.scala:16
@@ -372,12 +371,14 @@ async def _answer(response: aiohttp.ClientResponse, limit: int, request: str) ->
     refusal = f"{request}: {origin} answered more than {limit // _MIB} MiB, which is refused"
     if response.content_length is not None and response.content_length > limit:
         raise MarathonUnavailable(refusal, status=response.status)
-    body = bytearray()
-    async for chunk in response.content.iter_chunked(_READ_CHUNK):
-        body += chunk
-        if len(body) > limit:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        size += len(chunk)
+        if size > limit:
             raise MarathonUnavailable(refusal, status=response.status)
-    return _Answer(response.status, response.headers, bytes(body), origin)
+        chunks.append(chunk)
+    return _Answer(response.status, response.headers, b"".join(chunks), origin)
 
 
 class MarathonClient:
