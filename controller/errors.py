@@ -5,7 +5,9 @@ Adapters classify failures into these; the core never sees aiohttp or botocore e
     ControllerError
     ├── ConfigError                 bad configuration; start-up only, exit code 2
     ├── TransientError              requeue the key with backoff
-    │   ├── MarathonUnavailable     connection failure, timeout or 5xx
+    │   ├── MarathonUnavailable     connection failure, timeout, 5xx, 429, or an answer that is
+    │   │   │                       not Marathon's (a proxy's 404, a malformed or oversized body)
+    │   │   └── MarathonDeploymentLimit  403: --max_running_deployments is reached
     │   ├── MarathonConflict        409: the app is locked by a deployment
     │   ├── StorageError            shared storage could not be read or written
     │   │   └── InvalidBundleError  the served bundle is not one we publish: publish it again
@@ -13,7 +15,7 @@ Adapters classify failures into these; the core never sees aiohttp or botocore e
     │   └── NotLeaderError          leadership was lost before a write
     └── TerminalError               logged and counted, never retried for the same input
         ├── MarathonRejected        401, 403, 404, 422 and other 4xx, with Marathon's message
-        │   └── MarathonNotFound    404: the app is gone
+        │   └── MarathonNotFound    404 with Marathon's own "does not exist": the app is gone
         └── InvalidAppError         the app definition cannot be planned (e.g. malformed image)
 
 Messages never carry secrets: adapters cut response bodies short and only keep Marathon's
@@ -29,6 +31,7 @@ __all__ = [
     "InvalidAppError",
     "InvalidBundleError",
     "MarathonConflict",
+    "MarathonDeploymentLimit",
     "MarathonError",
     "MarathonNotFound",
     "MarathonRejected",
@@ -69,7 +72,22 @@ class MarathonError(ControllerError):
 
 
 class MarathonUnavailable(MarathonError, TransientError):
-    """Marathon could not be reached, timed out, or answered 5xx."""
+    """Marathon could not be reached, timed out, or answered 5xx, 429 or something not Marathon's.
+
+    ``retry_after`` is the wait in seconds the server asked for (``Retry-After``, bounded), or
+    ``None``: a work queue should not retry sooner.
+    """
+
+    def __init__(self, message: str, *, status: int = 0, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, status=status)
+
+
+class MarathonDeploymentLimit(MarathonUnavailable):
+    """403: ``--max_running_deployments`` are running; retry once some end, never force."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=403)
 
 
 class MarathonConflict(MarathonError, TransientError):
@@ -85,7 +103,7 @@ class MarathonRejected(MarathonError, TerminalError):
 
 
 class MarathonNotFound(MarathonRejected):
-    """404: the app does not exist (any more)."""
+    """404 with Marathon's own not-found message: the app does not exist (any more)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message, status=404)

@@ -2,8 +2,8 @@
 
 Marathon cannot resume a stream (no ``Last-Event-ID``), so every (re)connect asks for a full
 relist (``on_attached``), which runs elsewhere: the stream only adds keys, and events only make
-convergence fast. ``effect_of`` is pure; ``EventWatcher`` owns
-the connection and reconnects forever with jittered backoff.
+convergence fast. ``effect_of`` is pure; ``EventWatcher`` owns the connection and reconnects
+forever with jittered backoff, never sooner than a server's ``Retry-After`` asks.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from controller.errors import MarathonUnavailable
 from controller.marathon import MarathonAPI
 from controller.model import AppId
 from controller.sse import SSEDecoder
@@ -114,12 +115,15 @@ class EventWatcher:
         while _iterations is None or count < _iterations:
             count += 1
             connected_at = time.monotonic()
+            asked_wait = 0.0  # a server's Retry-After is a floor under the backoff
             try:
                 await self._watch_once()
                 log.info("event_stream_ended")
             except Exception as e:  # noqa: BLE001 - whatever broke the stream, reconnect
                 log.warning("event_stream_failed", error=str(e) or type(e).__name__,
                             error_type=type(e).__name__, failures=failures + 1)
+                if isinstance(e, MarathonUnavailable) and e.retry_after is not None:
+                    asked_wait = e.retry_after
             finally:
                 self._set_connected(False)
             # Only a stream that stayed up resets the backoff: a proxy that closes every
@@ -129,9 +133,10 @@ class EventWatcher:
             if _iterations is not None and count >= _iterations:
                 return
             self._on_reconnect()
-            delay = min(self._backoff_max, self._backoff_initial * 2 ** failures)
+            backoff = min(self._backoff_max, self._backoff_initial * 2 ** failures)
+            delay = max(backoff * random.uniform(0.5, 1.0), asked_wait)  # noqa: S311
             log.info("sse_reconnecting", delay=round(delay, 3))
-            await self._sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311
+            await self._sleep(delay)
 
     async def _watch_once(self) -> None:
         decoder = SSEDecoder(max_event_bytes=self._max_event_bytes)

@@ -5,20 +5,28 @@ or ``PUT`` (older); a 409 body names the deployments that lock the app; standbys
 redirect to the leader, whose address every response carries in ``X-Marathon-Leader``; the
 event stream wants ``Accept: text/event-stream`` exactly. Only idempotent reads are retried
 here; writes are retried by the work queue.
+
+Nothing a response says is trusted blindly: credentials go only to the configured URLs, a 404
+means "gone" only in Marathon's own words, bodies are bounded in size and checked in shape,
+and every failure is named in words an operator reads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import os
 import re
+import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Literal, Protocol, cast
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -28,7 +36,7 @@ from tenacity import (
     RetryCallState,
     retry_if_exception_type,
     stop_after_attempt,
-    stop_after_delay,
+    stop_before_delay,
     wait_exponential_jitter,
 )
 from yarl import URL
@@ -36,6 +44,7 @@ from yarl import URL
 from controller.config import MarathonSettings
 from controller.errors import (
     MarathonConflict,
+    MarathonDeploymentLimit,
     MarathonNotFound,
     MarathonRejected,
     MarathonUnavailable,
@@ -50,6 +59,31 @@ _MAX_MESSAGE = 256
 _MAX_REDIRECTS = 3
 _EVENT_STREAM_READ_TIMEOUT = 30.0  # 3 x Marathon's 10 s heartbeat
 _HEADER_UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # what aiohttp refuses to send
+_MIB = 1024 * 1024
+# Body limits far above real clusters (an app is a few KiB; 10 000 apps ~ 100 MiB), far
+# below what would exhaust memory.
+_MAX_LIST_BYTES = 256 * _MIB
+_MAX_APP_BYTES = 16 * _MIB
+_MAX_ANSWER_BYTES = _MIB  # /v2/info, a write's answer, an error body: Marathon's are tiny
+_MAX_RETRY_AFTER = 300.0
+_MAX_LOGGED_LEADERS = 16
+_MAX_SKIPS_LOGGED = 20
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# Marathon's own not-found answer (``{"message": "App '/x' does not exist"}``, optionally
+# `` in version …``): mesosphere/marathon src/main/scala/mesosphere/marathon/Exception.scala:16
+# and api/RestResource.scala:57 at 90619da7. A proxy's or another server's 404 never says it.
+_APP_NOT_FOUND = re.compile(r"App '[^']*' does not exist")
+# HTTP 403 when --max_running_deployments is reached (Marathon >= 1.6.549). The text, unchanged
+# since it was added (3e49e3fe, #6178), at mesosphere/marathon 90619da7
+# src/main/scala/mesosphere/marathon/Exception.scala:39-44:
+#   s"Max number ($maxNum) of running deployments is achieved. Wait for existing deployments to
+#   complete or cancel one" + "using force=true parameter. You can increase max deployment
+#   number by using --max_running_deployments parameter " + "but be advised that …"
+# mapped to 403 {"message": …} by api/MarathonExceptionMapper.scala:113. Either half matches,
+# whatever the spacing, case or number.
+_DEPLOYMENT_LIMIT = re.compile(
+    r"max\s+number\s*(\(\s*\d+\s*\)\s*)?of\s+running\s+deployments|max_running_deployments",
+    re.IGNORECASE)
 
 
 class MarathonAPI(Protocol):
@@ -116,37 +150,235 @@ def _read_secret(source: str, path: Path) -> str:
     raise MarathonUnavailable(f"cannot read {source}: {problem}")
 
 
-def _message(status: int, body: bytes) -> str:
-    """Marathon's own message, cut short; never the raw body of an unknown payload."""
+_NOT_JSON: Any = object()
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# OpenSSL verify codes (x509_vfy.h) that ssl.SSLCertVerificationError.verify_code carries.
+_HOSTNAME_MISMATCH = frozenset({62, 64})  # X509_V_ERR_HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH
+_CERT_EXPIRED = 10  # X509_V_ERR_CERT_HAS_EXPIRED
+
+
+def _network_problem(error: BaseException) -> str:
+    """What went wrong on the wire, in an operator's words rather than an exception's name."""
+    if isinstance(error, aiohttp.ClientConnectorCertificateError):
+        code = getattr(error.certificate_error, "verify_code", None)
+        if code in _HOSTNAME_MISMATCH:
+            return "TLS: hostname mismatch"
+        if code == _CERT_EXPIRED:
+            return "TLS: certificate expired"
+        return "TLS: certificate not trusted"
+    if isinstance(error, (aiohttp.ClientSSLError, ssl.SSLError)):
+        return "TLS: handshake failed"
+    if isinstance(error, aiohttp.ConnectionTimeoutError):
+        return "timed out connecting"
+    if isinstance(error, TimeoutError):  # aiohttp's ServerTimeoutError is one too
+        return "timed out waiting for the answer"
+    cause = error.os_error if isinstance(error, aiohttp.ClientConnectorError) else error
+    if isinstance(error, aiohttp.ClientConnectorDNSError) or isinstance(cause, socket.gaierror):
+        return "name not resolved"
+    if isinstance(error, aiohttp.ServerDisconnectedError):
+        return "the connection was closed before the answer"
+    if isinstance(error, aiohttp.ClientPayloadError):
+        return "the answer was cut short"
+    if isinstance(cause, ConnectionRefusedError):  # asyncio words it "Connect call failed"
+        return "connection refused"
+    if isinstance(error, ValueError):
+        return "not a usable address"
+    if isinstance(cause, OSError) and cause.strerror:
+        return _shown(cause.strerror.lower())
+    return "network error"
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """One HTTP answer with its body, read within a size limit."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    origin: str
+
+
+class _RedirectRefused(Exception):
+    """A redirect that must not be followed; its text says why."""
+
+
+def _loads(body: bytes) -> Any:
+    """The JSON value, or ``_NOT_JSON``: a body nested too deep is as unreadable as a broken one."""
     try:
-        data = json.loads(body)
-    except ValueError:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return _NOT_JSON
+
+
+def _kind(value: Any) -> str:
+    """What a JSON value is, in words."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+def _shown(text: str) -> str:
+    """Text from a response made fit for a message: printable and cut short."""
+    return "".join(c if c.isprintable() else "?" for c in text[:_MAX_MESSAGE])
+
+
+def _error_body(body: bytes) -> dict[str, Any] | None:
+    """A Marathon error body (``{"message": "…", …}``, facts 1.7), or None for anything else."""
+    data = _loads(body)
+    return data if isinstance(data, dict) and isinstance(data.get("message"), str) else None
+
+
+def _message(status: int, error: dict[str, Any] | None) -> str:
+    """Marathon's own message, cut short; never the raw body of an unknown payload."""
+    if error is None:
         return f"HTTP {status}"
-    if not isinstance(data, dict) or not isinstance(data.get("message"), str):
-        return f"HTTP {status}"
-    text = str(data["message"])
-    details = data.get("details")
+    text = str(error["message"])
+    details = error.get("details")
     if isinstance(details, list):
-        parts = [f"{d.get('path')}: {'; '.join(map(str, d.get('errors', [])))}"
-                 for d in details if isinstance(d, dict)]
+        parts = [f"{d.get('path')}: {_joined(d.get('errors'))}" for d in details
+                 if isinstance(d, dict)]
         text += " (" + ", ".join(parts) + ")"
     return text[:_MAX_MESSAGE]
 
 
-def _raise_for_status(method: str, path: str, status: int, body: bytes) -> None:
+def _joined(errors: Any) -> str:
+    return "; ".join(map(str, errors)) if isinstance(errors, list) else ""
+
+
+def _deployment_ids(error: dict[str, Any] | None) -> tuple[str, ...]:
+    """The ids a 409 names as locking the app (facts 1.6); anything else is skipped."""
+    deployments = error.get("deployments") if error else None
+    if not isinstance(deployments, list):
+        return ()
+    return tuple(d["id"] for d in deployments
+                 if isinstance(d, dict) and isinstance(d.get("id"), str))
+
+
+def _retry_after(value: str | None) -> float | None:
+    """``Retry-After`` (delay-seconds or an HTTP-date) as seconds from now, at most 300."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        seconds = float(value) if len(value) <= 12 else _MAX_RETRY_AFTER
+    else:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, OverflowError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
+
+
+def _raise_for_status(method: str, path: str, answer: _Answer) -> None:
+    """Map an error answer onto ``controller.errors``; a success passes.
+
+    A 404 is "the app is gone" only in Marathon's own words: a proxy's or a wrong host's 404
+    must not make the controller forget an app. A 403 from the running-deployment limit,
+    a 429 and a 5xx are transient; 429 and 503 carry the server's ``Retry-After``.
+    """
+    status = answer.status
     if status < 400:
         return
-    message = _message(status, body)
+    request = f"{method} {path}"
+    error = _error_body(answer.body)
+    said = str(error["message"]) if error else ""
+    message = _message(status, error)
     if status == 404:
-        raise MarathonNotFound(message)
+        if _APP_NOT_FOUND.match(said):
+            raise MarathonNotFound(message)
+        raise MarathonUnavailable(f"{request}: {answer.origin} answered 404 but is not Marathon "
+                                  "(no Marathon error body)", status=404)
     if status == 409:
-        ids: tuple[str, ...] = ()
-        with suppress(ValueError, AttributeError, KeyError, TypeError):
-            ids = tuple(d["id"] for d in json.loads(body).get("deployments", []))
-        raise MarathonConflict(message, deployment_ids=ids)
-    if status >= 500:
-        raise MarathonUnavailable(f"{method} {path}: {status} {message}", status=status)
-    raise MarathonRejected(f"{method} {path}: {status} {message}", status=status)
+        raise MarathonConflict(message, deployment_ids=_deployment_ids(error))
+    if status == 403 and _DEPLOYMENT_LIMIT.search(said):
+        raise MarathonDeploymentLimit(f"{request}: 403 {message}")
+    if status == 429 or status >= 500:
+        wait = _retry_after(answer.headers.get("Retry-After")) if status in (429, 503) else None
+        raise MarathonUnavailable(f"{request}: {status} {message}", status=status,
+                                  retry_after=wait)
+    raise MarathonRejected(f"{request}: {status} {message}", status=status)
+
+
+def _object(data: Any, request: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise MarathonUnavailable(f"{request}: the answer is {_kind(data)}, not an object")
+    return data
+
+
+def _member(data: Any, key: str, empty: list[Any] | dict[str, Any], request: str) -> Any:
+    """``data[key]``, which must be what ``empty`` is (a list or an object)."""
+    envelope = _object(data, request)
+    if key not in envelope:
+        raise MarathonUnavailable(f"{request}: the answer has no {key}")
+    value = envelope[key]
+    if not isinstance(value, type(empty)):
+        raise MarathonUnavailable(f"{request}: {key} is {_kind(value)}, not {_kind(empty)}")
+    return value
+
+
+def _id_problem(item: Any) -> str | None:
+    """Why an entry of a Marathon list is unusable (no object, no string id), or None."""
+    if not isinstance(item, dict):
+        return f"it is {_kind(item)}, not an object"
+    if "id" not in item:
+        return "it has no id"
+    if not isinstance(item["id"], str):
+        return f"its id is {_kind(item['id'])}, not a string"
+    return None
+
+
+def _app_problem(item: Any) -> str | None:
+    problem = _id_problem(item)
+    if problem is None and not item["id"].startswith("/"):
+        return "its id does not start with /"
+    return problem
+
+
+def _kept(items: list[Any], event: str, problem_of: Callable[[Any], str | None]) -> list[Any]:
+    """The usable entries; a dropped one is logged with its index and why (never itself).
+
+    Past the first few, the rest are only counted: a broken list must not flood the log.
+    """
+    kept = []
+    skipped = 0
+    for index, item in enumerate(items):
+        problem = problem_of(item)
+        if problem is None:
+            kept.append(item)
+            continue
+        skipped += 1
+        if skipped <= _MAX_SKIPS_LOGGED:
+            log.warning(event, index=index, reason=problem)
+    if skipped > _MAX_SKIPS_LOGGED:
+        log.warning(event, not_logged=skipped - _MAX_SKIPS_LOGGED)
+    return kept
+
+
+async def _answer(response: aiohttp.ClientResponse, limit: int, request: str) -> _Answer:
+    """Read the body, refusing it once past ``limit`` bytes rather than after it is all in."""
+    origin = _origin(str(response.url))
+    if response.status >= 400:
+        limit = _MAX_ANSWER_BYTES
+    refusal = f"{request}: {origin} answered more than {limit // _MIB} MiB, which is refused"
+    if response.content_length is not None and response.content_length > limit:
+        raise MarathonUnavailable(refusal, status=response.status)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise MarathonUnavailable(refusal, status=response.status)
+        chunks.append(chunk)
+    return _Answer(response.status, response.headers, b"".join(chunks), origin)
 
 
 class MarathonClient:
@@ -171,12 +403,17 @@ class MarathonClient:
         self._retry_attempts = retry_attempts
         self._retry_sleep = retry_sleep
         self._urls = list(settings.urls)
+        self._configured: dict[str, str] = {}
+        for url in self._urls:
+            self._configured.setdefault(_origin(url), url)
         self._behind_proxy = any(urlsplit(u).path.strip("/") for u in self._urls)
         self._leader: str | None = None
         self._failed_leader: str | None = None
+        self._ignored_leaders: set[str] = set()
         self._method: str | None = None if settings.update_method == "auto" else (
             settings.update_method.upper())
-        self._ssl: ssl.SSLContext | bool = True
+        # Certificates are always verified; there is deliberately no way to turn that off.
+        self._ssl: ssl.SSLContext | Literal[True] = True
         if settings.ca_file is not None:
             self._ssl = ssl.create_default_context(cafile=str(settings.ca_file))
         # Connecting and each wait for data get timeout_seconds apiece, the whole request twice
@@ -189,57 +426,85 @@ class MarathonClient:
     # -- public API ------------------------------------------------------------------------
 
     async def list_apps(self, label_selector: str | None = None) -> list[RawApp]:
+        """Every app (matching the selector); entries that are no app are dropped and logged."""
         params = {"label": label_selector} if label_selector else None
-        data = await self._read("/v2/apps", params)
-        return cast(list[RawApp], data["apps"])
+        data = await self._read("/v2/apps", params, max_bytes=_MAX_LIST_BYTES)
+        apps = _member(data, "apps", [], "GET /v2/apps")
+        return cast(list[RawApp], _kept(apps, "marathon_app_skipped", _app_problem))
 
     async def get_app(self, app_id: AppId) -> RawApp:
-        data = await self._read(f"/v2/apps{app_id}")
-        return cast(RawApp, data["app"])
+        """One app; ``MarathonNotFound`` only when Marathon itself says it does not exist."""
+        request = f"GET /v2/apps{app_id}"
+        app = _member(await self._read(f"/v2/apps{app_id}", max_bytes=_MAX_APP_BYTES), "app",
+                      {}, request)
+        problem = _id_problem(app)
+        if problem is None and app["id"] != app_id:
+            problem = f"it is another app, {_shown(app['id'])!r}"
+        if problem is not None:
+            raise MarathonUnavailable(f"{request}: the answer's app is unusable: {problem}")
+        return cast(RawApp, app)
 
     async def list_deployments(self) -> list[RawDeployment]:
-        return cast(list[RawDeployment], await self._read("/v2/deployments"))
+        """Running deployments; entries without a string id are dropped and logged."""
+        data = await self._read("/v2/deployments", max_bytes=_MAX_LIST_BYTES)
+        if not isinstance(data, list):
+            raise MarathonUnavailable(
+                f"GET /v2/deployments: the answer is {_kind(data)}, not a list")
+        return cast(list[RawDeployment], _kept(data, "marathon_deployment_skipped", _id_problem))
 
     async def info(self) -> dict[str, Any]:
-        return cast(dict[str, Any], await self._read("/v2/info"))
+        return _object(await self._read("/v2/info", max_bytes=_MAX_ANSWER_BYTES),
+                       "GET /v2/info")
 
     async def update_app(self, app_id: AppId, body: RawAppUpdate) -> str | None:
         """Partially update one app; return the deployment id Marathon started, if any.
 
-        Never sends ``force``: a 409 surfaces as ``MarathonConflict`` for the caller to wait.
+        Never sends ``force``: a 409 surfaces as ``MarathonConflict`` for the caller to wait,
+        the running-deployment limit as ``MarathonDeploymentLimit``.
         """
         method = await self._update_method()
         params = {"partialUpdate": "true"} if method == "PUT" else None
         path = f"/v2/apps{app_id}"
-        status, headers, payload = await self._send(method, path, params=params, body=body)
-        if status == 405 and method == "PATCH":
+        answer = await self._send(method, path, params=params, body=body,
+                                  max_bytes=_MAX_ANSWER_BYTES)
+        if answer.status == 405 and method == "PATCH":
             log.info("marathon_patch_unsupported", fallback="PUT")
             self._method = "PUT"
             return await self.update_app(app_id, body)
-        _raise_for_status(method, path, status, payload)
-        deployment = headers.get("Marathon-Deployment-Id")
+        _raise_for_status(method, path, answer)
+        deployment: Any = answer.headers.get("Marathon-Deployment-Id")
         if deployment is None:
-            try:
-                deployment = json.loads(payload).get("deploymentId")
-            except (ValueError, AttributeError):
-                return None
-        return str(deployment) if deployment else None
+            data = _loads(answer.body)
+            deployment = data.get("deploymentId") if isinstance(data, dict) else None
+        return deployment if isinstance(deployment, str) and deployment else None
 
     @asynccontextmanager
     async def event_stream(self, event_types: Sequence[str]) -> AsyncIterator[AsyncIterator[bytes]]:
-        """Open ``/v2/events``; yields the raw byte chunks. A silent stream times out."""
+        """Open ``/v2/events``; yields the raw byte chunks. A silent stream times out.
+
+        Only a ``text/event-stream`` answer is read as one: an HTML page (a login form, a
+        proxy's error) is a transient failure, not a stream without events.
+        """
         params = [("event_type", t) for t in event_types] + [("plan-format", "light")]
         timeout = aiohttp.ClientTimeout(total=None, connect=self._settings.timeout_seconds,
                                         sock_read=_EVENT_STREAM_READ_TIMEOUT)
+        request = "GET /v2/events"
         response = await self._open("GET", "/v2/events", params=params, client_timeout=timeout,
-                                     accept="text/event-stream")
+                                    accept="text/event-stream")
         try:
             if response.status >= 400:
-                _raise_for_status("GET", "/v2/events", response.status, await response.read())
+                _raise_for_status("GET", "/v2/events",
+                                  await _answer(response, _MAX_ANSWER_BYTES, request))
+            if response.content_type != "text/event-stream":
+                kind = (_shown(response.content_type) if "Content-Type" in response.headers
+                        else "without a Content-Type")
+                raise MarathonUnavailable(
+                    f"{request}: {_origin(str(response.url))} answered {kind}, "
+                    "not an event stream", status=response.status)
             yield response.content.iter_any()
         except (aiohttp.ClientError, TimeoutError) as e:
             self._forget_leader(str(response.url))
-            raise MarathonUnavailable(f"event stream: {type(e).__name__}") from e
+            raise MarathonUnavailable(f"{request}: {_network_problem(e)}") from e
         finally:
             response.release()
 
@@ -252,25 +517,31 @@ class MarathonClient:
             log.info("marathon_version_detected", version=version, update_method=self._method)
         return self._method
 
-    async def _read(self, path: str, params: Mapping[str, str] | None = None) -> Any:
-        """GET with short jittered retries on connection errors and 5xx."""
+    async def _read(self, path: str, params: Mapping[str, str] | None = None, *,
+                    max_bytes: int) -> Any:
+        """GET with short jittered retries on connection errors, 5xx and 429.
+
+        A ``Retry-After`` is honoured when the wait fits the budget (twice the timeout);
+        otherwise the error, carrying ``retry_after``, goes to the caller's work queue.
+        """
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(MarathonUnavailable),
             stop=stop_after_attempt(self._retry_attempts)
-            | stop_after_delay(2 * self._settings.timeout_seconds),
-            wait=wait_exponential_jitter(multiplier=0.2, max=2.0, jitter=0.2),
+            | stop_before_delay(2 * self._settings.timeout_seconds),
+            wait=_retry_wait,
             before_sleep=self._log_retry,
             reraise=True,
             sleep=self._retry_sleep,
         )
         async for attempt in retrying:
             with attempt:
-                status, _, payload = await self._send("GET", path, params=params)
-                _raise_for_status("GET", path, status, payload)
-                try:
-                    return json.loads(payload)
-                except ValueError as e:
-                    raise MarathonUnavailable(f"GET {path}: response is not JSON") from e
+                answer = await self._send("GET", path, params=params, max_bytes=max_bytes)
+                _raise_for_status("GET", path, answer)
+                data = _loads(answer.body)
+                if data is _NOT_JSON:
+                    raise MarathonUnavailable(f"GET {path}: {answer.origin} answered something "
+                                              "that is not JSON", status=answer.status)
+                return data
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
@@ -280,18 +551,17 @@ class MarathonClient:
 
     async def _send(
         self, method: str, path: str, *, params: Mapping[str, str] | None = None,
-        body: Mapping[str, Any] | None = None,
-    ) -> tuple[int, Mapping[str, str], bytes]:
+        body: Mapping[str, Any] | None = None, max_bytes: int,
+    ) -> _Answer:
         response = await self._open(method, path, params=params, body=body,
                                     client_timeout=self._timeout)
         try:
-            payload = await response.read()
+            return await _answer(response, max_bytes, f"{method} {path}")
         except (aiohttp.ClientError, TimeoutError) as e:
             self._forget_leader(str(response.url))
-            raise MarathonUnavailable(f"{method} {path}: {type(e).__name__}") from e
+            raise MarathonUnavailable(f"{method} {path}: {_network_problem(e)}") from e
         finally:
             response.release()
-        return response.status, response.headers, payload
 
     def _candidates(self) -> list[str]:
         return ([self._leader] if self._leader else []) + [
@@ -305,6 +575,7 @@ class MarathonClient:
 
         A URL that refuses or does not connect in time is skipped whatever the method, as nothing
         was sent; one that does not answer is skipped by a GET only, as a write may have landed.
+        A redirect that may not be followed (see ``_redirect``) skips its URL too.
         """
         headers = {"Accept": accept, "User-Agent": self._user_agent}
         auth = auth_header(self._settings, self._env)
@@ -322,27 +593,29 @@ class MarathonClient:
                     response = await self._session.request(
                         method, url, params=query, data=data, headers=headers,
                         timeout=client_timeout, ssl=self._ssl, allow_redirects=False)
-                except (aiohttp.ClientError, TimeoutError) as e:
+                except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+                    # A ValueError is an address aiohttp cannot use (a redirect's hostile
+                    # Location, say): nothing was sent.
                     unsent = isinstance(e, (aiohttp.ClientConnectorError,
-                                            aiohttp.ConnectionTimeoutError))
+                                            aiohttp.ConnectionTimeoutError, ValueError))
                     self._observe(method, "connection_error" if unsent else "error",
                                   time.perf_counter() - started)
                     self._forget_leader(url)
+                    problem = f"{_origin(url)}: {_network_problem(e)}"
                     if not unsent and method != "GET":
-                        raise MarathonUnavailable(f"{method} {path}: {type(e).__name__}") from e
-                    errors.append(f"{_origin(url)}: {type(e).__name__}")
+                        raise MarathonUnavailable(f"{method} {path}: {problem}") from e
+                    errors.append(problem)
                     break
                 self._observe(method, str(response.status), time.perf_counter() - started)
                 location = response.headers.get("Location")
-                if response.status in (301, 302, 303, 307, 308) and location:
+                if response.status in _REDIRECTS and location:
                     response.release()
-                    target = str(response.url.join(URL(location)))
-                    if _downgrades(url, target):
-                        raise MarathonUnavailable(
-                            f"{method} {path}: refused a redirect from https to http, which "
-                            "would send the credentials in clear")
-                    self._note_leader(_origin(target), url)
-                    url, query = target, None  # the Location carries the query already
+                    try:
+                        url = self._redirect(url, location, with_credentials=auth is not None)
+                    except _RedirectRefused as e:
+                        errors.append(f"{_origin(url)}: {e}")
+                        break
+                    query = None  # the Location carries the query already
                     continue
                 self._note_leader(response.headers.get("X-Marathon-Leader"), url)
                 return response
@@ -350,20 +623,58 @@ class MarathonClient:
                 raise MarathonUnavailable(f"{method} {path}: too many redirects")
         raise MarathonUnavailable(f"{method} {path}: no Marathon reachable ({'; '.join(errors)})")
 
-    def _note_leader(self, leader: str | None, current: str) -> None:
-        """Prefer the leader Marathon names (header or redirect), so requests skip a standby.
+    def _redirect(self, current: str, location: str, *, with_credentials: bool) -> str:
+        """Where a redirect leads, if it may be followed (else ``_RedirectRefused``).
 
-        Not behind a path-routing proxy (DC/OS ``…/service/marathon``): there the leader's own
-        address bypasses the proxy's authentication, may not be reachable at all, and lacks the
-        base path. Never from https to http: the credentials would travel in clear. Not the
-        leader that failed last until another is named: an address only Marathon's own network
-        reaches would otherwise cost a timeout on every other request.
+        Credentials go only where the operator sent them. A redirect within one origin, or to
+        another origin in ``marathon.urls``, is followed with them (and a configured target is
+        remembered as the leader). A redirect to any other origin (scheme, host or port) is
+        followed only when there are no credentials to send; with credentials it is refused,
+        not followed without them: that would end in a 401 that reads like a wrong password.
+        The next configured URL is tried instead. Never from https to http.
         """
-        if self._behind_proxy or not leader or urlsplit(leader).scheme not in ("http", "https"):
+        try:
+            target = str(URL(current).join(URL(location)))
+        except ValueError:
+            raise _RedirectRefused("redirected to something that is not a URL") from None
+        origin = _origin(target)
+        if not origin:
+            raise _RedirectRefused("redirected to an address that is not http(s)")
+        if _downgrades(current, target):
+            raise _RedirectRefused("refused a redirect from https to http, which would send "
+                                   "the credentials in clear")
+        if with_credentials and origin != _origin(current) and origin not in self._configured:
+            raise _RedirectRefused(f"redirected to {origin}, which is not in marathon.urls, so "
+                                   "the credentials were not sent there")
+        self._note_leader(target, current)
+        return target
+
+    def _note_leader(self, leader: str | None, current: str) -> None:
+        """Prefer the leader Marathon names (header or redirect) if it is a configured URL.
+
+        Only a URL in ``marathon.urls`` (same scheme, host and port): the credentials go only
+        where the operator sent them, and a standby proxies to the leader anyway; any other
+        is logged once and ignored. Not behind a path-routing proxy (DC/OS
+        ``…/service/marathon``): there the leader's own address bypasses the proxy's
+        authentication, may not be reachable at all, and lacks the base path. Never from https
+        to http: the credentials would travel in clear. Not the leader that failed last until
+        another is named: an address that does not answer would otherwise cost a timeout on
+        every other request.
+        """
+        origin = _origin(leader or "")
+        if self._behind_proxy or not origin:
             return
-        leader = leader.rstrip("/")
-        if leader != self._failed_leader and not _downgrades(current, leader):
-            self._leader, self._failed_leader = leader, None
+        configured = self._configured.get(origin)
+        if configured is None:
+            self._ignore_leader(origin)
+        elif configured != self._failed_leader and not _downgrades(current, configured):
+            self._leader, self._failed_leader = configured, None
+
+    def _ignore_leader(self, origin: str) -> None:
+        """Say once per origin (for the first few) that a leader outside the config was named."""
+        if origin not in self._ignored_leaders and len(self._ignored_leaders) < _MAX_LOGGED_LEADERS:
+            self._ignored_leaders.add(origin)
+            log.info("marathon_leader_ignored", origin=origin)
 
     def _forget_leader(self, url: str) -> None:
         """Fall back to the configured URLs once a request to the leader fails."""
@@ -371,11 +682,30 @@ class MarathonClient:
             self._failed_leader, self._leader = self._leader, None
 
 
+_BACKOFF = wait_exponential_jitter(multiplier=0.2, max=2.0, jitter=0.2)
+
+
+def _retry_wait(state: RetryCallState) -> float:
+    """The server's ``Retry-After`` if it sent one, else a short jittered backoff."""
+    error = state.outcome.exception() if state.outcome else None
+    if isinstance(error, MarathonUnavailable) and error.retry_after is not None:
+        return error.retry_after
+    return _BACKOFF(state)
+
+
 def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
+    """``scheme://host:port`` with the port spelt out, or "" when ``url`` is no http(s) URL."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return ""
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return ""
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return _shown(f"{scheme}://{host}:{port or _DEFAULT_PORTS[scheme]}")
 
 
 def _downgrades(current: str, target: str) -> bool:
     return urlsplit(current).scheme == "https" and urlsplit(target).scheme != "https"
-

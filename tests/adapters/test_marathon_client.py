@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import datetime
-import inspect
-import ipaddress
-import json
-import socket
-import ssl
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 from aiohttp import web
 
@@ -27,113 +18,13 @@ from controller.errors import (
 )
 from controller.marathon import MarathonClient
 from controller.model import AppId
+from tests.adapters.marathon_helpers import APPS, Recorder, client, free_url, ids, server_tls
 
 LOCK_BODY = {
     "message": "App is locked by one or more deployments. Override with the option "
     "'?force=true'. View details at '/v2/deployments/<DEPLOYMENT_ID>'.",
     "deployments": [{"id": "97c136bf-5a28-4821-9d94-480d9fbb01c8"}],
 }
-
-
-async def no_sleep(_: float) -> None:
-    return None
-
-
-class Recorder:
-    """A tiny Marathon stand-in that records every request."""
-
-    def __init__(self) -> None:
-        self.requests: list[web.Request] = []
-        self.bodies: list[object] = []
-
-    def app(self, handler) -> web.Application:
-        async def record(request: web.Request) -> web.StreamResponse:
-            self.requests.append(request)
-            raw = await request.read()
-            self.bodies.append(json.loads(raw) if raw else None)
-            response = handler(request)
-            return await response if inspect.isawaitable(response) else response
-
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", record)
-        return app
-
-
-def free_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}"
-
-
-@pytest.fixture
-async def silent_url() -> AsyncIterator[str]:
-    """A server that accepts connections and never answers: a hung Marathon."""
-    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while await reader.read(65536):
-            pass
-        writer.close()
-
-    server = await asyncio.start_server(hang, "127.0.0.1", 0)
-    yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    server.close()
-
-
-@pytest.fixture
-def black_hole_url() -> Iterator[str]:
-    """A port whose accept queue is full, so connecting hangs: a powered-off host."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers = []
-    for _ in range(3):
-        filler = socket.socket()
-        filler.setblocking(False)
-        filler.connect_ex(("127.0.0.1", port))
-        fillers.append(filler)
-    yield f"http://127.0.0.1:{port}"
-    for sock in [*fillers, listener]:
-        sock.close()
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and its key."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    directory = tmp_path_factory.mktemp("tls")
-    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (directory / "key.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    return directory / "cert.pem", directory / "key.pem"
-
-
-@pytest.fixture
-async def session():
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-def client(session, *urls: str, **settings) -> MarathonClient:
-    settings.setdefault("timeout_seconds", 2)
-    env = {"MPW": "s3cret", "BAD": "abc\ndef", "RAW": "s3cr\udcffet"}
-    return MarathonClient(MarathonSettings(urls=urls, **settings), session, env=env,
-                          retry_sleep=no_sleep)
 
 
 class TestErrorMapping:
@@ -263,10 +154,11 @@ async def leader_behind_proxy(aiohttp_server):
     """A leader, and a standby that names it in ``X-Marathon-Leader`` (and answers itself)."""
     leader_rec = Recorder()
     leader = await aiohttp_server(leader_rec.app(lambda r: web.json_response({"apps": []})))
+    leader_url = str(leader.make_url("")).rstrip("/")
     proxy_rec = Recorder()
     proxy = await aiohttp_server(proxy_rec.app(lambda r: web.json_response(
-        {"apps": []}, headers={"X-Marathon-Leader": str(leader.make_url("")).rstrip("/")})))
-    return leader_rec, proxy_rec, proxy
+        {"apps": []}, headers={"X-Marathon-Leader": leader_url})))
+    return leader_rec, proxy_rec, proxy, leader_url
 
 
 class TestAuthAndLeaders:
@@ -303,9 +195,9 @@ class TestAuthAndLeaders:
     async def test_fails_over_to_the_next_url(self, aiohttp_server, session):
         """A down URL is skipped for the next one."""
         rec = Recorder()
-        server = await aiohttp_server(rec.app(lambda r: web.json_response({"apps": [1]})))
+        server = await aiohttp_server(rec.app(lambda r: web.json_response(APPS)))
         apps = await client(session, free_url(), str(server.make_url(""))).list_apps()
-        assert apps == [1]
+        assert ids(apps) == ["/a"]
 
     async def test_all_down_is_unavailable(self, session):
         """No reachable URL is a transient error naming each URL tried."""
@@ -313,32 +205,31 @@ class TestAuthAndLeaders:
             await client(session, free_url(), free_url()).list_apps()
 
     async def test_redirect_is_followed_with_auth(self, aiohttp_server, session):
-        """A standby's redirect leads to the leader, credentials included."""
+        """A standby's redirect to a configured leader carries the credentials."""
         leader_rec = Recorder()
-        leader = await aiohttp_server(leader_rec.app(
-            lambda r: web.json_response({"apps": ["from-leader"]})))
+        leader = await aiohttp_server(leader_rec.app(lambda r: web.json_response(APPS)))
 
         async def redirect(request):
             raise web.HTTPFound(str(leader.make_url(request.path_qs)))
 
         standby = await aiohttp_server(Recorder().app(redirect))
-        c = client(session, str(standby.make_url("")),
+        c = client(session, str(standby.make_url("")), str(leader.make_url("")),
                    auth=MarathonAuthSettings(username="ops", password_env="MPW"))
-        assert await c.list_apps() == ["from-leader"]
+        assert ids(await c.list_apps()) == ["/a"]
         assert leader_rec.requests[0].headers["Authorization"].startswith("Basic ")
 
     async def test_follows_x_marathon_leader(self, aiohttp_server, session):
-        """Once a response names the leader, later requests go straight to it."""
-        leader_rec, proxy_rec, proxy = await leader_behind_proxy(aiohttp_server)
-        c = client(session, str(proxy.make_url("")))
+        """Once a response names a configured leader, later requests go straight to it."""
+        leader_rec, proxy_rec, proxy, leader_url = await leader_behind_proxy(aiohttp_server)
+        c = client(session, str(proxy.make_url("")), leader_url)
         await c.list_apps()
         await c.list_apps()
         assert (len(proxy_rec.requests), len(leader_rec.requests)) == (1, 1)
 
     async def test_leader_header_ignored_behind_a_path_proxy(self, aiohttp_server, session):
         """Behind DC/OS Admin Router (a URL with a path) requests keep going through it."""
-        leader_rec, proxy_rec, proxy = await leader_behind_proxy(aiohttp_server)
-        c = client(session, str(proxy.make_url("/service/marathon")).rstrip("/"))
+        leader_rec, proxy_rec, proxy, leader_url = await leader_behind_proxy(aiohttp_server)
+        c = client(session, str(proxy.make_url("/service/marathon")).rstrip("/"), leader_url)
         await c.list_apps()
         await c.list_apps()
         assert (len(proxy_rec.requests), len(leader_rec.requests)) == (2, 0)
@@ -352,7 +243,7 @@ class TestAuthAndLeaders:
         def under_prefix(request):
             if not request.path.startswith("/service/marathon/"):
                 return web.json_response({"message": "not found"}, status=404)
-            return web.json_response({"apps": ["ok"]})
+            return web.json_response(APPS)
 
         target = await aiohttp_server(target_rec.app(under_prefix))
         front_rec = Recorder()
@@ -362,13 +253,13 @@ class TestAuthAndLeaders:
 
         front = await aiohttp_server(front_rec.app(redirect))
         c = client(session, str(front.make_url("/service/marathon")).rstrip("/"))
-        assert await c.list_apps() == ["ok"]
-        assert await c.list_apps() == ["ok"]
+        assert ids(await c.list_apps()) == ["/a"]
+        assert ids(await c.list_apps()) == ["/a"]
         assert [r.path for r in target_rec.requests] == ["/service/marathon/v2/apps"] * 2
         assert len(front_rec.requests) == 2
 
     async def test_redirect_target_is_remembered_without_a_proxy(self, aiohttp_server, session):
-        """Straight to Marathon, the redirect's origin is the leader for later requests."""
+        """Straight to Marathon, a configured redirect target is the leader for later requests."""
         leader_rec = Recorder()
         leader = await aiohttp_server(leader_rec.app(lambda r: web.json_response({"apps": []})))
         standby_rec = Recorder()
@@ -377,7 +268,7 @@ class TestAuthAndLeaders:
             raise web.HTTPFound(str(leader.make_url(request.path_qs)))
 
         standby = await aiohttp_server(standby_rec.app(redirect))
-        c = client(session, str(standby.make_url("")))
+        c = client(session, str(standby.make_url("")), str(leader.make_url("")))
         await c.list_apps("pullsecret.enabled")
         await c.list_apps("pullsecret.enabled")
         assert (len(standby_rec.requests), len(leader_rec.requests)) == (1, 2)
@@ -394,9 +285,7 @@ class TestAuthAndLeaders:
         async def downgrade(request):
             raise web.HTTPFound(str(plain.make_url(request.path_qs)))
 
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(cert, key)
-        secure = await aiohttp_server(Recorder().app(downgrade), ssl=context)
+        secure = await aiohttp_server(Recorder().app(downgrade), ssl=server_tls(cert, key))
         c = client(session, str(secure.make_url("")), ca_file=cert,
                    auth=MarathonAuthSettings(username="ops", password_env="MPW"))
         with pytest.raises(MarathonUnavailable, match="https to http"):
@@ -410,7 +299,7 @@ class TestAuthAndLeaders:
     ], ids=["https-to-http", "https-to-https", "http-to-https"])
     def test_leader_header_never_downgrades_to_http(self, base, leader, adopted):
         """An https base ignores an http leader: credentials would travel in clear."""
-        c = MarathonClient(MarathonSettings(urls=(base,)), session=None)  # type: ignore[arg-type]
+        c = MarathonClient(MarathonSettings(urls=(base, leader)), session=None)  # type: ignore[arg-type]
         c._note_leader(leader, f"{base}/v2/apps")
         assert c._candidates()[0] == (leader if adopted else base)
 
@@ -418,10 +307,10 @@ class TestAuthAndLeaders:
 class TestTimeouts:
     async def test_hung_url_is_skipped_by_reads(self, aiohttp_server, session, silent_url):
         """A URL that accepts but never answers does not stop a GET reaching the next one."""
-        server = await aiohttp_server(Recorder().app(lambda r: web.json_response({"apps": [1]})))
+        server = await aiohttp_server(Recorder().app(lambda r: web.json_response(APPS)))
         started = time.perf_counter()
         c = client(session, silent_url, str(server.make_url("")), timeout_seconds=0.3)
-        assert await c.list_apps() == [1]
+        assert ids(await c.list_apps()) == ["/a"]
         assert time.perf_counter() - started < 1.5
 
     async def test_unconnectable_url_is_skipped_by_writes(self, aiohttp_server, session,
@@ -442,19 +331,19 @@ class TestTimeouts:
         server = await aiohttp_server(rec.app(lambda r: web.json_response({})))
         c = client(session, silent_url, str(server.make_url("")), timeout_seconds=0.3,
                    update_method="patch")
-        with pytest.raises(MarathonUnavailable, match="Timeout"):
+        with pytest.raises(MarathonUnavailable, match="timed out waiting for the answer"):
             await c.update_app(AppId("/x"), {"fetch": []})
         assert rec.requests == []
 
     @pytest.mark.parametrize("hung", ["silent", "black_hole"])
     async def test_unreachable_leader_is_forgotten(self, aiohttp_server, session, silent_url,
                                                    black_hole_url, hung):
-        """A leader named by the header that cannot be reached gives way to the configured URLs."""
+        """A configured leader that is named but cannot be reached gives way to the others."""
         leader = silent_url if hung == "silent" else black_hole_url
         rec = Recorder()
         server = await aiohttp_server(rec.app(lambda r: web.json_response(
             {"apps": []}, headers={"X-Marathon-Leader": leader})))
-        c = client(session, str(server.make_url("")), timeout_seconds=0.3)
+        c = client(session, str(server.make_url("")), leader, timeout_seconds=0.3)
         for _ in range(4):
             await c.list_apps()
         assert len(rec.requests) == 4
@@ -464,7 +353,8 @@ class TestTimeouts:
 
     def test_failed_leader_is_adopted_again_once_another_was_named(self):
         """A leader that failed comes back into favour after a leadership change."""
-        c = MarathonClient(MarathonSettings(urls=("http://m",)), session=None)  # type: ignore[arg-type]
+        urls = ("http://m", "http://a:8080", "http://b:8080")
+        c = MarathonClient(MarathonSettings(urls=urls), session=None)  # type: ignore[arg-type]
         c._note_leader("http://a:8080", "http://m/v2/apps")
         c._forget_leader("http://a:8080/v2/apps")
         c._note_leader("http://a:8080", "http://m/v2/apps")

@@ -1,0 +1,95 @@
+"""Shared pieces for MarathonClient tests: a recording stand-in, a client factory, certificates."""
+
+from __future__ import annotations
+
+import datetime
+import inspect
+import ipaddress
+import json
+import socket
+import ssl
+from pathlib import Path
+
+from aiohttp import web
+
+from controller.config import MarathonSettings
+from controller.marathon import MarathonClient, no_request_observer
+
+APPS = {"apps": [{"id": "/a"}]}
+
+
+async def no_sleep(_: float) -> None:
+    return None
+
+
+def ids(apps) -> list[str]:
+    return [app["id"] for app in apps]
+
+
+class Recorder:
+    """A tiny Marathon stand-in that records every request."""
+
+    def __init__(self) -> None:
+        self.requests: list[web.Request] = []
+        self.bodies: list[object] = []
+
+    def app(self, handler) -> web.Application:
+        async def record(request: web.Request) -> web.StreamResponse:
+            self.requests.append(request)
+            raw = await request.read()
+            self.bodies.append(json.loads(raw) if raw else None)
+            response = handler(request)
+            return await response if inspect.isawaitable(response) else response
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", record)
+        return app
+
+
+def free_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def client(session, *urls: str, retry_sleep=no_sleep, observe=no_request_observer,
+           **settings) -> MarathonClient:
+    settings.setdefault("timeout_seconds", 2)
+    env = {"MPW": "s3cret", "BAD": "abc\ndef", "RAW": "s3cr\udcffet"}
+    return MarathonClient(MarathonSettings(urls=urls, **settings), session, env=env,
+                          retry_sleep=retry_sleep, observe=observe)
+
+
+def self_signed(directory: Path, *, ip: str = "127.0.0.1",
+                expired: bool = False) -> tuple[Path, Path]:
+    """A self-signed certificate for ``ip`` (valid now, or expired an hour ago) and its key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ip)])
+    now = datetime.datetime.now(datetime.UTC)
+    start = now - datetime.timedelta(hours=2 if expired else 0, minutes=1)
+    end = now - datetime.timedelta(hours=1) if expired else now + datetime.timedelta(hours=1)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(start).not_valid_after(end)
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address(ip))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return directory / "cert.pem", directory / "key.pem"
+
+
+def server_tls(cert: Path, key: Path) -> ssl.SSLContext:
+    """The server side of a TLS test server."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
