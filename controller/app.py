@@ -29,7 +29,7 @@ from controller.bundles import (
 )
 from controller.config import Settings
 from controller.engine import Engine, Key
-from controller.errors import MarathonConflict
+from controller.errors import MarathonConflict, MarathonDeploymentLimit
 from controller.events import EventWatcher
 from controller.http import make_app, serve
 from controller.leader import ZooKeeperElection
@@ -119,6 +119,12 @@ async def _converge_listed(parts: Components, app: RawApp) -> AppOutcome:
     for attempt in range(_CONFLICT_ATTEMPTS):
         try:
             return await parts.reconciler.reconcile(app_id, listed=listed)
+        except MarathonDeploymentLimit:  # the next slot waits for a deployment to end
+            if attempt == _CONFLICT_ATTEMPTS - 1:
+                raise
+            parts.budget.limit_reached()
+            log.info("deployment_limit_waiting", app_id=app_id)
+            continue
         except MarathonConflict as e:
             if attempt == _CONFLICT_ATTEMPTS - 1:
                 raise

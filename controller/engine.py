@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Literal
 import structlog
 from structlog.contextvars import bound_contextvars
 
-from controller.errors import MarathonConflict, TerminalError
+from controller.errors import MarathonConflict, MarathonDeploymentLimit, TerminalError
 from controller.events import EventEffect
 from controller.metrics import APP_STATES, Metrics
 from controller.model import AppId, RawApp
@@ -209,6 +209,8 @@ class Engine:
                         result = await self._process_app(key, fields)
             except MarathonConflict as e:
                 result = self._locked(key, e, fields)
+            except MarathonDeploymentLimit as e:
+                result = self._over_limit(key, e, fields)
             except TerminalError as e:
                 result = self._failed(key, e, fields, retry=False)
             except Exception as e:  # noqa: BLE001 - transient, timeouts and bugs: back off
@@ -301,6 +303,17 @@ class Engine:
                       waiting_on=list(error.deployment_ids))
         return "requeue_after"
 
+    def _over_limit(self, key: Key, error: MarathonDeploymentLimit,
+                    fields: dict[str, object]) -> Result:
+        """Marathon runs its maximum of deployments: wait like a spent budget, never force."""
+        assert not isinstance(key, RegistryKey)
+        self.parts.budget.limit_reached()
+        self._deferred.add(key)
+        self.queue.add_after(key, _DEFERRED_SECONDS)
+        self.status.fail(key, str(error), self._now(), state="pending")
+        fields.update(action="deferred", requeue_after=_DEFERRED_SECONDS, error=str(error))
+        return "requeue_after"
+
     def _failed(self, key: Key, error: Exception, fields: dict[str, object], *, retry: bool
                 ) -> Result:
         message = str(error) or type(error).__name__
@@ -312,7 +325,11 @@ class Engine:
             self.queue.add_after(key, delay)
             fields["requeue_after"] = delay
         else:
-            if retry:
+            retry_after = getattr(error, "retry_after", None)  # the server said when
+            if retry and retry_after is not None:
+                self.queue.add_after(key, retry_after)
+                fields["requeue_after"] = retry_after
+            elif retry:
                 self.queue.add_rate_limited(key)
             else:
                 self.queue.forget(key)

@@ -65,11 +65,20 @@ class DeploymentBudget:
         self._poll_seconds = poll_seconds
         self._ours: set[str] = set()
         self._reserved = 0
+        self._blocked_until = float("-inf")
         self._changed = asyncio.Event()
 
     @property
     def in_flight(self) -> int:
         return len(self._ours) + self._reserved
+
+    def _full(self) -> bool:
+        return self.in_flight >= self._limit or self._clock() < self._blocked_until
+
+    def limit_reached(self) -> None:
+        """Marathon refused a write because its own running-deployment limit is reached: take
+        no slot until some deployment ends, or ``poll_seconds`` have passed."""
+        self._blocked_until = self._clock() + self._poll_seconds
 
     async def acquire(self) -> None:
         """Reserve a slot; wait while ``limit`` of our deployments run or are being started.
@@ -78,26 +87,27 @@ class DeploymentBudget:
         that never finish must not hold a one-shot pass forever.
         """
         progress = self._clock()
-        while self.in_flight >= self._limit:
+        while self._full():
             self._changed.clear()
             try:
                 await asyncio.wait_for(self._changed.wait(), timeout=self._poll_seconds)
                 progress = self._clock()
             except TimeoutError:
                 await self.refresh()
-                if self.in_flight >= self._limit and (
-                        self._clock() - progress >= self._stall_seconds):
-                    raise TransientError(
-                        f"no deployment slot came free in {self._stall_seconds:.0f}s: "
-                        f"{len(self._ours)} deployments this controller started still run "
-                        f"(reconcile.max_concurrent_deployments is {self._limit})") from None
+                if self._full() and self._clock() - progress >= self._stall_seconds:
+                    why = ("Marathon's running-deployment limit is reached"
+                           if self._clock() < self._blocked_until else
+                           f"{len(self._ours)} deployments this controller started still run "
+                           f"(reconcile.max_concurrent_deployments is {self._limit})")
+                    raise TransientError(f"no deployment slot came free in "
+                                         f"{self._stall_seconds:.0f}s: {why}") from None
         self._reserved += 1
 
     async def try_acquire(self) -> bool:
         """Reserve a slot if one is free, asking Marathon at most every ``poll_seconds``."""
-        if self.in_flight >= self._limit and self._clock() - self._refreshed >= self._poll_seconds:
+        if self._full() and self._clock() - self._refreshed >= self._poll_seconds:
             await self.refresh()
-        if self.in_flight >= self._limit:
+        if self._full():
             return False
         self._reserved += 1
         return True
@@ -111,6 +121,10 @@ class DeploymentBudget:
             self._changed.set()
 
     def finished(self, deployment_id: str) -> None:
+        """Any deployment ended (Marathon's own limit counts them all); ours frees a slot."""
+        if self._blocked_until > float("-inf"):
+            self._blocked_until = float("-inf")
+            self._changed.set()
         if deployment_id in self._ours:
             self._ours.discard(deployment_id)
             self._changed.set()
