@@ -249,6 +249,9 @@ class Engine:
         if outcome.action == "updated":
             self.metrics.deployments_triggered.inc()
             fields["deployment_id"] = outcome.deployment_id
+            if outcome.plan is not None:
+                self.status.note("write", app_id, f"{outcome.plan.change} the bundle entry "
+                                 f"(deployment {outcome.deployment_id})", self._now())
         if outcome.plan is not None and outcome.plan.change:
             fields["change"] = outcome.plan.change
         if outcome.plan is not None and outcome.plan.conflict:
@@ -319,6 +322,7 @@ class Engine:
         message = str(error) or type(error).__name__
         fields.update(error=message, error_type=type(error).__name__, retry=retry)
         if isinstance(key, RegistryKey):  # the last good bundle stays; try again, backing off
+            self.status.note("failure", key.registry, message, self._now())
             base, cap = _REGISTRY_BACKOFF
             failures = max(1, self.parts.bundles.states[key.registry].failures)
             delay = min(cap, base * 2 ** (failures - 1))

@@ -5,7 +5,7 @@ Only ids, states, reasons, URIs and error messages are kept: never a credential.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +15,9 @@ from controller.bundles import RegistryState
 from controller.model import AppId, AppState
 
 __all__ = ["AppStatus", "StatusBook"]
+
+_RECENT = 50
+"""Writes and failures kept for the status page, newest first."""
 
 
 
@@ -38,6 +41,12 @@ class StatusBook:
     def __init__(self) -> None:
         self.apps: dict[AppId, AppStatus] = {}
         self._counts: Counter[str] = Counter()
+        self._recent: deque[dict[str, str]] = deque(maxlen=_RECENT)
+
+    def note(self, kind: str, subject: str, detail: str, at: datetime) -> None:
+        """Remember a write or a failure for the status page (a bounded list)."""
+        self._recent.appendleft({"at": at.isoformat(), "kind": kind, "subject": subject,
+                                 "detail": detail})
 
     def record(self, app_id: AppId, status: AppStatus) -> None:
         self.forget(app_id)
@@ -53,6 +62,8 @@ class StatusBook:
         current.last_error = error
         current.last_reconcile = at
         self.record(app_id, current)
+        if state == "failed":
+            self.note("failure", app_id, error, at)
 
     def state_of(self, app_id: AppId) -> AppState | None:
         status = self.apps.get(app_id)
@@ -99,4 +110,5 @@ class StatusBook:
                 for app_id, a in sorted(self.apps.items())
             },
             "counts": dict(self.counts()),
+            "recent": list(self._recent),
         }
