@@ -19,7 +19,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from controller import credentials, storage
+from controller import credentials
 from controller.bundles import (
     BundleManager,
     Fence,
@@ -27,7 +27,7 @@ from controller.bundles import (
     no_fence,
     no_publish_observer,
 )
-from controller.config import Settings
+from controller.config import Settings, StorageSettings
 from controller.engine import Engine, Key
 from controller.errors import MarathonConflict, MarathonDeploymentLimit
 from controller.events import EventWatcher
@@ -41,14 +41,28 @@ from controller.ratelimit import DeploymentBudget, TokenBucket
 from controller.reconcile import AppOutcome, Reconciler, WriteGate
 from controller.report import PassReport
 from controller.status import StatusBook
+from controller.storage.base import BundleStore
 from controller.workqueue import WorkQueue
 
-__all__ = ["Components", "DaemonHandle", "build", "run", "run_once", "user_agent"]
+__all__ = ["Components", "DaemonHandle", "build", "run", "run_once", "store_from_settings", "user_agent"]
 
 log = structlog.get_logger(component="app")
 
 _CONFLICT_ATTEMPTS = 3
 _DEPLOYMENT_POLL_SECONDS = 1.0
+
+
+def store_from_settings(settings: StorageSettings) -> BundleStore:
+    """The configured storage backend, imported only when the config names it."""
+    if settings.s3 is not None:
+        from controller.storage.s3 import S3Store
+
+        return S3Store(settings.s3)
+    if settings.filesystem is None:
+        raise ValueError("no storage backend is configured")
+    from controller.storage.fs import FilesystemStore
+
+    return FilesystemStore(settings.filesystem)
 
 
 def user_agent() -> str:
@@ -86,7 +100,7 @@ async def build(
         bundles = BundleManager(
             registries,
             {r.registry: credentials.from_settings(r, env) for r in settings.registries},
-            storage.from_settings(settings.storage),
+            store_from_settings(settings.storage),
             fence=fence, dry_run=dry_run, observe=observe_publish,
         )
 

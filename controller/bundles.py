@@ -35,7 +35,7 @@ from controller.credentials import CredentialSource
 from controller.errors import CredentialError, InvalidBundleError, TransientError
 from controller.model import BundleLocation, BundleManifest, RefreshOutcome, RegistryCredential
 from controller.plan import DEFAULT_OWNER, bundle_name, entry_owner
-from controller.storage import BundleStore
+from controller.storage.base import BundleStore
 
 __all__ = ["BundleManager", "Fence", "PublishObserver", "RegistryState",
            "no_fence", "no_publish_observer"]

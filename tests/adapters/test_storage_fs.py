@@ -21,7 +21,7 @@ from controller.credentials.static import PasswordSource
 from controller.errors import InvalidBundleError, NotLeaderError, StorageError
 from controller.model import BundleManifest, RegistryCredential, Secret
 from controller.plan import bundle_name
-from controller.storage import BundleStore
+from controller.storage.base import BundleStore
 from controller.storage.fs import FilesystemStore, is_temp_name, write_atomically
 
 REG = "registry.example.com:5000"
