@@ -44,7 +44,8 @@ from controller.status import StatusBook
 from controller.storage.base import BundleStore
 from controller.workqueue import WorkQueue
 
-__all__ = ["Components", "DaemonHandle", "build", "run", "run_once", "store_from_settings", "user_agent"]
+__all__ = ["Components", "DaemonHandle", "build", "run", "run_once", "store_from_settings",
+           "user_agent"]
 
 log = structlog.get_logger(component="app")
 
