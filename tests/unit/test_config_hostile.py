@@ -207,7 +207,7 @@ class TestNumbers:
     def test_huge_burst_is_refused(self):
         """A burst far past any sane value is refused (it would overflow a float)."""
         assert problems(minimal(reconcile={"write_burst": 10**400})) == [
-            "reconcile.write_burst: must be at most 10000"]
+            "reconcile.write_burst: must be at most 1000000"]
 
 
 class TestUrls:
