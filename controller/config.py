@@ -1,24 +1,31 @@
 """Configuration: YAML → validated, frozen ``Settings`` tree.
 
-The structure is checked against ``config_schema.json`` (shipped as ``config/schema.json``),
-then the meaning (files exist, env vars set, one credential kind …). Every problem is
-collected and reported at once with its path, e.g.
+The file is read with a size bound and parsed by a strict YAML loader (no anchors or aliases,
+bounded nesting, no duplicate keys). The structure is then checked against
+``config_schema.json`` (shipped as ``config/schema.json``), then the meaning (files exist and
+hold something, env vars set, one credential kind …). Every problem is collected and reported
+at once with its path, in words, e.g.
 ``registries[1].credentials.password_env: variable REG_PW is not set``. Secrets never live in
-the file: it names where they are (a file or an environment variable).
+the file: it names where they are (a file or an environment variable), and no message quotes a
+value that may be a secret put in the wrong place. Relative file paths are relative to the
+config file's directory, as in Prometheus.
 """
 
 from __future__ import annotations
 
+import errno
 import grp
 import json
+import math
 import os
 import re
-from collections.abc import Iterable, Mapping
+import stat
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, cast
-from urllib.parse import urlsplit
+from typing import Any, Literal, NamedTuple, cast
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import jsonschema
 import yaml
@@ -28,8 +35,13 @@ from controller.model import BundleFormat
 from controller.reference import InvalidReferenceError, normalize_registry_host
 
 __all__ = [
+    "CONFIG_FILE_LIMIT",
+    "DOCKER_CONFIG_LIMIT",
+    "SECRET_FILE_LIMIT",
+    "ControllerSettings",
     "CredentialSettings",
     "EcrSettings",
+    "FileTooLargeError",
     "FilesystemStorageSettings",
     "LeaderElectionSettings",
     "LoggingSettings",
@@ -45,6 +57,7 @@ __all__ = [
     "load_schema",
     "load_settings",
     "parse_duration",
+    "read_limited",
     "settings_from_mapping",
 ]
 
@@ -52,11 +65,80 @@ UriStyle = Literal["s3a", "https", "presigned"]
 UpdateMethod = Literal["auto", "patch", "put"]
 CredentialKind = Literal["password_env", "password_file", "docker_config", "helper", "ecr"]
 
+CONFIG_FILE_LIMIT = 1 << 20
+"""Bytes; a config file is a few kB, so anything past this is the wrong file."""
+SECRET_FILE_LIMIT = 64 << 10
+"""Bytes of a password or token file."""
+DOCKER_CONFIG_LIMIT = 1 << 20
+"""Bytes of a docker ``config.json`` (it may hold many registries)."""
+
+_CA_FILE_LIMIT = 1 << 20  # bytes; Mozilla's whole CA bundle is about 220 kB
 _HOUR = 3600.0
+_MAX_DURATION = 365 * 24 * _HOUR  # longer is a mistake, and overflows date arithmetic
+_MAX_DEPTH = 32  # the schema nests 5 deep
+_MAX_PROBLEMS = 50  # a hostile file can make thousands; the first ones say enough
+_MAX_SHOWN = 60  # characters of a value quoted in a message
 _SECRET_KEYS = frozenset({"password", "token", "secret", "auth", "identitytoken",
                           "aws_secret_access_key", "secret_access_key"})
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": _HOUR, "d": 24 * _HOUR}
+_DURATION_RULE = "use a number of seconds or e.g. 30s, 5m, 6h"
+_PORT = re.compile(r"[0-9]{1,5}")
+_SHOWN_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+"""An env var name echoed in messages; a name with lower-case letters may be a misplaced
+password, so it is not shown."""
+
+
+class _Rule(NamedTuple):
+    """Words for a schema ``pattern``: what the value should be, and how to write it."""
+
+    noun: str
+    rule: str
+    echo: bool = True
+    """Whether a message may quote the offending value (never for secret-ish keys)."""
+
+
+_PATTERN_RULES = {
+    "^([0-9]+(\\.[0-9]+)?(ms|s|m|h|d))+$": _Rule("a duration", _DURATION_RULE),
+    "^/": _Rule("an app glob", "app globs start with / (e.g. /team-a/*)"),
+    "^[-A-Za-z0-9_.]+$": _Rule("a label name", "use letters, digits, '-', '_' and '.'"),
+    "^[A-Za-z0-9._-]+$": _Rule("a credential helper name",
+                               "use the part after docker-credential- (letters, digits, '.', "
+                               "'_' and '-'), e.g. ecr-login"),
+    "^[0-9]{12}$": _Rule("an AWS account id", "write its 12 digits in quotes"),
+    "^arn:": _Rule("a role ARN", "ARNs start with arn: (e.g. "
+                   "arn:aws:iam::123456789012:role/pull)"),
+    "^[A-Za-z_][A-Za-z0-9_]*$": _Rule("the name of an environment variable",
+                                      "must name an environment variable (letters, digits, "
+                                      "underscore)", echo=False),
+    "^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$": _Rule(
+        "a controller name", "use 1 to 40 lower-case letters, digits and '-', starting and "
+        "ending with a letter or digit (e.g. prod-east)"),
+}
+_LENGTH_UNITS = {"minLength": "characters", "minItems": "items"}
+_TYPE_WORDS = {"object": "a mapping", "array": "a list", "string": "text",
+               "number": "a number", "integer": "a whole number", "boolean": "true or false",
+               "null": "nothing (null)"}
+_YAML_WORDS = (
+    (re.compile(r"found character '\\t' that cannot start any token"),
+     "found a tab character where indentation is expected (indent with spaces)"),
+    (re.compile(r"found character '(.+)' that cannot start any token"),
+     r"\1 cannot start a value here (put the value in quotes)"),
+    (re.compile(r"mapping values are not allowed here"),
+     "found ':' where no key can start (put a value that contains ': ' in quotes, or fix "
+     "the indentation)"),
+    (re.compile(r"found unexpected end of stream"),
+     "the file ends inside a quoted value (a closing quote is missing)"),
+    (re.compile(r"but found another document"),
+     "found a second document (---); a config file holds one"),
+    (re.compile(r"found unhashable key"), "a key must be a name, not a list or a mapping"),
+    (re.compile(r"'<stream end>'"), "the end of the file"),
+    (re.compile(r"'<scalar>'"), "a value"),
+    (re.compile(r"'<block end>'"), "the end of an indented block"),
+)
+_TAG_PREFIX = "tag:yaml.org,2002:"
+_PLAIN_TAGS = frozenset({None, "!", _TAG_PREFIX + "str"})
+"""Tags allowed on a node: none, or the ones that make a value text (others can crash PyYAML)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -145,6 +227,13 @@ class StorageSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ControllerSettings:
+    """This controller instance among others that may share a Marathon cluster."""
+
+    name: str = "default"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReconcileSettings:
     resync_seconds: float = 300.0
     workers: int = 4
@@ -179,6 +268,7 @@ class Settings:
     marathon: MarathonSettings
     registries: tuple[RegistrySettings, ...]
     storage: StorageSettings
+    controller: ControllerSettings = ControllerSettings()
     selector: SelectorSettings = SelectorSettings()
     reconcile: ReconcileSettings = ReconcileSettings()
     server: ServerSettings = ServerSettings()
@@ -190,6 +280,110 @@ class Settings:
         return replace(self, **sections)
 
 
+class FileTooLargeError(OSError):
+    """A file is bigger than its bound (``strerror`` says the bound)."""
+
+
+def read_limited(path: Path, limit: int) -> bytes:
+    """The bytes of the regular file ``path``, refusing more than ``limit`` of them.
+
+    A wrong path (a log, a device, a named pipe) must neither fill memory nor hang: the file is
+    opened non-blocking and must be a regular file. Failures are ``OSError`` with a
+    ``strerror`` fit for a message (``FileTooLargeError`` past the bound).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        with open(fd, "rb", closefd=False) as file:
+            data = file.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise FileTooLargeError(errno.EFBIG, f"larger than {_size_text(limit)}")
+    return data
+
+
+def _size_text(size: int) -> str:
+    return f"{size >> 20} MiB" if size >= 1 << 20 else f"{size >> 10} KiB"
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """``SafeLoader`` that refuses what an operator's config never needs and a hostile one abuses.
+
+    Anchors and aliases are refused outright rather than capped: an alias is how a few hundred
+    bytes ("billion laughs") become gigabytes (jsonschema's messages ``repr`` the shared value),
+    and a config has no need of them. Nesting is bounded as each node is composed, because
+    PyYAML's composer recurses once per level. Duplicate keys, which PyYAML would silently
+    resolve to the last one, are collected in ``duplicates``. Dates stay text.
+    """
+
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != _TAG_PREFIX + "timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.depth = 0
+        self.duplicates: list[tuple[int, str]] = []
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event: yaml.Event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.NodeEvent) and event.anchor is not None:  # &name or *name
+            raise _refusal("anchors and aliases (&name, *name) are not supported: write each "
+                           "value out", event)
+        if getattr(event, "tag", None) not in _PLAIN_TAGS:
+            raise _refusal("tags (!name) are not supported, except !!str: write a plain value",
+                           event)
+        nests = isinstance(event, yaml.CollectionStartEvent)
+        if nests:
+            self.depth += 1
+            if self.depth > _MAX_DEPTH:
+                raise _refusal(f"nested more than {_MAX_DEPTH} levels deep", event)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            if nests:
+                self.depth -= 1
+
+    def construct_mapping(self, node: yaml.MappingNode,
+                          deep: bool = False) -> dict[Hashable, Any]:
+        first_line: dict[Hashable, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == _TAG_PREFIX + "merge":
+                raise yaml.constructor.ConstructorError(
+                    None, None, "merge keys (<<) are not supported: write the keys out",
+                    key_node.start_mark)
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue  # SafeLoader refuses it as an unhashable key
+            key = self.construct_object(key_node)
+            line = key_node.start_mark.line + 1
+            if key in first_line:
+                self.duplicates.append((line, f"line {line}: duplicate key {_shown(key)} (first "
+                                              f"at line {first_line[key]}); remove one of them"))
+            first_line.setdefault(key, line)
+        return super().construct_mapping(node, deep)
+
+    def construct_checked_int(self, node: yaml.ScalarNode) -> int:
+        """An integer, or a problem with its line: Python refuses more than 4300 digits, and
+        PyYAML crashes on ``0x_``. The ``ValueError`` (which quotes the text) is not kept."""
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:
+            pass
+        raise yaml.constructor.ConstructorError(
+            None, None, "this number cannot be read (too many digits, or none): put it in "
+            "quotes if it is meant as text", node.start_mark)
+
+
+_ConfigLoader.add_constructor(_TAG_PREFIX + "int", _ConfigLoader.construct_checked_int)
+
+
+def _refusal(problem: str, event: yaml.Event) -> yaml.MarkedYAMLError:
+    return yaml.composer.ComposerError(None, None, problem, cast(yaml.Mark, event.start_mark))
+
+
 def load_schema() -> dict[str, Any]:
     """The JSON Schema of the config file (the same file as ``config/schema.json``)."""
     text = resources.files("controller").joinpath("config_schema.json").read_text("utf-8")
@@ -197,46 +391,108 @@ def load_schema() -> dict[str, Any]:
 
 
 def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
-    """Read, validate and convert the YAML at ``path``; ``ConfigError`` lists all problems."""
+    """Read, validate and convert the YAML at ``path``; ``ConfigError`` lists all problems.
+
+    Relative paths in the file are relative to the file's own directory.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        data = read_limited(path, CONFIG_FILE_LIMIT)
     except OSError as e:
         raise ConfigError([f"{path}: cannot read the config file ({e.strerror})"]) from None
+    text = _decode(path, data)
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError([f"{path}: not valid YAML{where}"]) from None
-    return settings_from_mapping(data, env)
+        document, duplicates = _parse(text)
+    except yaml.MarkedYAMLError as e:
+        where = _at(e.problem_mark.line, e.problem_mark.column) if e.problem_mark else ""
+        problem = f"not valid YAML{where}: {_yaml_reason(e)}"
+    except yaml.reader.ReaderError as e:
+        line_start = text.rfind("\n", 0, e.position) + 1
+        where = _at(text.count("\n", 0, e.position), e.position - line_start)
+        problem = f"not valid YAML{where}: control character U+{e.character:04X} is not allowed"
+    else:
+        if duplicates:
+            raise _config_error([f"{path}: {d}" for d in duplicates])
+        return settings_from_mapping(document, env, base_dir=path.absolute().parent)
+    # Raised outside the except blocks: a YAML error's marks hold the whole file.
+    raise ConfigError([f"{path}: {problem}"])
 
 
-def settings_from_mapping(data: object, env: Mapping[str, str]) -> Settings:
-    """Validate an already-parsed config document and build ``Settings``."""
+def _parse(text: str) -> tuple[object, list[str]]:
+    """The one YAML document in ``text``, and its duplicate keys (see ``_ConfigLoader``)."""
+    loader = _ConfigLoader(text)
+    try:
+        document = loader.get_single_data()
+        return document, [problem for _, problem in sorted(loader.duplicates)]
+    finally:
+        loader.dispose()
+
+
+def _decode(path: Path, data: bytes) -> str:
+    """The config text; the problem locates the first byte that is not UTF-8 (line and byte).
+
+    The error is raised outside the ``except`` block: a ``UnicodeDecodeError`` holds the bytes.
+    """
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        start = e.start
+    line = data.count(b"\n", 0, start) + 1
+    byte = start - data.rfind(b"\n", 0, start)
+    raise ConfigError([f"{path}: the config file is not UTF-8 text (line {line}, byte {byte}); "
+                       "save it as UTF-8"])
+
+
+def _at(line: int, column: int) -> str:
+    """Where in the file, from 0-based ``line`` and ``column``."""
+    return f" at line {line + 1}, column {column + 1}"
+
+
+def _yaml_reason(error: yaml.MarkedYAMLError) -> str:
+    """PyYAML's problem in plainer words; never its snippet of the file, which may hold a secret."""
+    reason = error.problem or error.context or "cannot be parsed"
+    for pattern, words in _YAML_WORDS:
+        reason = pattern.sub(words, reason)
+    return reason
+
+
+def _config_error(problems: list[str]) -> ConfigError:
+    if len(problems) > _MAX_PROBLEMS:
+        more = len(problems) - _MAX_PROBLEMS
+        problems = [*problems[:_MAX_PROBLEMS], f"… and {more} more problems"]
+    return ConfigError(problems)
+
+
+def settings_from_mapping(data: object, env: Mapping[str, str], *,
+                          base_dir: Path | None = None) -> Settings:
+    """Validate an already-parsed config document and build ``Settings``.
+
+    Relative file paths are resolved against ``base_dir`` (default: the working directory).
+    """
     if not isinstance(data, dict):
-        raise ConfigError(["(top level): the config must be a mapping of sections"])
-    problems = _schema_problems(data)
+        raise ConfigError([f"(top level): expected a mapping of sections, got {_kind(data)}"])
+    problems = _value_problems(data) or _schema_problems(data)
     if problems:
-        raise ConfigError(problems)
-    builder = _Builder(env)
+        raise _config_error(problems)
+    builder = _Builder(env, base_dir or Path.cwd())
     settings = builder.settings(data)
     if builder.problems:
-        raise ConfigError(builder.problems)
+        raise _config_error(builder.problems)
     return settings
 
 
 def parse_duration(value: str | float) -> float:
     """Seconds in ``90s``, ``30m``, ``6h``, ``1d``, ``1h30m`` or a plain number of seconds."""
     if isinstance(value, int | float):
-        if value <= 0:
-            raise ValueError("must be positive")
-        return float(value)
-    parts = _DURATION_PART.findall(value)
-    if not parts or "".join(n + u for n, u in parts) != value:
-        raise ValueError(f"{value!r} is not a duration such as 90s, 30m, 6h or 1h30m")
-    seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
-    if seconds <= 0:
-        raise ValueError("must be positive")
+        seconds = float(value)
+    else:
+        parts = _DURATION_PART.findall(value)
+        if not parts or "".join(n + u for n, u in parts) != value:
+            raise ValueError(f"{_shown(value)} is not a duration: {_DURATION_RULE}")
+        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    if not seconds > 0:  # also NaN
+        raise ValueError("must be more than 0 seconds")
+    if seconds > _MAX_DURATION:
+        raise ValueError("must be at most 365d")
     return seconds
 
 
@@ -251,42 +507,123 @@ def _join(path: str, key: str) -> str:
     return key if path == "(top level)" else f"{path}.{key}"
 
 
+def _shown(value: object) -> str:
+    """``value`` as a message quotes it: YAML spelling, cut short."""
+    if value is None:
+        text = "null"
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, float) and not math.isfinite(value):
+        text = ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
+    else:
+        text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN - 1] + "…"
+
+
+def _kind(value: object, *, show: bool = True) -> str:
+    """What ``value`` is, in words (never a Python type name); ``show`` quotes a scalar."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return _shown(value) if show else "true or false"
+    if isinstance(value, int | float):
+        return f"the number {_shown(value)}" if show else "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return "a value of another kind"
+
+
+def _value_problems(data: dict[str, Any]) -> list[str]:
+    """Keys that are not names and numbers that are not finite: things the schema lets pass.
+
+    Walks with an explicit stack rather than recursion.
+    """
+    problems: list[str] = []
+    stack: list[tuple[tuple[str | int, ...], object]] = [((), data)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, dict):
+            items = list(value.items())
+            for key, _ in items:
+                if not isinstance(key, str):
+                    problems.append(f"{_format_path(where)}: the key {_shown(key)} is not "
+                                    "text (put it in quotes if it is meant as a name)")
+            stack.extend(((*where, k), v) for k, v in reversed(items) if isinstance(k, str))
+        elif isinstance(value, list):
+            stack.extend(((*where, i), v) for i, v in reversed(list(enumerate(value))))
+        elif isinstance(value, float) and not math.isfinite(value):
+            problems.append(f"{_format_path(where)}: expected a finite number, got "
+                            f"{_shown(value)}")
+    return problems
+
+
 def _schema_problems(data: dict[str, Any]) -> list[str]:
     validator = jsonschema.Draft202012Validator(load_schema())
     problems: list[str] = []
     for error in validator.iter_errors(data):
-        path = _format_path(error.absolute_path)
-        if error.validator == "additionalProperties":
-            allowed = set(error.schema.get("properties", {}))
-            for key in sorted(set(error.instance) - allowed):
-                if key.lower() in _SECRET_KEYS:
-                    problems.append(f"{_join(path, key)}: secrets must not be written in the "
-                                    "config file; name a file or an environment variable instead "
-                                    "(e.g. password_file, password_env)")
-                else:
-                    problems.append(f"{_join(path, key)}: unknown key "
-                                    f"(allowed: {', '.join(sorted(allowed))})")
-        elif error.validator == "required":
-            missing = re.findall(r"'([^']+)' is a required property", error.message)
-            problems.extend(f"{_join(path, key)}: missing required key" for key in missing)
-        elif error.validator == "type":
-            expected = error.validator_value
-            expected_text = " or ".join(expected) if isinstance(expected, list) else expected
-            problems.append(f"{path}: expected {expected_text}, got "
-                            f"{type(error.instance).__name__}")
-        elif error.validator == "enum":
-            choices = ", ".join(str(v) for v in error.validator_value)
-            problems.append(f"{path}: must be one of {choices}")
-        else:
-            problems.append(f"{path}: {error.message}")
+        problems.extend(_schema_problem(_format_path(error.absolute_path), error))
     return sorted(set(problems), key=problems.index)
+
+
+def _schema_problem(path: str, error: jsonschema.ValidationError) -> list[str]:
+    """One schema error in words: what is wrong and what is allowed, never a regex."""
+    kind, expected, instance = error.validator, error.validator_value, error.instance
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if kind == "additionalProperties":
+        allowed = set(schema.get("properties", {}))
+        return [_unknown_key(_join(path, key), allowed) for key in sorted(set(instance) - allowed)]
+    if kind == "required":
+        return [f"{_join(path, key)}: missing required key" for key in expected
+                if key not in instance]
+    rule = _PATTERN_RULES.get(schema.get("pattern", ""))
+    echo = rule is None or rule.echo
+    if kind == "type":
+        wanted = rule.noun if rule else " or ".join(
+            _TYPE_WORDS[t] for t in (expected if isinstance(expected, list) else [expected]))
+        hint = (" (put it in quotes if it is meant as text)"
+                if "text" in wanted and isinstance(instance, int | float) else "")
+        return [f"{path}: expected {wanted}, got {_kind(instance, show=echo)}{hint}"]
+    if kind == "enum":
+        return [f"{path}: must be one of {', '.join(_shown(v) for v in expected)}"]
+    if kind == "pattern":
+        rule = rule or _Rule("valid", "see config/schema.json")
+        if not echo:
+            return [f"{path}: {rule.rule}; the value is not shown, as it may be a secret"]
+        return [f"{path}: {_shown(instance)} is not {rule.noun}: {rule.rule}"]
+    if kind in ("minLength", "minItems"):
+        return [f"{path}: must not be empty" if expected == 1 else
+                f"{path}: must have at least {expected} {_LENGTH_UNITS[kind]}"]
+    if kind == "minimum":
+        return [f"{path}: must be at least {expected}"]
+    if kind == "maximum":
+        return [f"{path}: must be at most {expected}"]
+    if kind == "exclusiveMinimum":
+        return [f"{path}: must be more than {expected}"]
+    return [f"{path}: not allowed here (see rule {kind} in config/schema.json)"]
+
+
+def _unknown_key(path: str, allowed: set[str]) -> str:
+    if path.rsplit(".", 1)[-1].lower() in _SECRET_KEYS:
+        return (f"{path}: secrets must not be written in the config file; name a file or an "
+                "environment variable instead (e.g. password_file, password_env)")
+    return f"{path}: unknown key (allowed: {', '.join(sorted(allowed))})"
+
+
+def _port(text: str) -> int | None:
+    """``text`` as a TCP port (1 to 65535, ASCII digits only), else ``None``."""
+    return int(text) if _PORT.fullmatch(text) and 0 < int(text) < 65536 else None
 
 
 class _Builder:
     """Converts a schema-valid document into ``Settings``, collecting semantic problems."""
 
-    def __init__(self, env: Mapping[str, str]) -> None:
+    def __init__(self, env: Mapping[str, str], base_dir: Path) -> None:
         self.env = env
+        self.base_dir = base_dir
         self.problems: list[str] = []
 
     def problem(self, path: str, message: str) -> None:
@@ -299,7 +636,8 @@ class _Builder:
             selector=SelectorSettings(**data.get("selector", {})),
             registries=self.registries(data["registries"]),
             storage=self.storage(data["storage"]),
-            reconcile=ReconcileSettings(**data.get("reconcile", {})),
+            controller=ControllerSettings(**data.get("controller", {})),
+            reconcile=self.reconcile(data.get("reconcile", {})),
             server=self.server(data.get("server", {})),
             leader_election=self.leader_election(election) if election is not None else None,
             logging=LoggingSettings(**data.get("logging", {})),
@@ -307,47 +645,98 @@ class _Builder:
 
     # -- checks shared by several sections -------------------------------------------------
 
-    def readable_file(self, path: str, value: str) -> Path:
-        file = Path(value)
-        if not file.is_file():
-            self.problem(path, f"file {value} does not exist")
-        elif not os.access(file, os.R_OK):
-            self.problem(path, f"file {value} is not readable")
+    def file(self, path: str, value: str, limit: int) -> tuple[Path, str | None]:
+        """The file ``value`` (relative to the config's directory) and its text, if readable."""
+        file = self.base_dir / value
+        try:
+            data = read_limited(file, limit)
+        except FileNotFoundError:
+            self.problem(path, f"file {file} does not exist")
+        except PermissionError:
+            self.problem(path, f"file {file} is not readable")
+        except OSError as e:
+            self.problem(path, f"cannot read file {file}: {e.strerror}")
+        else:
+            try:
+                return file, data.decode("utf-8")
+            except UnicodeDecodeError:
+                pass
+            self.problem(path, f"file {file} is not UTF-8 text")
+        return file, None
+
+    def secret_file(self, path: str, value: str) -> Path:
+        """A password or token file: it must hold something besides white space."""
+        file, text = self.file(path, value, SECRET_FILE_LIMIT)
+        if text is not None and not text.strip():
+            self.problem(path, f"file {file} is empty")
         return file
 
     def env_var(self, path: str, name: str) -> str:
-        if not self.env.get(name):
-            self.problem(path, f"variable {name} is not set")
+        value = self.env.get(name)
+        if not value:
+            state = "is not set" if value is None else "is empty"
+            self.problem(path, f"variable {name} {state}" if _SHOWN_ENV_NAME.fullmatch(name) else
+                         f"the variable it names {state} (the name is not shown: with "
+                         "lower-case letters it may be a password put here by mistake)")
         return name
 
-    def duration(self, path: str, value: str | float | None, default: float) -> float:
-        if value is None:
-            return default
+    def durations(self, path: str, data: Mapping[str, Any],
+                  keys: Iterable[str]) -> dict[str, float]:
+        """The duration ``keys`` present in ``data``, in seconds; absent keys keep defaults."""
+        seconds = {}
+        for key in keys:
+            if key in data:
+                try:
+                    seconds[key] = parse_duration(data[key])
+                except ValueError as e:
+                    self.problem(_join(path, key), str(e))
+        return seconds
+
+    def url(self, path: str, url: str, *,
+            schemes: tuple[str, ...] = ("http", "https")) -> SplitResult | None:
+        """The parts of an http(s) URL (any scheme if ``schemes`` is empty), or ``None``.
+
+        A URL with an ``@`` is never quoted: it may carry a password.
+        """
+        if "@" in url:
+            self.problem(path, "secrets must not be written in the config file: put no user "
+                         "or password in the URL")
+            return None
         try:
-            return parse_duration(value)
-        except ValueError as e:
-            self.problem(path, str(e))
-            return default
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - parsing the port is the check
+        except ValueError:
+            self.problem(path, f"{_shown(url)} is not a valid URL (check the port, and the "
+                         "[ ] around an IPv6 address)")
+            return None
+        if schemes and (parts.scheme not in schemes or not parts.hostname):
+            self.problem(path, f"{_shown(url)} is not an http(s) URL")
+        elif not parts.scheme:
+            self.problem(path, f"{_shown(url)} has no scheme (e.g. file://, https://)")
+        else:
+            return parts
+        return None
 
     # -- sections ---------------------------------------------------------------------------
 
     def marathon(self, data: dict[str, Any]) -> MarathonSettings:
         urls = []
         for i, url in enumerate(data["urls"]):
-            parts = urlsplit(url)
-            if parts.username or parts.password:
-                self.problem(f"marathon.urls[{i}]", "secrets must not be written in the config "
-                             "file: put no user or password in the URL; use marathon.auth")
-            elif parts.scheme not in ("http", "https") or not parts.hostname:
-                self.problem(f"marathon.urls[{i}]", f"{url!r} is not an http(s) URL")
+            path = f"marathon.urls[{i}]"
+            parts = self.url(path, url)
+            if parts is not None and "/v2" in parts.path:
+                base = urlunsplit(parts._replace(path=parts.path[:parts.path.index("/v2")],
+                                                 query="", fragment=""))
+                self.problem(path, f"{_shown(url)} includes the API path: use the base URL, "
+                             f"e.g. {base}")
             urls.append(url.rstrip("/"))
         auth = self.marathon_auth(data["auth"]) if "auth" in data else None
-        ca_file = self.readable_file("marathon.ca_file", data["ca_file"]) if "ca_file" in data \
-            else None
+        ca_file = (self.file("marathon.ca_file", data["ca_file"], _CA_FILE_LIMIT)[0]
+                   if "ca_file" in data else None)
         return MarathonSettings(
             urls=tuple(urls), auth=auth, ca_file=ca_file,
-            timeout_seconds=float(data.get("timeout_seconds", 10.0)),
             update_method=data.get("update_method", "auto"),
+            **self.durations("marathon", data, ("timeout_seconds",)),
         )
 
     def marathon_auth(self, data: dict[str, Any]) -> MarathonAuthSettings:
@@ -363,11 +752,11 @@ class _Builder:
             self.problem(f"{path}.username", "a DC/OS token is used without a username")
         return MarathonAuthSettings(
             username=data.get("username"),
-            password_file=self.readable_file(f"{path}.password_file", data["password_file"])
+            password_file=self.secret_file(f"{path}.password_file", data["password_file"])
             if "password_file" in data else None,
             password_env=self.env_var(f"{path}.password_env", data["password_env"])
             if "password_env" in data else None,
-            token_file=self.readable_file(f"{path}.token_file", data["token_file"])
+            token_file=self.secret_file(f"{path}.token_file", data["token_file"])
             if "token_file" in data else None,
             token_env=self.env_var(f"{path}.token_env", data["token_env"])
             if "token_env" in data else None,
@@ -393,9 +782,7 @@ class _Builder:
                 credentials=self.credentials(f"{path}.credentials", data["credentials"]),
                 format=data.get("format", "config.json"),
                 apps=tuple(data.get("apps", ())),
-                max_age=self.duration(f"{path}.max_age", data.get("max_age"), 6 * _HOUR),
-                min_validity=self.duration(f"{path}.min_validity", data.get("min_validity"),
-                                           6 * _HOUR),
+                **self.durations(path, data, ("max_age", "min_validity")),
             ))
         return tuple(out)
 
@@ -414,14 +801,17 @@ class _Builder:
         if not needs_username and "username" in data:
             self.problem(f"{path}.username", f"not used with {kind}")
         ecr = data.get("ecr")
+        if ecr is not None and "endpoint_url" in ecr:
+            self.url(f"{path}.ecr.endpoint_url", ecr["endpoint_url"])
         return CredentialSettings(
             kind=kind,
             username=data.get("username"),
             password_env=self.env_var(f"{path}.password_env", data["password_env"])
             if "password_env" in data else None,
-            password_file=self.readable_file(f"{path}.password_file", data["password_file"])
+            password_file=self.secret_file(f"{path}.password_file", data["password_file"])
             if "password_file" in data else None,
-            docker_config=self.readable_file(f"{path}.docker_config", data["docker_config"])
+            docker_config=self.file(f"{path}.docker_config", data["docker_config"],
+                                    DOCKER_CONFIG_LIMIT)[0]
             if "docker_config" in data else None,
             helper=data.get("helper"),
             ecr=EcrSettings(**ecr) if ecr is not None else None,
@@ -443,9 +833,7 @@ class _Builder:
         if not path.is_absolute():
             self.problem("storage.filesystem.path", "must be an absolute path")
         prefix = data.get("uri_prefix", f"file://{path}").rstrip("/")
-        if not urlsplit(prefix).scheme:
-            self.problem("storage.filesystem.uri_prefix",
-                         f"{prefix!r} has no scheme (e.g. file://, https://)")
+        self.url("storage.filesystem.uri_prefix", prefix, schemes=())
         group = data.get("group")
         if isinstance(group, str):
             try:
@@ -455,39 +843,58 @@ class _Builder:
         return FilesystemStorageSettings(path=path, uri_prefix=prefix, group=group)
 
     def s3(self, data: dict[str, Any]) -> S3StorageSettings:
-        ttl = self.duration("storage.s3.presign_ttl", data.get("presign_ttl"), 12 * _HOUR)
-        if ttl > 7 * 24 * _HOUR:
+        if "endpoint_url" in data:
+            self.url("storage.s3.endpoint_url", data["endpoint_url"])
+        settings = S3StorageSettings(
+            bucket=data["bucket"], prefix=data.get("prefix", "").strip("/"),
+            region=data.get("region"), endpoint_url=data.get("endpoint_url"),
+            kms_key_id=data.get("kms_key_id"), uri_style=data.get("uri_style", "s3a"),
+            **self.durations("storage.s3", data, ("presign_ttl",)),
+        )
+        if settings.presign_ttl > 7 * 24 * _HOUR:
             self.problem("storage.s3.presign_ttl", "S3 presigned URLs last at most 7 days")
-        if ttl < _HOUR:
+        if settings.presign_ttl < _HOUR:
             self.problem("storage.s3.presign_ttl", "at least 1h: every re-sign (at half the "
                          "TTL) rewrites, and so restarts, every opted-in app")
         if data.get("uri_style") == "https" and "kms_key_id" in data:
             self.problem("storage.s3.kms_key_id", "uri_style https fetches anonymously, which "
                          "S3 refuses for SSE-KMS objects; use s3a or presigned, or drop "
                          "kms_key_id (SSE-S3)")
-        return S3StorageSettings(
-            bucket=data["bucket"], prefix=data.get("prefix", "").strip("/"),
-            region=data.get("region"), endpoint_url=data.get("endpoint_url"),
-            kms_key_id=data.get("kms_key_id"), uri_style=data.get("uri_style", "s3a"),
-            presign_ttl=ttl,
-        )
+        return settings
+
+    def reconcile(self, data: dict[str, Any]) -> ReconcileSettings:
+        durations = self.durations("reconcile", data, ("resync_seconds", "timeout_seconds",
+                                                       "shutdown_timeout_seconds"))
+        return ReconcileSettings(**(data | durations))
 
     def server(self, data: dict[str, Any]) -> ServerSettings:
-        listen = data.get("listen", "127.0.0.1:9102")
-        host, sep, port = listen.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            self.problem("server.listen", f"{listen!r} is not host:port")
+        if "listen" not in data:
             return ServerSettings()
-        return ServerSettings(host=host.strip("[]"), port=int(port))
+        listen = data["listen"]
+        host, sep, port_text = listen.rpartition(":")
+        port = _port(port_text)
+        if sep and host and port is not None:
+            return ServerSettings(host=host.strip("[]"), port=port)
+        if not sep or not host:
+            self.problem("server.listen", f"{_shown(listen)} is not host:port (e.g. "
+                         "127.0.0.1:9102, or 0.0.0.0:9102 for every interface)")
+        else:
+            self.problem("server.listen", f"port {_shown(port_text)} is not a number from 1 "
+                         "to 65535")
+        return ServerSettings()
 
     def leader_election(self, data: dict[str, Any]) -> LeaderElectionSettings:
         hosts = data["zookeeper"].split("/", 1)[0]
         for i, hostport in enumerate(hosts.split(",")):
             host, _, port = hostport.rpartition(":")
-            if not host or not port.isdigit():
+            if not host or _port(port) is None:
                 self.problem("leader_election.zookeeper",
-                             f"server {i + 1} ({hostport!r}) is not host:port")
-        return LeaderElectionSettings(
+                             f"server {i + 1} ({_shown(hostport)}) is not host:port")
+        settings = LeaderElectionSettings(
             zookeeper=data["zookeeper"],
-            session_timeout_seconds=float(data.get("session_timeout_seconds", 10.0)),
+            **self.durations("leader_election", data, ("session_timeout_seconds",)),
         )
+        if settings.session_timeout_seconds < 2:
+            self.problem("leader_election.session_timeout_seconds",
+                         "must be at least 2s (ZooKeeper's shortest session)")
+        return settings

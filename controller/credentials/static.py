@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from controller.config import DOCKER_CONFIG_LIMIT, SECRET_FILE_LIMIT, read_limited
 from controller.credentials import TOKEN_USERNAME, json_object
 from controller.errors import CredentialError
 from controller.model import RegistryCredential, Secret
@@ -17,12 +18,21 @@ from controller.reference import InvalidReferenceError, normalize_registry_host
 __all__ = ["DockerConfigSource", "PasswordSource"]
 
 
+async def _read_text(path: Path, what: str, limit: int) -> str:
+    """The file's text, at most ``limit`` bytes of it: a wrong path cannot fill memory.
 
-async def _read_text(path: Path, what: str) -> str:
+    Errors are raised outside the ``except`` blocks, so none carries the file's bytes along.
+    """
     try:
-        return await asyncio.to_thread(path.read_text, encoding="utf-8")
+        data = await asyncio.to_thread(read_limited, path, limit)
     except OSError as e:
-        raise CredentialError(f"cannot read {what} {path}: {e.strerror}") from None
+        problem = e.strerror or "cannot be read"
+    else:
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            problem = "not UTF-8 text"
+    raise CredentialError(f"cannot read {what} {path}: {problem}")
 
 
 class PasswordSource:
@@ -39,7 +49,7 @@ class PasswordSource:
 
     async def fetch(self) -> RegistryCredential:
         if self._file is not None:
-            password = (await _read_text(self._file, "password file")).strip()
+            password = (await _read_text(self._file, "password file", SECRET_FILE_LIMIT)).strip()
             where = f"password file {self._file}"
         else:
             password = self._env.get(self._env_var or "", "")
@@ -69,7 +79,7 @@ class DockerConfigSource:
         self._registry = registry
 
     async def fetch(self) -> RegistryCredential:
-        text = await _read_text(self._path, "docker config")
+        text = await _read_text(self._path, "docker config", DOCKER_CONFIG_LIMIT)
         config = json_object(text)
         if config is None:
             raise CredentialError(f"docker config {self._path} is not a JSON object")

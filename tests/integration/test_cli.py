@@ -48,7 +48,7 @@ class TestCheckConfig:
         code, out, err = await cli("check-config", "--config", config)
         assert code == 2
         assert "Traceback" not in err
-        for expected in ("marathon.timeout_seconds: expected number",
+        for expected in ("marathon.timeout_seconds: 'soon' is not a duration",
                          "registries[0].credentials.password: secrets must not be written",
                          "reconcile.colour: unknown key", "reconcile.workers:"):
             assert expected in err

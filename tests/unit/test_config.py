@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import resource
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +41,27 @@ def problems(doc: object, env: dict[str, str] | None = None) -> list[str]:
     with pytest.raises(ConfigError) as info:
         settings_from_mapping(doc, env or {"REG_PW": "x"})
     return info.value.problems
+
+
+def file_problems(path: Path, env: dict[str, str] | None = None) -> list[str]:
+    """The problems ``load_settings`` finds in the file at ``path``."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, env or {"REG_PW": "x"})
+    return info.value.problems
+
+
+def check_config(path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``check-config`` as operators run it, with 512 MiB of address space and 60 s at most.
+
+    The limits turn a runaway (memory, recursion, a hang) into a quick failure of the test.
+    """
+    def limit_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (512 << 20, 512 << 20))
+
+    return subprocess.run(
+        [sys.executable, "-m", "controller", "check-config", "--config", str(path)],
+        capture_output=True, text=True, timeout=60, check=False, preexec_fn=limit_memory,
+        env={"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8", **(env or {})})
 
 
 class TestValid:
@@ -83,10 +108,10 @@ class TestValid:
         """Durations accept unit suffixes, combinations and plain seconds."""
         assert parse_duration(text) == seconds
 
-    @pytest.mark.parametrize("text", ["6", "h", "1h 30m", "-1h", "0s", "6hours"])
+    @pytest.mark.parametrize("text", ["6", "h", "1h 30m", "-1h", "0s", "6hours", 0, -5, "400d"])
     def test_bad_durations(self, text):
         """Anything else is rejected."""
-        with pytest.raises(ValueError, match=r"duration|positive"):
+        with pytest.raises(ValueError, match=r"is not a duration|more than 0|at most 365d"):
             parse_duration(text)
 
 
@@ -105,7 +130,8 @@ class TestProblems:
         )
         del doc["storage"]
         found = problems(doc)
-        assert "marathon.timeout_seconds: expected number, got str" in found
+        assert ("marathon.timeout_seconds: 'ten' is not a duration: use a number of seconds or "
+                "e.g. 30s, 5m, 6h") in found
         assert any(p.startswith("marathon.colour: unknown key") for p in found)
         assert "storage: missing required key" in found
         assert any(p.startswith("registries[1].max_age:") for p in found)
@@ -165,7 +191,7 @@ class TestProblems:
 
     def test_not_a_mapping(self):
         """A document that is not a mapping is refused plainly."""
-        assert problems(["a"]) == ["(top level): the config must be a mapping of sections"]
+        assert problems(["a"]) == ["(top level): expected a mapping of sections, got a list"]
 
     def test_bad_listen(self):
         """server.listen must be host:port."""
@@ -209,10 +235,8 @@ class TestShippedFiles:
         assert missing == set()
 
     def test_example_loads_with_its_env(self):
-        """The example passes the full check when what it names exists."""
-        doc = yaml.safe_load(EXAMPLE.read_text())
-        doc["marathon"]["auth"] = {"username": "ops", "password_env": "MARATHON_PASSWORD"}
-        settings = settings_from_mapping(doc, {"REGISTRY_PASSWORD": "x", "MARATHON_PASSWORD": "y"})
+        """The example passes the full check when the variables it names are set."""
+        settings = load_settings(EXAMPLE, {"REGISTRY_PASSWORD": "x", "MARATHON_PASSWORD": "y"})
         assert settings.registries[0].apps == ("/team-a/*",)
 
 
