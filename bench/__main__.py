@@ -229,14 +229,11 @@ async def bench_sse(args: argparse.Namespace) -> dict[str, Any]:
         if seen == posts:
             finished.set()
 
-    async def relist() -> None:
-        return None
-
     try:
         async with aiohttp.ClientSession() as session:
             client = MarathonClient(MarathonSettings(urls=(f"http://127.0.0.1:{port}",)),
                                     session)
-            watcher = EventWatcher(client, on_effect=on_effect, relist=relist)
+            watcher = EventWatcher(client, on_effect=on_effect, on_attached=lambda: None)
             started = time.perf_counter()
             task = asyncio.create_task(watcher.run(_iterations=1))
             async with asyncio.timeout(120):

@@ -103,6 +103,7 @@ async def build(
             {r.registry: credentials.from_settings(r, env) for r in settings.registries},
             store_from_settings(settings.storage),
             fence=fence, dry_run=dry_run, observe=observe_publish,
+            owner=settings.controller.name,
         )
 
         async def running_deployments() -> set[str]:
@@ -115,7 +116,8 @@ async def build(
             marathon=marathon, bundles=bundles, label=settings.selector.label,
             rules=[RegistryRule(registry=r.registry, apps=r.apps) for r in settings.registries],
             gate=WriteGate(TokenBucket(rc.max_writes_per_second, rc.write_burst), budget),
-            fence=fence, dry_run=dry_run, wait_for_budget=wait_for_budget,
+            owner=settings.controller.name, fence=fence, dry_run=dry_run,
+            wait_for_budget=wait_for_budget,
         )
         yield Components(settings=settings, marathon=marathon, bundles=bundles,
                          reconciler=reconciler, budget=budget)

@@ -21,7 +21,7 @@ import os
 import re
 import stat
 from collections.abc import Hashable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, cast
@@ -275,9 +275,6 @@ class Settings:
     leader_election: LeaderElectionSettings | None = None
     logging: LoggingSettings = LoggingSettings()
 
-    def with_overrides(self, **sections: Any) -> Settings:
-        """A copy with whole sections replaced (CLI flags, tests)."""
-        return replace(self, **sections)
 
 
 class FileTooLargeError(OSError):

@@ -41,7 +41,7 @@ from tenacity import (
 )
 from yarl import URL
 
-from controller.config import MarathonSettings
+from controller.config import SECRET_FILE_LIMIT, MarathonSettings, read_limited
 from controller.errors import (
     MarathonConflict,
     MarathonDeploymentLimit,
@@ -142,7 +142,7 @@ def auth_header(settings: MarathonSettings, env: Mapping[str, str]) -> Secret | 
 def _read_secret(source: str, path: Path) -> str:
     """The file's text, stripped; a failure names the file but never chains an error quoting it."""
     try:
-        return path.read_text().strip()
+        return read_limited(path, SECRET_FILE_LIMIT).decode().strip()
     except OSError as e:
         problem = e.strerror or type(e).__name__
     except ValueError:  # a UnicodeDecodeError carries the secret's bytes

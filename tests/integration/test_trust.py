@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,9 @@ from controller.app import build, run_once
 from controller.config import settings_from_mapping
 from controller.events import EventEffect
 from controller.model import AppId
-from controller.plan import is_managed_uri
+from controller.plan import entry_owner, is_managed_uri
 from controller.simulator import ApiError, MarathonSimulator, MarathonState
-from tests.integration.test_daemon import Daemon, app, config, eventually
+from tests.integration.test_daemon import REG, Daemon, app, config, eventually
 
 SEEDS = (1, 2, 3)
 
@@ -180,3 +181,49 @@ class TestOneShotBounds:
                 report = await run_once(parts)
         assert not report.ok
         assert list(report.registry_failures) == [settings.registries[0].registry]
+
+
+class TestTwoControllers:
+    async def test_named_controllers_share_a_cluster_without_fighting(self, tmp_path):
+        """Two controllers with their own names and registries: each app gets the right entry,
+        an app both would manage is reported as a conflict, and nothing is written twice."""
+        other, shared = "other.example.com", "shared.example.com"
+        state = MarathonState(deployment_seconds=0.02)
+        state.load_apps([app("/two/a"), app("/two/b", image=f"{other}/b:1"),
+                         app("/two/both", image=f"{shared}/c:1")])
+        env = {"REG_PW": "pw"}
+
+        def named(name: str, *hosts: str) -> Any:
+            doc = config(sim.url, tmp_path / name)
+            doc["controller"] = {"name": name}
+            doc["registries"] = [{"host": h, "credentials": {"username": "robot",
+                                                             "password_env": "REG_PW"}}
+                                 for h in hosts]
+            return settings_from_mapping(doc, env)
+
+        async with MarathonSimulator(state, heartbeat_seconds=0.5) as sim, \
+                Daemon(named("default", REG, shared), env) as first, \
+                Daemon(named("team-b", other, shared), env) as second:
+            handles = [d.handle for d in (first, second) if d.handle is not None]
+            await eventually(lambda: converged(state, "/two/a") and converged(state, "/two/b"))
+            await eventually(lambda: any(h.engine.status.state_of(AppId("/two/both"))
+                                         == "conflict" for h in handles))
+            settled, asked = len(state.writes), time.monotonic()
+            for h in handles:  # a full resync of both must find nothing to do
+                h.engine.request_relist()
+            await eventually(lambda: all(
+                (h.engine.last_relist or 0) > asked and not h.queue.depth
+                and not h.queue.processing for h in handles))
+            assert len(state.writes) == settled
+        assert owners(state, "/two/a") == ["default"]
+        assert owners(state, "/two/b") == ["team-b"]
+        both = [w for w in state.writes if w.path == "/v2/apps/two/both"]
+        assert 1 <= len(both) <= 2  # each controller wrote at most once
+
+
+def converged(state: MarathonState, app_id: str) -> bool:
+    return bool(owners(state, app_id))
+
+
+def owners(state: MarathonState, app_id: str) -> list[str]:
+    return [o for e in fetch_of(state, app_id) if (o := entry_owner(e["uri"])) is not None]

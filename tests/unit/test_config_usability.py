@@ -315,7 +315,7 @@ class TestShippedExample:
         """The example as shipped passes check-config once the two variables it names are set."""
         result = check_config(EXAMPLE, {"REGISTRY_PASSWORD": "x", "MARATHON_PASSWORD": "y"})
         assert (result.returncode, result.stderr) == (0, "")
-        assert result.stdout.endswith("OK (1 registries)\n")
+        assert result.stdout.endswith("OK (1 registry)\n")
 
     def test_names_the_variables_it_needs(self):
         """Without them, check-config names exactly those two variables."""
