@@ -10,18 +10,19 @@ from pathlib import Path
 import aiohttp
 
 # Serves the ops app, then lowers its own RLIMIT_NOFILE to ``headroom`` descriptors above what it
-# holds, prints its port and serves until stdin closes.
+# holds, prints its port and serves until stdin closes. The long idle timeout keeps the accepted
+# connections, so the process stays at its fd limit for as long as the test holds them.
 SERVER = """
 import asyncio, os, resource, sys
 from prometheus_client import CollectorRegistry
-from controller.http import make_app, serve
+from controller.http import ServerLimits, make_app, serve
 from controller.logs import configure
 
 async def main():
     configure(fmt="json")
     ok = lambda: {"loop": True}
     runner = await serve(make_app(registry=CollectorRegistry(), health=ok, ready=ok, status=dict),
-                         "127.0.0.1", 0)
+                         "127.0.0.1", 0, ServerLimits(idle_timeout=60))
     held = len(os.listdir("/proc/self/fd"))
     resource.setrlimit(resource.RLIMIT_NOFILE,
                        (held + int(sys.argv[1]), resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
