@@ -385,27 +385,32 @@ def rendered_config(docs: tuple[dict[str, Any], ...]) -> dict[str, Any]:
     return config
 
 
+def check_config(text: str, files: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`check-config` on ``text``, with placeholder files at ``files`` (absolute paths in the pod
+    or container): each is created under ``tmp_path`` and the config is pointed there."""
+    for path in files:
+        file = tmp_path / path.lstrip("/")
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text("placeholder\n")
+        text = text.replace(path, str(file))
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+    return subprocess.run(
+        [sys.executable, "-m", "controller", "check-config", "--config", str(config)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False,
+        env={"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"})
+
+
 @pytest.mark.parametrize("values_file", [DEFAULT_VALUES, CUSTOM_VALUES])
 def test_rendered_config_passes_check_config(values_file: str, tmp_path: Path) -> None:
     """The ConfigMap's config passes `check-config` given only the Secret files the pod mounts."""
     docs = _rendered(values_file)
-    text = one(docs, "ConfigMap")["data"]["config.yaml"]
     pod = one(docs, "Deployment")["spec"]["template"]["spec"]
     secrets = {v["name"]: v["secret"] for v in pod["volumes"] if "secret" in v}
-    for mount in container(docs)["volumeMounts"]:
-        if mount["name"] not in secrets:
-            continue
-        for item in secrets[mount["name"]]["items"]:
-            file = tmp_path / mount["mountPath"].lstrip("/") / item["path"]
-            file.parent.mkdir(parents=True, exist_ok=True)
-            file.write_text("placeholder\n")
-        text = text.replace(mount["mountPath"] + "/", f"{tmp_path}{mount['mountPath']}/")
-    config = tmp_path / "config.yaml"
-    config.write_text(text)
-    result = subprocess.run(
-        [sys.executable, "-m", "controller", "check-config", "--config", str(config)],
-        capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False,
-        env={"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"})
+    mounted = [f"{mount['mountPath']}/{item['path']}"
+               for mount in container(docs)["volumeMounts"] if mount["name"] in secrets
+               for item in secrets[mount["name"]]["items"]]
+    result = check_config(one(docs, "ConfigMap")["data"]["config.yaml"], mounted, tmp_path)
     assert result.returncode == 0, result.stderr
 
 
