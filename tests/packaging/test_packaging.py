@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import helm_python as helm
 import jsonschema
@@ -26,6 +27,7 @@ import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from controller.config import ReconcileSettings
 from controller.metrics import Metrics
 from tests.services import REFERENCE
 
@@ -35,7 +37,13 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 CHART = ROOT / "charts" / "marathon-pullsecret-controller"
 DASHBOARD = CHART / "dashboards" / "pullsecret-controller.json"
 MARATHON_APP = ROOT / "config" / "marathon-app.json"
-APP_SCHEMA = REFERENCE / "schema" / "AppDefinition.json"
+MARATHON_APP_CONFIG = ROOT / "deploy" / "marathon" / "config.yaml"
+# Marathon's own AppDefinition schemas (in REFERENCE/schema) for releases from 1.5 on (1.7 is the
+# last release line that shipped one; AppDefinition.json is master's last copy), and 1.4's.
+SCHEMAS_FROM_1_5 = ("AppDefinition-v1.7.236.json", "AppDefinition.json")
+SCHEMA_1_4 = "AppDefinition-v1.4.13.json"
+# Config keys that name a file holding a secret (or a CA bundle).
+FILE_KEYS = frozenset({"password_file", "token_file", "docker_config", "ca_file"})
 
 RELEASE, NAMESPACE = "pullsecret", "ops"
 FULLNAME = f"{RELEASE}-marathon-pullsecret-controller"
@@ -514,6 +522,25 @@ class TestDashboard:
                 assert source["uid"] == "${datasource}", panel["title"]
 
 
+def config_keys(node: Any) -> list[str]:
+    """Every mapping key in a parsed config, at any depth."""
+    if isinstance(node, dict):
+        return [*node, *(k for value in node.values() for k in config_keys(value))]
+    if isinstance(node, list):
+        return [k for item in node for k in config_keys(item)]
+    return []
+
+
+def config_files(node: Any) -> list[str]:
+    """Every path a parsed config names under a file key (FILE_KEYS), at any depth."""
+    if isinstance(node, dict):
+        return [*(v for k, v in node.items() if k in FILE_KEYS),
+                *(f for value in node.values() for f in config_files(value))]
+    if isinstance(node, list):
+        return [f for item in node for f in config_files(item)]
+    return []
+
+
 class TestMarathonApp:
     @pytest.fixture
     def app(self) -> dict[str, Any]:
@@ -522,15 +549,43 @@ class TestMarathonApp:
 
     @pytest.fixture
     def validator(self) -> jsonschema.Draft4Validator:
-        if not APP_SCHEMA.is_file():
-            _unavailable(f"Marathon's AppDefinition schema is not at {APP_SCHEMA}")
-        return jsonschema.Draft4Validator(json.loads(APP_SCHEMA.read_text()))
+        return self.schema_validator(SCHEMAS_FROM_1_5[-1])
 
+    @pytest.fixture
+    def config(self) -> dict[str, Any]:
+        loaded: dict[str, Any] = yaml.safe_load(MARATHON_APP_CONFIG.read_text())
+        return loaded
+
+    @staticmethod
+    def schema_validator(name: str) -> jsonschema.Draft4Validator:
+        path = REFERENCE / "schema" / name
+        if not path.is_file():
+            _unavailable(f"Marathon's AppDefinition schema is not at {path}")
+        return jsonschema.Draft4Validator(json.loads(path.read_text()))
+
+    @staticmethod
+    def volume_at(app: dict[str, Any], container_path: str) -> dict[str, Any]:
+        """The app's volume mounted at ``container_path``, or at a directory above it."""
+        (volume,) = [v for v in app["container"]["volumes"]
+                     if (container_path + "/").startswith(v["containerPath"].rstrip("/") + "/")]
+        assert isinstance(volume, dict)
+        return volume
+
+    @pytest.mark.parametrize("schema", SCHEMAS_FROM_1_5)
     def test_validates_against_the_app_definition_schema(
-            self, app: dict[str, Any], validator: jsonschema.Draft4Validator) -> None:
-        """config/marathon-app.json is a valid Marathon AppDefinition."""
+            self, app: dict[str, Any], schema: str) -> None:
+        """config/marathon-app.json is a valid AppDefinition for Marathon 1.5 and later."""
+        validator = self.schema_validator(schema)
         errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(app)]
         assert errors == []
+
+    def test_needs_marathon_1_5(self, app: dict[str, Any]) -> None:
+        """Marathon 1.4's schema refuses only networks and container.portMappings, the fields
+        1.5 introduced: so 1.5 is the minimum version, and no older field is missing."""
+        errors = list(self.schema_validator(SCHEMA_1_4).iter_errors(app))
+        refused = [(".".join(map(str, e.absolute_path)), re.findall(r"'([^']+)' was unexpected",
+                                                                     e.message)) for e in errors]
+        assert sorted(refused) == [("", ["networks"]), ("container", ["portMappings"])]
 
     def test_schema_check_is_not_vacuous(
             self, app: dict[str, Any], validator: jsonschema.Draft4Validator) -> None:
@@ -543,15 +598,59 @@ class TestMarathonApp:
         assert ["hostname", "UNIQUE"] in app["constraints"]
 
     def test_health_check_asks_healthz(self, app: dict[str, Any]) -> None:
-        """Marathon health-checks /healthz over HTTP on the first port."""
+        """Mesos (not the deprecated Marathon-side HTTP check) asks /healthz on the first port."""
         (check,) = app["healthChecks"]
-        assert (check["protocol"], check["path"], check["portIndex"]) == ("HTTP", "/healthz", 0)
+        assert (check["protocol"], check["path"], check["portIndex"]) == (
+            "MESOS_HTTP", "/healthz", 0)
+
+    def test_no_secret_in_env(self, app: dict[str, Any], config: dict[str, Any]) -> None:
+        """No env value is a plain string (anyone who can GET /v2/apps reads those), and the
+        config takes no secret from the environment."""
+        assert all(isinstance(value, dict) for value in app.get("env", {}).values())
+        assert not [key for key in config_keys(config) if key.endswith("_env")]
+
+    def test_secrets_are_files_on_a_read_only_volume(
+            self, app: dict[str, Any], config: dict[str, Any]) -> None:
+        """Every file the config names lies on a read-only host volume of the app."""
+        files = config_files(config)
+        assert files
+        assert {self.volume_at(app, file)["mode"] for file in files} == {"RO"}
+
+    def test_bundle_directory_is_the_agents_path(
+            self, app: dict[str, Any], config: dict[str, Any]) -> None:
+        """The bundle directory is a read-write host volume mounted at the same path the Mesos
+        fetcher reads on the agent (uri_prefix)."""
+        storage = config["storage"]["filesystem"]
+        volume = self.volume_at(app, storage["path"])
+        assert (volume["containerPath"], volume["mode"]) == (storage["path"], "RW")
+        assert volume["hostPath"] == urlsplit(storage["uri_prefix"]).path
+
+    def test_config_elects_a_leader_and_listens_on_all_interfaces(
+            self, app: dict[str, Any], config: dict[str, Any]) -> None:
+        """Two instances need leader election, and the health check reaches the container port."""
+        assert app["instances"] > 1
+        assert config["leader_election"]["zookeeper"]
+        port = app["container"]["portMappings"][0]["containerPort"]
+        assert config["server"]["listen"] == f"0.0.0.0:{port}"
+
+    def test_kill_grace_period_outlasts_the_drain(
+            self, app: dict[str, Any], config: dict[str, Any]) -> None:
+        """Mesos waits longer before SIGKILL than the controller's SIGTERM drain may take."""
+        drain = config.get("reconcile", {}).get(
+            "shutdown_timeout_seconds", ReconcileSettings().shutdown_timeout_seconds)
+        assert app["taskKillGracePeriodSeconds"] > drain
+
+    def test_config_passes_check_config(self, config: dict[str, Any], tmp_path: Path) -> None:
+        """deploy/marathon/config.yaml passes `check-config` given the files it names."""
+        result = check_config(MARATHON_APP_CONFIG.read_text(), config_files(config), tmp_path)
+        assert result.returncode == 0, result.stderr
 
     def test_runs_the_daemon_with_the_fetched_config(self, app: dict[str, Any]) -> None:
         """The task runs `run --config` on the config.yaml that the Mesos fetcher downloads."""
         (fetched,) = app["fetch"]
         assert app["args"][:2] == ["run", "--config"]
         assert app["args"][2] == "/mnt/mesos/sandbox/" + fetched["uri"].rsplit("/", 1)[1]
+        assert fetched["uri"].rsplit("/", 1)[1] == MARATHON_APP_CONFIG.name
 
     def test_is_not_opted_in(self, app: dict[str, Any]) -> None:
         """The controller's own app does not carry the opt-in label."""
