@@ -31,6 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from controller.config import ReconcileSettings
 from controller.metrics import Metrics
+from controller.reference import InvalidReferenceError, normalize_registry_host
 from tests.services import REFERENCE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -157,6 +158,23 @@ def ci_values(name: str) -> dict[str, Any]:
 
 DEFAULT_VALUES = "default-values.yaml"
 CUSTOM_VALUES = "single-s3-token-values.yaml"
+
+
+def _merged(base: Any, change: Any) -> Any:
+    if not (isinstance(base, dict) and isinstance(change, dict)):
+        return change
+    return {**base, **{key: _merged(base.get(key), value) for key, value in change.items()}}
+
+
+def values_with(change: dict[str, Any], values_file: str = DEFAULT_VALUES) -> dict[str, Any]:
+    """A ci/ values file with ``change`` merged in (mappings merge; lists and scalars replace)."""
+    merged: dict[str, Any] = _merged(ci_values(values_file), change)
+    return merged
+
+
+def registries_with(**fields: Any) -> dict[str, Any]:
+    """A values change: the default values' one registry with ``fields`` replaced."""
+    return {"registries": [ci_values(DEFAULT_VALUES)["registries"][0] | fields]}
 
 
 def render(values: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -391,6 +409,117 @@ class TestChartRender:
         values = ci_values(DEFAULT_VALUES) | {"replicaCont": 3}
         with pytest.raises(helm.HelmValuesError, match="replicaCont"):
             render(values)
+
+
+class TestChartValuesSchema:
+    """values.schema.json refuses what the controller or the API server would refuse."""
+
+    @pytest.mark.parametrize(("change", "where"), [
+        pytest.param(registries_with(host="https://registry.example.com"), "/registries/0/host",
+                     id="registry-host-with-scheme"),
+        pytest.param(registries_with(host="registry.example.com/team"), "/registries/0/host",
+                     id="registry-host-with-path"),
+        pytest.param(registries_with(maxAge="6 hours"), "/registries/0/maxAge",
+                     id="duration-in-words"),
+        pytest.param({"reconcile": {"resyncSeconds": "5 minutes"}}, "/reconcile/resyncSeconds",
+                     id="seconds-key-in-words"),
+        pytest.param({"reconcile": {"shutdownTimeoutSeconds": "0s"}},
+                     "/reconcile/shutdownTimeoutSeconds", id="zero-duration"),
+        pytest.param({"serviceMonitor": {"enabled": True, "interval": "thirty"}},
+                     "/serviceMonitor/interval", id="scrape-interval-not-a-prometheus-duration"),
+        pytest.param({"marathon": {"urls": ["http://marathon.mesos:8080/v2"]}},
+                     "/marathon/urls/0", id="marathon-url-with-v2"),
+        pytest.param({"marathon": {"urls": ["http://marathon.mesos:8080/v2/apps"]}},
+                     "/marathon/urls/0", id="marathon-url-with-an-api-path"),
+        pytest.param({"marathon": {"urls": ["http://ops:secret@marathon.mesos:8080"]}},
+                     "/marathon/urls/0", id="marathon-url-with-a-password"),
+        pytest.param({"storage": {"filesystem": {"uriPrefix": "/mnt/shared/pullsecrets"}}},
+                     "/storage/filesystem/uriPrefix", id="uri-prefix-without-scheme"),
+    ])
+    def test_refuses_the_value(self, change: dict[str, Any], where: str) -> None:
+        """The bad value fails validation before rendering, and the error names where it is."""
+        with pytest.raises(helm.HelmValuesError, match=re.escape(f"at '{where}'")):
+            render(values_with(change))
+
+    def test_accepts_durations_as_strings_or_seconds(self) -> None:
+        """Duration keys take 5m, 1h30m or 10s as well as numbers, and pass them on unchanged."""
+        change = {"reconcile": {"resyncSeconds": "5m", "shutdownTimeoutSeconds": 30},
+                  "leaderElection": {"sessionTimeoutSeconds": "10s"}} | registries_with(
+                      maxAge="1h30m")
+        config = rendered_config(tuple(render(values_with(change))))
+        assert config["reconcile"]["resync_seconds"] == "5m"
+        assert config["leader_election"]["session_timeout_seconds"] == "10s"
+        assert config["registries"][0]["max_age"] == "1h30m"
+
+    def test_accepts_a_marathon_behind_a_path_prefix(self) -> None:
+        """A base URL with a path (Marathon behind a proxy) is not mistaken for an API path."""
+        url = "https://dcos.example.com/service/marathon"
+        config = rendered_config(tuple(render(values_with({"marathon": {"urls": [url]}}))))
+        assert config["marathon"]["urls"] == [url]
+
+    @pytest.mark.parametrize("host", [
+        "registry.example.com", "registry.example.com:5000", "localhost:5000", "[::1]:5000",
+        "https://registry.example.com", "registry.example.com/team", "registry:port",
+        "-registry.example.com", "registry_1.example.com", "registry.example.com:",
+    ])
+    def test_registry_host_rule_is_the_controllers(self, host: str) -> None:
+        """The schema accepts a registry host exactly when the controller's parser does."""
+        schema = json.loads((CHART / "values.schema.json").read_text())
+        host_schema = schema["properties"]["registries"]["items"]["properties"]["host"]
+        try:
+            normalize_registry_host(host)
+            accepted = True
+        except InvalidReferenceError:
+            accepted = False
+        assert jsonschema.Draft7Validator(host_schema).is_valid(host) == accepted
+
+
+class TestChartCrossFieldChecks:
+    """Mistakes across values fail the render with a message that says what to change."""
+
+    @pytest.mark.parametrize(("change", "values_file", "message"), [
+        pytest.param({"terminationGracePeriodSeconds": 30}, DEFAULT_VALUES,
+                     r"terminationGracePeriodSeconds \(30\) must be greater than "
+                     r"reconcile\.shutdownTimeoutSeconds \(30 s\)", id="grace-period-equal"),
+        pytest.param({"reconcile": {"shutdownTimeoutSeconds": "1m"}}, DEFAULT_VALUES,
+                     r"terminationGracePeriodSeconds \(45\) must be greater than "
+                     r"reconcile\.shutdownTimeoutSeconds \(60 s\)",
+                     id="grace-period-below-a-duration-string"),
+        pytest.param({"podDisruptionBudget": {"maxUnavailable": 0}}, DEFAULT_VALUES,
+                     r"maxUnavailable is 0 with replicaCount 2: .* blocks every node drain",
+                     id="pdb-max-unavailable-0"),
+        pytest.param({"podDisruptionBudget": {"maxUnavailable": "0%"}}, DEFAULT_VALUES,
+                     r"maxUnavailable is 0% with replicaCount 2: .* blocks every node drain",
+                     id="pdb-max-unavailable-0-percent"),
+        pytest.param({"serviceMonitor": {"enabled": True, "interval": "30s",
+                                         "scrapeTimeout": "1m"}}, DEFAULT_VALUES,
+                     r"serviceMonitor\.scrapeTimeout \(1m\) must not exceed "
+                     r"serviceMonitor\.interval \(30s\)", id="scrape-timeout-over-interval"),
+        pytest.param({"storage": {"s3": {"uriStyle": "https"}}}, CUSTOM_VALUES,
+                     r"uriStyle https fetches anonymously, which S3 refuses for SSE-KMS",
+                     id="s3-https-with-kms"),
+        pytest.param({"storage": {"s3": {"presignTtl": "30m"}}}, CUSTOM_VALUES,
+                     r"presignTtl \(30m\) must be between 1h and 7d", id="presign-ttl-too-short"),
+        pytest.param({"storage": {"s3": {"presignTtl": "8d"}}}, CUSTOM_VALUES,
+                     r"presignTtl \(8d\) must be between 1h and 7d", id="presign-ttl-too-long"),
+    ])
+    def test_render_fails_with_the_message(self, change: dict[str, Any], values_file: str,
+                                           message: str) -> None:
+        """The render stops with a message naming the values and the fix."""
+        with pytest.raises(helm.HelmRenderError, match=message):
+            render(values_with(change, values_file))
+
+    def test_grace_period_just_above_the_drain_renders(self) -> None:
+        """A grace period one second longer than the drain timeout is accepted."""
+        docs = render(values_with({"terminationGracePeriodSeconds": 31}))
+        assert one(docs, "Deployment")["spec"]["template"]["spec"][
+            "terminationGracePeriodSeconds"] == 31
+
+    def test_pdb_check_applies_only_to_a_rendered_budget(self) -> None:
+        """With one replica no PodDisruptionBudget renders, so maxUnavailable 0 is not an error."""
+        docs = render(values_with({"replicaCount": 1, "leaderElection": {"zookeeper": ""},
+                                   "podDisruptionBudget": {"maxUnavailable": 0}}))
+        assert not [d for d in docs if d["kind"] == "PodDisruptionBudget"]
 
 
 def rendered_config(docs: tuple[dict[str, Any], ...]) -> dict[str, Any]:
