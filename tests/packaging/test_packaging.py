@@ -92,6 +92,59 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
     return out
 
 
+def stage_instructions() -> dict[str, list[tuple[str, str]]]:
+    """Each build stage's instructions after its FROM, by stage name, in order."""
+    stages: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] | None = None
+    for keyword, args in dockerfile_instructions():
+        if keyword == "FROM":
+            words = args.split()
+            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else str(len(stages))
+            current = stages.setdefault(name, [])
+        elif current is not None:
+            current.append((keyword, args))
+    return stages
+
+
+def run_commands(instructions: list[tuple[str, str]]) -> list[list[str]]:
+    """The commands of the RUN instructions, split at ``&&`` into argument lists, in order."""
+    return [shlex.split(part) for keyword, args in instructions if keyword == "RUN"
+            for part in args.split("&&")]
+
+
+def account_commands() -> list[list[str]]:
+    """The runtime stage's groupadd/useradd commands, with the ARG defaults filled in."""
+    runtime = list(stage_instructions().values())[-1]
+    commands = [c for c in run_commands(runtime) if c[0] in ("groupadd", "useradd")]
+    for name, value in (v.split("=", 1) for k, v in runtime if k == "ARG" and "=" in v):
+        commands = [[word.replace("${" + name + "}", value) for word in c] for c in commands]
+    return commands
+
+
+def run_with_prefix(commands: list[list[str]],
+                    root: Path) -> list[subprocess.CompletedProcess[str]]:
+    """Run groupadd/useradd commands against a scratch /etc under ``root`` (``--prefix``), with
+    the login.defs of this Debian host, which is the base image's."""
+    if os.geteuid() != 0:
+        _unavailable("creating users, even under --prefix, needs root")
+    useradd = shutil.which("useradd")
+    login_defs = Path("/etc/login.defs")
+    if useradd is None or not login_defs.is_file():
+        _unavailable("useradd (package passwd) and /etc/login.defs are not installed")
+    usage = subprocess.run([str(useradd), "--help"], capture_output=True, text=True, timeout=10,
+                           check=False)
+    if "--prefix" not in usage.stdout:
+        _unavailable("this useradd has no --prefix option")
+    etc = root / "etc"
+    etc.mkdir(parents=True)
+    for name, line in (("passwd", "root:x:0:0:root:/root:/bin/sh"), ("group", "root:x:0:"),
+                       ("shadow", "root:*:19000:0:99999:7:::"), ("gshadow", "root:*::")):
+        (etc / name).write_text(line + "\n")
+    shutil.copy(login_defs, etc / "login.defs")
+    return [subprocess.run([c[0], "--prefix", str(root), *c[1:]], capture_output=True, text=True,
+                           timeout=30, check=False) for c in commands]
+
+
 def copy_sources() -> list[str]:
     """Build-context paths that COPY/ADD read (``--from`` copies between stages are skipped)."""
     sources = []
@@ -329,6 +382,51 @@ class TestDockerfile:
         (check,) = [v for k, v in dockerfile_instructions() if k == "HEALTHCHECK"]
         assert "/healthz" in check
         assert "urllib.request" in check
+
+    def test_build_stage_leaves_no_pip_in_the_venv(self) -> None:
+        """After the last pip install, the venv's pip, setuptools and wheel are uninstalled."""
+        commands = run_commands(stage_instructions()["build"])
+        installs = [i for i, c in enumerate(commands) if c[:2] == ["pip", "install"]]
+        removals = [i for i, c in enumerate(commands)
+                    if c[:4] == ["/opt/venv/bin/python", "-m", "pip", "uninstall"]]
+        assert installs, "the build stage installs nothing"
+        assert removals, commands
+        assert min(removals) > max(installs), commands
+        assert {"--yes", "pip", "setuptools", "wheel"} <= set(commands[removals[-1]])
+
+    def test_runtime_stage_removes_the_base_images_pip(self) -> None:
+        """Before switching user, the runtime stage uninstalls /usr/local's pip, setuptools and
+        wheel, and nothing after that runs pip."""
+        runtime = list(stage_instructions().values())[-1]
+        user_at = max(i for i, (keyword, _) in enumerate(runtime) if keyword == "USER")
+        commands = run_commands(runtime[:user_at])
+        removals = [i for i, c in enumerate(commands)
+                    if c[:4] == ["/usr/local/bin/python", "-m", "pip", "uninstall"]]
+        assert removals, commands
+        assert {"--yes", "pip", "setuptools", "wheel"} <= set(commands[removals[0]])
+        later = run_commands(runtime)[removals[0] + 1:]
+        assert not [c for c in later if "pip" in c[0] or c[1:3] == ["-m", "pip"]], later
+
+    def test_user_is_created_without_a_warning(self, tmp_path: Path) -> None:
+        """groupadd and useradd, as written, succeed and print nothing (no system-range warning)."""
+        commands = account_commands()
+        assert [c[0] for c in commands] == ["groupadd", "useradd"]
+        results = run_with_prefix(commands, tmp_path)
+        assert [(r.returncode, r.stderr) for r in results] == [(0, ""), (0, "")]
+        (line,) = [ln for ln in (tmp_path / "etc" / "passwd").read_text().splitlines()
+                   if ln.startswith("controller:")]
+        assert line.split(":")[2] == "10001"
+
+    def test_user_check_sees_the_system_range_warning(self, tmp_path: Path) -> None:
+        """The same run with useradd --system reports the uid as outside the system range."""
+        groupadd, useradd = account_commands()
+        results = run_with_prefix([groupadd, [useradd[0], "--system", *useradd[1:]]], tmp_path)
+        assert "warning" in results[1].stderr
+
+    def test_useradd_writes_no_login_records(self) -> None:
+        """useradd runs with --no-log-init, so a high uid grows no sparse lastlog/faillog record."""
+        (useradd,) = [c for c in account_commands() if c[0] == "useradd"]
+        assert "--no-log-init" in useradd
 
 
 class TestChartRender:
