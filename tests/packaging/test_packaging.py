@@ -743,6 +743,20 @@ class TestDashboard:
         assert any("histogram_quantile" in e and "marathon_request_duration_seconds_bucket" in e
                    for e in dashboard_queries())
 
+    def test_expiry_panel_shows_never_expires(self) -> None:
+        """Credentials whose expiry metric is 0 (never) come out of the query as NaN, which the
+        panel maps to "never expires" instead of leaving them out ("No data")."""
+        (panel,) = [p for p in dashboard_panels() if any(
+            "bundle_expiry_timestamp_seconds" in t["expr"] for t in p.get("targets", []))]
+        (expiry,) = [t["expr"] for t in panel["targets"]
+                     if "bundle_expiry_timestamp_seconds" in t["expr"]]
+        assert re.search(r"> 0\) - time\(\)\)\s+or\s+", expiry), expiry
+        assert re.search(r"\) == 0\) \* NaN$", expiry), expiry
+        mappings = panel["fieldConfig"]["defaults"]["mappings"]
+        texts = [m["options"]["result"]["text"] for m in mappings
+                 if m["type"] == "special" and m["options"]["match"] in ("nan", "null+nan")]
+        assert texts == ["never expires"]
+
     def test_datasource_is_a_template_variable(self) -> None:
         """Every panel and query uses the ${datasource} variable, never a fixed uid."""
         variables = {v["name"]: v for v in dashboard()["templating"]["list"]}
