@@ -533,6 +533,8 @@ class TestChartValuesSchema:
                      "/marathon/urls/0", id="marathon-url-with-a-password"),
         pytest.param({"storage": {"filesystem": {"uriPrefix": "/mnt/shared/pullsecrets"}}},
                      "/storage/filesystem/uriPrefix", id="uri-prefix-without-scheme"),
+        pytest.param({"controllerName": "Team_A"}, "/controllerName",
+                     id="controller-name-not-a-dns-label"),
     ])
     def test_refuses_the_value(self, change: dict[str, Any], where: str) -> None:
         """The bad value fails validation before rendering, and the error names where it is."""
@@ -548,6 +550,12 @@ class TestChartValuesSchema:
         assert config["reconcile"]["resync_seconds"] == "5m"
         assert config["leader_election"]["session_timeout_seconds"] == "10s"
         assert config["registries"][0]["max_age"] == "1h30m"
+
+    def test_controller_name_reaches_the_config(self) -> None:
+        """controllerName becomes controller.name; left empty, the config has no controller key."""
+        named = rendered_config(tuple(render(values_with({"controllerName": "team-a"}))))
+        assert named["controller"] == {"name": "team-a"}
+        assert "controller" not in rendered_config(_rendered(DEFAULT_VALUES))
 
     def test_accepts_a_marathon_behind_a_path_prefix(self) -> None:
         """A base URL with a path (Marathon behind a proxy) is not mistaken for an API path."""

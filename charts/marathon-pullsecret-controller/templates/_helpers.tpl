@@ -188,6 +188,7 @@ The controller's config file (snake_case keys, as config/controller.example.yaml
 {{- define "pullsecret-controller.config" -}}
 {{- $v := .Values }}
 {{- $config := dict }}
+{{- with $v.controllerName }}{{ $_ := set $config "controller" (dict "name" .) }}{{ end }}
 
 {{- /* marathon */}}
 {{- $marathon := dict "urls" (required "marathon.urls: at least one Marathon URL is required" $v.marathon.urls) "timeout_seconds" $v.marathon.timeoutSeconds "update_method" $v.marathon.updateMethod }}
