@@ -7,6 +7,8 @@
 # The config must listen on all interfaces inside a container (server.listen: 0.0.0.0:9102).
 # Linted by hadolint in the test suite (tests/packaging); no build runs in CI. Both stages use
 # the same pinned base, so the venv's interpreter path exists in the runtime stage.
+# The runtime image has no pip, setuptools or wheel (nothing installs packages at run time, and
+# image scanners flag their old bundled versions).
 
 # -- build: a self-contained virtualenv under /opt/venv -----------------------------------------
 FROM python:3.11.14-slim-bookworm AS build
@@ -21,15 +23,22 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY controller ./controller
+# pip builds the wheel in an isolated environment; the venv's own pip and setuptools (from
+# ensurepip) are not needed at run time, so they go once the install is checked.
 RUN pip install --no-cache-dir . \
-    && pip check
+    && pip check \
+    && /opt/venv/bin/python -m pip uninstall --yes pip setuptools wheel
 
 # -- runtime: the slim interpreter plus the venv, run as a fixed non-root uid ------------------
 FROM python:3.11.14-slim-bookworm AS runtime
 
+# The base image's own pip, setuptools and wheel (in /usr/local) go too. The uid is above the
+# system range, so the user is a regular one (useradd --system would warn); --no-log-init keeps
+# lastlog/faillog from growing a sparse record for a high uid.
 ARG APP_UID=10001
-RUN groupadd --system --gid "${APP_UID}" controller \
-    && useradd --system --uid "${APP_UID}" --gid controller --no-create-home \
+RUN /usr/local/bin/python -m pip uninstall --yes pip setuptools wheel \
+    && groupadd --gid "${APP_UID}" controller \
+    && useradd --no-log-init --uid "${APP_UID}" --gid controller --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin controller
 
 COPY --from=build /opt/venv /opt/venv

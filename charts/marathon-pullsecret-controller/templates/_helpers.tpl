@@ -63,6 +63,24 @@ without it would mean several writers, so that fails the render.
 {{- end }}
 
 {{/*
+Seconds (a float) in a duration as the controller and Prometheus write them: a number of seconds,
+or 90s, 30m, 6h, 1d, 1h30m (Prometheus adds w and y). The schema has checked the form.
+*/}}
+{{- define "pullsecret-controller.seconds" -}}
+{{- if kindIs "string" . }}
+{{- $units := dict "ms" 0.001 "s" 1 "m" 60 "h" 3600 "d" 86400 "w" 604800 "y" 31536000 }}
+{{- $total := 0.0 }}
+{{- range regexFindAll "[0-9.]+(ms|s|m|h|d|w|y)" . -1 }}
+{{- $number := regexFind "^[0-9.]+" . }}
+{{- $total = addf $total (mulf (float64 $number) (get $units (trimPrefix $number .))) }}
+{{- end }}
+{{- $total }}
+{{- else }}
+{{- float64 . }}
+{{- end }}
+{{- end }}
+
+{{/*
 Every Secret the config names, as a YAML list of {volume, secret, key, file}. The Deployment
 mounts each at "/run/secrets/pullsecret-controller/<volume>/<file>" and the config points there,
 so both read this one list.
@@ -170,6 +188,7 @@ The controller's config file (snake_case keys, as config/controller.example.yaml
 {{- define "pullsecret-controller.config" -}}
 {{- $v := .Values }}
 {{- $config := dict }}
+{{- with $v.controllerName }}{{ $_ := set $config "controller" (dict "name" .) }}{{ end }}
 
 {{- /* marathon */}}
 {{- $marathon := dict "urls" (required "marathon.urls: at least one Marathon URL is required" $v.marathon.urls) "timeout_seconds" $v.marathon.timeoutSeconds "update_method" $v.marathon.updateMethod }}
@@ -211,6 +230,13 @@ The controller's config file (snake_case keys, as config/controller.example.yaml
 {{- $backend := include "pullsecret-controller.storageBackend" . }}
 {{- if eq $backend "s3" }}
 {{- $s3 := $v.storage.s3 }}
+{{- if and (eq $s3.uriStyle "https") $s3.kmsKeyId }}
+{{- fail "storage.s3: uriStyle https fetches anonymously, which S3 refuses for SSE-KMS objects; use uriStyle s3a or presigned, or drop kmsKeyId (SSE-S3)" }}
+{{- end }}
+{{- $ttl := include "pullsecret-controller.seconds" ($s3.presignTtl | default "12h") | float64 }}
+{{- if or (lt $ttl 3600.0) (gt $ttl 604800.0) }}
+{{- fail (printf "storage.s3.presignTtl (%v) must be between 1h and 7d: S3 presigned URLs last at most 7 days, and every re-sign (at half the TTL) rewrites, and so restarts, every opted-in app" $s3.presignTtl) }}
+{{- end }}
 {{- $out := dict "bucket" $s3.bucket }}
 {{- with $s3.prefix }}{{ $_ := set $out "prefix" . }}{{ end }}
 {{- with $s3.region }}{{ $_ := set $out "region" . }}{{ end }}
