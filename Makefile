@@ -4,7 +4,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.installed-runtime
 STAMP := $(VENV)/.installed-test
-SYSTEM_PACKAGES := docker-registry skopeo apache2-utils zookeeper
 DEMO_ARGS ?=
 BENCH_ARGS ?=
 
@@ -24,13 +23,16 @@ $(STAMP): $(RUNTIME)
 demo: $(RUNTIME)
 	$(BIN)/pullsecret-controller demo $(DEMO_ARGS)
 
-# Installs the real services the end-to-end tests run (needs root, as CI is).
+# Installs the real services and tools the end-to-end tests run (needs root, as CI is):
+# a registry, skopeo, htpasswd, ZooKeeper, a headless browser and systemd-analyze.
 system-deps:
 	@missing=""; \
 	command -v docker-registry >/dev/null || missing="$$missing docker-registry"; \
 	command -v skopeo >/dev/null || missing="$$missing skopeo"; \
 	command -v htpasswd >/dev/null || missing="$$missing apache2-utils"; \
 	[ -x /usr/share/zookeeper/bin/zkServer.sh ] || missing="$$missing zookeeper"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

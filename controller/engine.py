@@ -46,6 +46,8 @@ _EVENT_KEYS_FLOOR = 10_000
 """Events may queue this many app ids beyond twice the last relist's count; past that, an event
 storm (ids of apps that may not exist) asks for a relist instead of growing the queue."""
 _MAX_APP_ID = 1024
+_DONE: dict[str | None, str] = {"add": "bundle entry added", "replace": "bundle entry replaced",
+                                "remove": "bundle entry removed"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,7 +291,7 @@ class Engine:
             return
         self.status.record(outcome.app_id, AppStatus(
             state=state or ("converged" if decision.registry else "skipped"),
-            detail=decision.detail or (plan.change or "up to date"),
+            detail=decision.detail or _DONE.get(plan.change, "its bundle entry is in place"),
             registry=decision.registry,
             last_reconcile=self._now(),
             deployment_id=outcome.deployment_id,

@@ -1,8 +1,8 @@
-"""The ops endpoints: ``/healthz``, ``/readyz``, ``/metrics`` and ``/status``.
+"""The ops endpoints: ``/healthz``, ``/readyz``, ``/metrics``, ``/status`` and the page ``/``.
 
 Health checks are named (as controller-runtime's healthz): each answers true or false, and the
-endpoint is 200 only when all are true. ``/status`` never carries a secret: it is built from
-``StatusBook`` and bundle manifests, which hold none.
+endpoint is 200 only when all are true. ``/status`` (and the page rendered from it) never
+carries a secret: it is built from ``StatusBook`` and bundle manifests, which hold none.
 
 The server is often bound to 0.0.0.0, so any client may hold its connections open. ``serve``
 bounds what one can take (``ServerLimits``): a connection must deliver a whole request head within
@@ -32,6 +32,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from controller.errors import ConfigError
+from controller.statuspage import render_page
 
 __all__ = ["Checks", "ServerLimits", "make_app", "serve"]
 
@@ -58,7 +59,12 @@ def make_app(*, registry: CollectorRegistry, health: Checks, ready: Checks,
     async def status_handler(request: web.Request) -> web.Response:
         return web.json_response(status(), dumps=_dumps)
 
+    async def page_handler(request: web.Request) -> web.Response:
+        return web.Response(text=render_page(status()), content_type="text/html",
+                            headers={"Cache-Control": "no-store"})
+
     app = web.Application()
+    app.router.add_get("/", page_handler)
     app.router.add_get("/healthz", _checks_handler(health))
     app.router.add_get("/readyz", _checks_handler(ready))
     app.router.add_get("/metrics", make_aiohttp_handler(registry))

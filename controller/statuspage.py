@@ -41,6 +41,11 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[object]], empty: str)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _when(iso: str | None) -> str | None:
+    """An ISO time, readable: ``2026-12-01 06:00:01 UTC`` (times are UTC)."""
+    return f"{iso[:19].replace('T', ' ')} UTC" if iso else None
+
+
 def _age(seconds: float | None) -> str | None:
     if seconds is None:
         return None
@@ -59,7 +64,8 @@ def _registries(registries: Mapping[str, Mapping[str, Any]]) -> str:
         else:
             result = "ok" if r.get("sha256") else "no bundle yet"
         rows.append((name, (r.get("sha256") or "")[:12], _age(r.get("age_seconds")),
-                     r.get("expires_at") or "never expires", r.get("refresh_at"), result))
+                     _when(r.get("expires_at")) or "never expires", _when(r.get("refresh_at")),
+                     result))
     return _table(("registry", "bundle sha256", "age", "expires", "next refresh",
                    "last refresh"), rows, "No registry is configured.")
 
@@ -97,7 +103,8 @@ def _header(status: Mapping[str, Any]) -> str:
 
 def render_page(status: Mapping[str, Any]) -> str:
     """The whole page for one ``/status`` snapshot."""
-    recent = [(e["at"], e["kind"], e["subject"], e["detail"]) for e in status.get("recent", [])]
+    recent = [(_when(e["at"]), e["kind"], e["subject"], e["detail"])
+              for e in status.get("recent", [])]
     return (
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<meta http-equiv=\"refresh\" content=\"{REFRESH_SECONDS}\">"
