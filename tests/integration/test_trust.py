@@ -140,7 +140,9 @@ class TestEventStorm:
                     engine.on_effect(EventEffect(app_ids=(AppId(f"/storm/ghost-{i}"),)))
                     peak = max(peak, queue.depth)
         assert 10_000 <= peak < 10_100  # the cap: 10,000 beyond twice the relisted keys
-        assert [e["event"] for e in logs].count("event_keys_dropped") == 1
+        # Logged once per relist asked for (late deployment events may ask again), never
+        # once per dropped event.
+        assert 1 <= [e["event"] for e in logs].count("event_keys_dropped") <= 3
 
 
 class TestOneShotBounds:
