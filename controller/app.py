@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import structlog
@@ -32,7 +32,6 @@ from controller.engine import Engine, Key
 from controller.errors import MarathonConflict, MarathonDeploymentLimit
 from controller.events import EventWatcher
 from controller.http import make_app, serve
-from controller.leader import ZooKeeperElection
 from controller.marathon import MarathonClient, RequestObserver, no_request_observer
 from controller.metrics import Metrics, QueueMetrics
 from controller.model import AppId, RawApp
@@ -43,6 +42,9 @@ from controller.report import PassReport
 from controller.status import StatusBook
 from controller.storage.base import BundleStore
 from controller.workqueue import WorkQueue
+
+if TYPE_CHECKING:
+    from controller.leader import ZooKeeperElection
 
 __all__ = ["Components", "DaemonHandle", "build", "run", "run_once", "store_from_settings",
            "user_agent"]
@@ -363,8 +365,11 @@ async def run(
     metrics = Metrics(registry or CollectorRegistry())
     metrics.init_registries(r.registry for r in settings.registries)
     reachability = _Reachability(metrics.observe_request)
-    election = (ZooKeeperElection(settings.leader_election, user_agent())
-                if settings.leader_election else None)
+    election: ZooKeeperElection | None = None
+    if settings.leader_election:  # kazoo is loaded only when the config asks for it
+        from controller.leader import ZooKeeperElection
+
+        election = ZooKeeperElection(settings.leader_election, user_agent())
     crashed = False
     runner: web.AppRunner | None = None
     try:
