@@ -50,11 +50,33 @@ def cases(tmp_path: Path) -> dict[str, Mistake]:
         "missing config file": Mistake(
             ["check-config", "-c", str(tmp_path / "missing.yaml")], 2,
             [str(tmp_path / "missing.yaml")]),
+        "marathon url with an API path": Mistake(
+            ["check-config", "-c", "{CONFIG}"], 2, ["marathon.urls[0]", "http://127.0.0.1:1"],
+            good_config(tmp_path, marathon={"urls": ["http://127.0.0.1:1/v2/apps"]})),
+        "duration in words": Mistake(
+            ["check-config", "-c", "{CONFIG}"], 2,
+            ["registries[0].max_age", "'6 hours' is not a duration", "6h"],
+            good_config(tmp_path, registries=[{
+                "host": REG, "max_age": "6 hours",
+                "credentials": {"username": "u", "password_env": "REG_PW"}}])),
+        "app glob without a slash": Mistake(
+            ["check-config", "-c", "{CONFIG}"], 2, ["registries[0].apps[0]", "/"],
+            good_config(tmp_path, registries=[{
+                "host": REG, "apps": ["shop/*"],
+                "credentials": {"username": "u", "password_env": "REG_PW"}}])),
+        "an empty section": Mistake(
+            ["check-config", "-c", "{CONFIG}"], 2, ["storage", "got nothing"],
+            good_config(tmp_path, storage=None)),
+        "marathon unreachable": Mistake(
+            ["plan", "-c", "{CONFIG}"], 1, ["connection refused"], good_config(tmp_path)),
     }
 
 
 @pytest.mark.parametrize("name", ["bundle into a directory", "bundle into a missing directory",
-                                  "bundle for an unknown registry", "missing config file"])
+                                  "bundle for an unknown registry", "missing config file",
+                                  "marathon url with an API path", "duration in words",
+                                  "app glob without a slash", "an empty section",
+                                  "marathon unreachable"])
 async def test_mistake_is_one_clear_message(tmp_path, name):
     mistake = cases(tmp_path)[name]
     argv = list(mistake.argv)
@@ -67,6 +89,9 @@ async def test_mistake_is_one_clear_message(tmp_path, name):
     assert "Traceback" not in out + err
     for words in mistake.says:
         assert words in err, err
+    assert "does not match" not in err  # no raw regex
+    assert "NoneType" not in err  # no Python names
+    assert "ClientConnectorError" not in err
     assert SECRET not in out + err
     assert set(tmp_path.rglob("*")) - before == set(), "a file was left behind"
 
