@@ -1,0 +1,655 @@
+"""RegistryLogin against real local servers playing a registry and its token service."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import secrets
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
+from structlog.testing import capture_logs
+
+from controller.errors import ConfigError
+from controller.model import RegistryCredential, Secret
+from controller.registry import Challenge, RegistryLogin, parse_challenges
+from tests.adapters.marathon_helpers import free_url, server_tls
+
+USER = "ci-puller"
+PASSWORD = "pa55:wörd-" + "s3cret"
+IDENTITY = "identity-" + "t0ken"
+SERVICE = "test-registry"
+PULLABLE = "team-a/app"
+FORBIDDEN = "team-b/app"
+REPOS = (PULLABLE, FORBIDDEN)
+
+
+def password_credential(password: str = PASSWORD) -> RegistryCredential:
+    return RegistryCredential(username=USER, password=Secret(password))
+
+
+def identity_credential(token: str = IDENTITY) -> RegistryCredential:
+    return RegistryCredential(username="<token>", password=Secret(token), identity_token=True)
+
+
+def basic(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+@dataclass
+class Seen:
+    """One request a stand-in received."""
+
+    role: str
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    authorization: str | None
+    form: dict[str, str]
+
+
+@dataclass
+class FakeRegistry:
+    """A registry (``auth`` is ``none``, ``basic`` or ``bearer``) and its token service.
+
+    The token service grants pull on ``PULLABLE`` only; the registry knows ``REPOS``.  Any
+    ``*_answer`` override replaces that endpoint's behaviour for one test.
+    """
+
+    auth: str = "bearer"
+    challenge: str | None = None
+    token_answer: Any = None
+    v2_answer: Any = None
+    bogus_tokens: bool = False
+    seen: list[Seen] = field(default_factory=list)
+    tokens: dict[str, set[str]] = field(default_factory=dict)
+    realm: str = ""
+    host: str = ""
+
+    async def record(self, role: str, request: web.Request) -> None:
+        form = dict(await request.post()) if request.method == "POST" else {}
+        query: dict[str, list[str]] = {}
+        for key, value in request.query.items():
+            query.setdefault(key, []).append(value)
+        self.seen.append(Seen(role, request.method, request.path, query,
+                              request.headers.get("Authorization"),
+                              {k: str(v) for k, v in form.items()}))
+
+    def of(self, role: str) -> list[Seen]:
+        return [s for s in self.seen if s.role == role]
+
+    def issue(self, scopes: list[str]) -> web.Response:
+        token = f"tok-{secrets.token_hex(8)}"
+        granted = {s for s in scopes if s == f"repository:{PULLABLE}:pull"}
+        if not self.bogus_tokens:
+            self.tokens[token] = granted
+        return web.json_response({"token": token, "expires_in": 300})
+
+    async def token_endpoint(self, request: web.Request) -> web.StreamResponse:
+        await self.record("token", request)
+        if self.token_answer is not None:
+            return await self.token_answer(request)
+        if request.method == "POST":
+            form = await request.post()
+            if form.get("grant_type") != "refresh_token" or form.get("refresh_token") != IDENTITY:
+                return web.json_response({"error": "invalid_grant"}, status=400)
+            return self.issue(str(form.get("scope", "")).split())
+        if request.headers.get("Authorization") != basic(USER, PASSWORD):
+            return web.json_response({"errors": [{"code": "UNAUTHORIZED"}]}, status=401)
+        return self.issue(request.query.getall("scope", []))
+
+    def allowed(self, request: web.Request, repository: str | None) -> bool:
+        given = request.headers.get("Authorization")
+        if self.auth == "none":
+            return True
+        if self.auth == "basic":
+            return given == basic(USER, PASSWORD)
+        token = (given or "").removeprefix("Bearer ")
+        if token not in self.tokens:
+            return False
+        return repository is None or f"repository:{repository}:pull" in self.tokens[token]
+
+    def refuse(self, repository: str | None) -> web.Response:
+        if self.challenge is not None:
+            header = self.challenge
+        elif self.auth == "basic":
+            header = 'Basic realm="test registry"'
+        else:
+            header = f'Bearer realm="{self.realm}",service="{SERVICE}"'
+            if repository:
+                header += f',scope="repository:{repository}:pull"'
+        return web.json_response({"errors": [{"code": "UNAUTHORIZED"}]}, status=401,
+                                 headers={"WWW-Authenticate": header})
+
+    async def v2(self, request: web.Request) -> web.StreamResponse:
+        await self.record("registry", request)
+        if self.v2_answer is not None:
+            return await self.v2_answer(request)
+        if not self.allowed(request, None):
+            return self.refuse(None)
+        return web.json_response({})
+
+    async def tags(self, request: web.Request) -> web.StreamResponse:
+        await self.record("registry", request)
+        name = request.match_info["name"]
+        if not self.allowed(request, name):
+            return self.refuse(name)
+        if name not in REPOS:
+            return web.json_response({"errors": [{"code": "NAME_UNKNOWN"}]}, status=404)
+        return web.json_response({"name": name, "tags": ["1"]})
+
+    def apps(self) -> tuple[web.Application, web.Application]:
+        issuer = web.Application()
+        issuer.router.add_route("*", "/token", self.token_endpoint)
+        registry = web.Application()
+        registry.router.add_get("/v2/", self.v2)
+        registry.router.add_get("/v2/{name:.+}/tags/list", self.tags)
+        return issuer, registry
+
+    async def start(self, aiohttp_server, **server_kwargs: Any) -> FakeRegistry:
+        issuer_app, registry_app = self.apps()
+        issuer = await aiohttp_server(issuer_app)
+        self.realm = str(issuer.make_url("/token"))
+        registry = await aiohttp_server(registry_app, **server_kwargs)
+        self.host = f"{registry.host}:{registry.port}"
+        return self
+
+
+@pytest.fixture
+def start(aiohttp_server):
+    async def start(auth: str = "bearer", **kwargs: Any) -> FakeRegistry:
+        return await FakeRegistry(auth=auth, **kwargs).start(aiohttp_server)
+    return start
+
+
+def login(session, fake: FakeRegistry | str, **kwargs: Any) -> RegistryLogin:
+    kwargs.setdefault("timeout_seconds", 5)
+    host = fake if isinstance(fake, str) else fake.host
+    return RegistryLogin(session, host, **kwargs)
+
+
+class TestBasic:
+    async def test_right_password_is_accepted(self, start, session):
+        """The right password is sent as Basic auth on a repeated GET /v2/ and accepted."""
+        fake = await start("basic")
+        outcome = await login(session, fake).verify(password_credential())
+        assert (outcome.result, outcome.detail) == ("accepted", "ok (basic auth)")
+        assert [s.authorization for s in fake.of("registry")] == [None, basic(USER, PASSWORD)]
+
+    async def test_wrong_password_is_rejected(self, start, session):
+        """A refused password is rejected, which blocks publishing."""
+        fake = await start("basic")
+        outcome = await login(session, fake).verify(password_credential("wrong"))
+        assert outcome.result == "rejected"
+        assert outcome.blocks_publishing
+        assert outcome.detail == "the registry refused the basic auth (401)"
+
+    async def test_registry_without_auth_never_sees_the_credential(self, start, session):
+        """A registry that answers /v2/ without auth is accepted and gets no credential."""
+        fake = await start("none")
+        outcome = await login(session, fake).verify(password_credential())
+        assert (outcome.result, outcome.detail) == ("accepted", "ok (no login needed)")
+        assert [s.authorization for s in fake.seen] == [None]
+
+
+class TestBearer:
+    async def test_right_password_is_accepted(self, start, session):
+        """The token comes from the realm with Basic auth, service and account, as docker asks."""
+        fake = await start()
+        outcome = await login(session, fake).verify(password_credential())
+        assert outcome.result == "accepted"
+        assert outcome.detail == f"ok (token from {fake.realm.removesuffix('/token')})"
+        [token_request] = fake.of("token")
+        assert token_request.method == "GET"
+        assert token_request.authorization == basic(USER, PASSWORD)
+        assert token_request.query == {"service": [SERVICE], "account": [USER]}
+        [token] = fake.tokens
+        assert fake.of("registry")[-1].authorization == f"Bearer {token}"
+
+    async def test_token_service_refusal_is_rejected(self, start, session):
+        """A 401 from the token service rejects the credential."""
+        fake = await start()
+        outcome = await login(session, fake).verify(password_credential("wrong"))
+        assert (outcome.result, outcome.detail) == (
+            "rejected", "the token service refused the credential (401)")
+
+    async def test_registry_refusing_the_token_is_rejected(self, start, session):
+        """A token the registry refuses at /v2/ rejects the credential."""
+        fake = await start(bogus_tokens=True)
+        outcome = await login(session, fake).verify(password_credential())
+        assert outcome.result == "rejected"
+        assert outcome.detail.startswith("the registry refused the token from http://127.0.0.1:")
+
+    async def test_access_token_field_is_read(self, start, session):
+        """``access_token`` (OAuth2's name) is used when the answer has no ``token``."""
+        fake = await start()
+
+        async def oauth_style(request):
+            fake.tokens["oauth-tok"] = set()
+            return web.json_response({"access_token": "oauth-tok", "expires_in": 60})
+
+        fake.token_answer = oauth_style
+        assert (await login(session, fake).verify(password_credential())).result == "accepted"
+        assert fake.of("registry")[-1].authorization == "Bearer oauth-tok"
+
+    async def test_scheme_and_names_are_case_insensitive(self, start, session):
+        """``BEARER Realm=…`` is the same challenge as ``Bearer realm=…``."""
+        fake = await start()
+        fake.challenge = f'BEARER Realm="{fake.realm}", SERVICE={SERVICE}'
+        assert (await login(session, fake).verify(password_credential())).result == "accepted"
+        assert fake.of("token")[0].query["service"] == [SERVICE]
+
+    async def test_bearer_is_preferred_over_basic(self, start, session):
+        """When both are offered the token flow is used, as docker does."""
+        fake = await start()
+        fake.challenge = f'Basic realm="x", Bearer realm="{fake.realm}",service="{SERVICE}"'
+        assert (await login(session, fake).verify(password_credential())).result == "accepted"
+        assert len(fake.of("token")) == 1
+
+
+class TestIdentityToken:
+    async def test_refresh_grant_is_posted_and_accepted(self, start, session):
+        """An identity token is exchanged with Docker's OAuth2 refresh-token POST."""
+        fake = await start()
+        outcome = await login(session, fake, repository=PULLABLE).verify(identity_credential())
+        assert outcome.result == "accepted"
+        [post] = fake.of("token")
+        assert (post.method, post.authorization) == ("POST", None)
+        assert post.form == {"grant_type": "refresh_token", "refresh_token": IDENTITY,
+                             "service": SERVICE, "client_id": "marathon-pullsecret-controller",
+                             "scope": f"repository:{PULLABLE}:pull"}
+
+    async def test_invalid_grant_is_rejected(self, start, session):
+        """OAuth2's ``invalid_grant`` answer rejects the identity token."""
+        fake = await start()
+        outcome = await login(session, fake).verify(identity_credential("stale"))
+        assert (outcome.result, outcome.detail) == (
+            "rejected", "the token service refused the identity token (invalid_grant)")
+
+    async def test_token_service_without_oauth2_is_an_error(self, start, session):
+        """A token service that only takes GET cannot exchange an identity token."""
+        fake = await start()
+
+        async def get_only(request):
+            return web.Response(status=405)
+
+        fake.token_answer = get_only
+        outcome = await login(session, fake).verify(identity_credential())
+        assert outcome.result == "error"
+        assert "takes no OAuth2 POST" in outcome.detail
+
+    async def test_basic_registry_cannot_take_an_identity_token(self, start, session):
+        """An identity token against a Basic registry is an error, and nothing is sent."""
+        fake = await start("basic")
+        outcome = await login(session, fake).verify(identity_credential())
+        assert outcome.result == "error"
+        assert [s.authorization for s in fake.seen] == [None]
+
+
+class TestRepository:
+    async def test_pull_scope_is_asked_for_and_checked(self, start, session):
+        """The token asks for a pull scope and tags/list proves it."""
+        fake = await start()
+        outcome = await login(session, fake, repository=PULLABLE).verify(password_credential())
+        assert outcome.result == "accepted"
+        assert outcome.detail.endswith(f"; may pull {PULLABLE}")
+        assert fake.of("token")[0].query["scope"] == [f"repository:{PULLABLE}:pull"]
+        assert fake.of("registry")[-1].path == f"/v2/{PULLABLE}/tags/list"
+
+    async def test_repository_without_pull_rights_is_rejected(self, start, session):
+        """A credential that may log in but not pull the repository is rejected."""
+        fake = await start()
+        outcome = await login(session, fake, repository=FORBIDDEN).verify(password_credential())
+        assert outcome.result == "rejected"
+        assert outcome.detail.endswith(f"may not pull {FORBIDDEN} (401)")
+
+    async def test_missing_repository_is_named_as_a_config_problem(self, start, session):
+        """A 404 for the repository is an error that points at verify_repository."""
+        fake = await start("basic")
+        outcome = await login(session, fake, repository="team-a/gone").verify(
+            password_credential())
+        assert (outcome.result, outcome.detail) == (
+            "error", "repository team-a/gone is not on the registry: check verify_repository")
+
+    async def test_basic_registry_checks_the_repository_with_basic_auth(self, start, session):
+        """With Basic auth the pull check carries the same Basic credential."""
+        fake = await start("basic")
+        outcome = await login(session, fake, repository=PULLABLE).verify(password_credential())
+        assert outcome.result == "accepted"
+        assert fake.of("registry")[-1].authorization == basic(USER, PASSWORD)
+
+    async def test_anonymous_v2_but_private_repository_is_an_error(self, start, session):
+        """A registry that wants no login for /v2/ but one for the repository is named."""
+        fake = await start("none")
+        fake.auth = "bearer"
+
+        async def open_ping(request):
+            return web.json_response({})
+
+        fake.v2_answer = open_ping
+        outcome = await login(session, fake, repository=PULLABLE).verify(password_credential())
+        assert outcome.result == "error"
+        assert "the credential was not tried" in outcome.detail
+
+    @pytest.mark.parametrize("repository", ["Team-A/App", "team-a/app:1", "team-a/app@sha256:1",
+                                            ""], ids=["uppercase", "tag", "digest", "empty"])
+    def test_invalid_repository_is_a_config_error(self, session, repository):
+        """A repository docker would not accept fails at construction with its name."""
+        with pytest.raises(ConfigError, match="verify_repository"):
+            RegistryLogin(session, "127.0.0.1:5000", repository=repository)
+
+
+class TestChallengeParser:
+    @pytest.mark.parametrize(("header", "expected"), [
+        ('Basic realm="Registry Realm"', [Challenge("basic", {"realm": "Registry Realm"})]),
+        ('Bearer realm="https://a/t?x=1,2",service="reg",scope="repository:a/b:pull,push"',
+         [Challenge("bearer", {"realm": "https://a/t?x=1,2", "service": "reg",
+                               "scope": "repository:a/b:pull,push"})]),
+        ('bEaReR REALM = "r" , Service=reg',
+         [Challenge("bearer", {"realm": "r", "service": "reg"})]),
+        (r'Basic realm="say \"hi\", then \\ go"',
+         [Challenge("basic", {"realm": 'say "hi", then \\ go'})]),
+        ('Negotiate, Basic realm="x", Bearer realm="y"',
+         [Challenge("negotiate", {}), Challenge("basic", {"realm": "x"}),
+          Challenge("bearer", {"realm": "y"})]),
+        ("Negotiate abc+/def==", [Challenge("negotiate", {})]),
+        (',, Basic realm="x",,', [Challenge("basic", {"realm": "x"})]),
+    ], ids=["basic", "quoted-commas", "case-and-spaces", "escapes", "several", "token68",
+            "empty-elements"])
+    def test_parses(self, header, expected):
+        """Well-formed headers give their challenges, names lowercased."""
+        assert parse_challenges(header) == expected
+
+    @pytest.mark.parametrize("header", [
+        'Bearer realm="open', 'realm="x"', 'Bearer realm="x", realm="y"', 'Bearer realm="x"y',
+        'Bearer"x"', "Bearer realm=a b", "@ realm=x", "Bearer realm=",
+    ], ids=["unclosed-quote", "param-first", "twice", "after-quote", "no-space", "spaces",
+            "not-a-token", "empty-value"])
+    def test_refuses_malformed(self, header):
+        """Malformed headers raise ValueError rather than giving a half-read challenge."""
+        with pytest.raises(ValueError):  # noqa: PT011 - every message is in words
+            parse_challenges(header)
+
+
+class TestOddAnswers:
+    @pytest.mark.parametrize(("challenge", "words"), [
+        (None, "without a login challenge"),
+        ('Bearer realm="unclosed', "malformed: a quoted value is not closed"),
+        ('Negotiate', "not supported (negotiate)"),
+        ('Bearer service="x"', "names no usable token service"),
+        ('Bearer realm="ftp://127.0.0.1/token"', "names no usable token service"),
+        ('Bearer realm="http://token.example/token"',
+         "the token service http://token.example is plain http"),
+        ('Basic realm="' + "x" * 5000 + '"', "too long"),
+    ], ids=["none", "malformed", "unsupported", "no-realm", "ftp-realm", "plain-http-realm",
+            "too-long"])
+    async def test_challenge_problems_are_errors(self, start, session, challenge, words):
+        """A challenge that cannot be answered safely is an error naming the problem."""
+        fake = await start()
+
+        async def answer(request):
+            headers = {} if challenge is None else {"WWW-Authenticate": challenge}
+            return web.Response(status=401, headers=headers)
+
+        fake.v2_answer = answer
+        outcome = await login(session, fake).verify(password_credential())
+        assert outcome.result == "error"
+        assert words in outcome.detail
+        assert all(s.authorization is None for s in fake.seen)
+
+    @pytest.mark.parametrize(("body", "words"), [
+        (b"not json", "not a JSON object"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'{"expires_in": 60}', "no usable token"),
+        (b'{"token": 42}', "no usable token"),
+        (b'{"token": "two words"}', "no usable token"),
+        (b'{"token": "line\\nbreak"}', "no usable token"),
+    ], ids=["text", "array", "no-token", "number", "space", "newline"])
+    async def test_malformed_token_answers_are_errors(self, start, session, body, words):
+        """A token answer that is no JSON object with a header-safe token is an error."""
+        fake = await start()
+
+        async def answer(request):
+            return web.Response(body=body, content_type="application/json")
+
+        fake.token_answer = answer
+        outcome = await login(session, fake).verify(password_credential())
+        assert outcome.result == "error"
+        assert words in outcome.detail
+
+    @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+    async def test_huge_token_answer_is_refused(self, start, session, chunked):
+        """A token answer past 64 KiB is refused, whether or not its length is announced."""
+        fake = await start()
+
+        async def answer(request):
+            if not chunked:
+                return web.Response(body=b'{"token": "' + b"a" * 70_000 + b'"}')
+            response = web.StreamResponse()
+            response.enable_chunked_encoding()
+            await response.prepare(request)
+            for _ in range(200):
+                await response.write(b"a" * 1024)
+            await response.write_eof()
+            return response
+
+        fake.token_answer = answer
+        outcome = await login(session, fake).verify(password_credential())
+        assert outcome.result == "error"
+        assert "answered more than 64 KiB" in outcome.detail
+
+    @pytest.mark.parametrize(("where", "status", "result"), [
+        ("v2", 500, "unreachable"), ("v2", 503, "unreachable"), ("v2", 429, "unreachable"),
+        ("v2", 404, "error"), ("v2", 302, "error"), ("v2", 400, "error"),
+        ("token", 502, "unreachable"), ("token", 404, "error"), ("token", 403, "rejected"),
+    ], ids=lambda v: str(v))
+    async def test_statuses_map_to_outcomes(self, start, session, where, status, result):
+        """5xx and 429 are unreachable, 401/403 rejected, anything else an error."""
+        fake = await start()
+
+        async def answer(request):
+            headers = {"Location": "http://127.0.0.1:1/elsewhere"} if status == 302 else {}
+            return web.Response(status=status, headers=headers)
+
+        setattr(fake, f"{where}_answer", answer)
+        outcome = await login(session, fake).verify(password_credential())
+        assert outcome.result == result
+        assert str(status) in outcome.detail
+
+
+class TestNetwork:
+    async def test_connection_refused_is_unreachable(self, session):
+        """Nothing listening is unreachable, in words."""
+        host = free_url().removeprefix("http://")
+        outcome = await login(session, host).verify(password_credential())
+        assert outcome.result == "unreachable"
+        assert outcome.detail.endswith(": connection refused")
+        assert not outcome.blocks_publishing
+
+    async def test_hung_server_is_bounded(self, session, silent_url):
+        """A server that never answers makes the login unreachable within its timeout."""
+        started = time.monotonic()
+        outcome = await login(session, silent_url.removeprefix("http://"),
+                              timeout_seconds=1).verify(password_credential())
+        assert outcome.result == "unreachable"
+        assert "timed out" in outcome.detail
+        assert time.monotonic() - started < 2.5
+
+    async def test_hung_token_service_is_bounded(self, start, session, silent_url):
+        """A token service that never answers is bounded by the same timeout."""
+        fake = await start()
+        fake.challenge = f'Bearer realm="{silent_url}/token",service="{SERVICE}"'
+        started = time.monotonic()
+        outcome = await login(session, fake, timeout_seconds=1).verify(password_credential())
+        assert outcome.result == "unreachable"
+        assert "timed out" in outcome.detail
+        assert time.monotonic() - started < 2.5
+
+    async def test_redirect_is_not_followed(self, start, aiohttp_server, session):
+        """A redirect from /v2/ is an error and the credential never reaches its target."""
+        elsewhere = await start("basic")
+        fake = await start("basic")
+
+        async def redirect(request):
+            raise web.HTTPFound(f"http://{elsewhere.host}/v2/")
+
+        fake.v2_answer = redirect
+        outcome = await login(session, fake).verify(password_credential())
+        assert outcome.result == "error"
+        assert elsewhere.seen == []
+
+
+class PinnedResolver(AbstractResolver):
+    """Resolves the given names to 127.0.0.1, so a test can use a non-loopback name."""
+
+    def __init__(self, *names: str) -> None:
+        self.names = names
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        if host not in self.names:
+            raise OSError(f"{host} is not pinned")
+        return [ResolveResult(hostname=host, host="127.0.0.1", port=port,
+                              family=socket.AF_INET, proto=0, flags=socket.AI_NUMERICHOST)]
+
+    async def close(self) -> None:
+        return None
+
+
+NAME = "registry.test"
+
+
+@pytest.fixture
+async def pinned_session():
+    connector = aiohttp.TCPConnector(resolver=PinnedResolver(NAME))
+    async with aiohttp.ClientSession(connector=connector) as s:
+        yield s
+
+
+def dns_certificate(directory: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate for the DNS name ``name`` and its key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return directory / "cert.pem", directory / "key.pem"
+
+
+class TestTransport:
+    async def test_plain_http_is_refused_for_a_non_loopback_name(self, start, pinned_session):
+        """A named host gets https only: a plain-http registry never sees a request."""
+        fake = await start("basic")
+        port = fake.host.rsplit(":", 1)[1]
+        outcome = await login(pinned_session, f"{NAME}:{port}").verify(password_credential())
+        assert outcome.result == "unreachable"
+        assert outcome.detail == f"https://{NAME}:{port}: TLS: handshake failed"
+        assert fake.seen == []
+
+    async def test_insecure_host_may_use_plain_http(self, start, pinned_session):
+        """A host marked insecure falls back to plain http, as docker's insecure-registries."""
+        fake = await start("basic")
+        port = fake.host.rsplit(":", 1)[1]
+        outcome = await login(pinned_session, f"{NAME}:{port}", insecure=True).verify(
+            password_credential())
+        assert outcome.result == "accepted"
+
+    async def test_untrusted_certificate_is_named(self, aiohttp_server, pinned_session,
+                                                  tmp_path):
+        """An https registry whose certificate no CA vouches for is unreachable, in words."""
+        cert, key = dns_certificate(tmp_path, NAME)
+        fake = await FakeRegistry(auth="basic").start(aiohttp_server, ssl=server_tls(cert, key))
+        port = fake.host.rsplit(":", 1)[1]
+        outcome = await login(pinned_session, f"{NAME}:{port}").verify(password_credential())
+        assert (outcome.result, outcome.detail) == (
+            "unreachable", f"https://{NAME}:{port}: TLS: certificate not trusted")
+        assert fake.seen == []
+
+    async def test_ca_file_is_trusted(self, aiohttp_server, pinned_session, tmp_path):
+        """A registry CA file makes its certificate trusted."""
+        cert, key = dns_certificate(tmp_path, NAME)
+        fake = await FakeRegistry(auth="basic").start(aiohttp_server, ssl=server_tls(cert, key))
+        port = fake.host.rsplit(":", 1)[1]
+        outcome = await login(pinned_session, f"{NAME}:{port}", ca_file=cert).verify(
+            password_credential())
+        assert outcome.result == "accepted"
+
+    async def test_loopback_https_is_tried_first_unverified(self, aiohttp_server, session,
+                                                           tls_files):
+        """On loopback, https comes first and, as docker does there, is not verified."""
+        fake = await FakeRegistry(auth="basic").start(aiohttp_server,
+                                                      ssl=server_tls(*tls_files))
+        outcome = await login(session, fake).verify(password_credential())
+        assert outcome.result == "accepted"
+
+    @pytest.mark.parametrize("content", [None, b"not a certificate"], ids=["missing", "junk"])
+    def test_unusable_ca_file_is_a_config_error(self, session, tmp_path, content):
+        """A CA file that is missing or not PEM fails at construction, naming the file."""
+        path = tmp_path / "ca.pem"
+        if content is not None:
+            path.write_bytes(content)
+        with pytest.raises(ConfigError, match="registry CA file"):
+            RegistryLogin(session, "registry.example.com", ca_file=path)
+
+    def test_docker_hub_is_reached_at_its_api_host(self, session):
+        """Docker Hub's API is registry-1.docker.io, whatever alias was configured."""
+        verifier = RegistryLogin(session, "index.docker.io", repository="ubuntu")
+        assert verifier._origins == ["https://registry-1.docker.io"]
+        assert verifier._path == "library/ubuntu"
+
+
+class TestSecrets:
+    SCENARIOS = [
+        ("basic", password_credential(), None),
+        ("basic", password_credential("wrong-" + PASSWORD), None),
+        ("bearer", password_credential(), PULLABLE),
+        ("bearer", password_credential("wrong-" + PASSWORD), None),
+        ("bearer", identity_credential(), PULLABLE),
+        ("bearer", identity_credential("wrong-" + IDENTITY), None),
+    ]
+
+    @pytest.mark.parametrize(("auth", "credential", "repository"), SCENARIOS,
+                             ids=["basic-ok", "basic-wrong", "bearer-ok", "bearer-wrong",
+                                  "identity-ok", "identity-wrong"])
+    async def test_no_secret_in_detail_or_logs(self, start, session, auth, credential,
+                                               repository):
+        """Neither the detail nor the log line holds a password, identity token or bearer."""
+        fake = await start(auth)
+        with capture_logs() as logs:
+            outcome = await login(session, fake, repository=repository).verify(credential)
+        [line] = logs
+        assert line["event"] == "registry_login_checked"
+        assert (line["result"], line["detail"]) == (outcome.result, outcome.detail)
+        text = repr(logs) + repr(outcome)
+        secret = credential.password.reveal()
+        for leak in (secret, basic(USER, secret).removeprefix("Basic "), *fake.tokens):
+            assert leak not in text
+
+    async def test_unencodable_password_is_an_error_without_its_text(self, start, session):
+        """A password that is not UTF-8 text is named as such, never echoed."""
+        fake = await start("basic")
+        outcome = await login(session, fake).verify(password_credential("s3cr\udcffet"))
+        assert (outcome.result, outcome.detail) == (
+            "error", "the credential is not valid UTF-8 text")
+
