@@ -778,3 +778,20 @@ def start_moto(workdir: Path, *, timeout: float = 15.0) -> MotoServer:
 
     proc = _start_with_port_retry(start)
     return MotoServer(endpoint_url=f"http://{HOST}:{proc.port}", workdir=workdir, process=proc)
+
+
+def restart_zookeeper(zk: ZooKeeper, *, timeout: float = 20.0) -> float:
+    """Start a stopped ``zk`` again on its port, config and data (the end of an outage);
+    returns the seconds until it answered ``ruok``."""
+    old = zk.process
+    old.stop()
+    proc = _spawn(old.name, old.port, [str(arg) for arg in old.popen.args], old.log_path,
+                  _clean_env(zk.workdir))
+    try:
+        took = wait_until(lambda: zk_four_letter(zk.hosts, "ruok") == "imok", proc,
+                          timeout=timeout, what="ruok -> imok after a restart")
+    except BaseException:
+        proc.stop()
+        raise
+    zk.process = proc
+    return took
