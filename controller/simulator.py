@@ -508,7 +508,8 @@ class MarathonState:
         self._locks: dict[str, list[str]] = {}
         self._subscribers: tuple[Subscriber, ...] = ()
         self._faults: list[Fault] = []
-        self._schedule: Scheduler | None = None
+        self._schedulers: list[Scheduler] = []
+        """Facades that can end deployments; the first does, the next takes over from it."""
 
     @property
     def version(self) -> str:
@@ -654,15 +655,22 @@ class MarathonState:
             self._end(deployment_id, "deployment_success")
 
     def attach_scheduler(self, schedule: Scheduler) -> None:
-        """Let ``schedule`` end deployments on their own, unless another one already does."""
-        if self._schedule is None:
-            self._schedule = schedule
-            for deployment in self._deployments.values():
-                self._schedule_end(deployment)
+        """Let ``schedule`` end deployments on their own, unless another one already does
+        (then it takes over when that one detaches)."""
+        self._schedulers.append(schedule)
+        if len(self._schedulers) == 1:
+            self._schedule_all()
 
     def detach_scheduler(self, schedule: Scheduler) -> None:
-        if self._schedule == schedule:
-            self._schedule = None
+        """Stop using ``schedule``; a facade still attached ends the running deployments."""
+        was_active = self._schedulers[:1] == [schedule]
+        self._schedulers = [s for s in self._schedulers if s != schedule]
+        if was_active:
+            self._schedule_all()  # the detached facade cancels its own timers
+
+    def _schedule_all(self) -> None:
+        for deployment in self._deployments.values():
+            self._schedule_end(deployment)
 
     # -- events --------------------------------------------------------------------------------
 
@@ -902,9 +910,9 @@ class MarathonState:
             self._end(deployment_id, "deployment_failed")
 
     def _schedule_end(self, deployment: _Deployment) -> None:
-        if self._schedule is not None and self.deployment_seconds is not None:
+        if self._schedulers and self.deployment_seconds is not None:
             deployment_id = deployment.id
-            self._schedule(self.deployment_seconds,
+            self._schedulers[0](self.deployment_seconds,
                            lambda: self._end(deployment_id, "deployment_success"))
 
     def _end(self, deployment_id: str, outcome: str) -> bool:

@@ -533,6 +533,19 @@ class TestDeployments:
             await recorder.wait_for("deployment_success")
             assert await (await http.get("/v2/deployments")).json() == []
 
+    async def test_another_facade_ends_deployments_once_the_first_stops(self):
+        """A running deployment still ends when the facade that timed it stops."""
+        state = MarathonState(deployment_seconds=0.05)
+        recorder = Recorder()
+        state.subscribe(recorder)
+        first = MarathonSimulator(state)
+        await first.start()
+        async with MarathonSimulator(state):  # attached after the first: it waits its turn
+            state.add_app(web_app())  # the first times this deployment...
+            await first.stop()  # ...and cancels that timer as it stops
+            await recorder.wait_for("deployment_success")
+        assert state.list_deployments() == []
+
     def test_delete_app_terminates_when_its_deployment_ends(self, state, recorder):
         """The app is gone at once; app_terminated_event comes with the deployment's end."""
         state.load_apps([web_app()])
