@@ -106,7 +106,7 @@ class TestMarathonFaults:
         await scenario.converged_after(time.monotonic())
         await scenario.finish()
 
-    @pytest.mark.fault("Marathon: /v2/events answers {status}, /v2/apps works")
+    @pytest.mark.fault("Marathon: /v2/events answers {status}, /v2/apps works (timed from start)")
     @pytest.mark.parametrize("status", [503, 403])
     async def test_events_failing_while_apps_work(self, scenario, status):
         """Without an event stream, the initial sync still converges every app; once the

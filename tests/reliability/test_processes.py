@@ -137,7 +137,7 @@ class TestProcessFaults:
         await scenario.finish()
 
     @pytest.mark.timeout(SHARED_SECONDS + 90)
-    @pytest.mark.fault("Two controllers (default + team-b, other registry) share Marathon 60 s")
+    @pytest.mark.fault("Two controllers (default, team-b) share Marathon 60 s (timed from start)")
     async def test_two_named_controllers_share_one_marathon(self, scenario):
         """Each controller keeps to its own entries for a minute of relists, new apps and user
         edits: every app converges and no app is written more than a couple of times."""
