@@ -11,6 +11,7 @@ Nothing here imports pytest: a missing binary raises ``ServiceUnavailable`` and 
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import base64
 import contextlib
@@ -795,3 +796,20 @@ def restart_zookeeper(zk: ZooKeeper, *, timeout: float = 20.0) -> float:
         raise
     zk.process = proc
     return took
+
+
+async def eventually(check: Callable[[], Any], timeout: float, what: str) -> float:
+    """Poll a sync or async ``check`` every 50 ms until it is true; returns the seconds it took.
+
+    Raises ``AssertionError`` naming ``what`` after ``timeout`` seconds.
+    """
+    started = time.monotonic()
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"{what}: not within {timeout:g}s")
+        await asyncio.sleep(0.05)

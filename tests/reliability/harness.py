@@ -31,7 +31,7 @@ import tarfile
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -431,6 +431,12 @@ class Scenario:
         self._watch_task = asyncio.create_task(self.watch.run(), name="bundle-watch")
         return self.watch
 
+    async def hold(self, seconds: float = FAULT_SECONDS) -> None:
+        """Let the fault last, reading /status and /metrics meanwhile (for the leak check)."""
+        await asyncio.sleep(seconds)
+        for process in self.controllers:
+            await process.read_pages()
+
     async def converge_first(self, **settings: Any) -> ControllerProcess:
         """One controller for ``REG`` over ``standard_apps``, converged, bundles watched:
         where most faults start. ``settings`` go to ``config``."""
@@ -603,20 +609,6 @@ def make_workdir() -> Path:
 
 def remove_workdir(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
-
-
-async def until(check: Callable[[], Any], timeout: float, what: str) -> float:
-    """Poll a sync or async check with a deadline; the seconds it took."""
-    started = time.monotonic()
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"{what}: not within {timeout:g}s")
-        await asyncio.sleep(0.05)
 
 
 def mount_tmpfs(path: Path, size: str) -> None:

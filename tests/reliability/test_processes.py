@@ -17,9 +17,8 @@ from tests.reliability.harness import (
     USERNAME,
     docker_app,
     standard_apps,
-    until,
 )
-from tests.reliability.test_marathon import hold
+from tests.services import eventually
 
 HELPER = "reliability"
 HELPER_SCRIPT = """#!/bin/sh
@@ -66,9 +65,9 @@ class TestProcessFaults:
             "RELIABILITY_HELPER_DOWN": str(down), "RELIABILITY_HELPER_USER": USERNAME,
             "RELIABILITY_HELPER_SECRET": registry.password})
         scenario.watch_bundles()
-        await until(lambda: "bundle_refresh_failed" in process.log_events(), 10,
+        await eventually(lambda: "bundle_refresh_failed" in process.log_events(), 10,
                     "the controller met the failing helper")
-        await hold(scenario)
+        await scenario.hold()
         assert not list(scenario.storage.glob("*.tar.gz"))
         down.unlink()
         await scenario.converged_after(time.monotonic())
@@ -85,15 +84,15 @@ class TestProcessFaults:
                                      "session_timeout_seconds": SESSION_TIMEOUT}
         process = await scenario.start(config)
         scenario.watch_bundles()
-        await until(lambda: _gauge_is(process, 1.0), 30, "the controller leads")
+        await eventually(lambda: _gauge_is(process, 1.0), 30, "the controller leads")
         await scenario.until_converged(what="converged before the fault")
         try:
             zookeeper.stop()
-            await until(lambda: _gauge_is(process, 0.0), SESSION_TIMEOUT + 5,
+            await eventually(lambda: _gauge_is(process, 0.0), SESSION_TIMEOUT + 5,
                         "the leader steps down without ZooKeeper")
             stepped_down = time.time()
             scenario.add_apps(standard_apps("/rel/during"))
-            await hold(scenario)
+            await scenario.hold()
             assert not scenario.controller_writes(since=stepped_down), "wrote without a leader"
         finally:
             await asyncio.to_thread(services.restart_zookeeper, zookeeper)
@@ -109,7 +108,7 @@ class TestProcessFaults:
         config = scenario.config(REG, max_writes_per_second=10, write_burst=1)
         first = await scenario.start(config, name="killed")
         watch = scenario.watch_bundles()
-        await until(lambda: len(scenario.write_counts()) >= KILL_AFTER_WRITES, 20,
+        await eventually(lambda: len(scenario.write_counts()) >= KILL_AFTER_WRITES, 20,
                     "the pass is under way")
         await first.kill()
         assert 0 < len(scenario.write_counts()) < MANY_APPS, "killed mid-pass"
@@ -129,7 +128,7 @@ class TestProcessFaults:
             [docker_app(f"/rel/edit/app-{i}") for i in range(EDITED_APPS)], deployed=True)
         await scenario.start(scenario.config(REG, max_writes_per_second=1, write_burst=1))
         scenario.watch_bundles()
-        await until(lambda: scenario.write_counts(), 20, "the first write")
+        await eventually(lambda: scenario.write_counts(), 20, "the first write")
         edited = time.monotonic()
         for app_id in ids:  # the other workers hold reads from before this edit
             scenario.user_adds_fetch(app_id, f"https://artifacts.example.com{app_id}/mine.tgz")
@@ -161,7 +160,7 @@ class TestProcessFaults:
             registry = REG if n % 2 else OTHER_REG
             scenario.add_apps([docker_app(f"/rel/new/app-{n}", registry)])
             scenario.user_adds_fetch("/rel/a/b", f"https://artifacts.example.com/extra-{n}.tgz")
-            await hold(scenario, min(10.0, max(0.0, SHARED_SECONDS - (time.monotonic() - started))))
+            await scenario.hold(min(10.0, max(0.0, SHARED_SECONDS - (time.monotonic() - started))))
             await scenario.until_converged(what=f"converged in round {n}")
         writers = {w.client for w in scenario.controller_writes() if 200 <= w.status < 300}
         assert len(writers) == 2, "both controllers wrote"

@@ -15,9 +15,8 @@ from tests.reliability.harness import (
     fill,
     remount,
     standard_apps,
-    until,
 )
-from tests.reliability.test_marathon import hold
+from tests.services import eventually
 
 RESYNC_SECONDS = 1
 """Short resyncs, so that a rotated password (or a damaged bundle) is noticed quickly."""
@@ -34,9 +33,9 @@ async def rotate_during_fault(scenario: Scenario) -> None:
     scenario.rotate(REG)
     scenario.add_apps(standard_apps("/rel/during"))
     process = scenario.controllers[0]
-    await until(lambda: "bundle_refresh_failed" in process.log_events(), REPAIR_SECONDS,
+    await eventually(lambda: "bundle_refresh_failed" in process.log_events(), REPAIR_SECONDS,
                 "the controller met the storage fault")
-    await hold(scenario)
+    await scenario.hold()
 
 
 class TestStorageFaults:
@@ -74,9 +73,9 @@ class TestStorageFaults:
         process = await scenario.start(scenario.config(REG, resync_seconds=RESYNC_SECONDS),
                                        uid=NOBODY)
         scenario.watch_bundles()
-        await until(lambda: "bundle_refresh_failed" in process.log_events(), 10,
+        await eventually(lambda: "bundle_refresh_failed" in process.log_events(), 10,
                     "the controller met the permission error")
-        await hold(scenario)
+        await scenario.hold()
         assert not list(scenario.storage.iterdir())
         os.chown(scenario.storage, NOBODY, NOBODY)
         await scenario.converged_after(time.monotonic())
@@ -101,7 +100,7 @@ class TestStorageFaults:
             f.write(b"\xff" * 16)
         assert bundle_problem(bundle.read_bytes()) is not None
         tampered = time.monotonic()
-        await until(lambda: bundle_problem(bundle.read_bytes()) is None, REPAIR_SECONDS,
+        await eventually(lambda: bundle_problem(bundle.read_bytes()) is None, REPAIR_SECONDS,
                     "the damaged bundle is published whole again")
         scenario.watch.paused = False
         await scenario.converged_after(tampered)
