@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-test
 DEMO_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: demo test lint unit system-deps bench clean
+.PHONY: demo test lint unit system-deps bench clean reliability
 
 # The demo needs the runtime only; the tests add their extras (moto, mypy, helm, ...) on top.
 $(RUNTIME): pyproject.toml
@@ -45,6 +45,11 @@ lint: $(STAMP)
 
 test: $(STAMP) system-deps lint
 	$(BIN)/pytest
+
+# The fault-injection suite with longer faults (several minutes, needs root); writes
+# docs/reliability.md from the run and fails if a scenario did not recover.
+reliability: $(STAMP) system-deps
+	$(BIN)/python -m tests.reliability.report
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -28,10 +28,10 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Final, NamedTuple, Protocol, Self, cast
+from typing import Any, Final, Literal, NamedTuple, Protocol, Self, cast
 from urllib.parse import urlsplit
 
 from aiohttp import encode_basic_auth, hdrs, web
@@ -45,6 +45,8 @@ __all__ = [
     "ApiError",
     "DeploymentResult",
     "Event",
+    "Fault",
+    "FaultKind",
     "MarathonSimulator",
     "MarathonState",
     "Scheduler",
@@ -153,6 +155,10 @@ class ApiError(Exception):
         self.body = body
 
 
+def _no_leader() -> ApiError:
+    return ApiError(503, {"message": "Could not determine the current leader"})
+
+
 def _not_found(app_id: str) -> ApiError:
     return ApiError(404, {"message": f"App '{app_id}' does not exist"})
 
@@ -246,12 +252,44 @@ class _Deployment:
                 "totalSteps": len(steps)}
 
 
-@dataclass(slots=True)
-class _Fault:
+FaultKind = Literal["status", "hang", "truncate"]
+
+
+@dataclass(slots=True, kw_only=True, eq=False)
+class Fault:
+    """One planned failure for the requests whose path ``pattern`` finds (and ``method``, if set).
+
+    ``status`` answers ``status`` instead of handling the request. ``hang`` holds the request
+    for ``seconds`` (``None``: until ``release``), then handles it; with ``landed`` it handles it
+    first (a write lands) and then holds the answer. ``truncate`` handles the request and sends
+    the first half of the body as if it were all of it (a proxy cut it).
+    """
+
     pattern: re.Pattern[str]
-    method: str | None
-    status: int
-    remaining: int
+    kind: FaultKind = "status"
+    method: str | None = None
+    status: int = 503
+    remaining: int | None = 1
+    """Requests left to spoil; ``None``: every one until ``MarathonState.clear_faults``."""
+    seconds: float | None = None
+    landed: bool = False
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def matches(self, method: str, path: str) -> bool:
+        return self.method in (None, method) and self.pattern.search(path) is not None
+
+    def release(self) -> None:
+        """Let every request this fault holds go on."""
+        self.released.set()
+
+    def error(self) -> ApiError:
+        return ApiError(self.status, {"message": f"simulated failure ({self.status})"})
+
+    async def hold(self) -> None:
+        """Wait ``seconds``, or until released."""
+        with suppress(TimeoutError):
+            async with asyncio.timeout(self.seconds):
+                await self.released.wait()
 
 
 # -- label selectors (LabelSelector.scala) ---------------------------------------------------
@@ -469,8 +507,9 @@ class MarathonState:
         self._deployments: dict[str, _Deployment] = {}
         self._locks: dict[str, list[str]] = {}
         self._subscribers: tuple[Subscriber, ...] = ()
-        self._faults: list[_Fault] = []
-        self._schedule: Scheduler | None = None
+        self._faults: list[Fault] = []
+        self._schedulers: list[Scheduler] = []
+        """Facades that can end deployments; the first does, the next takes over from it."""
 
     @property
     def version(self) -> str:
@@ -616,15 +655,22 @@ class MarathonState:
             self._end(deployment_id, "deployment_success")
 
     def attach_scheduler(self, schedule: Scheduler) -> None:
-        """Let ``schedule`` end deployments on their own, unless another one already does."""
-        if self._schedule is None:
-            self._schedule = schedule
-            for deployment in self._deployments.values():
-                self._schedule_end(deployment)
+        """Let ``schedule`` end deployments on their own, unless another one already does
+        (then it takes over when that one detaches)."""
+        self._schedulers.append(schedule)
+        if len(self._schedulers) == 1:
+            self._schedule_all()
 
     def detach_scheduler(self, schedule: Scheduler) -> None:
-        if self._schedule == schedule:
-            self._schedule = None
+        """Stop using ``schedule``; a facade still attached ends the running deployments."""
+        was_active = self._schedulers[:1] == [schedule]
+        self._schedulers = [s for s in self._schedulers if s != schedule]
+        if was_active:
+            self._schedule_all()  # the detached facade cancels its own timers
+
+    def _schedule_all(self) -> None:
+        for deployment in self._deployments.values():
+            self._schedule_end(deployment)
 
     # -- events --------------------------------------------------------------------------------
 
@@ -661,25 +707,60 @@ class MarathonState:
     # -- faults and the write log --------------------------------------------------------------
 
     def fail_next(
-        self, target: str, status: int = 503, count: int = 1, *, method: str | None = None,
-    ) -> None:
+        self, target: str, status: int = 503, count: int | None = 1, *, method: str | None = None,
+    ) -> Fault:
         """Answer ``status`` to the next ``count`` requests whose path matches ``target``.
 
         ``target`` is a regex searched in the request path, so an app id such as ``/team/web``
         works as it is (it also matches ``/team/web-2``; end it with ``$`` to be exact).
+        ``count=None`` fails every matching request until ``clear_faults``.
         """
-        self._faults.append(_Fault(re.compile(target), method, status, count))
+        return self.inject(target, "status", status=status, count=count, method=method)
+
+    def inject(
+        self, target: str, kind: FaultKind, *, method: str | None = None, status: int = 503,
+        count: int | None = 1, seconds: float | None = None, landed: bool = False,
+    ) -> Fault:
+        """Plan a ``Fault`` of ``kind`` for requests whose path matches the regex ``target``.
+
+        Faults are tried in the order they were planned; each request uses up at most one.
+        Keep the returned fault to ``release`` the requests a ``hang`` holds.
+        """
+        fault = Fault(pattern=re.compile(target), kind=kind, method=method, status=status,
+                      remaining=count, seconds=seconds, landed=landed)
+        self._faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        """Drop every planned fault and let held requests go on (``unavailable`` stays)."""
+        for fault in self._faults:
+            fault.release()
+        self._faults.clear()
+
+    def claim_fault(self, method: str, path: str) -> Fault | None:
+        """The fault this request meets, if any (each request uses up one). The facade asks
+        this after ``unavailable``."""
+        return self._use_fault(method, path, ("status", "hang", "truncate"))
 
     def take_fault(self, method: str, path: str) -> ApiError | None:
-        """The failure planned for this request, if any (each planned one is used up)."""
+        """The failure planned for this request, if any (each planned one is used up).
+
+        Failures are ``unavailable`` and ``status`` faults; other kinds are left for
+        ``claim_fault``.
+        """
         if self.unavailable:
-            return ApiError(503, {"message": "Could not determine the current leader"})
+            return _no_leader()
+        fault = self._use_fault(method, path, ("status",))
+        return fault.error() if fault is not None else None
+
+    def _use_fault(self, method: str, path: str, kinds: tuple[FaultKind, ...]) -> Fault | None:
         for fault in self._faults:
-            if (fault.method in (None, method)) and fault.pattern.search(path):
-                fault.remaining -= 1
-                if fault.remaining <= 0:
-                    self._faults.remove(fault)
-                return ApiError(fault.status, {"message": f"simulated failure ({fault.status})"})
+            if fault.kind in kinds and fault.matches(method, path):
+                if fault.remaining is not None:
+                    fault.remaining -= 1
+                    if fault.remaining <= 0:
+                        self._faults.remove(fault)
+                return fault
         return None
 
     def record_write(self, method: str, path: str, body: Any, client: str, status: int,
@@ -829,9 +910,9 @@ class MarathonState:
             self._end(deployment_id, "deployment_failed")
 
     def _schedule_end(self, deployment: _Deployment) -> None:
-        if self._schedule is not None and self.deployment_seconds is not None:
+        if self._schedulers and self.deployment_seconds is not None:
             deployment_id = deployment.id
-            self._schedule(self.deployment_seconds,
+            self._schedulers[0](self.deployment_seconds,
                            lambda: self._end(deployment_id, "deployment_success"))
 
     def _end(self, deployment_id: str, outcome: str) -> bool:
@@ -885,6 +966,7 @@ class _EventStream:
         self._wake = asyncio.Event()
         self._closed = False
         self._writing = False
+        self._cut = False
 
     def deliver(self, event: Event) -> None:
         if self._closed or (self._event_types is not None and event.type not in self._event_types):
@@ -901,6 +983,16 @@ class _EventStream:
         if self._writing and self._transport is not None:
             self._transport.abort()  # a write waiting on a full socket would never see the flag
 
+    def cut_mid_event(self) -> None:
+        """Send half of the next frame, then drop the connection."""
+        self._cut = True
+
+    async def _write_half(self, frame: bytes) -> None:
+        self._closed = True
+        await self._response.write(frame[:len(frame) // 2])
+        if self._transport is not None:
+            self._transport.close()  # flushes the half frame; no chunked-encoding end follows
+
     async def run(self, heartbeat_seconds: float) -> None:
         """Write frames until closed, with a bare ``\\r\\n`` every ``heartbeat_seconds``."""
         loop = asyncio.get_running_loop()
@@ -913,6 +1005,9 @@ class _EventStream:
                         await self._wake.wait()
                 if self._closed:
                     return
+            if self._cut and self._pending:
+                await self._write_half(self._pending[0])
+                return
             chunk = b"".join(self._pending)
             self._pending.clear()
             if loop.time() >= beat_at:
@@ -1003,6 +1098,36 @@ class MarathonSimulator:
         if self._runner is not None:
             runner, self._runner, self._url = self._runner, None, None
             await runner.cleanup()
+
+    async def restart(self, down_seconds: float = 0.0) -> None:
+        """Stop, stay down ``down_seconds``, and serve again on the same address and state
+        (a Marathon restart: the state survives in ZooKeeper, every event stream is cut)."""
+        split = urlsplit(self.url)
+        host, port = split.hostname or _LOCAL, split.port or 0
+        await self.stop()
+        await asyncio.sleep(down_seconds)
+        self.app = self._make_app()  # an aiohttp application runs once
+        await self.start(host, port)
+
+    def follow(self, leader_url: str | None) -> None:
+        """Become a standby of ``leader_url``, or the leader with ``None`` (a leader change).
+
+        A leader that steps down cuts its event streams; its clients reconnect and are
+        redirected to the new leader.
+        """
+        self.leader_url = leader_url.rstrip("/") if leader_url else None
+        if self.leader_url is not None:
+            for stream in list(self._streams):
+                stream.close()
+
+    def cut_streams_mid_event(self) -> None:
+        """Cut each open event stream halfway through the next event it sends.
+
+        The client gets half a frame and then a broken connection, so that event is lost
+        to it (only a relist can find what it named).
+        """
+        for stream in self._streams:
+            stream.cut_mid_event()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -1119,10 +1244,23 @@ class MarathonSimulator:
 
     @web.middleware
     async def _inject_faults(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        fault = self.state.take_fault(request.method, request.path)
-        if fault is not None:
-            raise fault
-        return await handler(request)
+        if self.state.unavailable:
+            raise _no_leader()
+        fault = self.state.claim_fault(request.method, request.path)
+        if fault is None:
+            return await handler(request)
+        if fault.kind == "status":
+            raise fault.error()
+        hang = fault.kind == "hang"
+        if hang and not fault.landed:
+            await fault.hold()
+        response = await handler(request)
+        if hang and fault.landed:
+            await fault.hold()
+        if fault.kind == "truncate" and isinstance(response, web.Response) and response.body:
+            body = cast(bytes, response.body)
+            response.body = body[:len(body) // 2]
+        return response
 
     def _deployed(self, result: DeploymentResult, status: int) -> web.Response:
         headers = ({_DEPLOYMENT_HEADER: result.deployment_id}

@@ -11,6 +11,7 @@ Nothing here imports pytest: a missing binary raises ``ServiceUnavailable`` and 
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import base64
 import contextlib
@@ -989,3 +990,37 @@ def start_token_registry(
     return TokenRegistry(host=host, username=username, password=password, image=image,
                          other_image=other_image, workdir=workdir, layout=layout,
                          layout_tag=tag, process=proc, issuer=issuer)
+
+
+def restart_zookeeper(zk: ZooKeeper, *, timeout: float = 20.0) -> float:
+    """Start a stopped ``zk`` again on its port, config and data (the end of an outage);
+    returns the seconds until it answered ``ruok``."""
+    old = zk.process
+    old.stop()
+    proc = _spawn(old.name, old.port, [str(arg) for arg in old.popen.args], old.log_path,
+                  _clean_env(zk.workdir))
+    try:
+        took = wait_until(lambda: zk_four_letter(zk.hosts, "ruok") == "imok", proc,
+                          timeout=timeout, what="ruok -> imok after a restart")
+    except BaseException:
+        proc.stop()
+        raise
+    zk.process = proc
+    return took
+
+
+async def eventually(check: Callable[[], Any], timeout: float, what: str) -> float:
+    """Poll a sync or async ``check`` every 50 ms until it is true; returns the seconds it took.
+
+    Raises ``AssertionError`` naming ``what`` after ``timeout`` seconds.
+    """
+    started = time.monotonic()
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"{what}: not within {timeout:g}s")
+        await asyncio.sleep(0.05)

@@ -121,6 +121,13 @@ async def read_to_end(response: aiohttp.ClientResponse) -> bytes:
         return await response.content.read()
 
 
+async def read_into(response: aiohttp.ClientResponse, received: bytearray) -> None:
+    """Append everything the stream sends to ``received`` until it ends."""
+    async with asyncio.timeout(TIMEOUT):
+        while chunk := await response.content.read(1024):
+            received += chunk
+
+
 def without_nulls(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: without_nulls(v) for k, v in value.items() if v is not None}
@@ -526,6 +533,19 @@ class TestDeployments:
             await recorder.wait_for("deployment_success")
             assert await (await http.get("/v2/deployments")).json() == []
 
+    async def test_another_facade_ends_deployments_once_the_first_stops(self):
+        """A running deployment still ends when the facade that timed it stops."""
+        state = MarathonState(deployment_seconds=0.05)
+        recorder = Recorder()
+        state.subscribe(recorder)
+        first = MarathonSimulator(state)
+        await first.start()
+        async with MarathonSimulator(state):  # attached after the first: it waits its turn
+            state.add_app(web_app())  # the first times this deployment...
+            await first.stop()  # ...and cancels that timer as it stops
+            await recorder.wait_for("deployment_success")
+        assert state.list_deployments() == []
+
     def test_delete_app_terminates_when_its_deployment_ends(self, state, recorder):
         """The app is gone at once; app_terminated_event comes with the deployment's end."""
         state.load_apps([web_app()])
@@ -658,6 +678,18 @@ class TestEventStream:
                 await sim.stop()
             assert await read_to_end(response) == b""
 
+    async def test_cut_mid_event_sends_half_a_frame_then_breaks(self, http, state, sim):
+        """The next event arrives half-written and the connection breaks before its end."""
+        async with http.get("/v2/events", headers=SSE) as response:
+            await read_event(response)
+            sim.cut_streams_mid_event()
+            state.trigger_event("b", {"n": 1})
+            received = bytearray()
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await read_into(response, received)
+        frame = b'event: b\r\ndata: {"n":1,"eventType":"b","timestamp":"2024-05-06T07:08:09.123Z"}'
+        assert received.lstrip(b"\r\n") == (frame + b"\r\n\r\n")[:(len(frame) + 4) // 2]
+
     async def test_detach_is_published_when_a_stream_ends(self, http, state, recorder):
         """Other subscribers see event_stream_detached."""
         async with http.get("/v2/events", headers=SSE) as response:
@@ -731,6 +763,56 @@ class TestLeadership:
             assert await (await http.get("/v2/leader")).json() == {"leader": info["leader"]}
 
 
+    async def test_follow_moves_the_leadership(self, state):
+        """After a leader change the old leader names the new one, cuts its streams and
+        redirects new ones there."""
+        async with (MarathonSimulator(state) as first,
+                    MarathonSimulator(state, leader_url=first.url) as second,
+                    aiohttp.ClientSession() as http):
+            async with http.get(f"{first.url}/v2/events", headers=SSE) as stream:
+                await read_event(stream)
+                second.follow(None)
+                first.follow(second.url)
+                assert await read_to_end(stream) == b""
+            response = await http.get(f"{first.url}/v2/events", headers=SSE,
+                                      allow_redirects=False)
+            assert (response.status, response.headers["Location"]) == (
+                302, f"{second.url}/v2/events")
+            for url in (first.url, second.url):
+                assert (await http.get(f"{url}/v2/apps")).headers["X-Marathon-Leader"] == (
+                    second.url)
+
+
+class TestRestart:
+    async def test_restart_keeps_the_address_and_the_state(self, state, sim):
+        """A restarted facade serves the same state on the same port."""
+        state.load_apps([web_app()])
+        url = sim.url
+        await sim.restart()
+        assert sim.url == url
+        async with aiohttp.ClientSession(url) as http:
+            assert [a["id"] for a in (await (await http.get("/v2/apps")).json())["apps"]] == [
+                "/team/web"]
+
+    async def test_restart_cuts_the_event_stream(self, state, sim, http):
+        """Open streams end with the restart; a new one attaches to the restarted server."""
+        async with http.get("/v2/events", headers=SSE) as response:
+            await read_event(response)
+            await sim.restart()
+            assert await read_to_end(response) == b""
+        async with http.get("/v2/events", headers=SSE) as response:
+            assert (await read_event(response))[0] == "event_stream_attached"
+
+    async def test_nothing_answers_while_down(self, state, sim, http):
+        """During ``down_seconds`` connections are refused."""
+        restarting = asyncio.ensure_future(sim.restart(down_seconds=0.5))
+        await asyncio.sleep(0.2)
+        with pytest.raises(aiohttp.ClientConnectorError):
+            await http.get("/ping")
+        await restarting
+        assert (await http.get("/ping")).status == 200
+
+
 class TestWriteLog:
     async def test_writes_record_the_client_and_status(self, http, state):
         """Each write, refused ones too, is logged with its User-Agent; reads are not."""
@@ -778,6 +860,76 @@ class TestFaults:
         assert (await http.get("/ping")).status == 503
         state.unavailable = False
         assert await (await http.get("/ping")).text() == "pong"
+
+    async def test_a_fault_without_count_lasts_until_cleared(self, http, state):
+        """``count=None`` fails every matching request until ``clear_faults``."""
+        state.fail_next("^/ping", 502, count=None)
+        statuses = [(await http.get("/ping")).status for _ in range(5)]
+        state.clear_faults()
+        assert statuses == [502] * 5
+        assert (await http.get("/ping")).status == 200
+
+    @pytest.mark.parametrize("status", [503, 403])
+    async def test_events_fail_while_apps_work(self, http, state, status):
+        """A fault on ``/v2/events`` leaves the app list alone."""
+        state.fail_next("^/v2/events", status, count=None)
+        assert (await http.get("/v2/events", headers=SSE)).status == status
+        assert (await http.get("/v2/apps")).status == 200
+
+    async def test_hang_holds_the_request_until_released(self, http, state):
+        """A held request is answered normally once the fault is released."""
+        fault = state.inject("^/ping", "hang")
+        request = asyncio.ensure_future(http.get("/ping"))
+        await asyncio.sleep(0.1)  # give the request time to arrive; it must still be waiting
+        assert not request.done()
+        fault.release()
+        async with asyncio.timeout(TIMEOUT):
+            assert (await request).status == 200
+
+    async def test_hang_gives_up_after_its_seconds(self, http, state):
+        """``seconds`` bounds the hold; a client with a shorter timeout sees a timeout."""
+        state.inject("^/ping", "hang", seconds=0.3, count=2)
+        with pytest.raises(TimeoutError):
+            await http.get("/ping", timeout=aiohttp.ClientTimeout(total=0.1))
+        async with asyncio.timeout(TIMEOUT):
+            assert (await http.get("/ping")).status == 200
+
+    async def test_a_landed_hang_applies_the_write_and_holds_the_answer(self, http, state):
+        """With ``landed`` the write happens although its answer never comes in time."""
+        state.load_apps([web_app()])
+        fault = state.inject("^/v2/apps/", "hang", method="PATCH", landed=True)
+        with pytest.raises(TimeoutError):
+            await http.patch("/v2/apps/team/web", json={"instances": 3},
+                             timeout=aiohttp.ClientTimeout(total=0.3))
+        assert state.get_app("/team/web")["instances"] == 3
+        fault.release()
+
+    async def test_clear_faults_releases_held_requests(self, http, state):
+        """Clearing the table lets every held request go on."""
+        state.inject("^/ping", "hang", count=None)
+        request = asyncio.ensure_future(http.get("/ping"))
+        await asyncio.sleep(0.1)
+        state.clear_faults()
+        async with asyncio.timeout(TIMEOUT):
+            assert (await request).status == 200
+
+    async def test_truncate_sends_half_the_body_as_all_of_it(self, http, state):
+        """A truncated answer is a complete HTTP response whose JSON is cut short."""
+        state.load_apps([web_app()])
+        whole = await (await http.get("/v2/apps")).read()
+        state.inject("^/v2/apps$", "truncate", method="GET")
+        response = await http.get("/v2/apps")
+        body = await response.read()
+        assert (response.status, body) == (200, whole[:len(whole) // 2])
+        with pytest.raises(ValueError, match=r"^Unterminated string"):
+            json.loads(body)
+
+    async def test_take_fault_leaves_other_kinds_alone(self, state):
+        """``take_fault`` returns status failures only, so a hang stays planned."""
+        state.inject("^/ping", "hang")
+        assert state.take_fault("GET", "/ping") is None
+        assert state.claim_fault("GET", "/ping") is not None
+        assert state.claim_fault("GET", "/ping") is None
 
 
 class TestOldMarathon:
