@@ -30,10 +30,10 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from controller.app import DaemonHandle, run
 from controller.config import MarathonSettings, settings_from_mapping
 from controller.events import EventWatcher
 from controller.logs import configure
+from controller.manager import DaemonHandle, run
 from controller.marathon import MarathonClient
 from controller.model import AppId
 from controller.sse import SSEDecoder
@@ -84,7 +84,7 @@ def _writes(registry: CollectorRegistry) -> float:
 
 
 async def _idle(handle: DaemonHandle) -> None:
-    while handle.queue.depth or handle.queue.processing:  # noqa: ASYNC110 - bench polling
+    while handle.apps.queue.depth or handle.apps.queue.processing:  # noqa: ASYNC110
         await asyncio.sleep(0.005)
 
 
@@ -109,7 +109,7 @@ async def bench_daemon(args: argparse.Namespace) -> dict[str, Any]:
             }, env)
 
             def on_started(handle: DaemonHandle) -> None:
-                client = handle.engine.parts.marathon
+                client = handle.parts.marathon
                 original = client.update_app
 
                 async def timed_update(app_id: AppId, body: Any) -> str | None:
@@ -126,7 +126,7 @@ async def bench_daemon(args: argparse.Namespace) -> dict[str, Any]:
                                              started=on_started))
             await started.wait()
             handle = handles[0]
-            await handle.engine.synced.wait()
+            await handle.source.synced.wait()
             await _idle(handle)
             first_sync = time.perf_counter() - t0
             converged_writes = _writes(registry)
@@ -134,7 +134,7 @@ async def bench_daemon(args: argparse.Namespace) -> dict[str, Any]:
             bare = await _bare_list(url)
             before = _writes(registry)
             t1 = time.perf_counter()
-            await handle.engine.relist()
+            await handle.source.relist()
             await _idle(handle)
             resync = time.perf_counter() - t1
             resync_writes = _writes(registry) - before

@@ -127,7 +127,8 @@ def _stricter(level: str, floor: str) -> str:
 
 async def _pass(settings: Settings, env: Mapping[str, str], *, dry_run: bool, verbose: bool,
                 quiet: bool) -> int:
-    from controller.app import build, run_once
+    from controller.app import build
+    from controller.manager import run_once
     from controller.report import format_report
 
     async with build(settings, env, dry_run=dry_run) as parts:
@@ -144,7 +145,8 @@ async def _uninstall(settings: Settings, env: Mapping[str, str], *, dry_run: boo
                      delete_bundles: bool, quiet: bool) -> int:
     """Plan as if no registry were configured: every entry this controller owns goes, and then,
     if asked, every bundle it owns."""
-    from controller.app import build, run_once
+    from controller.app import build
+    from controller.manager import run_once
     from controller.report import format_report
 
     async with build(replace(settings, registries=()), env, dry_run=dry_run) as parts:
@@ -204,7 +206,7 @@ def _command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         return run_demo(duration=args.duration, listen=args.listen, verbose=args.verbose)
     settings = _load(args, env, one_shot=args.command != "run")
     if args.command == "run":
-        from controller.app import run as run_daemon
+        from controller.manager import run as run_daemon
 
         if args.dry_run:
             settings = replace(settings, reconcile=replace(settings.reconcile, dry_run=True))

@@ -17,11 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from controller.app import DaemonHandle, run
 from controller.config import settings_from_mapping
-from controller.engine import RegistryKey
 from controller.errors import ConfigError
 from controller.logs import configure
+from controller.manager import DaemonHandle, run
 from controller.model import AppId
 from controller.plan import is_managed_uri
 from controller.simulator import MarathonSimulator, MarathonState
@@ -81,10 +80,10 @@ async def _until(what: str, check: Callable[[], bool]) -> float:
 
 async def _script(handle: DaemonHandle, state: MarathonState, env: dict[str, str],
                   bundles: Path, listen: str) -> None:
-    book = handle.engine.status
+    book = handle.status
     _say(f"metrics: http://{listen}/metrics   status: http://{listen}/status")
     _say(f"bundles: {bundles}")
-    await _until("initial sync", handle.engine.synced.is_set)
+    await _until("initial sync", handle.source.synced.is_set)
     await _until("deployments", lambda: not state.list_deployments())
     _say("initial sync done:")
     _table(state, book)
@@ -97,7 +96,7 @@ async def _script(handle: DaemonHandle, state: MarathonState, env: dict[str, str
     _say("  (its creation deployment locked it meanwhile: the controller waited, never forced)")
 
     _say()
-    bundle_states = handle.engine.parts.bundles.states
+    bundle_states = handle.parts.bundles.states
     registry_state = bundle_states[REGISTRY]
     def digest() -> str:
         return registry_state.manifest.sha256 if registry_state.manifest else "-"
@@ -106,7 +105,7 @@ async def _script(handle: DaemonHandle, state: MarathonState, env: dict[str, str
     writes_before = len(state.writes)
     _say("rotating the registry password ...")
     env["DEMO_REGISTRY_PASSWORD"] = secrets.token_urlsafe(18)
-    handle.queue.add(RegistryKey(REGISTRY))
+    handle.registries.queue.add(REGISTRY)
     await _until("rotation", lambda: digest() != before)
     after = digest()
     _say(f"bundle content {before[:12]} -> {after[:12]}")

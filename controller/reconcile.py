@@ -1,22 +1,34 @@
-"""The reconciler: app id in, converged app out.
+"""The reconcilers: app id in, converged app out; registry in, current bundle out.
 
-Level-triggered: it reads the app, asks the pure planner what the fetch list should be, and
-writes only when that differs from what Marathon has, planning the write again from a read made
-once the write slot is held. Every write goes through the write gate
-(rate limit + deployment budget) and the leadership fence. Errors are raised for the caller
-(the work queue, or the one-shot pass) to classify: transient ones are retried.
+Level-triggered: ``AppReconciler`` reads the app, asks the pure planner what the fetch list
+should be, and writes only when that differs from what Marathon has, planning the write again
+from a read made once the write slot is held. Every write goes through the write gate (rate
+limit + deployment budget) and the leadership fence. It owns what only apps need: the apps
+waiting for a locking deployment, the apps waiting for a deployment slot, and the status book.
+``RegistryReconciler`` keeps each registry's bundle current. Failures are raised for the
+controller's handler to retry (``controller.controller``).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
+import structlog
+
 from controller.bundles import BundleManager, Fence, no_fence
-from controller.errors import MarathonNotFound
+from controller.controller import Result
+from controller.errors import (
+    MarathonConflict,
+    MarathonDeploymentLimit,
+    MarathonNotFound,
+)
 from controller.marathon import MarathonAPI
+from controller.metrics import APP_STATES, Metrics
 from controller.model import AppId, BundleLocation, RawApp
 from controller.plan import (
     DEFAULT_OWNER,
@@ -27,8 +39,18 @@ from controller.plan import (
     update_body,
 )
 from controller.ratelimit import DeploymentBudget, TokenBucket
+from controller.report import PassReport
+from controller.status import AppStatus, StatusBook
 
-__all__ = ["Action", "AppOutcome", "Reconciler", "WriteGate", "WriteSlot"]
+__all__ = ["Action", "AppOutcome", "AppReconciler", "RegistryReconciler", "WriteGate",
+           "WriteSlot"]
+
+log = structlog.get_logger(component="reconcile")
+
+_LOCKED_RECHECK_SECONDS = 30.0
+_DEFERRED_SECONDS = 10.0
+_DONE: dict[str | None, str] = {"add": "bundle entry added", "replace": "bundle entry replaced",
+                                "remove": "bundle entry removed"}
 
 Action = Literal["updated", "would_update", "unchanged", "gone", "deferred"]
 
@@ -72,9 +94,15 @@ class WriteSlot:
     deployment_id: str | None = None
 
 
-class Reconciler:
-    """``wait_for_budget=False`` (the daemon) defers a write when the deployment budget is
-    spent instead of holding a worker; the one-shot pass waits."""
+class AppReconciler:
+    """Converges one app per call and keeps what the daemon knows of each app.
+
+    ``wait_for_budget=False`` (the daemon) defers a write when the deployment budget is spent
+    instead of holding a worker; the one-shot pass waits, and gives up on an app once
+    ``max_conflicts`` 409s in a row leave it locked.
+    """
+
+    key_field = "app_id"
 
     def __init__(
         self,
@@ -84,22 +112,78 @@ class Reconciler:
         label: str,
         rules: Sequence[RegistryRule],
         gate: WriteGate,
+        budget: DeploymentBudget,
+        status: StatusBook,
+        metrics: Metrics,
         owner: str = DEFAULT_OWNER,
         fence: Fence = no_fence,
         dry_run: bool = False,
         wait_for_budget: bool = True,
+        max_conflicts: int | None = None,
+        take_listed: Callable[[AppId], RawApp | None] = lambda app_id: None,
+        report: PassReport | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._marathon = marathon
         self._bundles = bundles
         self._label = label
         self._rules = tuple(rules)
         self._gate = gate
+        self._budget = budget
         self._owner = owner
         self._fence = fence
         self._dry_run = dry_run
         self._wait_for_budget = wait_for_budget
+        self._max_conflicts = max_conflicts
+        self._take_listed = take_listed
+        self._report = report
+        self._metrics = metrics
+        self._now = now
+        self.status = status
+        self._waiting_on: defaultdict[str, set[AppId]] = defaultdict(set)
+        """Apps locked by a deployment, by its id: they come back when it ends."""
+        self._deferred: set[AppId] = set()
+        """Apps waiting for a deployment slot; they come back as soon as one frees up."""
+        self._conflicts: Counter[AppId] = Counter()
 
-    async def reconcile(self, app_id: AppId, *, listed: RawApp | None = None) -> AppOutcome:
+    # -- the Reconciler protocol ---------------------------------------------------------------
+
+    async def reconcile(self, app_id: AppId) -> Result:
+        try:
+            outcome = await self.converge(app_id, listed=self._take_listed(app_id))
+        except MarathonConflict as e:
+            return self._locked(app_id, e)
+        except MarathonDeploymentLimit as e:
+            return self._over_limit(app_id, e)
+        except Exception as e:
+            self.status.fail(app_id, str(e) or type(e).__name__, self._now())
+            if self._report is not None:
+                self._report.failures[app_id] = str(e) or type(e).__name__
+            raise
+        finally:
+            self._update_gauges()
+        self._conflicts.pop(app_id, None)
+        self._deferred.discard(app_id)
+        if self._report is not None and outcome.action != "deferred":
+            self._report.outcomes.append(outcome)
+        return self._result(outcome)
+
+    def deployment_finished(self, deployment_id: str) -> set[AppId]:
+        """A deployment ended: the apps it locked, and every app waiting for a slot, may go on.
+        Returns them, for the caller to queue."""
+        self._budget.finished(deployment_id)
+        ready = self._waiting_on.pop(deployment_id, set()) | self._deferred
+        self._deferred = set()
+        return ready
+
+    @property
+    def waited_on(self) -> set[str]:
+        """The deployments some app waits for (a one-shot pass polls Marathon for them)."""
+        return set(self._waiting_on)
+
+    # -- converging one app --------------------------------------------------------------------
+
+    async def converge(self, app_id: AppId, *, listed: RawApp | None = None) -> AppOutcome:
         """Converge ``app_id``; a deleted app is ``gone``.
 
         A copy from a relist saves a GET when it needs no change (as an informer cache would).
@@ -148,6 +232,111 @@ class Reconciler:
             return await self._marathon.get_app(app_id)
         except MarathonNotFound:
             return None
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    def _result(self, outcome: AppOutcome) -> Result:
+        app_id, plan = outcome.app_id, outcome.plan
+        fields: dict[str, object] = {"action": outcome.action}
+        if plan is not None and plan.eligibility.reason != "eligible":
+            fields["reason"] = plan.eligibility.reason  # why it gets no bundle
+        if outcome.action == "gone":
+            self.status.forget(app_id)
+            return Result(log=fields)
+        if outcome.action == "deferred":  # back when a deployment ends, or to poll the budget
+            self._deferred.add(app_id)
+            self._record(outcome, "pending")
+            return Result(requeue_after=_DEFERRED_SECONDS, waiting=True, log=fields)
+        if outcome.action == "updated":
+            self._metrics.deployments_triggered.inc()
+            fields["deployment_id"] = outcome.deployment_id
+            if plan is not None:
+                self.status.note("write", app_id, f"{plan.change} the bundle entry "
+                                 f"(deployment {outcome.deployment_id})", self._now())
+        if plan is not None and plan.change:
+            fields["change"] = plan.change
+        if plan is not None and plan.conflict:
+            fields["conflict"] = list(plan.conflict)
+        self._record(outcome, "pending" if outcome.action in ("updated", "would_update")
+                     else None)
+        return Result(requeue_after=outcome.requeue_after, log=fields)
+
+    def _record(self, outcome: AppOutcome, state: Literal["pending"] | None) -> None:
+        plan = outcome.plan
+        if plan is None:
+            return
+        decision = plan.eligibility
+        if decision.reason == "not_opted_in" and not plan.changed:
+            self.status.forget(outcome.app_id)  # not ours: keep the book to opted-in apps
+            return
+        if plan.conflict:
+            others = ", ".join(plan.conflict)
+            if self.status.state_of(outcome.app_id) != "conflict":
+                log.warning("app_ownership_conflict", app_id=outcome.app_id, others=others)
+            self.status.record(outcome.app_id, AppStatus(
+                state="conflict", registry=decision.registry, last_reconcile=self._now(),
+                detail=f"also managed by controller {others}: neither changes it; give this "
+                       "app's registry to one controller only"))
+            return
+        self.status.record(outcome.app_id, AppStatus(
+            state=state or ("converged" if decision.registry else "skipped"),
+            detail=decision.detail or _DONE.get(plan.change, "its bundle entry is in place"),
+            registry=decision.registry,
+            last_reconcile=self._now(),
+            deployment_id=outcome.deployment_id,
+        ))
+
+    def _locked(self, app_id: AppId, error: MarathonConflict) -> Result:
+        """Wait for the locking deployments to end (their end re-adds the app); never force."""
+        self._conflicts[app_id] += 1
+        if self._max_conflicts is not None and self._conflicts[app_id] > self._max_conflicts:
+            self._conflicts.pop(app_id)
+            raise error
+        for deployment in error.deployment_ids:
+            self._waiting_on[deployment].add(app_id)
+        self.status.fail(app_id, str(error), self._now(), state="locked")
+        return Result(requeue_after=_LOCKED_RECHECK_SECONDS, waiting=True,
+                      log={"action": "locked", "waiting_on": list(error.deployment_ids)})
+
+    def _over_limit(self, app_id: AppId, error: MarathonDeploymentLimit) -> Result:
+        """Marathon runs its maximum of deployments: wait like a spent budget, never force."""
+        self._budget.limit_reached()
+        self._deferred.add(app_id)
+        self.status.fail(app_id, str(error), self._now(), state="pending")
+        return Result(requeue_after=_DEFERRED_SECONDS, waiting=True,
+                      log={"action": "deferred", "error": str(error)})
+
+    def _update_gauges(self) -> None:
+        counts = self.status.counts()
+        for state in APP_STATES:
+            self._metrics.apps.labels(state=state).set(counts.get(state, 0))
+        self._metrics.deployments_in_flight.set(self._budget.in_flight)
+
+
+class RegistryReconciler:
+    """Keeps one registry's bundle current; comes back when it falls due. A failure keeps the
+    last good bundle and is retried with the controller's backoff."""
+
+    key_field = "registry"
+
+    def __init__(self, bundles: BundleManager, status: StatusBook, *,
+                 report: PassReport | None = None,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._bundles = bundles
+        self._status = status
+        self._report = report
+        self._now = now
+
+    async def reconcile(self, registry: str) -> Result:
+        try:
+            action = await self._bundles.refresh(registry)
+        except Exception as e:
+            message = str(e) or type(e).__name__
+            self._status.note("failure", registry, message, self._now())
+            if self._report is not None:
+                self._report.registry_failures[registry] = message
+            raise
+        return Result(requeue_after=self._bundles.refresh_in(registry), log={"action": action})
 
 
 def _renew_in(location: BundleLocation | None) -> float | None:

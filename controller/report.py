@@ -8,9 +8,12 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from controller.model import AppId, RawFetch
-from controller.reconcile import AppOutcome
+
+if TYPE_CHECKING:
+    from controller.reconcile import AppOutcome
 
 __all__ = ["PassReport", "format_report"]
 

@@ -27,14 +27,14 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Generic, Protocol, TypeVar
 
+from controller.backoff import Backoff
+
+_DEFAULT_BACKOFF = Backoff(1.0, 300.0)
+
 __all__ = ["QueueEmpty", "QueueObserver", "QueueShutDown", "WorkQueue"]
 
 K = TypeVar("K", bound=Hashable)
 K_contra = TypeVar("K_contra", contravariant=True)
-
-# 2**64 times any sane base delay is past any sane cap; bounding the exponent keeps the
-# arithmetic finite after thousands of failures.
-_MAX_BACKOFF_EXPONENT = 64
 
 
 class QueueShutDown(Exception):
@@ -78,21 +78,19 @@ class _NoObserver:
 class WorkQueue(Generic[K]):
     """Deduplicating FIFO of keys with delayed adds, per-key backoff and graceful shutdown.
 
-    ``add_rate_limited`` waits ``backoff_base * 2**failures`` seconds, at most
-    ``backoff_cap``; ``forget`` resets the count after a success.
+    ``add_rate_limited`` waits as ``backoff`` says for the key's failures so far; ``forget``
+    resets the count after a success.
     """
 
     def __init__(
         self,
         *,
         clock: Callable[[], float] = time.monotonic,
-        backoff_base: float = 1.0,
-        backoff_cap: float = 300.0,
+        backoff: Backoff = _DEFAULT_BACKOFF,
         observer: QueueObserver[K] | None = None,
     ) -> None:
         self._clock = clock
-        self._backoff_base = backoff_base
-        self._backoff_cap = backoff_cap
+        self._backoff = backoff
         self._observer: QueueObserver[K] = observer if observer is not None else _NoObserver()
         self._ready: deque[K] = deque()
         # Keys owed a delivery: the ready ones, plus processing ones re-added meanwhile.
@@ -143,11 +141,10 @@ class WorkQueue(Generic[K]):
         """Queue ``key`` after its backoff, which doubles with every call until ``forget``."""
         if self._shutting_down:
             return
-        failures = self._failures.get(key, 0)
-        self._failures[key] = failures + 1
-        delay = self._backoff_base * 2 ** min(failures, _MAX_BACKOFF_EXPONENT)
+        failures = self._failures.get(key, 0) + 1
+        self._failures[key] = failures
         self._observer.on_retry(key)
-        self.add_after(key, min(delay, self._backoff_cap))
+        self.add_after(key, self._backoff.delay(failures))
 
     def forget(self, key: K) -> None:
         """Reset the backoff of ``key`` (call it after a success)."""

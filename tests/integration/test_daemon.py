@@ -18,11 +18,11 @@ import pytest
 import structlog.testing
 import yaml
 
-from controller.app import DaemonHandle, run
 from controller.config import Settings, settings_from_mapping
-from controller.engine import Engine, RegistryKey
+from controller.manager import DaemonHandle, run
 from controller.plan import is_managed_uri
 from controller.simulator import MarathonSimulator, MarathonState
+from controller.source import AppSource
 
 REG = "registry.example.com:5000"
 LABEL = "pullsecret.enabled"
@@ -86,7 +86,7 @@ class Daemon:
         async with asyncio.timeout(10):
             await started.wait()
             assert self.handle is not None
-            await self.handle.engine.synced.wait()
+            await self.handle.source.synced.wait()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -154,8 +154,8 @@ class TestEvents:
             await eventually(lambda: not state.list_deployments())
             state.delete_app("/team/gone")
             assert d.handle is not None
-            engine, queue = d.handle.engine, d.handle.queue
-            await eventually(lambda: "/team/gone" not in engine.status.apps
+            book, queue = d.handle.status, d.handle.apps.queue
+            await eventually(lambda: "/team/gone" not in book.apps
                              and "/team/gone" not in queue)
 
     async def test_stream_cut_reconnects_relists_and_converges(self, state, sim, daemon):
@@ -163,12 +163,12 @@ class TestEvents:
         async with daemon() as d:
             assert d.handle is not None
             watcher = d.handle.watcher
-            relists = d.handle.engine.last_relist
+            relists = d.handle.source.last_relist
             state.disconnect_streams()
             await eventually(lambda: not watcher.connected)
             state.load_apps([app("/team/missed")])  # no event: only a relist can find it
             await eventually(lambda: watcher.connected and d.handle is not None
-                             and d.handle.engine.last_relist != relists)
+                             and d.handle.source.last_relist != relists)
             await eventually(lambda: len(bundle_uris(state, "/team/missed")) == 1)
 
 
@@ -203,9 +203,9 @@ class TestProtection:
             await eventually(lambda: not state.list_deployments())
             writes = len(state.writes)
             assert d.handle is not None
-            await d.handle.engine.relist()
-            await eventually(lambda: d.handle is not None and d.handle.queue.depth == 0
-                             and d.handle.queue.processing == 0)
+            await d.handle.source.relist()
+            await eventually(lambda: d.handle is not None and not d.handle.apps.queue.depth
+                             and not d.handle.apps.queue.processing)
             assert len(state.writes) == writes
 
 
@@ -220,11 +220,11 @@ class TestRotation:
             before, writes = bundle.read_bytes(), len(state.writes)
             env["REG_PW"] = "second-password"
             assert d.handle is not None
-            d.handle.queue.add(RegistryKey(REG))  # what the next resync does
+            d.handle.registries.queue.add(REG)  # what the next resync does
             await eventually(lambda: bundle.read_bytes() != before)
-            await d.handle.engine.relist()
-            await eventually(lambda: d.handle is not None and d.handle.queue.depth == 0
-                             and d.handle.queue.processing == 0)
+            await d.handle.source.relist()
+            await eventually(lambda: d.handle is not None and not d.handle.apps.queue.depth
+                             and not d.handle.apps.queue.processing)
         assert len(state.writes) == writes
 
 
@@ -303,7 +303,7 @@ class TestCrash:
         async def broken(self):
             raise RuntimeError("bug in the resync loop")
 
-        monkeypatch.setattr(Engine, "resync", broken)
+        monkeypatch.setattr(AppSource, "resync", broken)
         settings = settings_from_mapping(config(sim.url, tmp_path), env)
         with structlog.testing.capture_logs() as logs:
             code = await asyncio.wait_for(run(settings, env), 15)

@@ -1,4 +1,4 @@
-"""Engine edge cases against the simulator: keys never get stuck, caches never go stale."""
+"""A term's controllers against the simulator: keys never get stuck, caches never go stale."""
 
 from __future__ import annotations
 
@@ -12,13 +12,12 @@ from prometheus_client import CollectorRegistry
 
 from controller.app import build
 from controller.config import settings_from_mapping
-from controller.engine import Engine, RegistryKey
 from controller.events import EventEffect
+from controller.manager import Term, make_term
 from controller.metrics import Metrics
 from controller.model import AppId
 from controller.plan import bundle_name
 from controller.simulator import MarathonSimulator, MarathonState
-from controller.workqueue import WorkQueue
 
 REG = "registry.example.com:5000"
 
@@ -61,21 +60,20 @@ async def engine(tmp_path):
         env = {"REG_PW": "pw"}
         settings = settings_from_mapping(config(sim.url, tmp_path, timeout_seconds=0.2),
                                          env)
-        async with build(settings, env, wait_for_budget=False) as parts:
-            yield Engine(parts, WorkQueue(), Metrics(CollectorRegistry()))
+        async with build(settings, env) as parts:
+            yield make_term(parts, Metrics(CollectorRegistry()))
 
 
-async def test_timed_out_registry_refresh_comes_back(engine, monkeypatch):
+async def test_timed_out_registry_refresh_comes_back(engine: Term, monkeypatch):
     """A refresh cut by the reconcile timeout is scheduled again, with backoff."""
-    async def hang(registry: str, *, force: bool = False) -> str:
+    async def hang(registry: str) -> str:
         await asyncio.sleep(10)
         return "unchanged"
 
     monkeypatch.setattr(engine.parts.bundles, "refresh", hang)
-    key = RegistryKey(REG)
-    await engine.process(key)
-    assert key in engine.queue
-    assert engine.queue.pending_delayed == 1
+    await engine.registries.process(REG)
+    assert REG in engine.registries.queue
+    assert engine.registries.queue.pending_delayed == 1
 
 
 async def test_relist_does_not_cache_a_copy_older_than_an_event(engine, monkeypatch):
@@ -94,23 +92,23 @@ async def test_relist_does_not_cache_a_copy_older_than_an_event(engine, monkeypa
         return apps
 
     monkeypatch.setattr(marathon, "list_apps", slow_list)
-    relist = asyncio.create_task(engine.relist())
+    relist = asyncio.create_task(engine.source.relist())
     await listing.wait()
-    engine.on_effect(EventEffect(app_ids=(AppId("/e/a"),)))
+    engine.source.on_effect(EventEffect(app_ids=(AppId("/e/a"),)))
     release.set()
     await relist
 
     reads = count_reads(marathon, monkeypatch)
-    await engine.process(AppId("/e/a"))
+    await engine.apps.process(AppId("/e/a"))
     assert reads == ["/e/a"]
 
 
 async def test_untouched_listed_app_needs_no_read(engine, monkeypatch):
     """Without a newer event, a converged listed app costs no GET (the informer cache)."""
-    await engine.relist()
+    await engine.source.relist()
     marathon = engine.parts.marathon
     reads = count_reads(marathon, monkeypatch)
-    await engine.process(AppId("/e/a"))
+    await engine.apps.process(AppId("/e/a"))
     assert reads == []
 
 
@@ -122,16 +120,17 @@ async def test_deferred_write_returns_when_a_deployment_ends(tmp_path):
         env = {"REG_PW": "pw"}
         settings = settings_from_mapping(config(sim.url, tmp_path, max_concurrent_deployments=1),
                                          env)
-        async with build(settings, env, wait_for_budget=False) as parts:
-            engine = Engine(parts, WorkQueue(), Metrics(CollectorRegistry()))
-            await engine.process(AppId("/d/one"))
-            await engine.process(AppId("/d/two"))
-            assert (engine.status.apps["/d/two"].state, len(engine.queue)) == ("pending", 0)
-            assert AppId("/d/two") in engine.queue  # scheduled, not lost
+        async with build(settings, env) as parts:
+            term = make_term(parts, Metrics(CollectorRegistry()))
+            await term.apps.process(AppId("/d/one"))
+            await term.apps.process(AppId("/d/two"))
+            queue = term.apps.queue
+            assert (term.status.apps["/d/two"].state, len(queue)) == ("pending", 0)
+            assert AppId("/d/two") in queue  # scheduled, not lost
             (deployment,) = state.list_deployments()
             state.finish_deployment(deployment["id"])
-            engine.on_effect(EventEffect(finished_deployment=deployment["id"]))
-            assert engine.queue.get_nowait() == "/d/two"
+            term.source.on_effect(EventEffect(finished_deployment=deployment["id"]))
+            assert queue.get_nowait() == "/d/two"
 
 
 class TestCanonicalLogLine:
@@ -144,10 +143,10 @@ class TestCanonicalLogLine:
             async with MarathonSimulator(state) as sim:
                 env = {"REG_PW": "pw"}
                 settings = settings_from_mapping(config(sim.url, tmp_path), env)
-                async with build(settings, env, wait_for_budget=False) as parts:
-                    engine = Engine(parts, WorkQueue(), Metrics(CollectorRegistry()))
+                async with build(settings, env) as parts:
+                    term = make_term(parts, Metrics(CollectorRegistry()))
                     with structlog.testing.capture_logs() as logs:
-                        await engine.process(AppId(definition["id"]))
+                        await term.apps.process(AppId(definition["id"]))
             (line,) = [e for e in logs if e["event"] == "reconcile_finished"]
             return line
 

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 import structlog.testing
 
-from controller.app import build, run_once
+from controller.app import build
 from controller.config import settings_from_mapping
 from controller.events import EventEffect
+from controller.manager import run_once
 from controller.model import AppId
 from controller.plan import entry_owner, is_managed_uri
 from controller.simulator import ApiError, MarathonSimulator, MarathonState
@@ -134,10 +135,10 @@ class TestEventStorm:
         with structlog.testing.capture_logs() as logs:
             async with Daemon(settings, env) as daemon:
                 assert daemon.handle is not None
-                engine, queue = daemon.handle.engine, daemon.handle.queue
+                source, queue = daemon.handle.source, daemon.handle.apps.queue
                 peak = 0
                 for i in range(30_000):
-                    engine.on_effect(EventEffect(app_ids=(AppId(f"/storm/ghost-{i}"),)))
+                    source.on_effect(EventEffect(app_ids=(AppId(f"/storm/ghost-{i}"),)))
                     peak = max(peak, queue.depth)
         assert 10_000 <= peak < 10_100  # the cap: 10,000 beyond twice the relisted keys
         # Logged once per relist asked for (late deployment events may ask again), never
@@ -208,14 +209,14 @@ class TestTwoControllers:
                 Daemon(named("team-b", other, shared), env) as second:
             handles = [d.handle for d in (first, second) if d.handle is not None]
             await eventually(lambda: converged(state, "/two/a") and converged(state, "/two/b"))
-            await eventually(lambda: any(h.engine.status.state_of(AppId("/two/both"))
+            await eventually(lambda: any(h.status.state_of(AppId("/two/both"))
                                          == "conflict" for h in handles))
             settled, asked = len(state.writes), time.monotonic()
             for h in handles:  # a full resync of both must find nothing to do
-                h.engine.request_relist()
+                h.source.request_relist()
             await eventually(lambda: all(
-                (h.engine.last_relist or 0) > asked and not h.queue.depth
-                and not h.queue.processing for h in handles))
+                (h.source.last_relist or 0) > asked and not h.apps.queue.depth
+                and not h.apps.queue.processing for h in handles))
             assert len(state.writes) == settled
         assert owners(state, "/two/a") == ["default"]
         assert owners(state, "/two/b") == ["team-b"]

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from controller.backoff import Backoff
 from controller.workqueue import QueueEmpty, QueueShutDown, WorkQueue
 
 # Powers of two, so sums of clock steps are exact and "due at" comparisons are too.
@@ -53,7 +54,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def queue(clock: FakeClock) -> WorkQueue[str]:
-    return WorkQueue(clock=clock, backoff_base=1.0, backoff_cap=8.0)
+    return WorkQueue(clock=clock, backoff=Backoff(1.0, 8.0))
 
 
 def drain_ready(queue: WorkQueue[str]) -> list[str]:
@@ -198,7 +199,7 @@ class TestAddAfter:
 
 class TestRateLimit:
     def test_backoff_doubles_up_to_the_cap(self, queue: WorkQueue[str], clock: FakeClock) -> None:
-        """Each failure doubles the wait from ``backoff_base`` until ``backoff_cap``."""
+        """Each failure doubles the wait from the backoff's base until its cap."""
         for expected in [1, 2, 4, 8, 8]:
             queue.add_rate_limited("a")
             clock.advance(expected - TICK)
@@ -451,8 +452,8 @@ class WorkQueueMachine(RuleBasedStateMachine):
         super().__init__()
         self.clock = FakeClock()
         self.observer = RecordingObserver()
-        self.queue: WorkQueue[str] = WorkQueue(clock=self.clock, backoff_base=1.0,
-                                               backoff_cap=4.0, observer=self.observer)
+        self.queue: WorkQueue[str] = WorkQueue(clock=self.clock, backoff=Backoff(1.0, 4.0),
+                                               observer=self.observer)
         self.ready: list[str] = []
         self.owed: set[str] = set()
         self.held: set[str] = set()

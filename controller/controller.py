@@ -1,0 +1,167 @@
+"""A controller in controller-runtime's shape: one work queue, N workers, one reconciler.
+
+The handler is the one place that decides a key's future from what its reconciler said, as
+controller-runtime's ``reconcileHandler`` does:
+
+- a ``Result`` resets the key's backoff, and brings it back after ``requeue_after`` if set;
+- a ``TerminalError`` is final for that input: the key is forgotten;
+- any other exception is retried: after the server's ``retry_after`` when it gave one, else
+  with the controller's ``Backoff``. A one-shot pass (``once=True``) records it and moves on,
+  and brings a key back only while it is ``waiting``.
+
+It also writes the reconcile metrics and exactly one ``reconcile_finished`` line per reconcile.
+The daemon runs ``worker()`` tasks for ever; a one-shot pass calls ``drain()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass, field
+from typing import Generic, Literal, Protocol, TypeVar
+
+import structlog
+from structlog.contextvars import bound_contextvars
+
+from controller.backoff import Backoff
+from controller.errors import TerminalError
+from controller.metrics import Metrics
+from controller.workqueue import QueueObserver, QueueShutDown, WorkQueue
+
+__all__ = ["Controller", "Reconciler", "Result"]
+
+log = structlog.get_logger(component="controller")
+
+K = TypeVar("K", bound=Hashable)
+K_contra = TypeVar("K_contra", bound=Hashable, contravariant=True)
+Outcome = Literal["success", "error", "requeue_after"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Result:
+    """What a reconciler says of one key: when to look again, and what to log."""
+
+    requeue_after: float | None = None
+    waiting: bool = False
+    """The key is not done (it waits for a lock or a slot): it comes back even in a one-shot
+    pass, which otherwise drops ``requeue_after`` (a later refresh is the daemon's business)."""
+    log: Mapping[str, object] = field(default_factory=dict)
+
+
+class Reconciler(Protocol[K_contra]):
+    """Brings one key to its desired state, from scratch (level-triggered)."""
+
+    key_field: str
+    """The log field that names the key (``app_id``, ``registry``)."""
+
+    async def reconcile(self, key: K_contra) -> Result: ...
+
+
+class Controller(Generic[K]):
+    def __init__(
+        self,
+        reconciler: Reconciler[K],
+        metrics: Metrics,
+        *,
+        workers: int,
+        timeout: float | None,
+        backoff: Backoff,
+        once: bool = False,
+        observer: QueueObserver[K] | None = None,
+        on_done: Callable[[K], None] = lambda key: None,
+    ) -> None:
+        self.queue: WorkQueue[K] = WorkQueue(backoff=backoff, observer=observer)
+        self.workers = workers
+        self._reconciler = reconciler
+        self._metrics = metrics
+        self._timeout = timeout
+        self._once = once
+        self._on_done = on_done
+
+    async def worker(self) -> None:
+        """Take keys until the queue shuts down."""
+        while True:
+            try:
+                key = await self.queue.get()
+            except QueueShutDown:
+                return
+            try:
+                await self.process(key)
+            finally:
+                self.queue.done(key)
+                self._on_done(key)
+
+    async def drain(self) -> None:
+        """Run the workers until no key is ready, held or scheduled (a one-shot pass)."""
+        on_done = self._on_done
+
+        def shut_down_when_idle(key: K) -> None:
+            on_done(key)
+            if self.idle:
+                self.queue.shutdown(drain=True)
+
+        self._on_done = shut_down_when_idle
+        try:
+            if self.idle:
+                self.queue.shutdown(drain=True)
+            async with asyncio.TaskGroup() as tasks:
+                for i in range(self.workers):
+                    tasks.create_task(self.worker(), name=f"drain-{i}")
+        finally:
+            self._on_done = on_done
+
+    @property
+    def idle(self) -> bool:
+        queue = self.queue
+        return not (queue.depth or queue.processing or queue.pending_delayed)
+
+    async def process(self, key: K) -> None:
+        """Reconcile one key, decide when it comes back, count it and log it once."""
+        started = time.perf_counter()
+        fields: dict[str, object] = {}
+        with bound_contextvars(**{self._reconciler.key_field: str(key)},
+                               reconcile_id=uuid.uuid4().hex[:12],
+                               attempt=self.queue.retries(key) + 1):
+            try:
+                async with asyncio.timeout(self._timeout):
+                    result = await self._reconciler.reconcile(key)
+            except TerminalError as e:
+                outcome = self._failed(key, e, fields, retry=False)
+            except Exception as e:  # noqa: BLE001 - transient, timeouts and bugs: back off
+                outcome = self._failed(key, e, fields, retry=not self._once)
+            else:
+                outcome = self._succeeded(key, result, fields)
+            duration = time.perf_counter() - started
+            self._metrics.reconcile_total.labels(result=outcome).inc()
+            if outcome == "error":
+                self._metrics.reconcile_errors.inc()
+            self._metrics.reconcile_seconds.observe(duration)
+            log.log(logging.WARNING if outcome == "error" else logging.INFO,
+                    "reconcile_finished", outcome=outcome,
+                    duration_ms=round(duration * 1000, 2), **fields)
+
+    def _succeeded(self, key: K, result: Result, fields: dict[str, object]) -> Outcome:
+        fields.update(result.log)
+        self.queue.forget(key)
+        if result.requeue_after is None or (self._once and not result.waiting):
+            return "success"
+        self.queue.add_after(key, result.requeue_after)
+        fields["requeue_after"] = round(result.requeue_after, 1)
+        return "requeue_after"
+
+    def _failed(self, key: K, error: Exception, fields: dict[str, object], *, retry: bool
+                ) -> Outcome:
+        fields.update(error=str(error) or type(error).__name__,
+                      error_type=type(error).__name__, retry=retry)
+        retry_after = getattr(error, "retry_after", None)  # the server said when
+        if not retry:
+            self.queue.forget(key)
+        elif retry_after is not None:
+            self.queue.add_after(key, retry_after)
+            fields["requeue_after"] = retry_after
+        else:
+            self.queue.add_rate_limited(key)
+        return "error"

@@ -1,0 +1,384 @@
+"""The manager: runs the controllers, as a daemon or as one pass.
+
+The daemon (``run``) serves the ops endpoints from start to finish and runs the work only in
+leadership terms: each term builds a controller for apps and one for registries, the source
+of their keys (relists and the event stream) and the watcher, and stops them in order
+(controller-runtime's ``engageStopProcedure``). The one-shot pass (``run_once``) is the same
+controllers drained once: publish every registry, relist, queue every app, drain, with the
+same reconcilers and the same policies, its deployments followed by polling instead of events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from controller.app import Components, build, user_agent
+from controller.backoff import Backoff
+from controller.bundles import no_fence
+from controller.config import Settings
+from controller.controller import Controller
+from controller.events import EventWatcher
+from controller.http import make_app, serve
+from controller.marathon import RequestObserver
+from controller.metrics import Metrics, QueueMetrics
+from controller.model import AppId, RawApp
+from controller.plan import RegistryRule
+from controller.reconcile import AppReconciler, RegistryReconciler
+from controller.report import PassReport
+from controller.source import AppSource
+from controller.status import StatusBook
+from controller.workqueue import WorkQueue
+
+if TYPE_CHECKING:
+    from controller.leader import ZooKeeperElection
+
+__all__ = ["DaemonHandle", "Term", "app_reconciler", "make_term", "run", "run_once"]
+
+log = structlog.get_logger(component="manager")
+
+APP_BACKOFF = Backoff(1.0, 300.0)
+REGISTRY_BACKOFF = Backoff(5.0, 300.0)
+"""A failed refresh keeps the last good bundle; it is tried again from 5 s to 5 min."""
+_ONE_SHOT_CONFLICTS = 3
+"""A one-shot pass waits for an app's locking deployment this often before giving up on it."""
+_DEPLOYMENT_POLL_SECONDS = 1.0
+
+
+def app_reconciler(parts: Components, metrics: Metrics, status: StatusBook, *,
+                   wait_for_budget: bool, take_listed: Callable[[AppId], RawApp | None],
+                   max_conflicts: int | None = None, report: PassReport | None = None,
+                   ) -> AppReconciler:
+    settings = parts.settings
+    return AppReconciler(
+        marathon=parts.marathon, bundles=parts.bundles, label=settings.selector.label,
+        rules=[RegistryRule(registry=r.registry, apps=r.apps) for r in settings.registries],
+        gate=parts.gate, budget=parts.budget, status=status, metrics=metrics,
+        owner=settings.controller.name, fence=parts.fence, dry_run=parts.dry_run,
+        wait_for_budget=wait_for_budget, max_conflicts=max_conflicts,
+        take_listed=take_listed, report=report)
+
+
+def _registry_workers(parts: Components) -> int:
+    return max(1, min(parts.settings.reconcile.workers, len(parts.bundles.states)))
+
+
+async def run_once(parts: Components, *, every_app: bool = False) -> PassReport:
+    """Publish every registry's bundle, then converge every app that carries the opt-in label
+    (whatever its value), or every app at all (``uninstall``: an app whose label was deleted
+    may still carry an entry).
+
+    One app or registry failing never stops the pass: its error is recorded and the rest go on.
+    """
+    rc = parts.settings.reconcile
+    report, status = PassReport(), StatusBook()
+    metrics = Metrics(CollectorRegistry())
+    registries = Controller(RegistryReconciler(parts.bundles, status, report=report), metrics,
+                            workers=_registry_workers(parts), timeout=None,
+                            backoff=REGISTRY_BACKOFF, once=True)
+    for registry in parts.bundles.states:
+        registries.queue.add(registry)
+    await registries.drain()
+    listed = {AppId(a["id"]): a for a in await parts.marathon.list_apps(
+        label_selector=None if every_app else parts.settings.selector.label)}
+    reconciler = app_reconciler(parts, metrics, status, wait_for_budget=True,
+                                max_conflicts=_ONE_SHOT_CONFLICTS, report=report,
+                                take_listed=lambda app_id: listed.pop(app_id, None))
+    apps = Controller(reconciler, metrics, workers=rc.workers, timeout=None,
+                      backoff=APP_BACKOFF, once=True)
+    for app_id in list(listed):
+        apps.queue.add(app_id)
+    poller = asyncio.create_task(_follow_deployments(parts, reconciler, apps.queue),
+                                 name="deployments")
+    try:
+        await apps.drain()
+    finally:
+        poller.cancel()
+        await asyncio.gather(poller, return_exceptions=True)
+    return report
+
+
+async def _follow_deployments(parts: Components, reconciler: AppReconciler,
+                              queue: WorkQueue[AppId]) -> None:
+    """Without an event stream, learn from ``/v2/deployments`` when a locking deployment ends,
+    so that the apps waiting for it go on as the daemon's would on the end event."""
+    while True:
+        await asyncio.sleep(_DEPLOYMENT_POLL_SECONDS)  # polling Marathon: nothing to wait on
+        waited = reconciler.waited_on
+        if not waited:
+            continue
+        try:
+            running = {d["id"] for d in await parts.marathon.list_deployments()}
+        except Exception as e:  # noqa: BLE001 - the waiting apps come back after 30 s anyway
+            log.warning("deployments_unreadable", error=str(e) or type(e).__name__)
+            continue
+        for deployment in waited - running:
+            for app_id in reconciler.deployment_finished(deployment):
+                queue.add(app_id)
+
+
+class _Reachability:
+    """Remembers when Marathon last answered (any status below 500), for ``/readyz``."""
+
+    def __init__(self, observe: RequestObserver) -> None:
+        self._observe = observe
+        self.last_ok: float | None = None
+
+    def __call__(self, method: str, status: str, seconds: float) -> None:
+        self._observe(method, status, seconds)
+        if status.isdigit() and int(status) < 500:
+            self.last_ok = time.monotonic()
+
+
+async def _guard(coro: Coroutine[Any, Any, None], name: str, stopping: asyncio.Event) -> None:
+    """Log a root task's failure or unexpected exit by name; either ends the term."""
+    try:
+        await coro
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("task_crashed", task=name)
+        raise
+    if not stopping.is_set():
+        log.error("task_exited", task=name)
+
+
+@dataclass(slots=True, kw_only=True)
+class Term:
+    """The controllers of one leadership term and the source of their keys."""
+
+    parts: Components
+    status: StatusBook
+    source: AppSource
+    apps: Controller[AppId]
+    registries: Controller[str]
+
+
+def make_term(parts: Components, metrics: Metrics) -> Term:
+    """The app and registry controllers, wired to one source of keys (not started)."""
+    rc = parts.settings.reconcile
+    status = StatusBook()
+    listed: dict[AppId, RawApp] = {}
+    reconciler = app_reconciler(parts, metrics, status, wait_for_budget=False,
+                                take_listed=lambda app_id: listed.pop(app_id, None))
+    apps = Controller(reconciler, metrics, workers=rc.workers, timeout=rc.timeout_seconds,
+                      backoff=APP_BACKOFF, observer=QueueMetrics(metrics),
+                      on_done=lambda app_id: source.app_done(app_id))
+    registries = Controller(
+        RegistryReconciler(parts.bundles, status), metrics, workers=_registry_workers(parts),
+        timeout=rc.timeout_seconds, backoff=REGISTRY_BACKOFF,
+        on_done=lambda registry: source.registry_done(registry))
+    source = AppSource(parts.marathon, label=parts.settings.selector.label, listed=listed,
+                       apps=apps.queue, registries=registries.queue, reconciler=reconciler,
+                       bundles=parts.bundles, metrics=metrics, resync_seconds=rc.resync_seconds)
+    return Term(parts=parts, status=status, source=source, apps=apps, registries=registries)
+
+
+@dataclass(slots=True, kw_only=True)
+class DaemonHandle(Term):
+    """One running leadership term, handed to tests and the demo once it started."""
+
+    watcher: EventWatcher
+    tasks: dict[str, asyncio.Task[None]]
+
+
+class _Daemon:
+    """The long-running controller: ops endpoints always, the work only while leading."""
+
+    def __init__(self, settings: Settings, metrics: Metrics, parts: Components,
+                 reachability: _Reachability, election: ZooKeeperElection | None) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.parts = parts
+        self.reachability = reachability
+        self.election = election
+        self.term: DaemonHandle | None = None
+
+    # -- ops endpoints -------------------------------------------------------------------------
+
+    def health(self) -> dict[str, bool]:
+        tasks = self.term.tasks if self.term else {}
+        return {"loop": True} | {name: not t.done() for name, t in tasks.items()}
+
+    def ready(self) -> dict[str, bool]:
+        if self.term is None:  # a standby is ready to take over only while ZooKeeper answers
+            return {"standby": self.election is not None and self.election.connected}
+        fresh = 2 * self.settings.reconcile.resync_seconds
+        now = time.monotonic()
+        last_ok, last_relist = self.reachability.last_ok, self.term.source.last_relist
+        return {
+            "synced": self.term.source.synced.is_set(),
+            "marathon": last_ok is not None and now - last_ok < fresh,
+            "events": self.term.watcher.connected or (last_relist is not None
+                                                      and now - last_relist < fresh),
+        }
+
+    def status(self) -> dict[str, Any]:
+        term = self.term
+        book = term.status if term else StatusBook()
+        return book.snapshot(
+            self.parts.bundles.states, datetime.now(UTC),
+            leader=term is not None, ready=self.ready(),
+            event_stream={"connected": term.watcher.connected if term else False},
+            queue={"depth": term.apps.queue.depth, "processing": term.apps.queue.processing}
+            if term else None,
+            dry_run=self.settings.reconcile.dry_run)
+
+    # -- terms ---------------------------------------------------------------------------------
+
+    async def lead(self, stop: asyncio.Event, lost: asyncio.Event,
+                   started: Callable[[DaemonHandle], None] | None) -> bool:
+        """Run one leadership term until ``stop`` or ``lost``; return True if a task crashed."""
+        rc = self.settings.reconcile
+        metrics, parts = self.metrics, self.parts
+        term = make_term(parts, metrics)
+        source, apps, registries = term.source, term.apps, term.registries
+        watcher = EventWatcher(
+            parts.marathon, on_effect=source.on_effect, on_attached=source.request_relist,
+            on_connected=lambda up: metrics.sse_connected.set(1 if up else 0),
+            on_event=lambda kind: metrics.events.labels(event_type=kind).inc(),
+            on_reconnect=metrics.sse_reconnects.inc,
+        )
+        roots: dict[str, Coroutine[Any, Any, None]] = {
+            f"worker-{i}": apps.worker() for i in range(apps.workers)}
+        roots |= {f"registry-worker-{i}": registries.worker()
+                  for i in range(registries.workers)}
+        roots |= {"resync": source.resync(), "events": watcher.run()}
+        stopping = asyncio.Event()
+        tasks = {name: asyncio.create_task(_guard(coro, name, stopping), name=name)
+                 for name, coro in roots.items()}
+        self.term = DaemonHandle(parts=parts, status=term.status, source=source, apps=apps,
+                                 registries=registries, watcher=watcher, tasks=tasks)
+        metrics.leader.set(1)
+        if started is not None:
+            started(self.term)
+        waits = [asyncio.create_task(stop.wait(), name="stop"),
+                 asyncio.create_task(lost.wait(), name="lost")]
+        reason = "cancelled"
+        try:
+            done, _ = await asyncio.wait([*waits, *tasks.values()],
+                                         return_when=asyncio.FIRST_COMPLETED)
+            crashed = not (waits[0] in done or waits[1] in done)
+            reason = "crash" if crashed else ("signal" if stop.is_set() else "leadership_lost")
+        finally:  # also when run() itself is cancelled: no task outlives its term
+            for w in waits:
+                w.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+            log.info("term_stopping", reason=reason)
+            stopping.set()
+            await _stop_term(tasks, (apps.queue, registries.queue), drain=reason == "signal",
+                             grace_seconds=rc.shutdown_timeout_seconds)
+            metrics.leader.set(0)
+            metrics.sse_connected.set(0)
+            self.term = None
+        return crashed
+
+
+async def _stop_term(tasks: dict[str, asyncio.Task[None]],
+                     queues: tuple[WorkQueue[AppId], WorkQueue[str]], *, drain: bool,
+                     grace_seconds: float) -> None:
+    """Stop the sources, let workers finish (draining the queues if asked), cancel the rest."""
+    for name in ("events", "resync"):
+        tasks[name].cancel()
+    for queue in queues:
+        queue.shutdown(drain=drain)
+    _, pending = await asyncio.wait(tasks.values(), timeout=grace_seconds)
+    if pending:
+        log.warning("shutdown_timed_out", pending=sorted(t.get_name() for t in pending),
+                    queued=sum(q.depth for q in queues))
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*tasks.values(), return_exceptions=True)
+
+
+async def _until(awaitable: Coroutine[Any, Any, Any], stop: asyncio.Event) -> bool:
+    """Await ``awaitable`` unless ``stop`` is set first; True if it finished."""
+    work = asyncio.create_task(awaitable)
+    stopping = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([work, stopping], return_when=asyncio.FIRST_COMPLETED)
+    for task in (work, stopping):
+        task.cancel()
+    await asyncio.gather(work, stopping, return_exceptions=True)
+    if work in done:
+        work.result()
+        return True
+    return False
+
+
+async def run(
+    settings: Settings,
+    env: Mapping[str, str],
+    *,
+    stop: asyncio.Event | None = None,
+    registry: CollectorRegistry | None = None,
+    started: Callable[[DaemonHandle], None] | None = None,
+) -> int:
+    """The daemon. Returns the exit code: 0 after SIGTERM/SIGINT (or ``stop``), 1 on a crash.
+
+    The HTTP server starts first and stops last. With leader election, a replica serves the
+    ops endpoints as a standby and runs the work only while it holds the lock.
+    """
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    metrics = Metrics(registry or CollectorRegistry())
+    metrics.init_registries(r.registry for r in settings.registries)
+    reachability = _Reachability(metrics.observe_request)
+    election: ZooKeeperElection | None = None
+    if settings.leader_election:  # kazoo is loaded only when the config asks for it
+        from controller.leader import ZooKeeperElection
+
+        election = ZooKeeperElection(settings.leader_election, user_agent())
+    crashed = False
+    runner: web.AppRunner | None = None
+    try:
+        async with build(settings, env, observe_request=reachability,
+                         observe_publish=metrics.observe_publish,
+                         fence=election.fence if election else no_fence) as parts:
+            daemon = _Daemon(settings, metrics, parts, reachability, election)
+            runner = await serve(make_app(registry=metrics.registry, health=daemon.health,
+                                          ready=daemon.ready, status=daemon.status),
+                                 settings.server.host, settings.server.port)
+            log.info("controller_started", listen=f"{settings.server.host}:{settings.server.port}",
+                     registries=[r.registry for r in settings.registries],
+                     dry_run=settings.reconcile.dry_run, leader_election=election is not None)
+            try:
+                if election is None:
+                    crashed = await daemon.lead(stop, asyncio.Event(), started)
+                else:
+                    crashed = await _elected_terms(daemon, election, stop, started)
+            finally:
+                if election is not None:
+                    await election.stop()
+    finally:  # the clients are closed by now: the HTTP server stops last
+        if runner is not None:
+            await runner.cleanup()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    log.info("controller_stopped", exit_code=1 if crashed else 0)
+    return 1 if crashed else 0
+
+
+async def _elected_terms(daemon: _Daemon, election: ZooKeeperElection, stop: asyncio.Event,
+                         started: Callable[[DaemonHandle], None] | None) -> bool:
+    """Stand by, lead when elected, and stand by again when leadership is lost."""
+    if not await _until(election.start(), stop):
+        return False
+    while not stop.is_set():
+        log.info("standby_waiting")
+        if not await _until(election.acquire(), stop):
+            break
+        if await daemon.lead(stop, election.lost, started):
+            return True
+        await election.release()
+    return False

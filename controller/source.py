@@ -1,0 +1,183 @@
+"""Where keys come from: relists of Marathon's app list and the event stream's effects.
+
+Level-triggered: a relist queues every labelled app, every app the status book knows and every
+registry; an event only queues the apps it names. The relisted apps are kept as an informer's
+cache would, so an app that needs nothing costs no GET, until a worker or a newer event uses
+the copy up. Relists run on their own loop (the first one is the initial sync), apart from the
+event stream, which may fail for good while ``/v2/apps`` works; the stream only adds keys and
+asks for a relist when it (re)attaches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Awaitable, Callable, Hashable
+
+import structlog
+
+from controller.backoff import Backoff
+from controller.bundles import BundleManager
+from controller.events import EventEffect
+from controller.marathon import MarathonAPI
+from controller.metrics import Metrics
+from controller.model import AppId, RawApp
+from controller.reconcile import AppReconciler
+from controller.workqueue import WorkQueue
+
+__all__ = ["AppSource"]
+
+log = structlog.get_logger(component="source")
+
+_RELIST_BACKOFF = Backoff(1.0, 60.0)
+_EVENT_KEYS_FLOOR = 10_000
+"""Events may queue this many app ids beyond twice the last relist's count; past that, an event
+storm (ids of apps that may not exist) asks for a relist instead of growing the queue."""
+_MAX_APP_ID = 1024
+
+
+class AppSource:
+    def __init__(
+        self,
+        marathon: MarathonAPI,
+        *,
+        label: str,
+        listed: dict[AppId, RawApp],
+        apps: WorkQueue[AppId],
+        registries: WorkQueue[str],
+        reconciler: AppReconciler,
+        bundles: BundleManager,
+        metrics: Metrics,
+        resync_seconds: float,
+    ) -> None:
+        self._marathon = marathon
+        self._label = label
+        self._apps = apps
+        self._registries = registries
+        self._reconciler = reconciler
+        self._bundles = bundles
+        self._metrics = metrics
+        self._resync_seconds = resync_seconds
+        self._listed = listed
+        """Apps as the last relist saw them, until a worker (``AppReconciler``'s
+        ``take_listed``) or a newer event uses them up."""
+        self._events_seen = 0
+        self._touched: dict[AppId, int] = {}
+        """The event count when each app was last named by an event (see ``relist``)."""
+        self._initial: set[Hashable] | None = None
+        self._relist_wanted = asyncio.Event()
+        self._listed_keys = 0
+        self._synced_at: float | None = None
+        self.synced = asyncio.Event()
+        self.last_relist: float | None = None
+
+    # -- relists ---------------------------------------------------------------------------
+
+    async def relist(self) -> None:
+        """Queue every labelled app, every app we know, and every registry."""
+        listed_at = self._events_seen
+        apps = await self._marathon.list_apps(label_selector=self._label)
+        app_ids: set[AppId] = set()
+        for app in apps:
+            app_id = AppId(app["id"])
+            app_ids.add(app_id)
+            if self._touched.get(app_id, -1) <= listed_at:  # else an event is newer than it
+                self._listed[app_id] = app
+        self._touched = {a: seen for a, seen in self._touched.items() if seen > listed_at}
+        app_ids.update(self._reconciler.status.apps)
+        registries = set(self._bundles.states)
+        for app_id in app_ids:
+            self._apps.add(app_id)
+        for registry in registries:
+            self._registries.add(registry)
+        if self._initial is None:
+            self._initial = {*app_ids, *(("registry", r) for r in registries)}
+            self._check_synced()
+        self._listed_keys = len(app_ids) + len(registries)
+        self.last_relist = time.monotonic()
+        self._metrics.last_resync.set(time.time())
+        log.info("relist_finished", apps=len(apps), keys=self._listed_keys)
+
+    def request_relist(self) -> None:
+        """Ask for a relist now (the event stream attached: events may have been missed)."""
+        self._relist_wanted.set()
+
+    async def resync(self) -> None:
+        """The initial sync, then a relist every period (±10 % jitter) and whenever one is
+        requested; a failed relist is retried with backoff. Leftovers of interrupted writes are
+        removed first, and stale bundles after each relist once the sync has settled."""
+        period = self._resync_seconds
+        failures = 0
+        await _chore(self._bundles.cleanup)
+        while True:
+            self._relist_wanted.clear()
+            try:
+                await self.relist()
+                failures = 0
+                wait = period * random.uniform(0.9, 1.1)  # noqa: S311
+                if self._settled(grace=period):
+                    await _chore(self._bundles.prune)
+            except Exception as e:  # noqa: BLE001 - any failure: try again, backing off
+                failures += 1
+                wait = min(period, _RELIST_BACKOFF.delay(failures))
+                log.warning("relist_failed", error=str(e) or type(e).__name__,
+                            failures=failures, retry_in=wait)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._relist_wanted.wait()
+
+    def _settled(self, *, grace: float) -> bool:
+        """Whether stale bundles may go: the first sync is ``grace`` seconds old and no app is
+        still on its way (its new tasks might still fetch a stale bundle)."""
+        counts = self._reconciler.status.counts()
+        return (self._synced_at is not None and time.monotonic() - self._synced_at >= grace
+                and not any(counts[s] for s in ("pending", "failed", "locked")))
+
+    # -- events ----------------------------------------------------------------------------
+
+    def on_effect(self, effect: EventEffect) -> None:
+        """Queue the apps an event names, and those a finished deployment releases."""
+        self._events_seen += 1
+        app_ids = [a for a in effect.app_ids if len(a) <= _MAX_APP_ID]
+        if app_ids and self._apps.depth >= 2 * self._listed_keys + _EVENT_KEYS_FLOOR:
+            if not self._relist_wanted.is_set():
+                log.warning("event_keys_dropped", queued=self._apps.depth,
+                            dropped=len(app_ids))
+            self.request_relist()  # the relist finds every labelled app the events named
+            app_ids = []
+        if effect.finished_deployment is not None:
+            for app_id in self._reconciler.deployment_finished(effect.finished_deployment):
+                self._apps.add(app_id)
+        for app_id in app_ids:
+            self._listed.pop(app_id, None)  # the listed copy may predate this event
+            self._touched[app_id] = self._events_seen
+            self._apps.add(app_id)
+
+    # -- the initial sync ------------------------------------------------------------------
+
+    def app_done(self, app_id: AppId) -> None:
+        self._initial_done(app_id)
+
+    def registry_done(self, registry: str) -> None:
+        self._initial_done(("registry", registry))
+
+    def _initial_done(self, key: Hashable) -> None:
+        if self._initial is not None and key in self._initial:
+            self._initial.discard(key)
+            self._check_synced()
+
+    def _check_synced(self) -> None:
+        if self._initial is not None and not self._initial and not self.synced.is_set():
+            self.synced.set()
+            self._synced_at = time.monotonic()
+            log.info("initial_sync_finished")
+
+
+async def _chore(chore: Callable[[], Awaitable[list[str]]]) -> None:
+    """Storage chores (leftover temp files, stale bundles) never stop the resync loop."""
+    try:
+        await chore()
+    except Exception as e:  # noqa: BLE001 - retried at the next relist or term
+        log.warning("storage_housekeeping_failed", error=str(e) or type(e).__name__)
