@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,12 +14,15 @@ import pytest
 import yaml
 
 from controller import settings as settings_module
-from controller.config import load_schema, settings_from_mapping
+from controller.config import load_schema, parse_duration, settings_from_mapping
 from controller.settings_schema import SCHEMA_FILE, field_docs
-from tests.unit.test_config import minimal
+from tests.unit.test_config import EXAMPLE, ROOT, minimal
 
 SETTINGS_CLASSES = [cls for name, cls in vars(settings_module).items()
                     if name.endswith("Settings") and is_dataclass(cls)]
+ILLUSTRATIONS = {"registries[].apps", "storage.s3.prefix"}
+"""Keys the example sets to an example value instead of the default (its header says so)."""
+_COMMENTED_CODE = re.compile(r"(?P<indent> *)#(?P<code>[^ #].*| {2,}\S.*)")
 
 
 def schema_keys(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
@@ -28,6 +32,36 @@ def schema_keys(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, d
         yield key, sub
         yield from schema_keys(sub, key)
         yield from schema_keys(sub.get("items", {}), key + "[]")
+
+
+def example_keys() -> dict[str, list[object]]:
+    """Each key the example sets or shows commented out, by path, with the values it shows.
+
+    Commented-out YAML starts with ``#`` and no space (``#ca_file: …``); lines that continue it
+    keep the ``#`` in the same column and indent after it (``#  bucket: …``). Prose comments
+    start with ``# ``. Uncommenting gives one document whose mappings may repeat a key.
+    """
+    lines, code_indent = [], None
+    for line in EXAMPLE.read_text(encoding="utf-8").splitlines():
+        match = _COMMENTED_CODE.fullmatch(line)
+        if match and (not match["code"].startswith(" ") or match["indent"] == code_indent):
+            lines.append(match["indent"] + match["code"])
+            code_indent = match["indent"]
+        else:
+            lines.append(line)
+            code_indent = None
+    found: dict[str, list[object]] = {}
+    stack: list[tuple[str, yaml.Node]] = [("", yaml.compose("\n".join(lines)))]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                key = f"{path}.{key_node.value}" if path else key_node.value
+                found.setdefault(key, []).append(yaml.SafeLoader("").construct_document(value_node))
+                stack.append((key, value_node))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((path + "[]", item) for item in node.value)
+    return found
 
 
 def with_defaults(doc: dict[str, Any], schema: dict[str, Any], *, top: bool = True) -> None:
@@ -97,3 +131,80 @@ class TestDefaults:
         assert explicit != doc
         assert settings_from_mapping(explicit, {"REG_PW": "x"}) == settings_from_mapping(
             doc, {"REG_PW": "x"})
+
+
+class TestExampleKeys:
+    def test_every_example_key_is_in_the_schema(self):
+        """The example sets or shows no key (active or commented out) the loader would refuse."""
+        assert set(example_keys()) - {key for key, _ in schema_keys(load_schema())} == set()
+
+    def test_every_schema_key_is_in_the_example(self):
+        """The example documents every key, at its place, active or commented out."""
+        assert {key for key, _ in schema_keys(load_schema())} - set(example_keys()) == set()
+
+    def test_the_example_shows_each_default(self):
+        """Where a key has a default, the example shows it set to that default."""
+        shown = example_keys()
+        wrong = {}
+        for key, sub in schema_keys(load_schema()):
+            if "default" in sub and key not in ILLUSTRATIONS:
+                same = (parse_duration if sub.get("$ref") == "#/$defs/duration"
+                        else lambda value: value)
+                if any(same(value) != same(sub["default"]) for value in shown[key]):
+                    wrong[key] = (shown[key], sub["default"])
+        assert wrong == {}
+
+    def test_illustrations_differ_from_the_default(self):
+        """The keys excused from showing their default do show something else."""
+        shown, schema = example_keys(), dict(schema_keys(load_schema()))
+        assert all(shown[key] != [schema[key]["default"]] for key in ILLUSTRATIONS)
+
+
+class TestReadmeTable:
+    """README's configuration table restates keys and defaults for readers; it must not drift."""
+
+    @staticmethod
+    def rows() -> list[tuple[list[str], list[str]]]:
+        """The (keys, defaults) of each row of the table under README's "### Configuration"."""
+        text = (ROOT / "README.md").read_text(encoding="utf-8")
+        section = text.split("### Configuration", 1)[1].split("\n### ", 1)[0]
+        rows = []
+        for line in section.splitlines():
+            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            if line.startswith("| `") and len(cells) >= 2:
+                keys = re.findall(r"`([^`]+)`", cells[0])
+                rows.append((keys, cells[1].split(", ")))
+        return rows
+
+    @staticmethod
+    def value(cell: str) -> object:
+        """The value a default cell states: `code` or a number or boolean, else None (prose)."""
+        if cell.startswith("`") and cell.endswith("`"):
+            return yaml.safe_load(cell.strip("`"))
+        value = yaml.safe_load(cell) if cell else None
+        return value if isinstance(value, int | float | bool) else None
+
+    def test_every_key_it_names_exists(self):
+        """Each key in the table is a key of the schema."""
+        known = {key for key, _ in schema_keys(load_schema())}
+        named = {key.removesuffix("[]") for keys, _ in self.rows() for key in keys}
+        assert len(named) > 20
+        assert named - known == set()
+
+    def test_the_defaults_it_states_are_the_defaults(self):
+        """Each default the table states as a value, for a key that has one, is that default."""
+        schema = dict(schema_keys(load_schema()))
+        wrong = {}
+        for keys, defaults in self.rows():
+            for key, stated in zip(keys, defaults, strict=False):
+                default = schema.get(key, {}).get("default")
+                value = self.value(stated)
+                if default is None or value is None:
+                    continue
+                if schema[key].get("$ref") == "#/$defs/duration":
+                    same = parse_duration(value) == parse_duration(default)
+                else:
+                    same = value == default
+                if not same:
+                    wrong[key] = (stated, default)
+        assert wrong == {}
