@@ -1,44 +1,69 @@
-"""Configuration: YAML → validated, frozen ``Settings`` tree.
+"""Configuration: YAML → validated, frozen ``Settings`` tree (defined in ``controller.settings``).
 
 The file is read with a size bound and parsed by a strict YAML loader (no anchors or aliases,
 bounded nesting, no duplicate keys). The structure is then checked against
-``config_schema.json`` (shipped as ``config/schema.json``), then the meaning (files exist and
-hold something, env vars set, one credential kind …). Every problem is collected and reported
+``config_schema.json`` (generated from the settings dataclasses), then the meaning (files exist
+and hold something, env vars set, one credential kind …). Every problem is collected and reported
 at once with its path, in words, e.g.
 ``registries[1].credentials.password_env: variable REG_PW is not set``. Secrets never live in
 the file: it names where they are (a file or an environment variable), and no message quotes a
 value that may be a secret put in the wrong place. Relative file paths are relative to the
-config file's directory, as in Prometheus.
+config file's directory, as in Prometheus. A key the file leaves out is not passed to its
+dataclass, so the default written there applies.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import functools
 import grp
 import json
 import math
 import os
 import re
 import stat
-from collections.abc import Hashable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, cast
+from typing import Any, cast
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import jsonschema
 import yaml
 
 from controller.errors import ConfigError
-from controller.model import BundleFormat
 from controller.reference import InvalidReferenceError, normalize_registry_host
+from controller.settings import (
+    DURATION_RULE,
+    PATTERNS,
+    ControllerSettings,
+    CredentialKind,
+    CredentialSettings,
+    EcrSettings,
+    FilesystemStorageSettings,
+    LeaderElectionSettings,
+    LoggingSettings,
+    MarathonAuthSettings,
+    MarathonSettings,
+    Pattern,
+    ReconcileSettings,
+    RegistrySettings,
+    S3StorageSettings,
+    SelectorSettings,
+    ServerSettings,
+    Settings,
+    StorageSettings,
+    UpdateMethod,
+    UriStyle,
+)
 
 __all__ = [
     "CONFIG_FILE_LIMIT",
     "DOCKER_CONFIG_LIMIT",
     "SECRET_FILE_LIMIT",
     "ControllerSettings",
+    "CredentialKind",
     "CredentialSettings",
     "EcrSettings",
     "FileTooLargeError",
@@ -54,16 +79,14 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "StorageSettings",
+    "UpdateMethod",
+    "UriStyle",
     "load_schema",
     "load_settings",
     "parse_duration",
     "read_limited",
     "settings_from_mapping",
 ]
-
-UriStyle = Literal["s3a", "https", "presigned"]
-UpdateMethod = Literal["auto", "patch", "put"]
-CredentialKind = Literal["password_env", "password_file", "docker_config", "helper", "ecr"]
 
 CONFIG_FILE_LIMIT = 1 << 20
 """Bytes; a config file is a few kB, so anything past this is the wrong file."""
@@ -72,6 +95,7 @@ SECRET_FILE_LIMIT = 64 << 10
 DOCKER_CONFIG_LIMIT = 1 << 20
 """Bytes of a docker ``config.json`` (it may hold many registries)."""
 
+_SCHEMA_FILE = "config_schema.json"
 _CA_FILE_LIMIT = 1 << 20  # bytes; Mozilla's whole CA bundle is about 220 kB
 _HOUR = 3600.0
 _MAX_DURATION = 365 * 24 * _HOUR  # longer is a mistake, and overflows date arithmetic
@@ -82,39 +106,14 @@ _SECRET_KEYS = frozenset({"password", "token", "secret", "auth", "identitytoken"
                           "aws_secret_access_key", "secret_access_key"})
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": _HOUR, "d": 24 * _HOUR}
-_DURATION_RULE = "use a number of seconds or e.g. 30s, 5m, 6h"
 _PORT = re.compile(r"[0-9]{1,5}")
 _SHOWN_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 """An env var name echoed in messages; a name with lower-case letters may be a misplaced
 password, so it is not shown."""
 
-
-class _Rule(NamedTuple):
-    """Words for a schema ``pattern``: what the value should be, and how to write it."""
-
-    noun: str
-    rule: str
-    echo: bool = True
-    """Whether a message may quote the offending value (never for secret-ish keys)."""
-
-
-_PATTERN_RULES = {
-    "^([0-9]+(\\.[0-9]+)?(ms|s|m|h|d))+$": _Rule("a duration", _DURATION_RULE),
-    "^/": _Rule("an app glob", "app globs start with / (e.g. /team-a/*)"),
-    "^[-A-Za-z0-9_.]+$": _Rule("a label name", "use letters, digits, '-', '_' and '.'"),
-    "^[A-Za-z0-9._-]+$": _Rule("a credential helper name",
-                               "use the part after docker-credential- (letters, digits, '.', "
-                               "'_' and '-'), e.g. ecr-login"),
-    "^[0-9]{12}$": _Rule("an AWS account id", "write its 12 digits in quotes"),
-    "^arn:": _Rule("a role ARN", "ARNs start with arn: (e.g. "
-                   "arn:aws:iam::123456789012:role/pull)"),
-    "^[A-Za-z_][A-Za-z0-9_]*$": _Rule("the name of an environment variable",
-                                      "must name an environment variable (letters, digits, "
-                                      "underscore)", echo=False),
-    "^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$": _Rule(
-        "a controller name", "use 1 to 40 lower-case letters, digits and '-', starting and "
-        "ending with a letter or digit (e.g. prod-east)"),
-}
+_PATTERN_RULES = {pattern.regex: pattern for pattern in PATTERNS}
+"""Words for each schema ``pattern``: what the value should be, and how to write it."""
+_UNWORDED = Pattern(regex="", noun="valid", rule=f"see {_SCHEMA_FILE} in the controller package")
 _LENGTH_UNITS = {"minLength": "characters", "minItems": "items"}
 _TYPE_WORDS = {"object": "a mapping", "array": "a list", "string": "text",
                "number": "a number", "integer": "a whole number", "boolean": "true or false",
@@ -139,142 +138,6 @@ _YAML_WORDS = (
 _TAG_PREFIX = "tag:yaml.org,2002:"
 _PLAIN_TAGS = frozenset({None, "!", _TAG_PREFIX + "str"})
 """Tags allowed on a node: none, or the ones that make a value text (others can crash PyYAML)."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MarathonAuthSettings:
-    """Basic auth (``username`` + a password source) or a DC/OS token source."""
-
-    username: str | None = None
-    password_file: Path | None = None
-    password_env: str | None = None
-    token_file: Path | None = None
-    token_env: str | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MarathonSettings:
-    urls: tuple[str, ...]
-    auth: MarathonAuthSettings | None = None
-    ca_file: Path | None = None
-    timeout_seconds: float = 10.0
-    update_method: UpdateMethod = "auto"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SelectorSettings:
-    label: str = "pullsecret.enabled"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EcrSettings:
-    region: str
-    registry_id: str | None = None
-    role_arn: str | None = None
-    endpoint_url: str | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CredentialSettings:
-    """Where one registry's credentials come from; exactly one ``kind`` is set."""
-
-    kind: CredentialKind
-    username: str | None = None
-    password_env: str | None = None
-    password_file: Path | None = None
-    docker_config: Path | None = None
-    helper: str | None = None
-    ecr: EcrSettings | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RegistrySettings:
-    host: str
-    """The registry as written in the config; ``registry`` is its normalised form."""
-    registry: str
-    credentials: CredentialSettings
-    format: BundleFormat = "config.json"
-    apps: tuple[str, ...] = ()
-    """App-id glob patterns allowed to receive these credentials; empty means every app."""
-    max_age: float = 6 * _HOUR
-    min_validity: float = 6 * _HOUR
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FilesystemStorageSettings:
-    path: Path
-    uri_prefix: str
-    group: str | int | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class S3StorageSettings:
-    bucket: str
-    prefix: str = ""
-    region: str | None = None
-    endpoint_url: str | None = None
-    kms_key_id: str | None = None
-    uri_style: UriStyle = "s3a"
-    presign_ttl: float = 12 * _HOUR
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StorageSettings:
-    """Exactly one backend is set."""
-
-    filesystem: FilesystemStorageSettings | None = None
-    s3: S3StorageSettings | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ControllerSettings:
-    """This controller instance among others that may share a Marathon cluster."""
-
-    name: str = "default"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReconcileSettings:
-    resync_seconds: float = 300.0
-    workers: int = 4
-    max_writes_per_second: float = 5.0
-    write_burst: int = 20
-    max_concurrent_deployments: int = 10
-    dry_run: bool = False
-    timeout_seconds: float = 60.0
-    shutdown_timeout_seconds: float = 30.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServerSettings:
-    host: str = "127.0.0.1"
-    port: int = 9102
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LeaderElectionSettings:
-    zookeeper: str
-    session_timeout_seconds: float = 10.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LoggingSettings:
-    level: Literal["debug", "info", "warning", "error"] = "info"
-    format: Literal["auto", "json", "console"] = "auto"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Settings:
-    marathon: MarathonSettings
-    registries: tuple[RegistrySettings, ...]
-    storage: StorageSettings
-    controller: ControllerSettings = ControllerSettings()
-    selector: SelectorSettings = SelectorSettings()
-    reconcile: ReconcileSettings = ReconcileSettings()
-    server: ServerSettings = ServerSettings()
-    leader_election: LeaderElectionSettings | None = None
-    logging: LoggingSettings = LoggingSettings()
-
 
 
 class FileTooLargeError(OSError):
@@ -382,8 +245,8 @@ def _refusal(problem: str, event: yaml.Event) -> yaml.MarkedYAMLError:
 
 
 def load_schema() -> dict[str, Any]:
-    """The JSON Schema of the config file (the same file as ``config/schema.json``)."""
-    text = resources.files("controller").joinpath("config_schema.json").read_text("utf-8")
+    """The JSON Schema of the config file (``python -m controller.settings_schema`` writes it)."""
+    text = resources.files("controller").joinpath(_SCHEMA_FILE).read_text("utf-8")
     return cast(dict[str, Any], json.loads(text))
 
 
@@ -484,7 +347,7 @@ def parse_duration(value: str | float) -> float:
     else:
         parts = _DURATION_PART.findall(value)
         if not parts or "".join(n + u for n, u in parts) != value:
-            raise ValueError(f"{_shown(value)} is not a duration: {_DURATION_RULE}")
+            raise ValueError(f"{_shown(value)} is not a duration: {DURATION_RULE}")
         seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
     if not seconds > 0:  # also NaN
         raise ValueError("must be more than 0 seconds")
@@ -558,10 +421,15 @@ def _value_problems(data: dict[str, Any]) -> list[str]:
     return problems
 
 
+@functools.cache
+def _validator() -> jsonschema.Draft202012Validator:
+    """The schema's validator, built once: the schema is package data."""
+    return jsonschema.Draft202012Validator(load_schema())
+
+
 def _schema_problems(data: dict[str, Any]) -> list[str]:
-    validator = jsonschema.Draft202012Validator(load_schema())
     problems: list[str] = []
-    for error in validator.iter_errors(data):
+    for error in _validator().iter_errors(data):
         problems.extend(_schema_problem(_format_path(error.absolute_path), error))
     return sorted(set(problems), key=problems.index)
 
@@ -587,7 +455,7 @@ def _schema_problem(path: str, error: jsonschema.ValidationError) -> list[str]:
     if kind == "enum":
         return [f"{path}: must be one of {', '.join(_shown(v) for v in expected)}"]
     if kind == "pattern":
-        rule = rule or _Rule("valid", "see config/schema.json")
+        rule = rule or _UNWORDED
         if not echo:
             return [f"{path}: {rule.rule}; the value is not shown, as it may be a secret"]
         return [f"{path}: {_shown(instance)} is not {rule.noun}: {rule.rule}"]
@@ -600,7 +468,8 @@ def _schema_problem(path: str, error: jsonschema.ValidationError) -> list[str]:
         return [f"{path}: must be at most {expected}"]
     if kind == "exclusiveMinimum":
         return [f"{path}: must be more than {expected}"]
-    return [f"{path}: not allowed here (see rule {kind} in config/schema.json)"]
+    return [f"{path}: not allowed here (see rule {kind} in {_SCHEMA_FILE} in the "
+            "controller package)"]
 
 
 def _unknown_key(path: str, allowed: set[str]) -> str:
@@ -615,6 +484,14 @@ def _port(text: str) -> int | None:
     return int(text) if _PORT.fullmatch(text) and 0 < int(text) < 65536 else None
 
 
+_Convert = Callable[[str, Any], Any]
+"""Turns the value at a path into what its dataclass field holds, recording any problem."""
+
+
+class _Invalid(Exception):
+    """A value has a problem (already recorded): its key is left out, so its default applies."""
+
+
 class _Builder:
     """Converts a schema-valid document into ``Settings``, collecting semantic problems."""
 
@@ -626,21 +503,34 @@ class _Builder:
     def problem(self, path: str, message: str) -> None:
         self.problems.append(f"{path}: {message}")
 
-    def settings(self, data: dict[str, Any]) -> Settings:
-        election = data.get("leader_election")
-        return Settings(
-            marathon=self.marathon(data["marathon"]),
-            selector=SelectorSettings(**data.get("selector", {})),
-            registries=self.registries(data["registries"]),
-            storage=self.storage(data["storage"]),
-            controller=ControllerSettings(**data.get("controller", {})),
-            reconcile=self.reconcile(data.get("reconcile", {})),
-            server=self.server(data.get("server", {})),
-            leader_election=self.leader_election(election) if election is not None else None,
-            logging=LoggingSettings(**data.get("logging", {})),
-        )
+    def given(self, path: str, data: Mapping[str, Any],
+              converters: Mapping[str, _Convert]) -> dict[str, Any]:
+        """The keys ``data`` gives, each converted by its converter (if it has one).
 
-    # -- checks shared by several sections -------------------------------------------------
+        Keys left out of ``data`` are left out here too, so the dataclass default applies; so is
+        a key whose converter raised ``_Invalid``. Converters run in their mapping's order.
+        """
+        out = {key: value for key, value in data.items() if key not in converters}
+        for key, convert in converters.items():
+            if key in data:
+                with contextlib.suppress(_Invalid):
+                    out[key] = convert(_join(path, key), data[key])
+        return out
+
+    def settings(self, data: dict[str, Any]) -> Settings:
+        return Settings(**self.given("(top level)", data, {
+            "marathon": self.marathon,
+            "controller": lambda _, section: ControllerSettings(**section),
+            "selector": lambda _, section: SelectorSettings(**section),
+            "registries": self.registries,
+            "storage": self.storage,
+            "reconcile": self.reconcile,
+            "server": self.server,
+            "leader_election": self.leader_election,
+            "logging": lambda _, section: LoggingSettings(**section),
+        }))
+
+    # -- conversions shared by several sections --------------------------------------------
 
     def file(self, path: str, value: str, limit: int) -> tuple[Path, str | None]:
         """The file ``value`` (relative to the config's directory) and its text, if readable."""
@@ -668,6 +558,12 @@ class _Builder:
             self.problem(path, f"file {file} is empty")
         return file
 
+    def ca_file(self, path: str, value: str) -> Path:
+        return self.file(path, value, _CA_FILE_LIMIT)[0]
+
+    def docker_config(self, path: str, value: str) -> Path:
+        return self.file(path, value, DOCKER_CONFIG_LIMIT)[0]
+
     def env_var(self, path: str, name: str) -> str:
         value = self.env.get(name)
         if not value:
@@ -677,17 +573,12 @@ class _Builder:
                          "lower-case letters it may be a password put here by mistake)")
         return name
 
-    def durations(self, path: str, data: Mapping[str, Any],
-                  keys: Iterable[str]) -> dict[str, float]:
-        """The duration ``keys`` present in ``data``, in seconds; absent keys keep defaults."""
-        seconds = {}
-        for key in keys:
-            if key in data:
-                try:
-                    seconds[key] = parse_duration(data[key])
-                except ValueError as e:
-                    self.problem(_join(path, key), str(e))
-        return seconds
+    def duration(self, path: str, value: str | float) -> float:
+        try:
+            return parse_duration(value)
+        except ValueError as e:
+            self.problem(path, str(e))
+        raise _Invalid
 
     def url(self, path: str, url: str, *,
             schemes: tuple[str, ...] = ("http", "https")) -> SplitResult | None:
@@ -714,30 +605,28 @@ class _Builder:
             return parts
         return None
 
+    def endpoint_url(self, path: str, url: str) -> str:
+        self.url(path, url)
+        return url
+
     # -- sections ---------------------------------------------------------------------------
 
-    def marathon(self, data: dict[str, Any]) -> MarathonSettings:
-        urls = []
-        for i, url in enumerate(data["urls"]):
-            path = f"marathon.urls[{i}]"
-            parts = self.url(path, url)
+    def marathon(self, path: str, data: dict[str, Any]) -> MarathonSettings:
+        return MarathonSettings(**self.given(path, data, {
+            "urls": self.marathon_urls, "auth": self.marathon_auth, "ca_file": self.ca_file,
+            "timeout_seconds": self.duration}))
+
+    def marathon_urls(self, path: str, urls: list[str]) -> tuple[str, ...]:
+        for i, url in enumerate(urls):
+            parts = self.url(f"{path}[{i}]", url)
             if parts is not None and "/v2" in parts.path:
                 base = urlunsplit(parts._replace(path=parts.path[:parts.path.index("/v2")],
                                                  query="", fragment=""))
-                self.problem(path, f"{_shown(url)} includes the API path: use the base URL, "
-                             f"e.g. {base}")
-            urls.append(url.rstrip("/"))
-        auth = self.marathon_auth(data["auth"]) if "auth" in data else None
-        ca_file = (self.file("marathon.ca_file", data["ca_file"], _CA_FILE_LIMIT)[0]
-                   if "ca_file" in data else None)
-        return MarathonSettings(
-            urls=tuple(urls), auth=auth, ca_file=ca_file,
-            update_method=data.get("update_method", "auto"),
-            **self.durations("marathon", data, ("timeout_seconds",)),
-        )
+                self.problem(f"{path}[{i}]", f"{_shown(url)} includes the API path: use the "
+                             f"base URL, e.g. {base}")
+        return tuple(url.rstrip("/") for url in urls)
 
-    def marathon_auth(self, data: dict[str, Any]) -> MarathonAuthSettings:
-        path = "marathon.auth"
+    def marathon_auth(self, path: str, data: dict[str, Any]) -> MarathonAuthSettings:
         password_keys = [k for k in ("password_file", "password_env") if k in data]
         token_keys = [k for k in ("token_file", "token_env") if k in data]
         if len(password_keys) + len(token_keys) != 1:
@@ -747,40 +636,27 @@ class _Builder:
             self.problem(f"{path}.username", "missing required key (basic auth needs a username)")
         if token_keys and "username" in data:
             self.problem(f"{path}.username", "a DC/OS token is used without a username")
-        return MarathonAuthSettings(
-            username=data.get("username"),
-            password_file=self.secret_file(f"{path}.password_file", data["password_file"])
-            if "password_file" in data else None,
-            password_env=self.env_var(f"{path}.password_env", data["password_env"])
-            if "password_env" in data else None,
-            token_file=self.secret_file(f"{path}.token_file", data["token_file"])
-            if "token_file" in data else None,
-            token_env=self.env_var(f"{path}.token_env", data["token_env"])
-            if "token_env" in data else None,
-        )
+        return MarathonAuthSettings(**self.given(path, data, {
+            "password_file": self.secret_file, "password_env": self.env_var,
+            "token_file": self.secret_file, "token_env": self.env_var}))
 
-    def registries(self, items: list[dict[str, Any]]) -> tuple[RegistrySettings, ...]:
+    def registries(self, path: str, items: list[dict[str, Any]]) -> tuple[RegistrySettings, ...]:
         seen: dict[str, int] = {}
         out = []
         for i, data in enumerate(items):
-            path = f"registries[{i}]"
+            item = f"{path}[{i}]"
             try:
                 registry = normalize_registry_host(data["host"])
             except InvalidReferenceError as e:
-                self.problem(f"{path}.host", str(e))
+                self.problem(f"{item}.host", str(e))
                 registry = data["host"]
             if registry in seen:
-                self.problem(f"{path}.host", f"{data['host']} is already configured in "
-                             f"registries[{seen[registry]}]")
+                self.problem(f"{item}.host", f"{data['host']} is already configured in "
+                             f"{path}[{seen[registry]}]")
             seen.setdefault(registry, i)
-            out.append(RegistrySettings(
-                host=data["host"],
-                registry=registry,
-                credentials=self.credentials(f"{path}.credentials", data["credentials"]),
-                format=data.get("format", "config.json"),
-                apps=tuple(data.get("apps", ())),
-                **self.durations(path, data, ("max_age", "min_validity")),
-            ))
+            out.append(RegistrySettings(registry=registry, **self.given(item, data, {
+                "credentials": self.credentials, "apps": lambda _, apps: tuple(apps),
+                "max_age": self.duration, "min_validity": self.duration})))
         return tuple(out)
 
     def credentials(self, path: str, data: dict[str, Any]) -> CredentialSettings:
@@ -797,101 +673,86 @@ class _Builder:
             self.problem(f"{path}.username", "missing required key (a password needs a username)")
         if not needs_username and "username" in data:
             self.problem(f"{path}.username", f"not used with {kind}")
-        ecr = data.get("ecr")
-        if ecr is not None and "endpoint_url" in ecr:
-            self.url(f"{path}.ecr.endpoint_url", ecr["endpoint_url"])
-        return CredentialSettings(
-            kind=kind,
-            username=data.get("username"),
-            password_env=self.env_var(f"{path}.password_env", data["password_env"])
-            if "password_env" in data else None,
-            password_file=self.secret_file(f"{path}.password_file", data["password_file"])
-            if "password_file" in data else None,
-            docker_config=self.file(f"{path}.docker_config", data["docker_config"],
-                                    DOCKER_CONFIG_LIMIT)[0]
-            if "docker_config" in data else None,
-            helper=data.get("helper"),
-            ecr=EcrSettings(**ecr) if ecr is not None else None,
-        )
+        return CredentialSettings(kind=kind, **self.given(path, data, {
+            "ecr": self.ecr, "password_env": self.env_var, "password_file": self.secret_file,
+            "docker_config": self.docker_config}))
 
-    def storage(self, data: dict[str, Any]) -> StorageSettings:
-        backends = [k for k in ("filesystem", "s3") if k in data]
-        if len(backends) != 1:
-            self.problem("storage", "set exactly one backend: filesystem or s3")
-        fs = data.get("filesystem")
-        s3 = data.get("s3")
-        return StorageSettings(
-            filesystem=self.filesystem(fs) if fs is not None else None,
-            s3=self.s3(s3) if s3 is not None else None,
-        )
+    def ecr(self, path: str, data: dict[str, Any]) -> EcrSettings:
+        return EcrSettings(**self.given(path, data, {"endpoint_url": self.endpoint_url}))
 
-    def filesystem(self, data: dict[str, Any]) -> FilesystemStorageSettings:
-        path = Path(data["path"])
-        if not path.is_absolute():
-            self.problem("storage.filesystem.path", "must be an absolute path")
-        prefix = data.get("uri_prefix", f"file://{path}").rstrip("/")
-        self.url("storage.filesystem.uri_prefix", prefix, schemes=())
-        group = data.get("group")
+    def storage(self, path: str, data: dict[str, Any]) -> StorageSettings:
+        if len([k for k in ("filesystem", "s3") if k in data]) != 1:
+            self.problem(path, "set exactly one backend: filesystem or s3")
+        return StorageSettings(**self.given(path, data, {"filesystem": self.filesystem,
+                                                         "s3": self.s3}))
+
+    def filesystem(self, path: str, data: dict[str, Any]) -> FilesystemStorageSettings:
+        """Files under ``path``; ``uri_prefix`` is derived from it when the file leaves it out."""
+        derived = {"uri_prefix": f"file://{Path(data['path'])}"}
+        return FilesystemStorageSettings(**self.given(path, derived | data, {
+            "path": self.absolute_path, "uri_prefix": self.uri_prefix, "group": self.group}))
+
+    def absolute_path(self, path: str, value: str) -> Path:
+        if not Path(value).is_absolute():
+            self.problem(path, "must be an absolute path")
+        return Path(value)
+
+    def uri_prefix(self, path: str, value: str) -> str:
+        prefix = value.rstrip("/")
+        self.url(path, prefix, schemes=())
+        return prefix
+
+    def group(self, path: str, group: str | int) -> str | int:
         if isinstance(group, str):
             try:
                 grp.getgrnam(group)
             except KeyError:
-                self.problem("storage.filesystem.group", f"no group named {group}")
-        return FilesystemStorageSettings(path=path, uri_prefix=prefix, group=group)
+                self.problem(path, f"no group named {group}")
+        return group
 
-    def s3(self, data: dict[str, Any]) -> S3StorageSettings:
-        if "endpoint_url" in data:
-            self.url("storage.s3.endpoint_url", data["endpoint_url"])
-        settings = S3StorageSettings(
-            bucket=data["bucket"], prefix=data.get("prefix", "").strip("/"),
-            region=data.get("region"), endpoint_url=data.get("endpoint_url"),
-            kms_key_id=data.get("kms_key_id"), uri_style=data.get("uri_style", "s3a"),
-            **self.durations("storage.s3", data, ("presign_ttl",)),
-        )
+    def s3(self, path: str, data: dict[str, Any]) -> S3StorageSettings:
+        settings = S3StorageSettings(**self.given(path, data, {
+            "endpoint_url": self.endpoint_url, "prefix": lambda _, prefix: prefix.strip("/"),
+            "presign_ttl": self.duration}))
         if settings.presign_ttl > 7 * 24 * _HOUR:
-            self.problem("storage.s3.presign_ttl", "S3 presigned URLs last at most 7 days")
+            self.problem(f"{path}.presign_ttl", "S3 presigned URLs last at most 7 days")
         if settings.presign_ttl < _HOUR:
-            self.problem("storage.s3.presign_ttl", "at least 1h: every re-sign (at half the "
-                         "TTL) rewrites, and so restarts, every opted-in app")
+            self.problem(f"{path}.presign_ttl", "at least 1h: every re-sign (at half the TTL) "
+                         "rewrites, and so restarts, every opted-in app")
         if data.get("uri_style") == "https" and "kms_key_id" in data:
-            self.problem("storage.s3.kms_key_id", "uri_style https fetches anonymously, which "
-                         "S3 refuses for SSE-KMS objects; use s3a or presigned, or drop "
-                         "kms_key_id (SSE-S3)")
+            self.problem(f"{path}.kms_key_id", "uri_style https fetches anonymously, which S3 "
+                         "refuses for SSE-KMS objects; use s3a or presigned, or drop kms_key_id "
+                         "(SSE-S3)")
         return settings
 
-    def reconcile(self, data: dict[str, Any]) -> ReconcileSettings:
-        durations = self.durations("reconcile", data, ("resync_seconds", "timeout_seconds",
-                                                       "shutdown_timeout_seconds"))
-        return ReconcileSettings(**(data | durations))
+    def reconcile(self, path: str, data: dict[str, Any]) -> ReconcileSettings:
+        return ReconcileSettings(**self.given(path, data, dict.fromkeys(
+            ("resync_seconds", "timeout_seconds", "shutdown_timeout_seconds"), self.duration)))
 
-    def server(self, data: dict[str, Any]) -> ServerSettings:
-        if "listen" not in data:
-            return ServerSettings()
-        listen = data["listen"]
+    def server(self, path: str, data: dict[str, Any]) -> ServerSettings:
+        return ServerSettings(**self.given(path, data, {"listen": self.listen}))
+
+    def listen(self, path: str, listen: str) -> str:
         host, sep, port_text = listen.rpartition(":")
-        port = _port(port_text)
-        if sep and host and port is not None:
-            return ServerSettings(host=host.strip("[]"), port=port)
+        if sep and host and _port(port_text) is not None:
+            return listen
         if not sep or not host:
-            self.problem("server.listen", f"{_shown(listen)} is not host:port (e.g. "
-                         "127.0.0.1:9102, or 0.0.0.0:9102 for every interface)")
+            self.problem(path, f"{_shown(listen)} is not host:port (e.g. 127.0.0.1:9102, or "
+                         "0.0.0.0:9102 for every interface)")
         else:
-            self.problem("server.listen", f"port {_shown(port_text)} is not a number from 1 "
-                         "to 65535")
-        return ServerSettings()
+            self.problem(path, f"port {_shown(port_text)} is not a number from 1 to 65535")
+        raise _Invalid
 
-    def leader_election(self, data: dict[str, Any]) -> LeaderElectionSettings:
+    def leader_election(self, path: str, data: dict[str, Any]) -> LeaderElectionSettings:
         hosts = data["zookeeper"].split("/", 1)[0]
         for i, hostport in enumerate(hosts.split(",")):
             host, _, port = hostport.rpartition(":")
             if not host or _port(port) is None:
-                self.problem("leader_election.zookeeper",
+                self.problem(f"{path}.zookeeper",
                              f"server {i + 1} ({_shown(hostport)}) is not host:port")
-        settings = LeaderElectionSettings(
-            zookeeper=data["zookeeper"],
-            **self.durations("leader_election", data, ("session_timeout_seconds",)),
-        )
+        settings = LeaderElectionSettings(**self.given(path, data, {
+            "session_timeout_seconds": self.duration}))
         if settings.session_timeout_seconds < 2:
-            self.problem("leader_election.session_timeout_seconds",
+            self.problem(f"{path}.session_timeout_seconds",
                          "must be at least 2s (ZooKeeper's shortest session)")
         return settings

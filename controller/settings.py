@@ -1,0 +1,380 @@
+"""The settings tree: frozen dataclasses, the one place for each setting's default and meaning.
+
+Each field's docstring is the description an operator reads in the config's JSON Schema,
+``config_schema.json``, which ``python -m controller.settings_schema`` generates from this module.
+``Annotated`` metadata says what a Python type cannot: a ``Pattern`` (with the words messages use
+instead of its regex), a ``ValueKind`` shared by several keys, or ``Limits``. A field with
+``COMPUTED`` metadata is filled in by the loader and has no key in the file; one with
+``DERIVED_DEFAULT`` may be left out of the file, and the loader then derives it. The loader
+(``controller.config``) passes a dataclass only the keys the file gives, so a key left out keeps
+the default written here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Annotated, Final, Literal
+
+from controller.model import BundleFormat
+
+__all__ = [
+    "PATTERNS",
+    "ControllerSettings",
+    "CredentialKind",
+    "CredentialSettings",
+    "EcrSettings",
+    "FilesystemStorageSettings",
+    "LeaderElectionSettings",
+    "Limits",
+    "LoggingSettings",
+    "MarathonAuthSettings",
+    "MarathonSettings",
+    "Pattern",
+    "ReconcileSettings",
+    "RegistrySettings",
+    "S3StorageSettings",
+    "SelectorSettings",
+    "ServerSettings",
+    "Settings",
+    "StorageSettings",
+    "UpdateMethod",
+    "UriStyle",
+    "ValueKind",
+]
+
+FILE_KEY: Final = "config_file"
+"""The ``dataclasses.field`` metadata key that says how a field relates to the config file."""
+COMPUTED: Final = MappingProxyType({FILE_KEY: "computed"})
+"""Metadata of a field the loader computes from other keys: the file has no key for it."""
+DERIVED_DEFAULT: Final = MappingProxyType({FILE_KEY: "derived_default"})
+"""Metadata of a field the file may leave out: the loader then derives it from other keys."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pattern:
+    """A JSON Schema ``pattern`` for text, and the words messages use instead of the regex."""
+
+    regex: str
+    noun: str
+    """What a matching value is, e.g. "a duration"."""
+    rule: str
+    """How to write one."""
+    echo: bool = True
+    """Whether a message may quote a value that does not match (never for secret-ish keys)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """Bounds of a number, of the length of a text or of a list (JSON Schema keywords)."""
+
+    minimum: int | None = None
+    maximum: int | None = None
+    exclusive_minimum: int | None = None
+    min_length: int | None = None
+    min_items: int | None = None
+
+    def keywords(self) -> dict[str, int]:
+        """The bounds set, under their JSON Schema names."""
+        names = {"minimum": "minimum", "maximum": "maximum", "exclusive_minimum":
+                 "exclusiveMinimum", "min_length": "minLength", "min_items": "minItems"}
+        return {json: value for name, json in names.items()
+                if (value := getattr(self, name)) is not None}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ValueKind:
+    """A kind of value that several keys share: one entry in the schema's ``$defs``."""
+
+    name: str
+    description: str
+    types: tuple[str, ...]
+    """JSON types the file may write it as."""
+    pattern: Pattern
+    """What text of this kind looks like (numbers are taken as they are)."""
+
+
+DURATION_RULE: Final = "use a number of seconds or e.g. 30s, 5m, 6h"
+DURATION: Final = ValueKind(
+    name="duration",
+    description="A duration such as 90s, 30m, 6h, 1d or 1h30m, or a number of seconds; more than "
+                "0 and at most 365d.",
+    types=("string", "number"),
+    pattern=Pattern(regex="^([0-9]+(\\.[0-9]+)?(ms|s|m|h|d))+$", noun="a duration",
+                    rule=DURATION_RULE))
+ENV_NAME: Final = ValueKind(
+    name="env_name",
+    description="The name of an environment variable that holds the secret (never the secret).",
+    types=("string",),
+    pattern=Pattern(regex="^[A-Za-z_][A-Za-z0-9_]*$", noun="the name of an environment variable",
+                    rule="must name an environment variable (letters, digits, underscore)",
+                    echo=False))
+APP_GLOB: Final = Pattern(regex="^/", noun="an app glob",
+                          rule="app globs start with / (e.g. /team-a/*)")
+LABEL_NAME: Final = Pattern(regex="^[-A-Za-z0-9_.]+$", noun="a label name",
+                            rule="use letters, digits, '-', '_' and '.'")
+HELPER_NAME: Final = Pattern(
+    regex="^[A-Za-z0-9._-]+$", noun="a credential helper name",
+    rule="use the part after docker-credential- (letters, digits, '.', '_' and '-'), e.g. "
+         "ecr-login")
+AWS_ACCOUNT: Final = Pattern(regex="^[0-9]{12}$", noun="an AWS account id",
+                             rule="write its 12 digits in quotes")
+ROLE_ARN: Final = Pattern(regex="^arn:", noun="a role ARN",
+                          rule="ARNs start with arn: (e.g. arn:aws:iam::123456789012:role/pull)")
+CONTROLLER_NAME: Final = Pattern(
+    regex="^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$", noun="a controller name",
+    rule="use 1 to 40 lower-case letters, digits and '-', starting and ending with a letter or "
+         "digit (e.g. prod-east)")
+PATTERNS: Final = (DURATION.pattern, ENV_NAME.pattern, APP_GLOB, LABEL_NAME, HELPER_NAME,
+                   AWS_ACCOUNT, ROLE_ARN, CONTROLLER_NAME)
+"""Every pattern the settings use (the loader words schema errors with them)."""
+
+Text = Annotated[str, Limits(min_length=1)]
+"""Text that is not empty."""
+Duration = Annotated[float, DURATION]
+"""Seconds; the file writes 90s, 30m, 6h, 1d, 1h30m or a plain number of seconds."""
+EnvName = Annotated[str, ENV_NAME]
+UriStyle = Literal["s3a", "https", "presigned"]
+UpdateMethod = Literal["auto", "patch", "put"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["auto", "json", "console"]
+CredentialKind = Literal["password_env", "password_file", "docker_config", "helper", "ecr"]
+_HOUR: Final = 3600.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MarathonAuthSettings:
+    """Basic auth (username and a password source) or a DC/OS token source; exactly one source."""
+
+    username: Text | None = None
+    """Basic auth user (Marathon --http_credentials); needs password_file or password_env."""
+    password_file: Path | None = None
+    """File that holds the basic auth password (not empty, at most 64 KiB)."""
+    password_env: EnvName | None = None
+    """Environment variable that holds the basic auth password."""
+    token_file: Path | None = None
+    """File that holds a DC/OS token, sent as "Authorization: token=<t>"; no username."""
+    token_env: EnvName | None = None
+    """Environment variable that holds a DC/OS token; no username."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MarathonSettings:
+    """The Marathon cluster whose apps get pull credentials."""
+
+    urls: Annotated[tuple[Text, ...], Limits(min_items=1)]
+    """Marathon base URLs (without /v2); requests go to the leader, and to the next URL when one
+    is down."""
+    auth: MarathonAuthSettings | None = None
+    """Basic auth or a DC/OS token; none for a Marathon without authentication."""
+    ca_file: Path | None = None
+    """CA bundle for an https Marathon with a private CA (default: the system's CAs)."""
+    timeout_seconds: Duration = 10.0
+    """Connect and per-read timeout; a whole request takes at most twice that."""
+    update_method: UpdateMethod = "auto"
+    """auto: PATCH on Marathon 1.4 and later (read from /v2/info), else PUT with a partial update;
+    patch or put force one."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ControllerSettings:
+    """This controller instance among others that may share a Marathon cluster."""
+
+    name: Annotated[str, CONTROLLER_NAME] = "default"
+    """Tells this controller's fetch entries from another's on the same cluster."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SelectorSettings:
+    """Which apps opt in."""
+
+    label: Annotated[str, LABEL_NAME] = "pullsecret.enabled"
+    """Apps opt in by setting this label to "true"; any other value opts out."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EcrSettings:
+    """AWS ECR GetAuthorizationToken (12 h tokens) with the default AWS credential chain."""
+
+    region: Text
+    """AWS region of the registry, e.g. us-east-1."""
+    registry_id: Annotated[str, AWS_ACCOUNT] | None = None
+    """AWS account id (12 digits) of the registry; default: the caller's account."""
+    role_arn: Annotated[str, ROLE_ARN] | None = None
+    """Role to assume before asking for the token."""
+    endpoint_url: Text | None = None
+    """ECR API endpoint, e.g. a VPC endpoint; default: the region's public endpoint."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CredentialSettings:
+    """Where one registry's credentials come from: exactly one source."""
+
+    kind: CredentialKind = field(metadata=COMPUTED)
+    """Which source is set (the loader finds it; the file has no such key)."""
+    username: Text | None = None
+    """Registry user; needed with password_env or password_file, not used otherwise."""
+    password_env: EnvName | None = None
+    """Environment variable that holds the registry password."""
+    password_file: Path | None = None
+    """File that holds the registry password (not empty, at most 64 KiB)."""
+    docker_config: Path | None = None
+    """A docker config.json (as docker login writes it); its entry for this host is used."""
+    helper: Annotated[str, HELPER_NAME] | None = None
+    """A Docker credential helper on PATH: runs docker-credential-<helper> get."""
+    ecr: EcrSettings | None = None
+    """AWS ECR tokens."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegistrySettings:
+    """One private registry and the credentials its images are pulled with."""
+
+    host: Text
+    """Registry host[:port] as images name it (docker.io and its aliases mean Docker Hub)."""
+    registry: str = field(metadata=COMPUTED)
+    """The host in normalised form, as image references are compared with it (the loader
+    computes it; the file has no such key)."""
+    credentials: CredentialSettings
+    """Where the credentials come from: exactly one source."""
+    format: BundleFormat = "config.json"
+    """config.json writes .docker/config.json (Docker 1.6 and later); dockercfg writes the legacy
+    .dockercfg."""
+    apps: tuple[Annotated[str, APP_GLOB], ...] = ()
+    """App id globs allowed to receive these credentials (e.g. /team-a/*); empty: every
+    opted-in app."""
+    max_age: Duration = 6 * _HOUR
+    """A bundle older than this is rebuilt."""
+    min_validity: Duration = 6 * _HOUR
+    """For expiring credentials (ecr, helper): never publish a bundle valid for less than this when
+    the source can give more."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FilesystemStorageSettings:
+    """Bundles on a file system that every agent mounts."""
+
+    path: Path
+    """Absolute directory the bundles are written to (mode 0600, or 0640 with group)."""
+    uri_prefix: Text = field(metadata=DERIVED_DEFAULT)
+    """What tasks fetch the bundles from; default file://<path>."""
+    group: Annotated[str | int, Limits(minimum=0, maximum=4294967294)] | None = None
+    """Group (name or id) that may read the bundles, as the Mesos fetcher runs as the task's
+    user."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class S3StorageSettings:
+    """Bundles in an S3 bucket."""
+
+    bucket: Text
+    """Bucket name."""
+    prefix: str = ""
+    """Key prefix of the bundles, e.g. marathon/prod."""
+    region: Text | None = None
+    """AWS region of the bucket; default: from the AWS configuration."""
+    endpoint_url: Text | None = None
+    """S3 endpoint, e.g. for an S3-compatible store; default: AWS's endpoint for the region."""
+    kms_key_id: Text | None = None
+    """SSE-KMS with this key; default: SSE-S3 (AES256)."""
+    uri_style: UriStyle = "s3a"
+    """What tasks fetch: s3a (Hadoop fetcher), https (allowed by a bucket policy) or presigned."""
+    presign_ttl: Duration = 12 * _HOUR
+    """presigned only: how long a URL lasts (1h to 7d); each re-sign, at half of it, rewrites and
+    so restarts the app."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StorageSettings:
+    """Where bundles are published: exactly one backend."""
+
+    filesystem: FilesystemStorageSettings | None = None
+    """A shared file system."""
+    s3: S3StorageSettings | None = None
+    """An S3 bucket."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReconcileSettings:
+    """How often and how fast apps are reconciled; every Marathon write starts a deployment."""
+
+    resync_seconds: Duration = 300.0
+    """Full relist period; ±10 % jitter."""
+    workers: Annotated[int, Limits(minimum=1, maximum=64)] = 4
+    """Concurrent reconciles."""
+    max_writes_per_second: Annotated[float, Limits(exclusive_minimum=0, maximum=1000000)] = 5.0
+    """Rate limit of Marathon writes (each one starts a rolling restart)."""
+    write_burst: Annotated[int, Limits(minimum=1, maximum=1000000)] = 20
+    """Writes allowed in a burst before the rate limit applies."""
+    max_concurrent_deployments: Annotated[int, Limits(minimum=1, maximum=1000000)] = 10
+    """At most this many controller-started deployments run at once."""
+    dry_run: bool = False
+    """Log the changes, write nothing (neither Marathon nor storage)."""
+    timeout_seconds: Duration = 60.0
+    """Upper bound of one reconcile, and of waiting for a locking deployment."""
+    shutdown_timeout_seconds: Duration = 30.0
+    """On SIGTERM, how long to drain the queue before exiting anyway."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerSettings:
+    """The HTTP server of /metrics, /healthz, /readyz and /status."""
+
+    listen: Text = "127.0.0.1:9102"
+    """host:port to listen on (port 1 to 65535; [ ] around an IPv6 address); 0.0.0.0 for every
+    interface."""
+
+    @property
+    def host(self) -> str:
+        """The host part of ``listen``, without the brackets of an IPv6 address."""
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        """The port part of ``listen`` (the loader has checked it)."""
+        return int(self.listen.rpartition(":")[2])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeaderElectionSettings:
+    """Replicas elect one leader through ZooKeeper; without it the controller runs alone."""
+
+    zookeeper: Text
+    """ZooKeeper servers and an optional chroot, e.g. zk-1:2181,zk-2:2181,zk-3:2181/pullsecret."""
+    session_timeout_seconds: Duration = 10.0
+    """ZooKeeper session timeout (at least 2s): how soon another replica takes over."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoggingSettings:
+    """Logs on stderr."""
+
+    level: LogLevel = "info"
+    """Least severe level logged."""
+    format: LogFormat = "auto"
+    """auto: JSON unless stderr is a terminal; json or console force one."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """The config file: one field a section."""
+
+    marathon: MarathonSettings
+    """The Marathon cluster whose apps get pull credentials."""
+    controller: ControllerSettings = ControllerSettings()
+    """This controller among others on the cluster."""
+    selector: SelectorSettings = SelectorSettings()
+    """Which apps opt in."""
+    registries: tuple[RegistrySettings, ...]
+    """May be empty: the controller then removes every fetch entry it added."""
+    storage: StorageSettings
+    """Where bundles are published: exactly one backend."""
+    reconcile: ReconcileSettings = ReconcileSettings()
+    """Reconcile pace and limits."""
+    server: ServerSettings = ServerSettings()
+    """The HTTP server of /metrics, /healthz, /readyz and /status."""
+    leader_election: LeaderElectionSettings | None = None
+    """Run two or more replicas with one leader; without it, a single instance."""
+    logging: LoggingSettings = LoggingSettings()
+    """Log level and format."""

@@ -1,0 +1,167 @@
+"""Generates the config's JSON Schema from the settings dataclasses (``controller.settings``).
+
+Run ``python -m controller.settings_schema`` after changing a setting: it rewrites
+``controller/config_schema.json`` (or writes the path given), which the loader validates with
+and operators' tools read; a test checks that the checked-in file is what this module generates.
+Types, defaults and constraints come from the fields, descriptions from their docstrings (read
+from the source, so this runs when developing, never when the controller loads its config).
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import sys
+import types
+from collections.abc import Mapping
+from dataclasses import MISSING, Field, fields, is_dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
+
+from controller.settings import DURATION, FILE_KEY, Limits, Pattern, Settings, ValueKind
+
+SCHEMA_FILE = Path(__file__).with_name("config_schema.json")
+_WIDTH = 100
+"""Columns; a JSON value that fits goes on one line."""
+_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+_SIMPLE_TYPES: Mapping[object, Mapping[str, Any]] = {
+    str: {"type": "string"}, Path: {"type": "string", "minLength": 1},
+    int: {"type": "integer"}, float: {"type": "number"}, bool: {"type": "boolean"},
+}
+
+
+def json_schema() -> dict[str, Any]:
+    """The config file's JSON Schema (draft 2020-12)."""
+    defs: dict[str, Any] = {}
+    body = _object(Settings, defs)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://github.com/marathon-pullsecret-controller/controller/config_schema.json",
+        "title": "marathon-pullsecret-controller configuration",
+        **body,
+        "$defs": dict(sorted(defs.items())),
+    }
+
+
+def schema_text() -> str:
+    """``json_schema()`` as the checked-in file holds it."""
+    return _json(json_schema(), 0, 0) + "\n"
+
+
+def _object(cls: type, defs: dict[str, Any]) -> dict[str, Any]:
+    """The schema of a settings dataclass: one property per field the file may set."""
+    hints = get_type_hints(cls, include_extras=True)
+    docs = field_docs(cls)
+    properties: dict[str, Any] = {}
+    required = []
+    for item in fields(cls):
+        role = item.metadata.get(FILE_KEY)
+        if role == "computed":
+            continue
+        prop = {**_value(hints[item.name], defs), "description": docs[item.name]}
+        prop = {"description": prop.pop("description"), **prop}
+        if item.default is MISSING and role is None:
+            required.append(item.name)
+        elif (default := _default(item)) is not MISSING:
+            prop["default"] = _duration_text(default) if prop.get("$ref") == _ref(DURATION) \
+                else default
+        properties[item.name] = prop
+    return {"description": _words(cls.__doc__ or ""), "type": "object",
+            "additionalProperties": False, **({"required": required} if required else {}),
+            "properties": properties}
+
+
+def _value(hint: Any, defs: dict[str, Any]) -> dict[str, Any]:
+    """The schema of a value of type ``hint`` (``X | None`` is an optional ``X``)."""
+    metadata: tuple[Any, ...] = ()
+    if get_origin(hint) is Annotated:
+        hint, metadata = hint.__origin__, hint.__metadata__
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:
+            return _value(options[0], defs)
+        schema: dict[str, Any] = {"type": [_SIMPLE_TYPES[a]["type"] for a in options]}
+    elif is_dataclass(hint) and isinstance(hint, type):
+        schema = _object(hint, defs)
+    elif origin is Literal:
+        schema = {"enum": list(args)}
+    elif origin is tuple:
+        schema = {"type": "array", "items": _value(args[0], defs)}
+    else:
+        schema = dict(_SIMPLE_TYPES[hint])
+    for extra in metadata:
+        if isinstance(extra, ValueKind):
+            defs[extra.name] = {"description": extra.description,
+                                "type": list(extra.types) if len(extra.types) > 1
+                                else extra.types[0], "pattern": extra.pattern.regex}
+            return {"$ref": _ref(extra)}
+        if isinstance(extra, Pattern):
+            schema["pattern"] = extra.regex
+        elif isinstance(extra, Limits):
+            schema.update(extra.keywords())
+    return schema
+
+
+def _ref(kind: ValueKind) -> str:
+    return f"#/$defs/{kind.name}"
+
+
+def _default(item: Field[Any]) -> Any:
+    """The field's default as JSON, or ``MISSING``; ``None`` (not set) and sections have none."""
+    if item.default is MISSING or item.default is None or is_dataclass(item.default):
+        return MISSING
+    return list(item.default) if isinstance(item.default, tuple) else item.default
+
+
+def _duration_text(seconds: float) -> str:
+    """``seconds`` as the file would write it, e.g. 6h, in the largest unit that divides it."""
+    return next(f"{int(seconds // size)}{unit}" for unit, size in _UNITS
+                if seconds % size == 0 or unit == "s")
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring written under each field of the dataclass ``cls``, as one paragraph."""
+    body = ast.parse(inspect.getsource(cls)).body[0]
+    assert isinstance(body, ast.ClassDef)
+    docs = {}
+    for node, after in zip(body.body, body.body[1:], strict=False):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)):
+            docs[node.target.id] = _words(after.value.value)
+    return docs
+
+
+def _words(docstring: str) -> str:
+    return " ".join(docstring.split())
+
+
+def _json(value: object, indent: int, column: int) -> str:
+    """``value`` as JSON starting at ``column``: on one line if it fits, else an item a line."""
+    flat = json.dumps(value, ensure_ascii=False)
+    if column + len(flat) < _WIDTH or not isinstance(value, dict | list) or not value:
+        return flat
+    inner = indent + 2
+    pad = " " * inner
+    if isinstance(value, list):
+        lines = [pad + _json(item, inner, inner) for item in value]
+        return "[\n" + ",\n".join(lines) + "\n" + " " * indent + "]"
+    lines = []
+    for key, item in value.items():
+        head = f"{pad}{json.dumps(key)}: "
+        lines.append(head + _json(item, inner, len(head)))
+    return "{\n" + ",\n".join(lines) + "\n" + " " * indent + "}"
+
+
+def main(argv: list[str]) -> int:
+    """Write the schema to the path in ``argv`` (default: ``config_schema.json`` here)."""
+    target = Path(argv[0]) if argv else SCHEMA_FILE
+    target.write_text(schema_text(), encoding="utf-8")
+    print(f"wrote {target}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
