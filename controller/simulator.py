@@ -1432,10 +1432,13 @@ async def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None,
+         prog: str = "pullsecret-controller simulator") -> int:
     """Run the simulator as a process until SIGTERM/SIGINT."""
-    parser = argparse.ArgumentParser(prog="python -m controller.simulator",
-                                     description="Serve a simulated Marathon API.")
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Serve a simulated Marathon API.",
+        epilog=f"example:\n  {prog} --listen 127.0.0.1:8080 --apps 100",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--listen", type=_listen_address, default=(_LOCAL, 8080),
                         metavar="HOST:PORT", help="where to listen (default 127.0.0.1:8080)")
     parser.add_argument("--apps", type=int, default=0, help="seed this many generated apps")
@@ -1449,4 +1452,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="python -m controller.simulator"))

@@ -128,7 +128,7 @@ class TestConventions:
         assert await cli("-q", "check-config", "-c", path, env={"REG_PW": "x"}) == (0, "", "")
 
     @pytest.mark.parametrize("command", ["run", "check-config", "plan", "reconcile",
-                                         "uninstall", "bundle", "demo"])
+                                         "uninstall", "bundle", "demo", "simulator"])
     async def test_every_command_has_help_with_an_example(self, command):
         code, out, _ = await cli(command, "--help")
         assert code == 0
