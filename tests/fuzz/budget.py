@@ -25,7 +25,7 @@ _COMMON = {
                               HealthCheck.large_base_example, HealthCheck.filter_too_much],
 }
 settings.register_profile("fuzz-quick", phases=[Phase.explicit, Phase.reuse, Phase.generate],
-                          **_COMMON)
+                          report_multiple_bugs=False, **_COMMON)
 settings.register_profile("fuzz-full", **_COMMON)
 
 CASES: Counter[str] = Counter()
