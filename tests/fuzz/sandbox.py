@@ -38,16 +38,24 @@ def _serve(conn: multiprocessing.connection.Connection, headroom: int, warm: str
     __import__(warm)  # the code under test is loaded before the cap is measured from
     limit = _address_space() + headroom
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    conn.send("ready")
     while True:
         try:
             function, args = conn.recv()
         except EOFError:
             return
+        except MemoryError:  # the input alone is over the cap
+            conn.send(("raised", "MemoryError: the input does not fit in the cap", ""))
+            continue
         try:
             conn.send(("returned", str(function(*args)), ""))
         except BaseException as e:  # noqa: BLE001 - MemoryError, RecursionError: all reported
             text = "".join(traceback.format_exception(e))
             conn.send(("raised", f"{type(e).__name__}: {str(e)[:300]}", text[-4000:]))
+
+
+_STARTUP_SECONDS = 120.0
+"""For the child to import the code under test: not part of any call's deadline."""
 
 
 class Sandbox:
@@ -69,11 +77,22 @@ class Sandbox:
             self._process.start()
             theirs.close()
             self._conn = ours
+            try:
+                ready = ours.poll(_STARTUP_SECONDS) and ours.recv() == "ready"
+            except EOFError:  # it died importing
+                ready = False
+            if not ready:
+                self.close()
+                raise RuntimeError(f"the sandbox did not start within {_STARTUP_SECONDS:g}s")
         return self._conn
 
     def run(self, function: Callable[..., object], *args: object) -> Outcome:
         conn = self._start()
-        conn.send((function, args))
+        try:
+            conn.send((function, args))
+        except OSError:  # BrokenPipeError: it died since the last call
+            self.close()
+            return Outcome("died", "the child died before the call")
         if not conn.poll(self._seconds):
             self.close()
             return Outcome("timed out", f"no answer within {self._seconds:g}s")

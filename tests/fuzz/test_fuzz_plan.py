@@ -42,12 +42,19 @@ def either(good: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     return st.one_of(good, good, good, json_values)
 
 
+class ManyLabels(dict[str, str]):
+    """A huge label map that a failure report shows by its size (its repr would be 200 kB)."""
+
+    def __repr__(self) -> str:
+        return f"ManyLabels({len(self)} labels, {LABEL}={self.get(LABEL)!r})"
+
+
 label_values = st.sampled_from(["true", "TRUE ", "false", "", "yes"]) | json_values
 labels = either(st.one_of(
     st.dictionaries(st.text(max_size=12), st.text(max_size=12), max_size=5).flatmap(
         lambda d: st.builds(lambda v: {**d, LABEL: v}, label_values)),
-    st.integers(0, 20_000).map(lambda n: {**{f"k{i}": "v" * (i % 7) for i in range(n)},
-                                          LABEL: "true"}),
+    st.integers(0, 20_000).map(lambda n: ManyLabels(
+        {**{f"k{i}": "v" * (i % 7) for i in range(n)}, LABEL: "true"})),
 ))
 """Opted in or not, wrong types, and maps of up to 20,000 labels."""
 

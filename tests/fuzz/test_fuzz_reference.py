@@ -34,7 +34,7 @@ def _check_contract(text: str) -> ImageReference | None:
 
 
 class TestGrammar:
-    @fuzz_settings(quick=300, full=30_000)
+    @fuzz_settings(quick=300, full=40_000)
     @given(references())
     @example(Generated("docker.io/" + "a" * 64, round_trips=True,  # found by this target
                        expected=ImageReference(registry="docker.io", path="library/" + "a" * 64)))
@@ -50,7 +50,7 @@ class TestGrammar:
 
 
 class TestGarbage:
-    @fuzz_settings(quick=300, full=20_000)
+    @fuzz_settings(quick=300, full=25_000)
     @given(garbage)
     def test_any_text_parses_or_raises_the_one_error(self, text: str) -> None:
         """Any string gives a reference that round-trips, or ``InvalidReferenceError``."""

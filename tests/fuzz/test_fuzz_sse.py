@@ -60,7 +60,7 @@ streams = st.one_of(st.binary(max_size=2000), sse_streams,
 
 
 class TestAnyBytes:
-    @fuzz_settings(quick=300, full=25_000)
+    @fuzz_settings(quick=300, full=35_000)
     @given(data=streams, cuts=st.lists(st.integers(0, 4000), max_size=20), limit=limits)
     def test_events_or_the_one_error_whatever_the_chunking(self, data: bytes, cuts: list[int],
                                                           limit: int) -> None:

@@ -349,10 +349,12 @@ def leaks(named: dict[str, bytes]) -> list[str]:
 class TestScenario:
     def test_every_command_ran_and_every_path_was_taken(self, captured: Captured) -> None:
         """The scenario did what the leak checks rely on: converged, failed, rotated, exited."""
-        assert captured.exit_codes == {
+        codes = dict(captured.exit_codes)
+        assert codes.pop("bundle -o (unreadable password file)") not in (0, None)
+        assert codes == {
             "check-config (basic)": 0, "check-config (token)": 0, "run": 0,
             "plan -v": 1, "reconcile --once": 1,  # the bad image fails its app
-            "bundle -o": 0, "bundle -o (unreadable password file)": 1,
+            "bundle -o": 0,
         }
         events = captured.log_events("run")
         assert {e["level"] for e in events} >= {"info", "warning"}
