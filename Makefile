@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-test
 DEMO_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: demo test lint unit system-deps bench clean reliability
+.PHONY: demo test lint unit system-deps bench fuzz clean reliability
 
 # The demo needs the runtime only; the tests add their extras (moto, mypy, helm, ...) on top.
 $(RUNTIME): pyproject.toml
@@ -53,6 +53,12 @@ reliability: $(STAMP) system-deps
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Over 100,000 fuzz cases (a few minutes); prints the cases per target and the seed.
+# `make fuzz FUZZ_SEED=N` repeats a run; failing examples are also kept under .hypothesis/.
+fuzz: $(STAMP)
+	seed=$(FUZZ_SEED); seed=$${seed:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}; \
+	FUZZ_PROFILE=full $(BIN)/pytest tests/fuzz -q --timeout=0 --hypothesis-seed=$$seed
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

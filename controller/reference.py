@@ -45,6 +45,10 @@ _LEGACY_HUB = "index.docker.io"
 _HUB_ALIASES = frozenset({HUB_REGISTRY, _LEGACY_HUB, "registry-1.docker.io"})
 _OFFICIAL_PREFIX = "library/"
 _PATH_MAX = 255
+_IMAGE_MAX = 1024
+"""Longer than any valid reference (a 253-character host, a port, a 255-character path, a tag
+and a sha512 digest); refused before any regex runs, so a huge image costs no time."""
+_SHOWN_MAX = 100
 
 # The grammar of distribution/reference regexp.go, with explicit ASCII classes: Python's \w
 # would also accept non-ASCII letters, Go's does not.
@@ -96,7 +100,8 @@ class ImageReference:
         """The short form docker prints (``ubuntu:22.04``); it parses back to this reference.
 
         Unlike docker's ``FamiliarString`` it keeps ``docker.io/`` when dropping it would make
-        the first path component look like a registry (``docker.io/a.b/c``).
+        the first path component look like a registry (``docker.io/a.b/c``), and ``library/``
+        when dropping it would leave 64 hex digits, which docker reads as an image id.
         """
         name = self.name
         if self.registry == HUB_REGISTRY:
@@ -106,7 +111,8 @@ class ImageReference:
             first, slash, _ = short.partition("/")
             if not (slash and _looks_like_domain(first)):
                 name = short
-        return name + self._suffix()
+        familiar = name + self._suffix()
+        return self.path if _IDENTIFIER_RE.fullmatch(familiar) else familiar
 
     def _suffix(self) -> str:
         return (f":{self.tag}" if self.tag else "") + (f"@{self.digest}" if self.digest else "")
@@ -121,6 +127,13 @@ def _looks_like_domain(component: str) -> bool:
             or component.lower() != component)
 
 
+def _shown(text: str) -> str:
+    """``text`` quoted for an error message, cut short: an image may be megabytes long."""
+    if len(text) <= _SHOWN_MAX:
+        return repr(text)
+    return f"{text[:_SHOWN_MAX]!r}… ({len(text)} characters)"
+
+
 def _normalize_domain(domain: str) -> str:
     lowered = domain.lower()
     return HUB_REGISTRY if lowered == _LEGACY_HUB else lowered
@@ -131,7 +144,7 @@ def _check_digest(digest: str) -> str | None:
     algorithm, _, encoded = digest.partition(":")
     length = _DIGEST_LENGTHS.get(algorithm)
     if length is None:
-        return f"unsupported digest algorithm {algorithm!r}"
+        return f"unsupported digest algorithm {_shown(algorithm)}"
     if len(encoded) != length or not _LOWER_HEX_RE.fullmatch(encoded):
         return f"a {algorithm} digest is {length} lowercase hex digits"
     return None
@@ -144,17 +157,19 @@ def parse_image(image: str) -> ImageReference:
     """
 
     def invalid(reason: str) -> InvalidReferenceError:
-        return InvalidReferenceError(f"invalid image reference {image!r}: {reason}")
+        return InvalidReferenceError(f"invalid image reference {_shown(image)}: {reason}")
 
     if not image:
         raise invalid("it is empty")
+    if len(image) > _IMAGE_MAX:
+        raise invalid(f"it is longer than {_IMAGE_MAX} characters")
     if _IDENTIFIER_RE.fullmatch(image):
         raise invalid("a 64-character hexadecimal string is an image id, not a name")
     first, slash, rest = image.partition("/")
     if slash and _looks_like_domain(first):
         domain, remainder = first, rest
         if not _DOMAIN_RE.fullmatch(domain):
-            raise invalid(f"{domain!r} is not a valid registry host[:port]")
+            raise invalid(f"{_shown(domain)} is not a valid registry host[:port]")
         registry = _normalize_domain(domain)
     else:
         registry, remainder = HUB_REGISTRY, image
@@ -162,7 +177,7 @@ def parse_image(image: str) -> ImageReference:
         remainder = _OFFICIAL_PREFIX + remainder
     repository = remainder.partition(":")[0]
     if repository.lower() != repository:
-        raise invalid(f"repository name {repository!r} must be lowercase")
+        raise invalid(f"repository name {_shown(repository)} must be lowercase")
     match = _REMAINDER_RE.fullmatch(remainder)
     if match is None:
         raise invalid("invalid reference format")
@@ -182,7 +197,7 @@ def normalize_registry_host(host: str) -> str:
     """
     if not _DOMAIN_RE.fullmatch(host):
         raise InvalidReferenceError(
-            f"invalid registry host {host!r}: expected host[:port] such as "
+            f"invalid registry host {_shown(host)}: expected host[:port] such as "
             "registry.example.com:5000, without a scheme or path")
     lowered = host.lower()
     return HUB_REGISTRY if lowered in _HUB_ALIASES else lowered

@@ -12,6 +12,11 @@ is dropped, not read as a second, empty line.
 Speed matters: one stream carries every event of a large cluster. Lines are found with
 ``str.replace`` and ``str.split`` on whole chunks; Python code runs once per line, never
 once per character.
+
+Memory stays close to the text kept, however the stream is cut: a line split over many tiny
+chunks, or an event made of many tiny ``data`` lines, is gathered by ``_Pieces``, which joins
+every 64 pieces into one string. Kept as one string object per piece (some 50 bytes each), a
+stream sent one character at a time would make the decoder hold over 80 bytes per character.
 """
 
 from __future__ import annotations
@@ -21,9 +26,34 @@ from dataclasses import dataclass
 
 __all__ = ["EventTooLargeError", "SSEDecoder", "ServerSentEvent"]
 
+_BLOCK = 64
+_MAX_RETRY_DIGITS = 18
+"""Longer ``retry`` values are ignored, as browsers ignore what overflows their integer."""
+
 
 class EventTooLargeError(ValueError):
     """One line or event outgrew the limit; the stream cannot be trusted, so drop it."""
+
+
+class _Pieces:
+    """Text arriving in pieces, held in about its own size: every ``_BLOCK`` pieces become one
+    string, so the per-object overhead is paid once per block; each character is copied twice."""
+
+    __slots__ = ("_blocks", "_pieces")
+
+    def __init__(self, first: str) -> None:
+        self._blocks: list[str] = []
+        self._pieces = [first]
+
+    def add(self, piece: str) -> None:
+        pieces = self._pieces
+        pieces.append(piece)
+        if len(pieces) == _BLOCK:
+            self._blocks.append("".join(pieces))
+            pieces.clear()
+
+    def text(self) -> str:
+        return "".join(self._blocks) + "".join(self._pieces)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +89,12 @@ class SSEDecoder:
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._at_stream_start = True
         self._after_cr = False
-        self._partial_line: list[str] = []
+        self._partial_line: _Pieces | None = None
         self._partial_line_size = 0
         self._event_type = ""
-        self._data_lines: list[str] = []
+        self._data: str | None = None
+        """The first ``data`` line; ``_more_data`` holds them all once a second one comes."""
+        self._more_data: _Pieces | None = None
         self._data_size = 0
         self._last_event_id: str | None = None
         self._retry: int | None = None
@@ -89,10 +121,9 @@ class SSEDecoder:
             self._keep_partial_line(chunk)
             return []
 
-        if self._partial_line:
-            chunk = "".join(self._partial_line) + chunk
-            self._partial_line.clear()
-            self._partial_line_size = 0
+        if self._partial_line is not None:
+            chunk = self._partial_line.text() + chunk
+            self._forget_partial_line()
         if "\r" in chunk:
             self._after_cr = chunk[-1] == "\r"
             chunk = chunk.replace("\r\n", "\n")
@@ -106,15 +137,18 @@ class SSEDecoder:
         events: list[ServerSentEvent] = []
         limit = self._max_event_bytes
         event_type = self._event_type
-        data_lines = self._data_lines
+        data = self._data
+        more_data = self._more_data
         data_size = self._data_size
         retry = self._retry
         for line in lines:
             if not line:
-                if data_lines:
+                if data is not None:
                     events.append(ServerSentEvent(
-                        event_type or "message", "\n".join(data_lines), self._last_event_id, retry))
-                    data_lines = []
+                        event_type or "message",
+                        more_data.text() if more_data is not None else data,
+                        self._last_event_id, retry))
+                    data = more_data = None
                     data_size = 0
                 event_type = ""
                 retry = None
@@ -128,17 +162,25 @@ class SSEDecoder:
             if value[:1] == " ":
                 value = value[1:]
             if name == "data":
-                data_lines.append(value)
+                if data is None:
+                    data = value
+                else:
+                    if more_data is None:
+                        more_data = _Pieces(data)
+                    more_data.add("\n")
+                    more_data.add(value)
                 data_size += len(value) + 1
             elif name == "event":
                 event_type = value
             elif name == "id":
                 if "\0" not in value:
                     self._last_event_id = value
-            elif name == "retry" and value.isascii() and value.isdigit():
-                retry = int(value)
+            elif (name == "retry" and value.isascii() and value.isdigit()
+                  and len(digits := value.lstrip("0")) <= _MAX_RETRY_DIGITS):
+                retry = int(digits or "0")
         self._event_type = event_type
-        self._data_lines = data_lines
+        self._data = data
+        self._more_data = more_data
         self._data_size = data_size
         self._retry = retry
         if unfinished:
@@ -146,15 +188,23 @@ class SSEDecoder:
         return events
 
     def _keep_partial_line(self, text: str) -> None:
-        self._partial_line.append(text)
-        self._partial_line_size += len(text)
-        if self._partial_line_size + self._data_size > self._max_event_bytes:
-            self._overflow(self._partial_line_size + self._data_size)
+        """Buffer an unfinished line, checking the limit before keeping anything."""
+        size = self._partial_line_size + len(text)
+        if size + self._data_size > self._max_event_bytes:
+            self._overflow(size + self._data_size)
+        if self._partial_line is None:
+            self._partial_line = _Pieces(text)
+        else:
+            self._partial_line.add(text)
+        self._partial_line_size = size
+
+    def _forget_partial_line(self) -> None:
+        self._partial_line = None
+        self._partial_line_size = 0
 
     def _overflow(self, size: int) -> None:
-        self._partial_line.clear()
-        self._partial_line_size = 0
-        self._data_lines = []
+        self._forget_partial_line()
+        self._data = self._more_data = None
         self._data_size = 0
         raise EventTooLargeError(
             f"event exceeds {self._max_event_bytes} characters (reached {size})")

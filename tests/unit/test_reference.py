@@ -57,6 +57,7 @@ VALID = [
 
 INVALID = [
     ("", "empty"),
+    ("a" * 1025, "longer than 1024"),
     (" ubuntu", "invalid reference format"),
     ("ubuntu ", "invalid reference format"),
     ("ubuntu\n", "invalid reference format"),
@@ -104,7 +105,19 @@ class TestParseImage:
         """A reference docker rejects raises with a reason and the image itself."""
         with pytest.raises(InvalidReferenceError, match=reason) as info:
             parse_image(image)
-        assert repr(image) in str(info.value)
+        assert repr(image[:100]) in str(info.value)
+
+    def test_long_image_is_quoted_short(self) -> None:
+        """An error quotes the first 100 characters of a long image and says how long it is."""
+        with pytest.raises(InvalidReferenceError) as info:
+            parse_image("Bad/" + "x" * 900)
+        assert len(str(info.value)) < 250
+        assert "(904 characters)" in str(info.value)
+
+    def test_image_longer_than_any_reference_is_refused_at_once(self) -> None:
+        """Over 1024 characters no reference is valid; the regexes never see such an image."""
+        with pytest.raises(InvalidReferenceError, match="longer than 1024 characters"):
+            parse_image("a-" * 50_000)
 
     def test_error_is_a_value_error(self) -> None:
         """Callers that only know ValueError still catch a bad reference."""
@@ -121,8 +134,10 @@ class TestForms:
         ("docker.io/localhost/c", "docker.io/localhost/c", "docker.io/localhost/c"),
         ("localhost:5000", "docker.io/library/localhost:5000", "localhost:5000"),
         ("e.com/x:t@" + SHA, "e.com/x:t@" + SHA, "e.com/x:t@" + SHA),
+        ("docker.io/" + "a" * 64, "docker.io/library/" + "a" * 64, "library/" + "a" * 64),
+        ("docker.io/" + "a" * 64 + ":1", "docker.io/library/" + "a" * 64 + ":1", "a" * 64 + ":1"),
     ], ids=["official", "user", "nested-library", "dotted-namespace", "localhost-namespace",
-            "bare-localhost", "tag-and-digest"])
+            "bare-localhost", "tag-and-digest", "hex-name-keeps-library", "hex-name-with-tag"])
     def test_canonical_and_familiar(self, image: str, canonical: str, familiar: str) -> None:
         """``str()`` is the full name; ``familiar`` is docker's short form that parses back."""
         parsed = parse_image(image)

@@ -90,6 +90,11 @@ class TestFields:
         stream = "retry: 3000\ndata: a\n\nretry: 3s\ndata: b\n\nretry: \u0663\ndata: c\n\n"
         assert decode(stream) == [E(data="a", retry=3000), E(data="b"), E(data="c")]
 
+    def test_retry_too_long_for_an_integer_is_ignored(self) -> None:
+        """More than 18 significant digits are ignored, however many leading zeros come first."""
+        stream = f"retry: {'9' * 5000}\ndata: a\n\nretry: {'0' * 5000}42\ndata: b\n\n"
+        assert decode(stream) == [E(data="a"), E(data="b", retry=42)]
+
     def test_leading_byte_order_mark_is_dropped(self) -> None:
         """One BOM at the start of the stream is not part of the first field name."""
         assert decode_chunks(["", "\ufeffdata: x\n\n\ufeffdata: y\n\n"]) == [E(data="x")]
@@ -140,6 +145,19 @@ class TestMarathonFraming:
         """A heartbeat that lands right after an event's data line is that event's blank line."""
         chunks = ["event: x\r\ndata: 1\r\n", "\r", "\n"]
         assert decode_chunks(chunks) == [E(event="x", data="1")]
+
+
+class TestPieces:
+    def test_line_in_hundreds_of_chunks_decodes_whole(self) -> None:
+        """A line cut into more pieces than one block holds comes out in order."""
+        value = "".join(chr(0x41 + i % 26) for i in range(1000))
+        assert decode_chunks(["data: ", *value, "\n\n"]) == [E(data=value)]
+
+    def test_event_of_hundreds_of_data_lines_joins_them_in_order(self) -> None:
+        """Many ``data`` lines are joined with LF, in order, past the first block."""
+        values = [str(i) for i in range(500)]
+        stream = "".join(f"data: {v}\n" for v in values) + "\n"
+        assert decode(stream) == [E(data="\n".join(values))]
 
 
 class TestBytes:
