@@ -11,6 +11,7 @@ controller's handler to retry (``controller.controller``).
 
 from __future__ import annotations
 
+import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -145,10 +146,17 @@ class AppReconciler:
         self._deferred: set[AppId] = set()
         """Apps waiting for a deployment slot; they come back as soon as one frees up."""
         self._conflicts: Counter[AppId] = Counter()
+        self._locked_until: dict[AppId, float] = {}
+        """Until when a locked app is not tried again, unless its deployment ends first: a
+        relist or an event naming it meanwhile would only earn another 409."""
 
     # -- the Reconciler protocol ---------------------------------------------------------------
 
     async def reconcile(self, app_id: AppId) -> Result:
+        locked_for = self._locked_until.get(app_id, 0.0) - time.monotonic()
+        if locked_for > 0:
+            return Result(requeue_after=locked_for, waiting=True, log={"action": "locked"})
+        self._locked_until.pop(app_id, None)
         try:
             outcome = await self.converge(app_id, listed=self._take_listed(app_id))
         except MarathonConflict as e:
@@ -172,7 +180,10 @@ class AppReconciler:
         """A deployment ended: the apps it locked, and every app waiting for a slot, may go on.
         Returns them, for the caller to queue."""
         self._budget.finished(deployment_id)
-        ready = self._waiting_on.pop(deployment_id, set()) | self._deferred
+        released = self._waiting_on.pop(deployment_id, set())
+        for app_id in released:
+            self._locked_until.pop(app_id, None)
+        ready = released | self._deferred
         self._deferred = set()
         return ready
 
@@ -294,6 +305,7 @@ class AppReconciler:
             raise error
         for deployment in error.deployment_ids:
             self._waiting_on[deployment].add(app_id)
+        self._locked_until[app_id] = time.monotonic() + _LOCKED_RECHECK_SECONDS
         self.status.fail(app_id, str(error), self._now(), state="locked")
         return Result(requeue_after=_LOCKED_RECHECK_SECONDS, waiting=True,
                       log={"action": "locked", "waiting_on": list(error.deployment_ids)})
