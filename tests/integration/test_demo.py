@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 
 def test_demo_runs_and_rotation_restarts_nothing():
@@ -24,3 +25,13 @@ def test_demo_runs_and_rotation_restarts_nothing():
     assert "Marathon writes during the rotation: 0" in out
     assert "its bundle entry was removed" in out
     assert "demo step failed" not in out
+    # A reason for every app, short lines, what to try next, and the logs kept apart.
+    assert "image registry docker.io is not configured" in out
+    assert 'not opted in (label pullsecret.enabled is not "true")' in out
+    assert "try next" in out
+    assert all(len(line) <= 110 for line in out.splitlines()), "lines fit a terminal"
+    assert '"event":' not in out
+    log_line = next(line for line in out.splitlines() if "log lines:" in line)
+    log_file = Path(log_line.split("log lines: ", 1)[1].split(" ", 1)[0])
+    assert '"event": "controller_started"' in log_file.read_text()
+    log_file.unlink()
