@@ -6,7 +6,9 @@ knows what every app should look like (the user's definition plus, for opted-in 
 one managed entry) and checks the promises that hold under every fault:
 
 - each app is byte-identical (as JSON) to what its user wrote, except the managed entry;
-- a served bundle is never half-written: ``BundleWatch`` polls the directory during the run;
+- a served bundle is never half-written: ``BundleWatch`` polls the served bundles during the
+  run (a directory by default; a scenario may serve them from elsewhere through a
+  ``BundleShelf``);
 - no secret leaks into stderr, ``/status``, ``/metrics`` or files, and no temp file is left;
 - it converges once the fault clears (``until_converged`` measures how long that took).
 """
@@ -34,7 +36,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import yaml
@@ -153,6 +155,58 @@ def marker_secret() -> str:
     return f"Marker-{secrets.token_urlsafe(18)}"
 
 
+class BundleShelf(Protocol):
+    """Where a scenario's controllers serve bundles from, as the harness reads them."""
+
+    def names(self) -> list[str]:
+        """The bundle file names served now (empty when they cannot be listed)."""
+
+    def read(self, name: str) -> bytes | None:
+        """A bundle's bytes, ``None`` when absent; ``PermissionError`` when unreadable."""
+
+    def recorded_sha256(self, name: str) -> str | None:
+        """The sha256 the bundle's record holds, ``None`` when there is none."""
+
+    def uri(self, name: str) -> str:
+        """The fetch URI a controller puts into apps for the bundle."""
+
+    def settings(self) -> dict[str, Any]:
+        """The ``storage`` section of a controller config that serves bundles here."""
+
+
+@dataclass
+class DirectoryShelf:
+    """Bundles in a directory, each with a ``<name>.json`` record (filesystem storage)."""
+
+    directory: Path
+
+    def names(self) -> list[str]:
+        try:
+            return sorted(p.name for p in self.directory.glob("*.tar.gz"))
+        except OSError:
+            return []
+
+    def read(self, name: str) -> bytes | None:
+        try:
+            return (self.directory / name).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def recorded_sha256(self, name: str) -> str | None:
+        record = self.directory / f"{name.removesuffix('.tar.gz')}.json"
+        try:
+            recorded = json.loads(record.read_bytes()).get("sha256")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return recorded if isinstance(recorded, str) else None
+
+    def uri(self, name: str) -> str:
+        return f"file://{self.directory}/{name}"
+
+    def settings(self) -> dict[str, Any]:
+        return {"filesystem": {"path": str(self.directory)}}
+
+
 class BundleWatch:
     """Polls the served bundles and remembers every bad one it sees.
 
@@ -161,8 +215,8 @@ class BundleWatch:
     test damages a bundle on purpose.
     """
 
-    def __init__(self, directory: Path, interval: float = 0.02) -> None:
-        self.directory = directory
+    def __init__(self, shelf: BundleShelf, interval: float = 0.02) -> None:
+        self.shelf = shelf
         self.interval = interval
         self.problems: list[str] = []
         self.checks = 0
@@ -177,32 +231,22 @@ class BundleWatch:
 
     def check_once(self) -> None:
         self.checks += 1
-        try:
-            names = sorted(p.name for p in self.directory.glob("*.tar.gz"))
-        except OSError:
-            return
-        for name in names:
+        for name in self.shelf.names():
             problem = self._problem(name)
             if problem is not None and problem not in self.problems:
                 self.problems.append(problem)
 
     def _problem(self, name: str) -> str | None:
         try:
-            data = (self.directory / name).read_bytes()
-        except FileNotFoundError:
-            return None
+            data = self.shelf.read(name)
         except PermissionError:
             return f"{name}: unreadable"
+        if data is None:
+            return None
         problem = bundle_problem(data)
         if problem is not None:
             return f"{name}: {problem}"
-        digest = hashlib.sha256(data).hexdigest()
-        record = self.directory / f"{name.removesuffix('.tar.gz')}.json"
-        try:
-            recorded = json.loads(record.read_bytes()).get("sha256")
-        except (OSError, ValueError, AttributeError):
-            recorded = None
-        if recorded == digest:
+        if self.shelf.recorded_sha256(name) == hashlib.sha256(data).hexdigest():
             self._mismatch_since.pop(name, None)
             return None
         since = self._mismatch_since.setdefault(name, time.monotonic())
@@ -348,6 +392,11 @@ class Scenario:
     watch: BundleWatch | None = None
     _watch_task: asyncio.Task[None] | None = None
     mounts: list[Path] = field(default_factory=list)
+    shelf: BundleShelf = field(init=False)
+    """Where the bundles are served: ``storage`` unless a scenario serves them elsewhere."""
+
+    def __post_init__(self) -> None:
+        self.shelf = DirectoryShelf(self.storage)
 
     # -- the world ----------------------------------------------------------------------------
 
@@ -388,7 +437,7 @@ class Scenario:
                 {"host": h, "credentials": {"username": USERNAME,
                                             "password_file": str(self.registries[h].password_file)}}
                 for h in hosts] + list(registries),
-            "storage": {"filesystem": {"path": str(self.storage)}},
+            "storage": self.shelf.settings(),
             "reconcile": {"resync_seconds": 300, "max_writes_per_second": 100,
                           "write_burst": 100, "shutdown_timeout_seconds": 5, **reconcile},
             "logging": {"format": "json"},
@@ -427,7 +476,7 @@ class Scenario:
         self.mounts.append(self.storage)
 
     def watch_bundles(self) -> BundleWatch:
-        self.watch = BundleWatch(self.storage)
+        self.watch = BundleWatch(self.shelf)
         self._watch_task = asyncio.create_task(self.watch.run(), name="bundle-watch")
         return self.watch
 
@@ -475,7 +524,7 @@ class Scenario:
         self.users[app_id] = user_part(self.state.get_app(app_id))
 
     def expected_uri(self, registry: str) -> str:
-        return f"file://{self.storage}/{self.registries[registry].bundle}"
+        return self.shelf.uri(self.registries[registry].bundle)
 
     # -- checks ---------------------------------------------------------------------------------
 
@@ -504,8 +553,10 @@ class Scenario:
 
     def _bundle_unconverged(self, registry: Registry) -> list[str]:
         try:
-            data = (self.storage / registry.bundle).read_bytes()
+            data = self.shelf.read(registry.bundle)
         except OSError:
+            data = None
+        if data is None:
             return [f"{registry.bundle}: not served"]
         if bundle_problem(data) is not None:
             return [f"{registry.bundle}: damaged"]

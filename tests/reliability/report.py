@@ -69,7 +69,8 @@ def render(rows: Sequence[dict[str, Any]], *, started: datetime, took: float,
         "",
         "Each scenario runs the controller as a subprocess (`python -m controller run`) against"
         " the Marathon simulator in the test process, with filesystem storage in a temporary"
-        " directory. Under every fault it checks that each app stays byte-identical (as JSON)"
+        " directory (S3 on moto, behind a proxy in the test, where the fault says S3)."
+        " Under every fault it checks that each app stays byte-identical (as JSON)"
         " to what its user wrote apart from the managed fetch entry, that the bundle served is"
         " always absent or a complete gzip tar matching its record, that no marker secret"
         " reaches stderr, `/status`, `/metrics` or any file, that no temp file is left, and"

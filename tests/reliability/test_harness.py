@@ -47,7 +47,7 @@ class TestBundleWatch:
     def test_a_valid_bundle_matching_its_record_passes(self, world):
         """A complete bundle with its own hash on record is fine."""
         publish(world)
-        watch = BundleWatch(world.storage)
+        watch = BundleWatch(world.shelf)
         watch.check_once()
         assert watch.problems == []
 
@@ -55,7 +55,7 @@ class TestBundleWatch:
         """Half a gzip stream is a problem at once."""
         data = publish(world)
         (world.storage / world.registries[REG].bundle).write_bytes(data[:len(data) // 2])
-        watch = BundleWatch(world.storage)
+        watch = BundleWatch(world.shelf)
         watch.check_once()
         assert watch.problems == [f"{world.registries[REG].bundle}: not a complete gzip stream"]
 
@@ -63,7 +63,7 @@ class TestBundleWatch:
         """Served bytes that differ from their record past the catch-up time are a problem."""
         monkeypatch.setattr(harness, "RECORD_CATCH_UP_SECONDS", -1.0)
         publish(world, recorded=b"other bytes")
-        watch = BundleWatch(world.storage)
+        watch = BundleWatch(world.shelf)
         watch.check_once()
         assert len(watch.problems) == 1
         assert "differ from their record" in watch.problems[0]
