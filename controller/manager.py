@@ -173,8 +173,15 @@ def make_term(parts: Components, metrics: Metrics) -> Term:
     apps = Controller(reconciler, metrics, workers=rc.workers, timeout=rc.timeout_seconds,
                       backoff=APP_BACKOFF, observer=QueueMetrics(metrics),
                       on_done=lambda app_id: source.app_done(app_id))
+
+    def retry_failed_apps(registry: str) -> None:
+        for app_id, app in status.apps.items():
+            if app.state == "failed":
+                apps.queue.add(app_id)
+
     registries = Controller(
-        RegistryReconciler(parts.bundles, status), metrics, workers=_registry_workers(parts),
+        RegistryReconciler(parts.bundles, status, on_recovered=retry_failed_apps), metrics,
+        workers=_registry_workers(parts),
         timeout=rc.timeout_seconds, backoff=REGISTRY_BACKOFF,
         on_done=lambda registry: source.registry_done(registry))
     source = AppSource(parts.marathon, label=parts.settings.selector.label, listed=listed,

@@ -333,13 +333,16 @@ class RegistryReconciler:
 
     def __init__(self, bundles: BundleManager, status: StatusBook, *,
                  report: PassReport | None = None,
+                 on_recovered: Callable[[str], None] = lambda registry: None,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._bundles = bundles
         self._status = status
         self._report = report
+        self._on_recovered = on_recovered
         self._now = now
 
     async def reconcile(self, registry: str) -> Result:
+        failing = self._bundles.states[registry].failures > 0
         try:
             action = await self._bundles.refresh(registry)
         except Exception as e:
@@ -348,6 +351,8 @@ class RegistryReconciler:
             if self._report is not None:
                 self._report.registry_failures[registry] = message
             raise
+        if failing:  # apps that failed for want of this bundle need not wait out their backoff
+            self._on_recovered(registry)
         return Result(requeue_after=self._bundles.refresh_in(registry), log={"action": action})
 
 
