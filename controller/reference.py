@@ -128,10 +128,12 @@ def _looks_like_domain(component: str) -> bool:
 
 
 def _shown(text: str) -> str:
-    """``text`` quoted for an error message, cut short: an image may be megabytes long."""
-    if len(text) <= _SHOWN_MAX:
-        return repr(text)
-    return f"{text[:_SHOWN_MAX]!r}… ({len(text)} characters)"
+    """``text`` quoted for an error message, cut short: an image may be megabytes long, and
+    escapes (``\\U0001f600``) make its quoted form longer still."""
+    quoted = repr(text[: _SHOWN_MAX + 1])
+    if len(text) <= _SHOWN_MAX and len(quoted) <= _SHOWN_MAX + 2:
+        return quoted
+    return f"{quoted[:_SHOWN_MAX]}… ({len(text)} characters)"
 
 
 def _normalize_domain(domain: str) -> str:

@@ -52,6 +52,7 @@ class TestGrammar:
 class TestGarbage:
     @fuzz_settings(quick=300, full=25_000)
     @given(garbage)
+    @example("000000000000A" + "\x1f" * 8 + "\U00010768" * 13)  # escapes made it 402 long
     def test_any_text_parses_or_raises_the_one_error(self, text: str) -> None:
         """Any string gives a reference that round-trips, or ``InvalidReferenceError``."""
         count("reference: garbage")
