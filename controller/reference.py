@@ -130,10 +130,12 @@ def _looks_like_domain(component: str) -> bool:
 def _shown(text: str) -> str:
     """``text`` quoted for an error message, cut short: an image may be megabytes long, and
     escapes (``\\U0001f600``) make its quoted form longer still."""
-    quoted = repr(text[: _SHOWN_MAX + 1])
-    if len(text) <= _SHOWN_MAX and len(quoted) <= _SHOWN_MAX + 2:
+    quoted = repr(text[:_SHOWN_MAX])
+    if len(quoted) > _SHOWN_MAX + 2:  # escapes: cut the quoted form itself
+        quoted = quoted[:_SHOWN_MAX]
+    elif len(text) <= _SHOWN_MAX:
         return quoted
-    return f"{quoted[:_SHOWN_MAX]}… ({len(text)} characters)"
+    return f"{quoted}… ({len(text)} characters)"
 
 
 def _normalize_domain(domain: str) -> str:
