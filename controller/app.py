@@ -12,21 +12,46 @@ from importlib.metadata import version
 
 import aiohttp
 
-from controller import credentials
-from controller.bundles import (
+from controller.config import RegistrySettings, Settings, StorageSettings
+from controller.credentials.base import CredentialSource
+from controller.marathon import MarathonClient, RequestObserver, no_request_observer
+from controller.publisher import (
     BundleManager,
     Fence,
     PublishObserver,
     no_fence,
     no_publish_observer,
 )
-from controller.config import Settings, StorageSettings
-from controller.marathon import MarathonClient, RequestObserver, no_request_observer
 from controller.ratelimit import DeploymentBudget, TokenBucket
 from controller.reconcile import WriteGate
 from controller.storage.base import BundleStore
 
-__all__ = ["Components", "build", "store_from_settings", "user_agent"]
+__all__ = ["Components", "build", "credential_source", "store_from_settings", "user_agent"]
+
+
+def credential_source(registry: RegistrySettings, env: Mapping[str, str]) -> CredentialSource:
+    """The configured source of ``registry``'s credentials, imported only when named."""
+    creds = registry.credentials
+    if creds.kind == "ecr":
+        from controller.credentials.ecr import EcrSource
+
+        assert creds.ecr is not None
+        return EcrSource(creds.ecr, registry=registry.registry)
+    if creds.kind == "helper":
+        from controller.credentials.helper import HelperSource
+
+        assert creds.helper is not None
+        return HelperSource(creds.helper, registry=registry.registry, env=env)
+    if creds.kind == "docker_config":
+        from controller.credentials.dockerconfig import DockerConfigSource
+
+        assert creds.docker_config is not None
+        return DockerConfigSource(creds.docker_config, registry=registry.registry)
+    from controller.credentials.password import PasswordSource
+
+    assert creds.username is not None
+    return PasswordSource(creds.username, env_var=creds.password_env, file=creds.password_file,
+                          env=env)
 
 
 def store_from_settings(settings: StorageSettings) -> BundleStore:
@@ -79,7 +104,7 @@ async def build(
         registries = {r.registry: r for r in settings.registries}
         bundles = BundleManager(
             registries,
-            {r.registry: credentials.from_settings(r, env) for r in settings.registries},
+            {r.registry: credential_source(r, env) for r in settings.registries},
             store_from_settings(settings.storage),
             fence=fence, dry_run=dry_run, observe=observe_publish,
             owner=settings.controller.name,

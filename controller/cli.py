@@ -15,8 +15,7 @@ from dataclasses import replace
 from importlib.metadata import version
 from pathlib import Path
 
-from controller import credentials
-from controller.bundle import build_bundle
+from controller.archive import build_bundle
 from controller.config import Settings, load_settings
 from controller.errors import ConfigError, ControllerError
 from controller.logs import configure
@@ -129,7 +128,7 @@ async def _pass(settings: Settings, env: Mapping[str, str], *, dry_run: bool, ve
                 quiet: bool) -> int:
     from controller.app import build
     from controller.manager import run_once
-    from controller.report import format_report
+    from controller.passreport import format_report
 
     async with build(settings, env, dry_run=dry_run) as parts:
         report = await run_once(parts)
@@ -147,7 +146,7 @@ async def _uninstall(settings: Settings, env: Mapping[str, str], *, dry_run: boo
     if asked, every bundle it owns."""
     from controller.app import build
     from controller.manager import run_once
-    from controller.report import format_report
+    from controller.passreport import format_report
 
     async with build(replace(settings, registries=()), env, dry_run=dry_run) as parts:
         report = await run_once(parts, every_app=True)
@@ -165,6 +164,7 @@ async def _uninstall(settings: Settings, env: Mapping[str, str], *, dry_run: boo
 
 
 async def _bundle(settings: Settings, env: Mapping[str, str], host: str, output: Path) -> int:
+    from controller.app import credential_source
     from controller.storage.fs import write_atomically
 
     try:
@@ -175,7 +175,7 @@ async def _bundle(settings: Settings, env: Mapping[str, str], host: str, output:
     if registry is None:
         known = ", ".join(r.host for r in settings.registries) or "none"
         raise ConfigError([f"--registry: {host} is not configured (configured: {known})"])
-    credential = await credentials.from_settings(registry, env).fetch()
+    credential = await credential_source(registry, env).fetch()
     data = build_bundle(registry.registry, credential, registry.format)
     await asyncio.to_thread(write_atomically, output, data)
     print(f"wrote {output} ({registry.format} for {registry.host}, {len(data)} bytes, "

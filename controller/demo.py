@@ -24,7 +24,7 @@ from controller.manager import DaemonHandle, run
 from controller.model import AppId
 from controller.plan import is_managed_uri
 from controller.simulator import MarathonSimulator, MarathonState
-from controller.status import StatusBook
+from controller.statusbook import StatusBook
 
 __all__ = ["demo", "run_demo"]
 

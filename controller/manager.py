@@ -24,7 +24,6 @@ from prometheus_client import CollectorRegistry
 
 from controller.app import Components, build, user_agent
 from controller.backoff import Backoff
-from controller.bundles import no_fence
 from controller.config import Settings
 from controller.controller import Controller
 from controller.events import EventWatcher
@@ -32,11 +31,12 @@ from controller.http import make_app, serve
 from controller.marathon import RequestObserver
 from controller.metrics import Metrics, QueueMetrics
 from controller.model import AppId, RawApp
+from controller.passreport import PassReport
 from controller.plan import RegistryRule
+from controller.publisher import no_fence
 from controller.reconcile import AppReconciler, RegistryReconciler
-from controller.report import PassReport
 from controller.source import AppSource
-from controller.status import StatusBook
+from controller.statusbook import StatusBook
 from controller.workqueue import WorkQueue
 
 if TYPE_CHECKING:

@@ -21,7 +21,6 @@ from typing import Literal
 
 import structlog
 
-from controller.bundles import BundleManager, Fence, no_fence
 from controller.controller import Result
 from controller.errors import (
     MarathonConflict,
@@ -31,6 +30,7 @@ from controller.errors import (
 from controller.marathon import MarathonAPI
 from controller.metrics import APP_STATES, Metrics
 from controller.model import AppId, BundleLocation, RawApp
+from controller.passreport import PassReport
 from controller.plan import (
     DEFAULT_OWNER,
     AppPlan,
@@ -39,9 +39,9 @@ from controller.plan import (
     plan_app,
     update_body,
 )
+from controller.publisher import BundleManager, Fence, no_fence
 from controller.ratelimit import DeploymentBudget, TokenBucket
-from controller.report import PassReport
-from controller.status import AppStatus, StatusBook
+from controller.statusbook import AppStatus, StatusBook
 
 __all__ = ["Action", "AppOutcome", "AppReconciler", "RegistryReconciler", "WriteGate",
            "WriteSlot"]

@@ -39,7 +39,7 @@ import aiohttp
 import structlog
 from yarl import URL
 
-from controller.credentials import json_object
+from controller.credentials.base import json_object
 from controller.errors import ConfigError
 from controller.model import RegistryCredential
 from controller.reference import (

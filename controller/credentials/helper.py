@@ -18,7 +18,7 @@ import shutil
 import signal
 from collections.abc import Mapping
 
-from controller.credentials import TOKEN_USERNAME, json_object
+from controller.credentials.base import TOKEN_USERNAME, json_object
 from controller.errors import CredentialError
 from controller.model import RegistryCredential, Secret
 from controller.reference import auth_key

@@ -12,9 +12,10 @@ import pytest
 from aiohttp import web
 
 from controller.config import EcrSettings
+from controller.credentials.dockerconfig import DockerConfigSource
 from controller.credentials.ecr import EcrSource
 from controller.credentials.helper import HelperSource
-from controller.credentials.static import DockerConfigSource, PasswordSource
+from controller.credentials.password import PasswordSource
 from controller.errors import CredentialError
 
 SECRET = "s3cr3t-never-shown"

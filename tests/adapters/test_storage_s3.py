@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
-from controller.bundle import MAX_BUNDLE_BYTES
+from controller.archive import MAX_BUNDLE_BYTES
 from controller.config import S3StorageSettings
 from controller.errors import InvalidBundleError, StorageError
 from controller.model import BundleManifest

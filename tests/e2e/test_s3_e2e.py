@@ -23,7 +23,6 @@ import boto3  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from controller.bundles import BundleManager
 from controller.config import (
     CredentialSettings,
     EcrSettings,
@@ -33,6 +32,7 @@ from controller.config import (
 )
 from controller.credentials.ecr import EcrSource
 from controller.plan import bundle_name
+from controller.publisher import BundleManager
 from controller.simulator import MarathonSimulator, MarathonState
 from controller.storage.s3 import S3Store
 from tests.services import MotoServer, fetch_into_sandbox, skopeo_inspect

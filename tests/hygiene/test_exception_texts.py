@@ -17,10 +17,11 @@ from urllib.parse import quote
 import pytest
 import yaml
 
-from controller.bundle import build_bundle
+from controller.archive import build_bundle
 from controller.config import MarathonAuthSettings, MarathonSettings, load_settings
+from controller.credentials.dockerconfig import DockerConfigSource
 from controller.credentials.helper import HelperSource
-from controller.credentials.static import DockerConfigSource, PasswordSource
+from controller.credentials.password import PasswordSource
 from controller.errors import ConfigError, ControllerError
 from controller.marathon import auth_header
 from controller.model import RegistryCredential, Secret

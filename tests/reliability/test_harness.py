@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from controller.bundle import build_bundle
+from controller.archive import build_bundle
 from controller.model import RegistryCredential, Secret
 from controller.simulator import MarathonState
 from tests.reliability import harness

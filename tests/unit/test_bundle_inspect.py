@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.bundle import MAX_BUNDLE_BYTES, build_bundle, inspect_bundle
+from controller.archive import MAX_BUNDLE_BYTES, build_bundle, inspect_bundle
 from controller.errors import InvalidBundleError
 from controller.model import BundleFormat, RegistryCredential, Secret
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from controller.config import load_settings, settings_from_mapping
-from controller.credentials.static import DockerConfigSource, PasswordSource
+from controller.credentials.dockerconfig import DockerConfigSource
+from controller.credentials.password import PasswordSource
 from controller.errors import ConfigError, CredentialError
 from tests.unit.test_config import check_config, file_problems, minimal, problems
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from controller.bundles import RegistryState
 from controller.model import AppId, AppState
+from controller.publisher import RegistryState
 
 __all__ = ["AppStatus", "StatusBook"]
 

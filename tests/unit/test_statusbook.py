@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from controller.model import AppId
-from controller.status import AppStatus, StatusBook
+from controller.statusbook import AppStatus, StatusBook
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 ops = st.lists(st.tuples(st.sampled_from(["record", "fail", "forget"]),

@@ -1,63 +1,19 @@
-"""Long-lived credentials: a password from an env var or a file, or a docker config.json."""
+"""The entry for one registry in a docker ``config.json``, as ``docker login`` writes it."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from controller.config import DOCKER_CONFIG_LIMIT, SECRET_FILE_LIMIT, read_limited
-from controller.credentials import TOKEN_USERNAME, json_object
+from controller.config import DOCKER_CONFIG_LIMIT
+from controller.credentials.base import TOKEN_USERNAME, json_object, read_secret_text
 from controller.errors import CredentialError
 from controller.model import RegistryCredential, Secret
 from controller.reference import InvalidReferenceError, normalize_registry_host
 
-__all__ = ["DockerConfigSource", "PasswordSource"]
-
-
-async def _read_text(path: Path, what: str, limit: int) -> str:
-    """The file's text, at most ``limit`` bytes of it: a wrong path cannot fill memory.
-
-    Errors are raised outside the ``except`` blocks, so none carries the file's bytes along.
-    """
-    try:
-        data = await asyncio.to_thread(read_limited, path, limit)
-    except OSError as e:
-        problem = e.strerror or "cannot be read"
-    else:
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError:
-            problem = "not UTF-8 text"
-    raise CredentialError(f"cannot read {what} {path}: {problem}")
-
-
-class PasswordSource:
-    """``username`` plus ``password_env`` or ``password_file``, re-read on every call."""
-
-    expiring = False
-
-    def __init__(self, username: str, *, env_var: str | None, file: Path | None,
-                 env: Mapping[str, str]) -> None:
-        self._username = username
-        self._env_var = env_var
-        self._file = file
-        self._env = env
-
-    async def fetch(self) -> RegistryCredential:
-        if self._file is not None:
-            password = (await _read_text(self._file, "password file", SECRET_FILE_LIMIT)).strip()
-            where = f"password file {self._file}"
-        else:
-            password = self._env.get(self._env_var or "", "")
-            where = f"variable {self._env_var}"
-        if not password:
-            raise CredentialError(f"{where} is empty")
-        return RegistryCredential(username=self._username, password=Secret(password),
-                                  identity_token=self._username == TOKEN_USERNAME)
+__all__ = ["DockerConfigSource"]
 
 
 def _entry_registry(key: str) -> str | None:
@@ -79,7 +35,7 @@ class DockerConfigSource:
         self._registry = registry
 
     async def fetch(self) -> RegistryCredential:
-        text = await _read_text(self._path, "docker config", DOCKER_CONFIG_LIMIT)
+        text = await read_secret_text(self._path, "docker config", DOCKER_CONFIG_LIMIT)
         config = json_object(text)
         if config is None:
             raise CredentialError(f"docker config {self._path} is not a JSON object")

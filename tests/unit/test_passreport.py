@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from controller.model import AppId, BundleLocation
+from controller.passreport import PassReport, format_report
 from controller.plan import RegistryRule, bundle_name, eligibility, plan_app
 from controller.reconcile import AppOutcome
-from controller.report import PassReport, format_report
 
 REG = "registry.example.com:5000"
 SIGNED = f"https://b.s3.amazonaws.com/{bundle_name(REG)}?X-Amz-Signature=deadbeef"

@@ -29,9 +29,9 @@ from typing import Protocol
 
 import structlog
 
-from controller.bundle import MAX_BUNDLE_BYTES, build_bundle, content_hash, inspect_bundle
+from controller.archive import MAX_BUNDLE_BYTES, build_bundle, content_hash, inspect_bundle
 from controller.config import RegistrySettings
-from controller.credentials import CredentialSource
+from controller.credentials.base import CredentialSource
 from controller.errors import CredentialError, InvalidBundleError, TransientError
 from controller.model import BundleLocation, BundleManifest, RefreshOutcome, RegistryCredential
 from controller.plan import DEFAULT_OWNER, bundle_name, entry_owner

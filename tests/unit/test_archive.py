@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.bundle import build_bundle, config_json, content_hash, dockercfg_json
+from controller.archive import build_bundle, config_json, content_hash, dockercfg_json
 from controller.errors import CredentialError
 from controller.model import BundleFormat, RegistryCredential, Secret
 from controller.reference import InvalidReferenceError
@@ -204,7 +204,7 @@ class TestSecrets:
         assert PASSWORD not in str(info.value)
         assert PASSWORD not in repr(info.value)
         frames = [entry.frame for entry in info.traceback
-                  if Path(entry.frame.code.path).name in {"bundle.py", "reference.py"}]
+                  if Path(entry.frame.code.path).name in {"archive.py", "reference.py"}]
         assert frames
         assert all(PASSWORD not in repr(frame.f_locals) for frame in frames)
 
