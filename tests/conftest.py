@@ -1,4 +1,4 @@
-"""Shared fixtures: real services (see tests/services.py), each started lazily once per session.
+"""Shared fixtures: real services (see tests/services/), each started lazily once per session.
 
 A missing binary skips the tests that need it, except under ``CI`` where it fails them: CI
 installs the packages, so a skip there would hide a broken setup.
@@ -9,14 +9,18 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import NoReturn, Protocol, TypeVar
 
 import pytest
 
 from tests import services
 
-T = TypeVar("T")
 
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Stoppable)
 
 def _unavailable(reason: str) -> NoReturn:
     """Skip locally, fail in CI."""
@@ -25,7 +29,7 @@ def _unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
-def _start(start: Callable[[Path], T], workdir: Path) -> T:
+def _start(start: Callable[[Path], S], workdir: Path) -> S:
     try:
         return start(workdir)
     except services.ServiceUnavailable as err:
@@ -33,34 +37,37 @@ def _start(start: Callable[[Path], T], workdir: Path) -> T:
     _unavailable(reason)  # outside the except block: no chained traceback in the report
 
 
+def _serve(start: Callable[[Path], S], factory: pytest.TempPathFactory, name: str) -> Iterator[S]:
+    """Start a service in a fresh directory for the fixture's scope, stop it afterwards."""
+    service = _start(start, factory.mktemp(name))
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.Registry]:
     """docker-registry with htpasswd auth; ``image``/``other_image`` are already pushed."""
-    reg = _start(services.start_registry, tmp_path_factory.mktemp("registry"))
-    try:
-        yield reg
-    finally:
-        reg.stop()
+    yield from _serve(services.start_registry, tmp_path_factory, "registry")
+
+
+@pytest.fixture(scope="session")
+def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.TokenRegistry]:
+    """docker-registry with ``auth: token`` and its token service; two images pushed."""
+    yield from _serve(services.start_token_registry, tmp_path_factory, "token-registry")
 
 
 @pytest.fixture(scope="session")
 def zookeeper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.ZooKeeper]:
     """A standalone ZooKeeper; connect with ``KazooClient(hosts=zookeeper.hosts)``."""
-    zk = _start(services.start_zookeeper, tmp_path_factory.mktemp("zookeeper"))
-    try:
-        yield zk
-    finally:
-        zk.stop()
+    yield from _serve(services.start_zookeeper, tmp_path_factory, "zookeeper")
 
 
 @pytest.fixture(scope="session")
 def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.MotoServer]:
     """moto in server mode; sets no AWS env -- use ``moto_server.aws_env()``/``client_kwargs()``."""
-    server = _start(services.start_moto, tmp_path_factory.mktemp("moto"))
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _serve(services.start_moto, tmp_path_factory, "moto")
 
 
 @pytest.fixture

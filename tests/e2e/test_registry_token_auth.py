@@ -8,7 +8,6 @@ so an ``accepted`` here means what it would mean against a production registry.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -17,19 +16,8 @@ import pytest
 from controller.model import RegistryCredential, Secret
 from controller.registry import RegistryLogin
 from tests import services
-from tests.conftest import _start
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.TokenRegistry]:
-    """docker-registry with ``auth: token`` and its token service; two images pushed."""
-    reg = _start(services.start_token_registry, tmp_path_factory.mktemp("token-registry"))
-    try:
-        yield reg
-    finally:
-        reg.stop()
 
 
 def password(registry: services.TokenRegistry, value: str | None = None) -> RegistryCredential:
