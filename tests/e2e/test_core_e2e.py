@@ -3,33 +3,23 @@ fetched the way Mesos does and `skopeo` pulls from a real password-protected reg
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
-import yaml
 
 from controller.plan import is_managed_uri
 from controller.simulator import MarathonSimulator, MarathonState
+from tests.factories import config_doc, docker_app, registry_entry, write_config
+from tests.integration.runner import cli
 from tests.services import REFERENCE, Registry, fetch_into_sandbox, skopeo_inspect
 
 pytestmark = pytest.mark.e2e
 
-LABEL = "pullsecret.enabled"
 SCHEMA = REFERENCE / "schema" / "AppDefinition.json"
 OWN_ENTRY = {"uri": "https://files.example.com/assets.tgz", "extract": True, "cache": True}
-
-
-def docker_app(app_id: str, image: str, *, opted_in: bool = True, kind: str = "DOCKER",
-               **extra: Any) -> dict[str, Any]:
-    return {"id": app_id, "cmd": "sleep 1000", "cpus": 0.1, "mem": 32,
-            "labels": {LABEL: "true"} if opted_in else {},
-            "container": {"type": kind, "docker": {"image": image}}, **extra}
 
 
 def cluster(registry: Registry) -> list[dict[str, Any]]:
@@ -45,29 +35,19 @@ def cluster(registry: Registry) -> list[dict[str, Any]]:
     ]
 
 
-def write_config(tmp_path: Path, url: str, registry: Registry, fmt: str) -> Path:
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump({
-        "marathon": {"urls": [url], "timeout_seconds": 5},
-        "registries": [{"host": registry.host, "format": fmt, "apps": ["/team-a/*"],
-                        "credentials": {"username": registry.username,
-                                        "password_env": "E2E_REGISTRY_PASSWORD"}}],
-        "storage": {"filesystem": {"path": str(tmp_path / "bundles")}},
-        "reconcile": {"max_writes_per_second": 100},
-        "logging": {"format": "json"},
-    }))
-    return path
+def controller_config(tmp_path: Path, url: str, registry: Registry, fmt: str) -> Path:
+    return write_config(tmp_path, config_doc(
+        url, tmp_path / "bundles", marathon={"timeout_seconds": 5},
+        registries=[registry_entry(registry.host, username=registry.username,
+                                   password_env="E2E_REGISTRY_PASSWORD", format=fmt,
+                                   apps=["/team-a/*"])],
+        reconcile={"max_writes_per_second": 100}, logging={"format": "json"}))
 
 
 async def reconcile_once(config: Path, registry: Registry) -> tuple[int, str, str]:
     """The real CLI in its own process, while this loop serves the simulator."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "controller", "reconcile", "--once", "--config", str(config),
-        env={**os.environ, "E2E_REGISTRY_PASSWORD": registry.password},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await cli("reconcile", "--once", "--config", config,
+                     env={"E2E_REGISTRY_PASSWORD": registry.password})
 
 
 def managed_entries(state: MarathonState, app_id: str) -> list[dict[str, Any]]:
@@ -85,7 +65,7 @@ async def test_reconcile_once_gives_working_pull_credentials(registry, tmp_path,
     state = MarathonState(deployment_seconds=0)
     state.load_apps(cluster(registry))
     async with MarathonSimulator(state) as sim:
-        config = write_config(tmp_path, sim.url, registry, fmt)
+        config = controller_config(tmp_path, sim.url, registry, fmt)
         code, out, err = await reconcile_once(config, registry)
         assert code == 1, out + err  # /team-a/bad fails; the pass goes on
         assert "/team-a/bad: FAILED" in out
@@ -130,7 +110,7 @@ async def test_one_failing_app_does_not_stop_the_pass(registry, tmp_path):
     state = MarathonState(deployment_seconds=0)
     state.load_apps(cluster(registry)[:2])
     async with MarathonSimulator(state) as sim:
-        config = write_config(tmp_path, sim.url, registry, "config.json")
+        config = controller_config(tmp_path, sim.url, registry, "config.json")
         state.fail_next("/team-a/web$", 500, count=1, method="PATCH")
         code, out, _ = await reconcile_once(config, registry)
         assert code == 1
@@ -145,15 +125,11 @@ async def test_one_failing_app_does_not_stop_the_pass(registry, tmp_path):
 
 async def test_bundle_command_replaces_the_manual_recipe(registry, tmp_path):
     """`bundle -o docker.tar.gz` makes the archive the manual recipe made, and it works."""
-    config = write_config(tmp_path, "http://127.0.0.1:1", registry, "config.json")
+    config = controller_config(tmp_path, "http://127.0.0.1:1", registry, "config.json")
     out = tmp_path / "docker.tar.gz"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "controller", "bundle", "--config", str(config),
-        "--registry", registry.host, "-o", str(out),
-        env={**os.environ, "E2E_REGISTRY_PASSWORD": registry.password},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    _, stderr = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 0, stderr.decode()
+    code, _, stderr = await cli("bundle", "--config", config, "--registry", registry.host,
+                                "-o", out, env={"E2E_REGISTRY_PASSWORD": registry.password})
+    assert code == 0, stderr
     assert oct(out.stat().st_mode & 0o777) == "0o600"
     sandbox = tmp_path / "sandbox"
     sandbox.mkdir()

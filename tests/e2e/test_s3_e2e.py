@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 
 import boto3  # type: ignore[import-untyped]
 import pytest
-import yaml
 
 from controller.config import (
     CredentialSettings,
@@ -35,6 +34,7 @@ from controller.plan import bundle_name
 from controller.publisher import BundleManager
 from controller.simulator import MarathonSimulator, MarathonState
 from controller.storage.s3 import S3Store
+from tests.factories import config_doc, docker_app, registry_entry, write_config
 from tests.services import MotoServer, fetch_into_sandbox, skopeo_inspect
 
 pytestmark = pytest.mark.e2e
@@ -67,21 +67,13 @@ def store(aws: MotoServer, bucket: str, uri_style: UriStyle) -> S3Store:
 async def test_cli_reconcile_once(registry, aws, bucket, uri_style, tmp_path):
     """``reconcile --once`` publishes to S3 and adds a fetch entry whose download logs in."""
     state = MarathonState()
-    state.load_apps([{
-        "id": "/team-a/web", "cmd": "sleep 1000", "labels": {"pullsecret.enabled": "true"},
-        "container": {"type": "DOCKER", "docker": {"image": registry.ref()}},
-    }])
+    state.load_apps([docker_app("/team-a/web", registry.ref())])
     async with MarathonSimulator(state) as marathon:
-        config = tmp_path / "controller.yaml"
-        config.write_text(yaml.safe_dump({
-            "marathon": {"urls": [marathon.url]},
-            "registries": [{"host": registry.host, "credentials": {
-                "username": registry.username, "password_env": "REG_PW"}}],
-            "storage": {"s3": {"bucket": bucket, "prefix": "mesos/pullsecrets",
-                               "region": aws.region, "endpoint_url": aws.endpoint_url,
-                               "uri_style": uri_style}},
-            "logging": {"format": "json"},
-        }))
+        s3 = {"bucket": bucket, "prefix": "mesos/pullsecrets", "region": aws.region,
+              "endpoint_url": aws.endpoint_url, "uri_style": uri_style}
+        config = write_config(tmp_path, config_doc(
+            marathon.url, registries=[registry_entry(registry.host, username=registry.username)],
+            storage={"s3": s3}, logging={"format": "json"}), "controller.yaml")
         env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "REG_PW": registry.password,
                **aws.aws_env()}
         cli = await asyncio.create_subprocess_exec(

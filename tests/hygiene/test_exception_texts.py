@@ -15,7 +15,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-import yaml
 
 from controller.archive import build_bundle
 from controller.config import MarathonAuthSettings, MarathonSettings, load_settings
@@ -25,6 +24,7 @@ from controller.credentials.password import PasswordSource
 from controller.errors import ConfigError, ControllerError
 from controller.marathon import auth_header
 from controller.model import RegistryCredential, Secret
+from tests.factories import config_doc, write_config
 from tests.hygiene.matcher import KnownSecret, find_leaks
 
 SECRET = KnownSecret("Leak~~~???+/: @Me-Not-Zx42", username="robot")
@@ -124,12 +124,8 @@ class TestBundleAndConfig:
             credentials["token"] = SECRET.value
         else:
             url = f"http://ops:{quote(SECRET.value, safe='')}@marathon:8080"
-        path = tmp_path / "config.yaml"
-        path.write_text(yaml.safe_dump({
-            "marathon": {"urls": [url]},
-            "registries": [{"host": REG, "credentials": credentials}],
-            "storage": {"filesystem": {"path": str(tmp_path / "bundles")}},
-        }))
+        path = write_config(tmp_path, config_doc(
+            url, tmp_path / "bundles", registries=[{"host": REG, "credentials": credentials}]))
         with pytest.raises(ConfigError) as caught:
             load_settings(path, {"PW": "x"})
         assert_quiet(caught.value)

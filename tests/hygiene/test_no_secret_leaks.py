@@ -20,7 +20,6 @@ import io
 import json
 import os
 import signal
-import socket
 import stat
 import sys
 import tarfile
@@ -31,13 +30,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-import yaml
 
 from controller.plan import bundle_name, is_managed_uri
 from controller.simulator import MarathonSimulator, MarathonState
+from tests.factories import LABEL, config_doc, docker_app, registry_entry, write_config
 from tests.hygiene.matcher import KnownSecret, find_leaks
+from tests.services import eventually, free_port
 
-LABEL = "pullsecret.enabled"
 FILE_REG = "file.registry.test:5000"
 ENV_REG = "env.registry.test:5000"
 CFG_REG = "cfg.registry.test:5000"
@@ -87,17 +86,6 @@ class Captured:
         return [json.loads(line) for line in lines if line.startswith("{")]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def app(app_id: str, image: str, *, opted_in: bool = True) -> dict[str, Any]:
-    return {"id": app_id, "cmd": "sleep 1000", "labels": {LABEL: "true"} if opted_in else {},
-            "container": {"type": "DOCKER", "docker": {"image": image}}}
-
-
 def docker_config(registry: str, secret: KnownSecret) -> bytes:
     auth = base64.b64encode(f"{secret.username}:{secret.value}".encode()).decode()
     return json.dumps({"auths": {registry: {"auth": auth}}}).encode()
@@ -124,34 +112,21 @@ class Layout:
                     "HOME": str(self.home), "TMPDIR": str(self.tmp)}
 
     def config(self, url: str, auth: dict[str, str], name: str) -> str:
-        document = {
-            "marathon": {"urls": [url], "timeout_seconds": 5, "auth": auth},
-            "registries": [
+        document = config_doc(
+            url, self.bundles, marathon={"timeout_seconds": 5, "auth": auth},
+            registries=[
                 {"host": FILE_REG, "credentials": {"username": FILE_PW.username,
                                                    "password_file": str(self.password_file)}},
-                {"host": ENV_REG, "credentials": {"username": ENV_PW.username,
-                                                  "password_env": "REG_PW"}},
+                registry_entry(ENV_REG, username=ENV_PW.username),
                 {"host": CFG_REG, "credentials": {"docker_config": str(self.docker_config)}},
             ],
-            "storage": {"filesystem": {"path": str(self.bundles)}},
-            "reconcile": {"resync_seconds": 1, "max_writes_per_second": 1000,
-                          "write_burst": 1000, "shutdown_timeout_seconds": 5},
-            "server": {"listen": f"127.0.0.1:{self.port}"},
-            "logging": {"level": "debug", "format": "json"},
-        }
-        path = self.secrets / name  # beside the secrets: not a file the controller writes
-        path.write_text(yaml.safe_dump(document))
-        return str(path)
-
-
-async def eventually(check: Callable[[], bool], what: str) -> None:
-    """Poll with a deadline; the state polled is this process's or an HTTP answer."""
-    try:
-        async with asyncio.timeout(SECONDS):
-            while not check():
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
+            reconcile={"resync_seconds": 1, "max_writes_per_second": 1000,
+                       "write_burst": 1000, "shutdown_timeout_seconds": 5},
+            server={"listen": f"127.0.0.1:{self.port}"},
+            logging={"level": "debug", "format": "json"},
+        )
+        # beside the secrets: not a file the controller writes
+        return str(write_config(self.secrets, document, name))
 
 
 class Command:
@@ -234,10 +209,10 @@ def registry_status(status: dict[str, Any], registry: str) -> dict[str, Any]:
 
 async def scenario(layout: Layout, captured: Captured) -> None:
     state = MarathonState(deployment_seconds=0.05)
-    opted_in = [app(f"/hyg/{reg.split('.')[0]}-{i}", f"{reg}/team/app:{i}")
+    opted_in = [docker_app(f"/hyg/{reg.split('.')[0]}-{i}", f"{reg}/team/app:{i}")
                 for reg in REGISTRIES for i in range(2)]
-    state.load_apps([*opted_in, app("/hyg/public", "nginx:1"),
-                     app("/hyg/not-opted-in", f"{FILE_REG}/team/x:1", opted_in=False)])
+    state.load_apps([*opted_in, docker_app("/hyg/public", "nginx:1"),
+                     docker_app("/hyg/not-opted-in", f"{FILE_REG}/team/x:1", opted_in=False)])
     user = MARATHON_PW.username or ""
     async with MarathonSimulator(state, credentials=(user, MARATHON_PW.value),
                                  token=DCOS_TOKEN.value, heartbeat_seconds=0.5) as sim, \
@@ -283,17 +258,17 @@ async def daemon_phase(state: MarathonState, daemon: Command, endpoints: Endpoin
         return all(any(is_managed_uri(e["uri"]) for e in state.get_app(a).get("fetch", []))
                    for a in labelled) and not state.list_deployments()
 
-    await eventually(converged, "the opted-in apps to get their bundles")
+    await eventually(converged, SECONDS, "the opted-in apps to get their bundles")
     await endpoints.poll_status(lambda s: all(registry_status(s, r).get("sha256")
                                               for r in REGISTRIES), "every bundle")
     await endpoints.capture("converged")
     before = {r: registry_status(endpoints.status, r)["sha256"] for r in REGISTRIES}
 
     state.fail_next("^/v2/apps$", 500, count=2, method="GET")
-    state.add_app(app("/hyg/bad-image", "Bad//Image:1"))
+    state.add_app(docker_app("/hyg/bad-image", "Bad//Image:1"))
     layout.password_file.write_bytes(b"\xff" + FILE_PW.value.encode())  # not UTF-8
     layout.docker_config.write_bytes(docker_config(CFG_REG, CFG_PW)[:-12])  # half-written
-    await eventually(lambda: daemon.logged("marathon_request_retrying"), "a retried 500")
+    await eventually(lambda: daemon.logged("marathon_request_retrying"), SECONDS, "a retried 500")
     await endpoints.poll_status(
         lambda s: all(registry_status(s, r).get("failures") for r in (FILE_REG, CFG_REG))
         and (s["apps"].get("/hyg/bad-image") or {}).get("state") == "failed",

@@ -2,43 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 import socket
-import sys
-from pathlib import Path
-
-import yaml
 
 from controller.plan import is_managed_uri
 from controller.simulator import MarathonSimulator, MarathonState
+from tests.factories import REGISTRY, config_doc, docker_app, write_config
+from tests.integration.runner import cli
 
-REG = "registry.example.com:5000"
 SECRET = "Sup3r-s3cret-Pw"
-
-
-async def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "controller", *args, env={**os.environ, **(env or {})},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
-def write(tmp_path: Path, doc: object) -> str:
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return str(path)
 
 
 class TestCheckConfig:
     async def test_many_mistakes_one_report(self, tmp_path):
         """Several mistakes: exit 2, one line per problem with its path, no traceback."""
-        config = write(tmp_path, {
+        config = write_config(tmp_path, {
             "marathon": {"urls": ["marathon:8080"], "timeout_seconds": "soon"},
             "registries": [
-                {"host": REG, "credentials": {"username": "u", "password": SECRET}},
+                {"host": REGISTRY, "credentials": {"username": "u", "password": SECRET}},
                 {"host": "other:5000", "credentials": {"username": "u",
                                                        "password_env": "REG_PW"}},
             ],
@@ -56,12 +36,8 @@ class TestCheckConfig:
 
     async def test_semantic_problems(self, tmp_path):
         """Missing variables and files are named with their paths."""
-        config = write(tmp_path, {
-            "marathon": {"urls": ["marathon:8080"], "ca_file": str(tmp_path / "nope.pem")},
-            "registries": [{"host": REG, "credentials": {"username": "u",
-                                                         "password_env": "REG_PW"}}],
-            "storage": {"filesystem": {"path": "relative"}},
-        })
+        config = write_config(tmp_path, config_doc(
+            "marathon:8080", "relative", marathon={"ca_file": str(tmp_path / "nope.pem")}))
         code, _, err = await cli("check-config", "--config", config)
         assert code == 2
         assert "registries[0].credentials.password_env: variable REG_PW is not set" in err
@@ -76,12 +52,7 @@ class TestCheckConfig:
 
     async def test_good_config(self, tmp_path):
         """A valid config exits 0."""
-        config = write(tmp_path, {
-            "marathon": {"urls": ["http://marathon:8080"]},
-            "registries": [{"host": REG, "credentials": {"username": "u",
-                                                         "password_env": "REG_PW"}}],
-            "storage": {"filesystem": {"path": str(tmp_path)}},
-        })
+        config = write_config(tmp_path, config_doc("http://marathon:8080", tmp_path))
         assert (await cli("check-config", "--config", config, env={"REG_PW": "x"}))[0] == 0
 
 
@@ -89,19 +60,9 @@ class TestPlan:
     async def test_plan_shows_a_diff_and_writes_nothing(self, tmp_path):
         """plan prints each change and a summary, and neither Marathon nor storage is written."""
         state = MarathonState(deployment_seconds=0)
-        state.load_apps([
-            {"id": "/a/web", "cmd": "x", "labels": {"pullsecret.enabled": "true"},
-             "container": {"type": "DOCKER", "docker": {"image": f"{REG}/a/web:1"}}},
-            {"id": "/a/pub", "cmd": "x", "labels": {"pullsecret.enabled": "true"},
-             "container": {"type": "DOCKER", "docker": {"image": "nginx"}}},
-        ])
+        state.load_apps([docker_app("/a/web"), docker_app("/a/pub", "nginx")])
         async with MarathonSimulator(state) as sim:
-            config = write(tmp_path, {
-                "marathon": {"urls": [sim.url]},
-                "registries": [{"host": REG, "credentials": {"username": "u",
-                                                             "password_env": "REG_PW"}}],
-                "storage": {"filesystem": {"path": str(tmp_path / "bundles")}},
-            })
+            config = write_config(tmp_path, config_doc(sim.url, tmp_path / "bundles"))
             code, out, err = await cli("plan", "-v", "--config", config,
                                        env={"REG_PW": SECRET})
         assert code == 0, err
@@ -122,13 +83,8 @@ async def test_busy_listen_port_is_a_clear_error(tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        config = write(tmp_path, {
-            "marathon": {"urls": ["http://127.0.0.1:1"]},
-            "registries": [{"host": REG, "credentials": {"username": "u",
-                                                         "password_env": "REG_PW"}}],
-            "storage": {"filesystem": {"path": str(tmp_path)}},
-            "server": {"listen": f"127.0.0.1:{port}"},
-        })
+        config = write_config(tmp_path, config_doc(
+            "http://127.0.0.1:1", tmp_path, server={"listen": f"127.0.0.1:{port}"}))
         code, _, err = await cli("run", "--config", config, env={"REG_PW": "x"})
     assert code == 2
     assert f"server.listen: cannot listen on 127.0.0.1:{port}" in err

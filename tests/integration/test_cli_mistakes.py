@@ -10,18 +10,13 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_cli import REG, SECRET, cli, write
+from tests.factories import REGISTRY, config_doc, write_config
+from tests.integration.runner import cli
+from tests.integration.test_cli import SECRET
 
 
 def good_config(tmp_path: Path, **override: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "marathon": {"urls": ["http://127.0.0.1:1"]},
-        "registries": [{"host": REG, "credentials": {"username": "u",
-                                                     "password_env": "REG_PW"}}],
-        "storage": {"filesystem": {"path": str(tmp_path / "bundles")}},
-    }
-    doc.update(override)
-    return doc
+    return {**config_doc("http://127.0.0.1:1", tmp_path / "bundles"), **override}
 
 
 @dataclass(frozen=True)
@@ -36,17 +31,17 @@ class Mistake:
 def cases(tmp_path: Path) -> dict[str, Mistake]:
     return {
         "bundle into a directory": Mistake(
-            ["bundle", "-c", "{CONFIG}", "--registry", REG, "-o", str(tmp_path)], 2,
+            ["bundle", "-c", "{CONFIG}", "--registry", REGISTRY, "-o", str(tmp_path)], 2,
             ["--output", "is a directory", "docker.tar.gz"], good_config(tmp_path)),
         "bundle into a missing directory": Mistake(
-            ["bundle", "-c", "{CONFIG}", "--registry", REG, "-o",
+            ["bundle", "-c", "{CONFIG}", "--registry", REGISTRY, "-o",
              str(tmp_path / "nope" / "x.tgz")], 2,
             ["--output", f"directory {tmp_path / 'nope'} does not exist"],
             good_config(tmp_path)),
         "bundle for an unknown registry": Mistake(
             ["bundle", "-c", "{CONFIG}", "--registry", "quay.io", "-o",
              str(tmp_path / "x.tgz")], 2,
-            ["--registry: quay.io is not configured", REG], good_config(tmp_path)),
+            ["--registry: quay.io is not configured", REGISTRY], good_config(tmp_path)),
         "missing config file": Mistake(
             ["check-config", "-c", str(tmp_path / "missing.yaml")], 2,
             [str(tmp_path / "missing.yaml")]),
@@ -57,12 +52,12 @@ def cases(tmp_path: Path) -> dict[str, Mistake]:
             ["check-config", "-c", "{CONFIG}"], 2,
             ["registries[0].max_age", "'6 hours' is not a duration", "6h"],
             good_config(tmp_path, registries=[{
-                "host": REG, "max_age": "6 hours",
+                "host": REGISTRY, "max_age": "6 hours",
                 "credentials": {"username": "u", "password_env": "REG_PW"}}])),
         "app glob without a slash": Mistake(
             ["check-config", "-c", "{CONFIG}"], 2, ["registries[0].apps[0]", "/"],
             good_config(tmp_path, registries=[{
-                "host": REG, "apps": ["shop/*"],
+                "host": REGISTRY, "apps": ["shop/*"],
                 "credentials": {"username": "u", "password_env": "REG_PW"}}])),
         "an empty section": Mistake(
             ["check-config", "-c", "{CONFIG}"], 2, ["storage", "got nothing"],
@@ -81,7 +76,7 @@ async def test_mistake_is_one_clear_message(tmp_path, name):
     mistake = cases(tmp_path)[name]
     argv = list(mistake.argv)
     if mistake.config is not None:
-        path = write(tmp_path, mistake.config)
+        path = write_config(tmp_path, mistake.config)
         argv = [path if a == "{CONFIG}" else a for a in argv]
     before = set(tmp_path.rglob("*"))
     code, out, err = await cli(*argv, env={"REG_PW": SECRET})
@@ -116,7 +111,7 @@ class TestConventions:
 
     @pytest.mark.parametrize("before", [True, False], ids=["before", "after"])
     async def test_global_options_before_or_after_the_command(self, tmp_path, before):
-        path = write(tmp_path, good_config(tmp_path))
+        path = write_config(tmp_path, good_config(tmp_path))
         argv = (["--config", path, "check-config"] if before
                 else ["check-config", "--config", path])
         code, out, err = await cli(*argv, env={"REG_PW": "x"})
@@ -124,7 +119,7 @@ class TestConventions:
         assert out.strip() == f"{path}: OK (1 registry)"
 
     async def test_quiet_check_config_prints_nothing(self, tmp_path):
-        path = write(tmp_path, good_config(tmp_path))
+        path = write_config(tmp_path, good_config(tmp_path))
         assert await cli("-q", "check-config", "-c", path, env={"REG_PW": "x"}) == (0, "", "")
 
     @pytest.mark.parametrize("command", ["run", "check-config", "plan", "reconcile",

@@ -12,7 +12,8 @@ from controller.app import build
 from controller.config import settings_from_mapping
 from controller.manager import run_once
 from controller.simulator import MarathonSimulator, MarathonState
-from tests.integration.test_daemon import Daemon, app, bundle_uris, config
+from tests.factories import docker_app
+from tests.integration.runner import Daemon, bundle_uris, daemon_config
 
 IDS = [f"/lock/app-{i}" for i in range(4)]
 
@@ -30,12 +31,12 @@ async def finish_external(state: MarathonState, external: set[str]) -> None:
 @pytest.mark.parametrize("mode", ["daemon", "once"])
 async def test_locked_apps_wait_for_their_deployment(tmp_path, mode):
     state = MarathonState(deployment_seconds=None)
-    state.load_apps([app(i) for i in IDS])
+    state.load_apps([docker_app(i) for i in IDS])
     external = {state.update_app(i, {"instances": 2}, allow_creation=False).deployment_id
                 for i in IDS}
     env = {"REG_PW": "pw"}
     async with MarathonSimulator(state, heartbeat_seconds=0.5) as sim:
-        settings = settings_from_mapping(config(sim.url, tmp_path), env)
+        settings = settings_from_mapping(daemon_config(sim.url, tmp_path), env)
         ender = asyncio.create_task(finish_external(state, external))
         if mode == "daemon":
             async with Daemon(settings, env):

@@ -6,93 +6,21 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
 import time
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import structlog.testing
-import yaml
 
-from controller.config import Settings, settings_from_mapping
-from controller.manager import DaemonHandle, run
-from controller.plan import is_managed_uri
+from controller.config import settings_from_mapping
+from controller.manager import run
 from controller.simulator import MarathonSimulator, MarathonState
 from controller.source import AppSource
-
-REG = "registry.example.com:5000"
-LABEL = "pullsecret.enabled"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def app(app_id: str, *, opted_in: bool = True, image: str | None = None, **extra: Any) -> dict:
-    return {"id": app_id, "cmd": "sleep 1000", "labels": {LABEL: "true"} if opted_in else {},
-            "container": {"type": "DOCKER",
-                          "docker": {"image": image or f"{REG}/team/{app_id.strip('/')}:1"}},
-            **extra}
-
-
-def bundle_uris(state: MarathonState, app_id: str) -> list[str]:
-    return [e["uri"] for e in state.get_app(app_id).get("fetch", []) if is_managed_uri(e["uri"])]
-
-
-def config(url: str, tmp_path: Path, **reconcile: Any) -> dict[str, Any]:
-    return {
-        "marathon": {"urls": [url], "timeout_seconds": 5},
-        "registries": [{"host": REG, "credentials": {"username": "robot",
-                                                     "password_env": "REG_PW"}}],
-        "storage": {"filesystem": {"path": str(tmp_path / "bundles")}},
-        "reconcile": {"resync_seconds": 300, "max_writes_per_second": 1000, "write_burst": 1000,
-                      **reconcile},
-        "server": {"listen": f"127.0.0.1:{free_port()}"},
-    }
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll with a deadline (the state lives in this process: no sleep-as-sync)."""
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(0.01)
-
-
-class Daemon:
-    """The daemon running as a task of this test's loop."""
-
-    def __init__(self, settings: Settings, env: dict[str, str]) -> None:
-        self.settings = settings
-        self.env = env
-        self.stop = asyncio.Event()
-        self.handle: DaemonHandle | None = None
-        self.task: asyncio.Task[int] | None = None
-
-    async def __aenter__(self) -> Daemon:
-        started = asyncio.Event()
-
-        def on_started(handle: DaemonHandle) -> None:
-            self.handle = handle
-            started.set()
-
-        self.task = asyncio.create_task(run(self.settings, self.env, stop=self.stop,
-                                            started=on_started))
-        async with asyncio.timeout(10):
-            await started.wait()
-            assert self.handle is not None
-            await self.handle.source.synced.wait()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.stop.set()
-        assert self.task is not None
-        assert await asyncio.wait_for(self.task, 15) == 0
+from tests.factories import LABEL, REGISTRY, docker_app, write_config
+from tests.integration.runner import Daemon, bundle_uris, daemon_config
+from tests.services import eventually
 
 
 @pytest.fixture
@@ -114,7 +42,8 @@ def env() -> dict[str, str]:
 @pytest.fixture
 def daemon(sim, tmp_path, env):
     def make(**reconcile: Any) -> Daemon:
-        return Daemon(settings_from_mapping(config(sim.url, tmp_path, **reconcile), env), env)
+        settings = settings_from_mapping(daemon_config(sim.url, tmp_path, **reconcile), env)
+        return Daemon(settings, env)
 
     return make
 
@@ -123,12 +52,12 @@ class TestEvents:
     async def test_created_app_gets_its_bundle(self, state, daemon):
         """A new opted-in app gets the bundle through the event stream."""
         async with daemon():
-            state.add_app(app("/team/new"))
+            state.add_app(docker_app("/team/new"))
             await eventually(lambda: len(bundle_uris(state, "/team/new")) == 1)
 
     async def test_updated_app_opting_in_gets_its_bundle(self, state, daemon):
         """An existing app that opts in later gets the bundle."""
-        state.load_apps([app("/team/late", opted_in=False)])
+        state.load_apps([docker_app("/team/late", opted_in=False)])
         async with daemon():
             state.update_app("/team/late", {"labels": {LABEL: "true"}}, allow_creation=False)
             await eventually(lambda: len(bundle_uris(state, "/team/late")) == 1)
@@ -136,7 +65,7 @@ class TestEvents:
     async def test_opt_out_removes_only_our_entry(self, state, daemon):
         """Setting the label to false removes our entry and keeps the app's own."""
         own = {"uri": "https://files.example.com/data.tgz", "cache": True}
-        state.load_apps([app("/team/out", fetch=[own])])
+        state.load_apps([docker_app("/team/out", fetch=[own])])
         async with daemon():
             await eventually(lambda: len(bundle_uris(state, "/team/out")) == 1)
             await eventually(lambda: not state.list_deployments())
@@ -148,7 +77,7 @@ class TestEvents:
 
     async def test_deleted_app_leaves_nothing_queued(self, state, daemon):
         """After an app is deleted, its key is neither queued nor tracked."""
-        state.load_apps([app("/team/gone")])
+        state.load_apps([docker_app("/team/gone")])
         async with daemon() as d:
             await eventually(lambda: len(bundle_uris(state, "/team/gone")) == 1)
             await eventually(lambda: not state.list_deployments())
@@ -166,7 +95,7 @@ class TestEvents:
             relists = d.handle.source.last_relist
             state.disconnect_streams()
             await eventually(lambda: not watcher.connected)
-            state.load_apps([app("/team/missed")])  # no event: only a relist can find it
+            state.load_apps([docker_app("/team/missed")])  # no event: only a relist can find it
             await eventually(lambda: watcher.connected and d.handle is not None
                              and d.handle.source.last_relist != relists)
             await eventually(lambda: len(bundle_uris(state, "/team/missed")) == 1)
@@ -177,7 +106,7 @@ class TestProtection:
         """Locked apps converge once their deployments end; never forced, never over budget."""
         state.deployment_seconds = None  # deployments end only when the test says so
         ids = [f"/storm/app-{i}" for i in range(12)]
-        state.load_apps([app(i) for i in ids])
+        state.load_apps([docker_app(i) for i in ids])
         external = {state.update_app(i, {"instances": 2}, allow_creation=False).deployment_id
                     for i in ids}
         budget = 3
@@ -197,7 +126,7 @@ class TestProtection:
 
     async def test_second_pass_is_a_no_op(self, state, daemon):
         """A resync of converged apps makes no Marathon write."""
-        state.load_apps([app(f"/quiet/{i}") for i in range(5)])
+        state.load_apps([docker_app(f"/quiet/{i}") for i in range(5)])
         async with daemon() as d:
             await eventually(lambda: all(bundle_uris(state, f"/quiet/{i}") for i in range(5)))
             await eventually(lambda: not state.list_deployments())
@@ -212,7 +141,7 @@ class TestProtection:
 class TestRotation:
     async def test_rotation_republishes_without_app_writes(self, state, daemon, env, tmp_path):
         """A changed password gives new bundle content and zero app writes."""
-        state.load_apps([app("/rot/a"), app("/rot/b")])
+        state.load_apps([docker_app("/rot/a"), docker_app("/rot/b")])
         async with daemon() as d:
             await eventually(lambda: all(bundle_uris(state, a) for a in ("/rot/a", "/rot/b")))
             await eventually(lambda: not state.list_deployments())
@@ -220,7 +149,7 @@ class TestRotation:
             before, writes = bundle.read_bytes(), len(state.writes)
             env["REG_PW"] = "second-password"
             assert d.handle is not None
-            d.handle.registries.queue.add(REG)  # what the next resync does
+            d.handle.registries.queue.add(REGISTRY)  # what the next resync does
             await eventually(lambda: bundle.read_bytes() != before)
             await d.handle.source.relist()
             await eventually(lambda: d.handle is not None and not d.handle.apps.queue.depth
@@ -231,18 +160,15 @@ class TestRotation:
 class TestLifecycle:
     async def test_sigterm_exits_zero_within_the_shutdown_timeout(self, sim, tmp_path):
         """The real process drains and exits 0 on SIGTERM."""
-        cfg = config(sim.url, tmp_path, shutdown_timeout_seconds=5)
-        path = tmp_path / "config.yaml"
-        path.write_text(yaml.safe_dump(cfg))
+        cfg = daemon_config(sim.url, tmp_path, shutdown_timeout_seconds=5)
+        path = write_config(tmp_path, cfg)
         port = int(cfg["server"]["listen"].rsplit(":", 1)[1])
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "controller", "run", "--config", str(path),
             env={**os.environ, "REG_PW": "pw-Zq81xx"}, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE)
         try:
-            async with asyncio.timeout(20):
-                while not await _ready(port):
-                    await asyncio.sleep(0.05)
+            await eventually(lambda: _ready(port), 20, "/readyz answers 200")
             proc.send_signal(signal.SIGTERM)
             started = time.monotonic()
             code = await asyncio.wait_for(proc.wait(), 10)
@@ -270,7 +196,7 @@ async def _ready(port: int) -> bool:
 class TestOpsEndpoints:
     async def test_status_metrics_and_probes(self, state, daemon, env):
         """/status shows bundles and apps, /metrics the families, and neither a secret."""
-        state.load_apps([app("/ops/a"), app("/ops/pub", image="nginx")])
+        state.load_apps([docker_app("/ops/a"), docker_app("/ops/pub", image="nginx")])
         async with daemon() as d:
             await eventually(lambda: len(bundle_uris(state, "/ops/a")) == 1)
             port = d.settings.server.port
@@ -284,14 +210,14 @@ class TestOpsEndpoints:
                 async with session.get(f"http://127.0.0.1:{port}/healthz") as r:
                     healthy = r.status
         status = json.loads(status_text)
-        assert status["registries"][REG]["sha256"]
-        assert status["apps"]["/ops/a"]["registry"] == REG
+        assert status["registries"][REGISTRY]["sha256"]
+        assert status["apps"]["/ops/a"]["registry"] == REGISTRY
         assert status["apps"]["/ops/pub"]["state"] == "skipped"
         assert ready == (200, {"ok": True, "checks": {"synced": True, "marathon": True,
                                                       "events": True}})
         assert healthy == 200
         assert "marathon_pullsecret_controller_reconcile_total" in metrics
-        assert 'marathon_pullsecret_bundle_publishes_total{registry="' + REG in metrics
+        assert 'marathon_pullsecret_bundle_publishes_total{registry="' + REGISTRY in metrics
         for text in (status_text, metrics):
             assert env["REG_PW"] not in text
 
@@ -304,7 +230,7 @@ class TestCrash:
             raise RuntimeError("bug in the resync loop")
 
         monkeypatch.setattr(AppSource, "resync", broken)
-        settings = settings_from_mapping(config(sim.url, tmp_path), env)
+        settings = settings_from_mapping(daemon_config(sim.url, tmp_path), env)
         with structlog.testing.capture_logs() as logs:
             code = await asyncio.wait_for(run(settings, env), 15)
         assert code == 1

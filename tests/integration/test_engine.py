@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,30 +10,14 @@ import structlog.testing
 from prometheus_client import CollectorRegistry
 
 from controller.app import build
-from controller.config import settings_from_mapping
 from controller.events import EventEffect
 from controller.manager import Term, make_term
 from controller.metrics import Metrics
 from controller.model import AppId
 from controller.plan import bundle_name
 from controller.simulator import MarathonSimulator, MarathonState
-
-REG = "registry.example.com:5000"
-
-
-def app(app_id: str, **extra: Any) -> dict[str, Any]:
-    return {"id": app_id, "cmd": "x", "labels": {"pullsecret.enabled": "true"},
-            "container": {"type": "DOCKER", "docker": {"image": f"{REG}/a:1"}}, **extra}
-
-
-def config(url: str, tmp_path: Path, **reconcile: Any) -> dict[str, Any]:
-    return {
-        "marathon": {"urls": [url]},
-        "registries": [{"host": REG, "credentials": {"username": "u",
-                                                     "password_env": "REG_PW"}}],
-        "storage": {"filesystem": {"path": str(tmp_path / "bundles")}},
-        "reconcile": reconcile,
-    }
+from tests import factories
+from tests.factories import REGISTRY, docker_app
 
 
 def count_reads(marathon: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -53,13 +36,13 @@ def count_reads(marathon: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
 @pytest.fixture
 async def engine(tmp_path):
     state = MarathonState(deployment_seconds=0)
-    converged = {"uri": f"file://{tmp_path}/bundles/{bundle_name(REG)}", "extract": True,
+    converged = {"uri": f"file://{tmp_path}/bundles/{bundle_name(REGISTRY)}", "extract": True,
                  "cache": False}
-    state.load_apps([app("/e/a", fetch=[converged])])
+    state.load_apps([docker_app("/e/a", fetch=[converged])])
     async with MarathonSimulator(state) as sim:
         env = {"REG_PW": "pw"}
-        settings = settings_from_mapping(config(sim.url, tmp_path, timeout_seconds=0.2),
-                                         env)
+        settings = factories.settings(sim.url, tmp_path / "bundles", env,
+                                      reconcile={"timeout_seconds": 0.2})
         async with build(settings, env) as parts:
             yield make_term(parts, Metrics(CollectorRegistry()))
 
@@ -71,8 +54,8 @@ async def test_timed_out_registry_refresh_comes_back(engine: Term, monkeypatch):
         return "unchanged"
 
     monkeypatch.setattr(engine.parts.bundles, "refresh", hang)
-    await engine.registries.process(REG)
-    assert REG in engine.registries.queue
+    await engine.registries.process(REGISTRY)
+    assert REGISTRY in engine.registries.queue
     assert engine.registries.queue.pending_delayed == 1
 
 
@@ -115,11 +98,11 @@ async def test_untouched_listed_app_needs_no_read(engine, monkeypatch):
 async def test_deferred_write_returns_when_a_deployment_ends(tmp_path):
     """With the budget spent, a write waits, and comes back as soon as a deployment ends."""
     state = MarathonState(deployment_seconds=None)  # deployments end only when told
-    state.load_apps([app("/d/one"), app("/d/two")])
+    state.load_apps([docker_app("/d/one"), docker_app("/d/two")])
     async with MarathonSimulator(state) as sim:
         env = {"REG_PW": "pw"}
-        settings = settings_from_mapping(config(sim.url, tmp_path, max_concurrent_deployments=1),
-                                         env)
+        settings = factories.settings(sim.url, tmp_path / "bundles", env,
+                                      reconcile={"max_concurrent_deployments": 1})
         async with build(settings, env) as parts:
             term = make_term(parts, Metrics(CollectorRegistry()))
             await term.apps.process(AppId("/d/one"))
@@ -142,7 +125,7 @@ class TestCanonicalLogLine:
             state.load_apps([definition])
             async with MarathonSimulator(state) as sim:
                 env = {"REG_PW": "pw"}
-                settings = settings_from_mapping(config(sim.url, tmp_path), env)
+                settings = factories.settings(sim.url, tmp_path / "bundles", env)
                 async with build(settings, env) as parts:
                     term = make_term(parts, Metrics(CollectorRegistry()))
                     with structlog.testing.capture_logs() as logs:
@@ -154,12 +137,10 @@ class TestCanonicalLogLine:
 
     async def test_skipped_app_says_why(self, logged):
         """A skipped app's reconcile_finished line carries the reason, not just 'unchanged'."""
-        line = await logged(app("/e/pub", container={"type": "DOCKER",
-                                                     "docker": {"image": "nginx"}}))
+        line = await logged(docker_app("/e/pub", "nginx"))
         assert (line["action"], line["reason"]) == ("unchanged", "unconfigured_registry")
 
     async def test_failed_reconcile_is_a_warning(self, logged):
         """A failure is logged at warning, so a level filter keeps it."""
-        line = await logged(app("/e/bad", container={"type": "DOCKER",
-                                                     "docker": {"image": "UPPER/Case"}}))
+        line = await logged(docker_app("/e/bad", "UPPER/Case"))
         assert (line["outcome"], line["log_level"]) == ("error", "warning")

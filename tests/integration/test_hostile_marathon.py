@@ -4,14 +4,14 @@ are per-app errors, and nothing is reported as converged or gone when it is not.
 from __future__ import annotations
 
 import base64
-from typing import Any
+from pathlib import Path
 
 from aiohttp import web
 
-from tests.integration.test_cli import REG, cli, write
+from tests.factories import LABEL, config_doc, docker_app, write_config
+from tests.integration.runner import cli
 
 PASSWORD = "Marathon-pw-7c1e"
-LABEL = "pullsecret.enabled"
 
 
 async def serve(aiohttp_server, handler) -> tuple[str, list[web.Request]]:
@@ -28,20 +28,10 @@ async def serve(aiohttp_server, handler) -> tuple[str, list[web.Request]]:
     return str(server.make_url("")).rstrip("/"), seen
 
 
-def config(tmp_path, url: str) -> str:
+def config(tmp_path, url: str) -> Path:
     (tmp_path / "marathon-password").write_text(PASSWORD)
-    return write(tmp_path, {
-        "marathon": {"urls": [url], "auth": {"username": "ops",
-                                             "password_file": "marathon-password"}},
-        "registries": [{"host": REG, "credentials": {"username": "u",
-                                                     "password_env": "REG_PW"}}],
-        "storage": {"filesystem": {"path": str(tmp_path / "bundles")}},
-    })
-
-
-def docker_app(app_id: str, **extra: Any) -> dict[str, Any]:
-    return {"id": app_id, "labels": {LABEL: "true"},
-            "container": {"type": "DOCKER", "docker": {"image": f"{REG}/x:1"}}, **extra}
+    auth = {"username": "ops", "password_file": "marathon-password"}
+    return write_config(tmp_path, config_doc(url, tmp_path / "bundles", marathon={"auth": auth}))
 
 
 async def test_an_unconfigured_leader_never_gets_the_credentials(aiohttp_server, tmp_path):

@@ -7,33 +7,21 @@ import json
 import os
 import re
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
 
 import aiohttp
 import pytest
-import yaml
 
 from controller.plan import is_managed_uri
 from controller.simulator import MarathonSimulator, MarathonState
+from tests.factories import config_doc, docker_app, write_config
+from tests.services import HOST, eventually, free_port
 
 pytestmark = pytest.mark.zookeeper
 
-REG = "registry.example.com:5000"
 SESSION_TIMEOUT = 4.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def app(app_id: str) -> dict:
-    return {"id": app_id, "cmd": "sleep 1000", "labels": {"pullsecret.enabled": "true"},
-            "container": {"type": "DOCKER", "docker": {"image": f"{REG}/x{app_id}:1"}}}
 
 
 def converged(state: MarathonState, app_id: str) -> bool:
@@ -51,18 +39,14 @@ class Controller:
 
     def __init__(self, tmp_path: Path, name: str, marathon: str, zookeeper: str) -> None:
         self.port = free_port()
-        self.config = tmp_path / f"{name}.yaml"
-        self.config.write_text(yaml.safe_dump({
-            "marathon": {"urls": [marathon], "timeout_seconds": 3},
-            "registries": [{"host": REG, "credentials": {"username": "u",
-                                                         "password_env": "REG_PW"}}],
-            "storage": {"filesystem": {"path": str(tmp_path / "bundles")}},
-            "reconcile": {"shutdown_timeout_seconds": 5, "max_writes_per_second": 100},
-            "server": {"listen": f"127.0.0.1:{self.port}"},
-            "leader_election": {"zookeeper": f"{zookeeper}/pullsecret",
-                                "session_timeout_seconds": SESSION_TIMEOUT},
-            "logging": {"format": "json"},
-        }))
+        self.config = write_config(tmp_path, config_doc(
+            marathon, tmp_path / "bundles", marathon={"timeout_seconds": 3},
+            reconcile={"shutdown_timeout_seconds": 5, "max_writes_per_second": 100},
+            server={"listen": f"{HOST}:{self.port}"},
+            leader_election={"zookeeper": f"{zookeeper}/pullsecret",
+                             "session_timeout_seconds": SESSION_TIMEOUT},
+            logging={"format": "json"},
+        ), f"{name}.yaml")
         self.log = tmp_path / f"{name}.log"
         self.proc: asyncio.subprocess.Process | None = None
 
@@ -95,20 +79,6 @@ class Controller:
             await self.proc.wait()
 
 
-async def until(check, timeout: float, what: str) -> float:
-    """Poll an async or sync check with a deadline; return the seconds it took."""
-    started = time.monotonic()
-    async with asyncio.timeout(timeout):
-        while True:
-            result = check()
-            if asyncio.iscoroutine(result):
-                result = await result
-            if result:
-                return time.monotonic() - started
-            await asyncio.sleep(0.05)
-    raise AssertionError(what)  # pragma: no cover
-
-
 @pytest.fixture
 async def cluster(zookeeper, tmp_path):
     state = MarathonState(deployment_seconds=0)
@@ -125,9 +95,9 @@ async def elect(controllers: list[Controller]) -> tuple[Controller, Controller]:
     """Start both; return (leader, standby) once one leads and the other stands by."""
     first, second = controllers
     await first.start()
-    await until(lambda: _is(first, 1.0), 30, "first controller leads")
+    await eventually(lambda: _is(first, 1.0), 30, "first controller leads")
     await second.start()
-    await until(lambda: _is(second, 0.0), 30, "second controller stands by")
+    await eventually(lambda: _is(second, 0.0), 30, "second controller stands by")
     return first, second
 
 
@@ -141,8 +111,8 @@ async def test_only_the_leader_writes(cluster):
     leader, standby = await elect(controllers)
     ids = [f"/ha/app-{i}" for i in range(5)]
     for app_id in ids:
-        state.add_app(app(app_id))
-    await until(lambda: all(converged(state, a) for a in ids), 20, "converged")
+        state.add_app(docker_app(app_id))
+    await eventually(lambda: all(converged(state, a) for a in ids), 20, "converged")
     patches = [w for w in state.writes if w.method in ("PATCH", "PUT")]
     assert patches
     assert {writer_pid(w.client) for w in patches} == {leader.pid}
@@ -161,8 +131,8 @@ async def test_failover_after_kill_9(cluster):
     assert leader.proc is not None
     leader.proc.kill()
     await leader.proc.wait()
-    state.add_app(app("/ha/after-failover"))
-    took = await until(lambda: converged(state, "/ha/after-failover"), SESSION_TIMEOUT + 5,
+    state.add_app(docker_app("/ha/after-failover"))
+    took = await eventually(lambda: converged(state, "/ha/after-failover"), SESSION_TIMEOUT + 5,
                        "standby took over")
     assert took <= SESSION_TIMEOUT + 5
     last = [w for w in state.writes if w.method == "PATCH"][-1]
@@ -175,16 +145,16 @@ async def test_no_split_brain_after_sigstop(cluster):
     leader, standby = await elect(controllers)
     assert leader.proc is not None
     leader.proc.send_signal(signal.SIGSTOP)
-    await until(lambda: _is(standby, 1.0), SESSION_TIMEOUT + 10, "standby takes over")
+    await eventually(lambda: _is(standby, 1.0), SESSION_TIMEOUT + 10, "standby takes over")
     takeover = time.monotonic()
-    state.add_app(app("/ha/during-freeze"))
-    await until(lambda: converged(state, "/ha/during-freeze"), 10, "converged by new leader")
+    state.add_app(docker_app("/ha/during-freeze"))
+    await eventually(lambda: converged(state, "/ha/during-freeze"), 10, "converged by new leader")
     takeover_at = next(w.at for w in state.writes
                        if w.method == "PATCH" and writer_pid(w.client) == standby.pid)
     leader.proc.send_signal(signal.SIGCONT)
-    await until(lambda: _is(leader, 0.0), 15, "old leader steps down")
-    state.add_app(app("/ha/after-thaw"))
-    await until(lambda: converged(state, "/ha/after-thaw"), 10, "converged after thaw")
+    await eventually(lambda: _is(leader, 0.0), 15, "old leader steps down")
+    state.add_app(docker_app("/ha/after-thaw"))
+    await eventually(lambda: converged(state, "/ha/after-thaw"), 10, "converged after thaw")
     assert time.monotonic() - takeover > 0
     late = [w for w in state.writes
             if w.method in ("PATCH", "PUT") and w.at >= takeover_at
@@ -200,7 +170,7 @@ async def test_standby_while_zookeeper_is_unreachable(tmp_path):
         c = Controller(tmp_path, "lonely", sim.url, f"127.0.0.1:{free_port()}")
         try:
             await c.start()
-            await until(lambda: _is(c, 0.0), 20, "serves metrics as a standby")
+            await eventually(lambda: _is(c, 0.0), 20, "serves metrics as a standby")
             async with aiohttp.ClientSession() as session:
                 async with session.get(f"http://127.0.0.1:{c.port}/readyz") as response:
                     assert (response.status, (await response.json())["checks"]) == (

@@ -12,7 +12,8 @@ import pytest
 
 from controller.config import settings_from_mapping
 from controller.simulator import MarathonSimulator, MarathonState
-from tests.integration.test_daemon import REG, Daemon, app, config
+from tests.factories import REGISTRY, docker_app
+from tests.integration.runner import Daemon, daemon_config
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 SECRET = "Pw-for-the-status-page-9f3a"
@@ -44,11 +45,11 @@ async def test_status_page_shows_a_running_daemon(tmp_path):
     """The page lists the leader, the bundle and each app with its state and reason, holds no
     secret, and a screenshot is kept in test-artifacts/."""
     state = MarathonState(deployment_seconds=0)
-    state.load_apps([app("/page/web"), app("/page/pub", image="nginx:1"),
-                     app("/page/bad", image=f"{REG}/Not Valid:1")])
+    state.load_apps([docker_app("/page/web"), docker_app("/page/pub", image="nginx:1"),
+                     docker_app("/page/bad", image=f"{REGISTRY}/Not Valid:1")])
     env = {"REG_PW": SECRET}
     async with MarathonSimulator(state, heartbeat_seconds=0.5) as sim:
-        settings = settings_from_mapping(config(sim.url, tmp_path), env)
+        settings = settings_from_mapping(daemon_config(sim.url, tmp_path), env)
         async with Daemon(settings, env):
             url = f"http://{settings.server.host}:{settings.server.port}/"
             dom = await browse(url, "--dump-dom")
@@ -56,7 +57,7 @@ async def test_status_page_shows_a_running_daemon(tmp_path):
             shot = ARTIFACTS / "status-page.png"
             await browse(url, f"--screenshot={shot}", "--window-size=1280,900",
                          "--hide-scrollbars")
-    for words in ("marathon-pullsecret-controller", "leader", REG, "/page/web", "converged",
+    for words in ("marathon-pullsecret-controller", "leader", REGISTRY, "/page/web", "converged",
                   "/page/pub", "image registry docker.io is not configured", "/page/bad",
                   "failed", "Recent writes and failures", "add the bundle entry"):
         assert words in dom, words

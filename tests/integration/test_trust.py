@@ -19,7 +19,9 @@ from controller.manager import run_once
 from controller.model import AppId
 from controller.plan import entry_owner, is_managed_uri
 from controller.simulator import ApiError, MarathonSimulator, MarathonState
-from tests.integration.test_daemon import REG, Daemon, app, config, eventually
+from tests.factories import REGISTRY, docker_app
+from tests.integration.runner import Daemon, daemon_config
+from tests.services import eventually
 
 SEEDS = (1, 2, 3)
 
@@ -60,7 +62,7 @@ async def user_edits(state: MarathonState, ids: list[str], rng: random.Random,
 
 def slow_writes(url: str, tmp_path: Path) -> dict[str, Any]:
     """Two writes a second with no burst: most writes wait seconds for their token."""
-    return config(url, tmp_path, max_writes_per_second=2, write_burst=1, workers=4)
+    return daemon_config(url, tmp_path, max_writes_per_second=2, write_burst=1, workers=4)
 
 
 @pytest.fixture
@@ -74,34 +76,27 @@ class TestUserEditsSurvive:
     """A write is planned from a read made once its write slot is held."""
 
     @pytest.mark.parametrize("seed", SEEDS)
-    async def test_daemon_keeps_every_user_entry(self, slow_sim, tmp_path, seed):
-        """User entries added while the daemon waits for write tokens are all kept."""
+    @pytest.mark.parametrize("mode", ["daemon", "once"])
+    async def test_every_user_entry_is_kept(self, slow_sim, tmp_path, mode, seed):
+        """User entries added while the controller waits for write tokens are all kept, by the
+        daemon and by `reconcile --once`: no user entry is overwritten by a stale list."""
         state, sim = slow_sim
         rng = random.Random(seed)
-        ids = [f"/race/app-{i}" for i in range(6)]
-        state.load_apps(app(a) for a in ids)
+        ids = [f"/race/{mode}-{i}" for i in range(6)]
+        state.load_apps(docker_app(a) for a in ids)
         env = {"REG_PW": "pw"}
         settings = settings_from_mapping(slow_writes(sim.url, tmp_path), env)
-        edits = asyncio.create_task(user_edits(state, ids, rng, window=2.5))
-        async with Daemon(settings, env):  # returns once the initial sync is done
-            await edits
-            await eventually(lambda: all(converged_with_user_entry(state, a) for a in ids), 30)
-        for a in ids:
-            assert user_entry(a) in fetch_of(state, a), f"seed {seed}: {a} lost its user entry"
-
-    @pytest.mark.parametrize("seed", SEEDS)
-    async def test_one_shot_pass_keeps_every_user_entry(self, slow_sim, tmp_path, seed):
-        """The same for `reconcile --once`: no user entry is overwritten by a stale list."""
-        state, sim = slow_sim
-        rng = random.Random(seed)
-        ids = [f"/race/once-{i}" for i in range(6)]
-        state.load_apps(app(a) for a in ids)
-        env = {"REG_PW": "pw"}
-        settings = settings_from_mapping(slow_writes(sim.url, tmp_path), env)
-        async with build(settings, env) as parts:
-            report, _ = await asyncio.gather(run_once(parts),
-                                             user_edits(state, ids, rng, window=2.0))
-        assert report.ok, report.failures
+        if mode == "daemon":
+            edits = asyncio.create_task(user_edits(state, ids, rng, window=2.5))
+            async with Daemon(settings, env):  # returns once the initial sync is done
+                await edits
+                await eventually(lambda: all(converged_with_user_entry(state, a) for a in ids),
+                                 30)
+        else:
+            async with build(settings, env) as parts:
+                report, _ = await asyncio.gather(run_once(parts),
+                                                 user_edits(state, ids, rng, window=2.0))
+            assert report.ok, report.failures
         for a in ids:
             assert user_entry(a) in fetch_of(state, a), f"seed {seed}: {a} lost its user entry"
 
@@ -111,11 +106,11 @@ class TestWithoutEventStream:
         """/v2/events answers 503 while /v2/apps works: the initial sync still converges every
         app at once, not at the first resync five minutes later."""
         state = MarathonState(deployment_seconds=0.05)
-        state.load_apps([app("/no-stream/a"), app("/no-stream/b")])
+        state.load_apps([docker_app("/no-stream/a"), docker_app("/no-stream/b")])
         state.fail_next(r"^/v2/events", status=503, count=10_000)
         env = {"REG_PW": "pw"}
         async with MarathonSimulator(state, heartbeat_seconds=0.5) as sim:
-            settings = settings_from_mapping(config(sim.url, tmp_path), env)
+            settings = settings_from_mapping(daemon_config(sim.url, tmp_path), env)
             async with Daemon(settings, env) as daemon:
                 assert daemon.handle is not None
                 assert not daemon.handle.watcher.connected
@@ -128,10 +123,10 @@ class TestEventStorm:
         """A storm of events naming apps that do not exist is capped, and a relist is asked for
         instead of queueing the rest."""
         state, sim = slow_sim
-        state.load_apps([app("/storm/real")])
+        state.load_apps([docker_app("/storm/real")])
         env = {"REG_PW": "pw"}
         settings = settings_from_mapping(
-            config(sim.url, tmp_path, workers=1, shutdown_timeout_seconds=1), env)
+            daemon_config(sim.url, tmp_path, workers=1, shutdown_timeout_seconds=1), env)
         with structlog.testing.capture_logs() as logs:
             async with Daemon(settings, env) as daemon:
                 assert daemon.handle is not None
@@ -151,11 +146,11 @@ class TestOneShotBounds:
         """With the budget spent on deployments that never end, the pass fails after
         reconcile.timeout_seconds instead of hanging."""
         state = MarathonState(deployment_seconds=None)  # deployments never finish
-        state.load_apps([app("/stuck/a"), app("/stuck/b")])
+        state.load_apps([docker_app("/stuck/a"), docker_app("/stuck/b")])
         env = {"REG_PW": "pw"}
         async with MarathonSimulator(state) as sim:
             settings = settings_from_mapping(
-                config(sim.url, tmp_path, max_concurrent_deployments=1, timeout_seconds=2),
+                daemon_config(sim.url, tmp_path, max_concurrent_deployments=1, timeout_seconds=2),
                 env)
             async with build(settings, env) as parts:
                 report = await asyncio.wait_for(run_once(parts), 30)
@@ -167,10 +162,10 @@ class TestOneShotBounds:
         """A rotation whose publish fails (the bundle path is unusable) exits non-zero, though
         the last good bundle still serves."""
         state = MarathonState(deployment_seconds=0.0)
-        state.load_apps([app("/pub/a")])
+        state.load_apps([docker_app("/pub/a")])
         env = {"REG_PW": "first"}
         async with MarathonSimulator(state) as sim:
-            settings = settings_from_mapping(config(sim.url, tmp_path), env)
+            settings = settings_from_mapping(daemon_config(sim.url, tmp_path), env)
             async with build(settings, env) as parts:
                 assert (await run_once(parts)).ok
             bundles = tmp_path / "bundles"
@@ -179,7 +174,7 @@ class TestOneShotBounds:
             bundle.mkdir()  # the new bundle cannot replace a directory
             (bundle / "keep").write_text("x")
             env = {"REG_PW": "rotated"}
-            settings = settings_from_mapping(config(sim.url, tmp_path), env)
+            settings = settings_from_mapping(daemon_config(sim.url, tmp_path), env)
             async with build(settings, env) as parts:
                 report = await run_once(parts)
         assert not report.ok
@@ -192,20 +187,17 @@ class TestTwoControllers:
         an app both would manage is reported as a conflict, and nothing is written twice."""
         other, shared = "other.example.com", "shared.example.com"
         state = MarathonState(deployment_seconds=0.02)
-        state.load_apps([app("/two/a"), app("/two/b", image=f"{other}/b:1"),
-                         app("/two/both", image=f"{shared}/c:1")])
+        state.load_apps([docker_app("/two/a"), docker_app("/two/b", image=f"{other}/b:1"),
+                         docker_app("/two/both", image=f"{shared}/c:1")])
         env = {"REG_PW": "pw"}
 
         def named(name: str, *hosts: str) -> Any:
-            doc = config(sim.url, tmp_path / name)
+            doc = daemon_config(sim.url, tmp_path / name, hosts=hosts)
             doc["controller"] = {"name": name}
-            doc["registries"] = [{"host": h, "credentials": {"username": "robot",
-                                                             "password_env": "REG_PW"}}
-                                 for h in hosts]
             return settings_from_mapping(doc, env)
 
         async with MarathonSimulator(state, heartbeat_seconds=0.5) as sim, \
-                Daemon(named("default", REG, shared), env) as first, \
+                Daemon(named("default", REGISTRY, shared), env) as first, \
                 Daemon(named("team-b", other, shared), env) as second:
             handles = [d.handle for d in (first, second) if d.handle is not None]
             await eventually(lambda: converged(state, "/two/a") and converged(state, "/two/b"))

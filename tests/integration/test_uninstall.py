@@ -8,26 +8,21 @@ from typing import Any
 
 from controller.plan import is_managed_uri
 from controller.simulator import MarathonSimulator, MarathonState
-from tests.integration.test_cli import REG, SECRET, cli, write
+from tests.factories import LABEL, config_doc, docker_app, write_config
+from tests.integration.runner import cli
+from tests.integration.test_cli import SECRET
 
-LABEL = "pullsecret.enabled"
 USER_ENTRY = {"uri": "https://files.example.com/assets.tgz", "extract": True,
               "executable": False, "cache": True}
 
 
 def labelled(app_id: str, value: str = "true", **extra: Any) -> dict[str, Any]:
-    return {"id": app_id, "cmd": "sleep 1", "labels": {LABEL: value, "team": "a"},
-            "container": {"type": "DOCKER", "docker": {"image": f"{REG}/a/x:1"}}, **extra}
+    return docker_app(app_id, labels={LABEL: value, "team": "a"}, **extra)
 
 
-def config(tmp_path: Path, url: str) -> str:
-    return write(tmp_path, {
-        "marathon": {"urls": [url]},
-        "registries": [{"host": REG, "credentials": {"username": "u",
-                                                     "password_env": "REG_PW"}}],
-        "storage": {"filesystem": {"path": str(tmp_path / "bundles")}},
-        "reconcile": {"max_writes_per_second": 100, "write_burst": 100},
-    })
+def config(tmp_path: Path, url: str) -> Path:
+    return write_config(tmp_path, config_doc(
+        url, tmp_path / "bundles", reconcile={"max_writes_per_second": 100, "write_burst": 100}))
 
 
 def without_managed(app: dict[str, Any]) -> dict[str, Any]:

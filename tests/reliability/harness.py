@@ -43,12 +43,13 @@ import yaml
 
 from controller.plan import bundle_name
 from controller.simulator import MarathonSimulator, MarathonState
+from tests import factories
+from tests.factories import LABEL
 from tests.services import free_port
 
 REG = "registry.example.com:5000"
 OTHER_REG = "registry.other.example:5000"
 THIRD_REG = "registry.third.example:5000"
-LABEL = "pullsecret.enabled"
 USERNAME = "robot"
 NOBODY = 65534
 
@@ -82,12 +83,9 @@ def user_part(app: dict[str, Any]) -> str:
 def docker_app(app_id: str, registry: str = REG, *, opted_in: bool = True,
                own_fetch: bool = False) -> dict[str, Any]:
     """A Docker app pulling from ``registry``; ``own_fetch`` gives it an artifact of its own."""
-    app: dict[str, Any] = {
-        "id": app_id, "cmd": "sleep 1000", "instances": 1, "cpus": 0.1, "mem": 32,
-        "labels": {LABEL: "true" if opted_in else "false", "team": "rel"},
-        "container": {"type": "DOCKER",
-                      "docker": {"image": f"{registry}/rel{app_id}:1"}},
-    }
+    app = factories.docker_app(
+        app_id, f"{registry}/rel{app_id}:1", instances=1, cpus=0.1, mem=32,
+        labels={LABEL: "true" if opted_in else "false", "team": "rel"})
     if own_fetch:
         app["fetch"] = [{"uri": f"https://artifacts.example.com{app_id}/config.tgz",
                          "cache": True}]

@@ -15,24 +15,15 @@ import yaml
 
 from controller.config import load_schema, load_settings, parse_duration, settings_from_mapping
 from controller.errors import ConfigError
+from tests.factories import config_doc
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "controller.example.yaml"
 
 
 def minimal(**overrides: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "marathon": {"urls": ["http://127.0.0.1:8080"]},
-        "registries": [
-            {
-                "host": "registry.example.com:5000",
-                "credentials": {"username": "robot", "password_env": "REG_PW"},
-            }
-        ],
-        "storage": {"filesystem": {"path": "/srv/pullsecrets"}},
-    }
-    doc.update(overrides)
-    return doc
+    """The smallest valid document; each of ``overrides`` replaces a whole section."""
+    return {**config_doc("http://127.0.0.1:8080", "/srv/pullsecrets"), **overrides}
 
 
 def problems(doc: object, env: dict[str, str] | None = None) -> list[str]:

@@ -21,11 +21,10 @@ from controller.plan import (
     plan_app,
     update_body,
 )
+from tests.factories import LABEL, REGISTRY, docker_app
 
-LABEL = "pullsecret.enabled"
-REG = "registry.example.com:5000"
-RULES = [RegistryRule(registry=REG), RegistryRule(registry="docker.io", apps=("/team-a/*",))]
-URI = f"file:///mnt/pullsecrets/{bundle_name(REG)}"
+RULES = [RegistryRule(registry=REGISTRY), RegistryRule(registry="docker.io", apps=("/team-a/*",))]
+URI = f"file:///mnt/pullsecrets/{bundle_name(REGISTRY)}"
 WANTED = {"uri": URI, "extract": True, "cache": False}
 USER_ENTRY = {
     "uri": "https://example.com/app.tgz",
@@ -36,14 +35,8 @@ USER_ENTRY = {
 
 
 def app(**fields: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "id": "/team-a/web",
-        "labels": {LABEL: "true"},
-        "container": {"type": "DOCKER", "docker": {"image": f"{REG}/team-a/web:1"}},
-        "fetch": [],
-    }
-    base.update(fields)
-    return base
+    """The table's base case, an opted-in app with no fetch entries; ``fields`` replace keys."""
+    return {**docker_app("/team-a/web", f"{REGISTRY}/team-a/web:1", fetch=[]), **fields}
 
 
 def run(a: dict[str, Any], location: BundleLocation | None = None):
@@ -60,8 +53,8 @@ class TestEligibility:
             ({"labels": {LABEL: "false"}}, "not_opted_in"),
             ({"labels": {LABEL: "TRUE"}}, "eligible"),
             ({"container": None}, "not_docker"),
-            ({"container": {"type": "MESOS", "docker": {"image": f"{REG}/x"}}}, "ucr"),
-            ({"container": {"docker": {"image": f"{REG}/x"}}}, "eligible"),
+            ({"container": {"type": "MESOS", "docker": {"image": f"{REGISTRY}/x"}}}, "ucr"),
+            ({"container": {"docker": {"image": f"{REGISTRY}/x"}}}, "eligible"),
             (
                 {"container": {"type": "DOCKER", "docker": {"image": "quay.io/coreos/etcd:3"}}},
                 "unconfigured_registry",
@@ -129,7 +122,7 @@ class TestPlan:
 
     def test_old_location_is_replaced_in_place(self):
         """A managed entry at an old location is replaced where it stood."""
-        old = {"uri": f"file:///old/place/{bundle_name(REG)}", "extract": True}
+        old = {"uri": f"file:///old/place/{bundle_name(REGISTRY)}", "extract": True}
         plan = run(app(fetch=[old, USER_ENTRY]))
         assert plan.change == "replace"
         assert plan.desired == (WANTED, USER_ENTRY)
@@ -164,7 +157,7 @@ class TestPlan:
 
     def test_query_string_uri_gets_dest_path(self):
         """A URI with a query string needs destPath so Mesos extracts it."""
-        signed = f"https://b.s3.amazonaws.com/{bundle_name(REG)}?X-Amz-Signature=abc"
+        signed = f"https://b.s3.amazonaws.com/{bundle_name(REGISTRY)}?X-Amz-Signature=abc"
         plan = run(app(), BundleLocation(uri=signed))
         assert plan.desired == (
             {"uri": signed, "extract": True, "cache": False, "destPath": "docker.tar.gz"},
@@ -172,9 +165,9 @@ class TestPlan:
 
     def test_accepted_uri_is_kept(self):
         """A URI the location still accepts (a fresh presigned URL) is not rewritten."""
-        old = f"https://b/{bundle_name(REG)}?sig=1"
+        old = f"https://b/{bundle_name(REGISTRY)}?sig=1"
         loc = BundleLocation(
-            uri=f"https://b/{bundle_name(REG)}?sig=2", accepts=lambda u: u.endswith("sig=1")
+            uri=f"https://b/{bundle_name(REGISTRY)}?sig=2", accepts=lambda u: u.endswith("sig=1")
         )
         have = {"uri": old, "extract": True, "cache": False, "destPath": "docker.tar.gz"}
         assert run(app(fetch=[have]), loc).change is None
@@ -211,7 +204,7 @@ class TestManagedNames:
         ("uri", "managed"),
         [
             (URI, True),
-            (f"https://bucket.s3.amazonaws.com/p/{bundle_name(REG)}?X-Amz-Expires=60", True),
+            (f"https://bucket.s3.amazonaws.com/p/{bundle_name(REGISTRY)}?X-Amz-Expires=60", True),
             (f"s3a://bucket/p/{bundle_name('docker.io')}", True),
             ("file:///etc/docker.tar.gz", False),
             ("https://example.com/pullsecret-x.tar.gz.sig", False),
@@ -239,7 +232,7 @@ managed_entries = st.sampled_from(
     [
         WANTED,
         {**WANTED, "cache": True},
-        {"uri": f"file:///old/{bundle_name(REG)}"},
+        {"uri": f"file:///old/{bundle_name(REGISTRY)}"},
         {"uri": f"s3a://b/{bundle_name('docker.io')}", "extract": True},
     ]
 )
@@ -250,7 +243,7 @@ apps = st.builds(
         fetch=fetch,
     ),
     st.sampled_from(["true", "false", None]),
-    st.sampled_from([f"{REG}/team-a/web:1", "nginx", "docker.io/acme/x", "quay.io/a/b"]),
+    st.sampled_from([f"{REGISTRY}/team-a/web:1", "nginx", "docker.io/acme/x", "quay.io/a/b"]),
     st.lists(st.one_of(user_entries, managed_entries), max_size=6),
 )
 
@@ -293,7 +286,7 @@ def test_plan_does_not_mutate_its_input(a):
 
 def run_as(owner: str, a: dict[str, Any], uri: str | None = None):
     decision = eligibility(a, label=LABEL, rules=RULES)
-    location = BundleLocation(uri=uri or f"file:///mnt/pullsecrets/{bundle_name(REG, owner)}")
+    location = BundleLocation(uri=uri or f"file:///mnt/pullsecrets/{bundle_name(REGISTRY, owner)}")
     return plan_app(a, decision, location if decision.registry else None, owner=owner)
 
 
@@ -302,14 +295,15 @@ class TestOwnership:
 
     def test_named_bundles_carry_the_name_and_default_keeps_the_old_form(self):
         """The default controller's names are today's, so its entries stay owned on upgrade."""
-        assert bundle_name(REG) == "pullsecret-registry.example.com_5000.tar.gz"
-        assert bundle_name(REG, "team-b") == "pullsecret_team-b_registry.example.com_5000.tar.gz"
+        assert bundle_name(REGISTRY) == "pullsecret-registry.example.com_5000.tar.gz"
+        assert (bundle_name(REGISTRY, "team-b")
+                == "pullsecret_team-b_registry.example.com_5000.tar.gz")
 
     @pytest.mark.parametrize(
         ("uri", "owner"),
         [
-            (f"file:///x/{bundle_name(REG)}", "default"),
-            (f"s3a://b/p/{bundle_name(REG, 'team-b')}", "team-b"),
+            (f"file:///x/{bundle_name(REGISTRY)}", "default"),
+            (f"s3a://b/p/{bundle_name(REGISTRY, 'team-b')}", "team-b"),
             (f"https://b/{bundle_name('docker.io', 'a1')}?sig=1", "a1"),
             ("file:///x/pullsecret_-bad.tar.gz", None),
             ("https://example.com/app.tgz", None),
@@ -323,16 +317,16 @@ class TestOwnership:
 
     def test_another_controllers_entry_is_a_conflict_and_is_left_alone(self):
         """Both would manage the app: report it, write nothing (never fight)."""
-        theirs = {"uri": f"file:///other/{bundle_name(REG, 'team-b')}", "extract": True}
+        theirs = {"uri": f"file:///other/{bundle_name(REGISTRY, 'team-b')}", "extract": True}
         plan = run_as("default", app(fetch=[USER_ENTRY, theirs]))
         assert plan.change is None
         assert plan.conflict == ("team-b",)
 
     def test_both_entries_present_is_a_conflict_for_each(self):
         """After a simultaneous first write, neither removes anything."""
-        mine = {"uri": f"file:///mnt/pullsecrets/{bundle_name(REG, 'team-a')}",
+        mine = {"uri": f"file:///mnt/pullsecrets/{bundle_name(REGISTRY, 'team-a')}",
                 "extract": True, "cache": False}
-        theirs = {"uri": f"file:///mnt/pullsecrets/{bundle_name(REG)}", "extract": True,
+        theirs = {"uri": f"file:///mnt/pullsecrets/{bundle_name(REGISTRY)}", "extract": True,
                   "cache": False}
         for owner, other in (("team-a", "default"), ("default", "team-a")):
             plan = run_as(owner, app(fetch=[mine, theirs]))

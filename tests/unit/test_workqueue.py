@@ -69,6 +69,15 @@ def drain_ready(queue: WorkQueue[str]) -> list[str]:
         keys.append(key)
 
 
+def fail_three_times(queue: WorkQueue[str], clock: FakeClock, key: str) -> None:
+    """Three rate-limited adds of ``key``, each waited out and handed out: its next wait is
+    longer than the base."""
+    for _ in range(3):
+        queue.add_rate_limited(key)
+        clock.advance(8)
+        drain_ready(queue)
+
+
 class TestAdd:
     def test_keys_come_out_in_insertion_order(self, queue: WorkQueue[str]) -> None:
         """Ready keys are handed out first in, first out."""
@@ -159,19 +168,16 @@ class TestAddAfter:
         queue.add_after("a", delay)
         assert drain_ready(queue) == ["a"]
 
-    def test_add_replaces_a_pending_delay(self, queue: WorkQueue[str], clock: FakeClock) -> None:
-        """A key added now is not delivered a second time when its old delay ends."""
-        queue.add_after("a", 5)
+    @pytest.mark.parametrize("delay_first", [True, False], ids=["delay-then-add", "add-then-delay"])
+    def test_a_key_added_now_and_later_is_delivered_once(
+            self, queue: WorkQueue[str], clock: FakeClock, delay_first: bool) -> None:
+        """Added now, a key is not delivered a second time when its old delay ends; already
+        waiting, it is delivered sooner anyway, so a new delay adds nothing."""
+        if delay_first:
+            queue.add_after("a", 5)
         queue.add("a")
-        assert drain_ready(queue) == ["a"]
-        clock.advance(5)
-        assert drain_ready(queue) == []
-
-    def test_delay_for_a_queued_key_is_absorbed(self, queue: WorkQueue[str],
-                                                clock: FakeClock) -> None:
-        """A key already waiting is delivered sooner anyway, so a delay adds nothing."""
-        queue.add("a")
-        queue.add_after("a", 5)
+        if not delay_first:
+            queue.add_after("a", 5)
         assert drain_ready(queue) == ["a"]
         clock.advance(5)
         assert drain_ready(queue) == []
@@ -217,10 +223,7 @@ class TestRateLimit:
 
     def test_forget_restarts_the_backoff(self, queue: WorkQueue[str], clock: FakeClock) -> None:
         """After ``forget`` the next wait is the base again."""
-        for _ in range(3):
-            queue.add_rate_limited("a")
-            clock.advance(8)
-            drain_ready(queue)
+        fail_three_times(queue, clock, "a")
         queue.forget("a")
         queue.add_rate_limited("a")
         clock.advance(1)
@@ -228,10 +231,7 @@ class TestRateLimit:
 
     def test_backoff_is_per_key(self, queue: WorkQueue[str], clock: FakeClock) -> None:
         """One key's failures do not slow another key down."""
-        for _ in range(3):
-            queue.add_rate_limited("a")
-            clock.advance(8)
-            drain_ready(queue)
+        fail_three_times(queue, clock, "a")
         queue.add_rate_limited("a")
         queue.add_rate_limited("b")
         clock.advance(1)

@@ -1,0 +1,79 @@
+"""The controller as the integration tests run it: the daemon (``run``) as a task of the
+test's loop with the config it runs with, or a command as its own process (``cli``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from controller.config import Settings
+from controller.manager import DaemonHandle, run
+from controller.plan import is_managed_uri
+from controller.simulator import MarathonState
+from tests.factories import REGISTRY, config_doc
+from tests.services import HOST, free_port
+
+
+async def cli(*args: str | os.PathLike[str], env: dict[str, str] | None = None
+              ) -> tuple[int, str, str]:
+    """Run ``python -m controller *args`` with ``env`` added to ours; exit code, stdout, stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "controller", *args, env={**os.environ, **(env or {})},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def daemon_config(marathon_url: str, tmp_path: Path, *, hosts: Iterable[str] = (REGISTRY,),
+                  **reconcile: Any) -> dict[str, Any]:
+    """A config for the daemon: bundles in ``tmp_path/bundles``, a free ops port, resync only
+    every five minutes (so a test sees events and relists it asks for), writes unthrottled;
+    ``reconcile`` adds or replaces keys of that section."""
+    return config_doc(
+        marathon_url, tmp_path / "bundles", hosts=hosts, marathon={"timeout_seconds": 5},
+        reconcile={"resync_seconds": 300, "max_writes_per_second": 1000, "write_burst": 1000,
+                   **reconcile},
+        server={"listen": f"{HOST}:{free_port()}"},
+    )
+
+
+def bundle_uris(state: MarathonState, app_id: str) -> list[str]:
+    """The app's fetch URIs that name a bundle of ours."""
+    return [e["uri"] for e in state.get_app(app_id).get("fetch", []) if is_managed_uri(e["uri"])]
+
+
+class Daemon:
+    """The daemon running as a task of this test's loop; entered once its first sync is done,
+    left once it has stopped with exit code 0."""
+
+    def __init__(self, settings: Settings, env: dict[str, str]) -> None:
+        self.settings = settings
+        self.env = env
+        self.stop = asyncio.Event()
+        self.handle: DaemonHandle | None = None
+        self.task: asyncio.Task[int] | None = None
+
+    async def __aenter__(self) -> Daemon:
+        started = asyncio.Event()
+
+        def on_started(handle: DaemonHandle) -> None:
+            self.handle = handle
+            started.set()
+
+        self.task = asyncio.create_task(run(self.settings, self.env, stop=self.stop,
+                                            started=on_started))
+        async with asyncio.timeout(10):
+            await started.wait()
+            assert self.handle is not None
+            await self.handle.source.synced.wait()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.stop.set()
+        assert self.task is not None
+        assert await asyncio.wait_for(self.task, 15) == 0
