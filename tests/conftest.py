@@ -16,7 +16,7 @@ from typing import NoReturn, Protocol, TypeVar
 import pytest
 from pytest_asyncio import is_async_test
 
-from tests import services
+from tests import leaks, services
 
 
 class _Stoppable(Protocol):
@@ -24,10 +24,6 @@ class _Stoppable(Protocol):
 
 
 S = TypeVar("S", bound=_Stoppable)
-
-LEAK_SETTLE_ROUNDS = 5
-"""Loop iterations a test's tasks get to finish a cancellation they were already given."""
-
 
 def _unavailable(reason: str) -> NoReturn:
     """Skip locally, fail in CI."""
@@ -92,43 +88,18 @@ def aws(moto_server: services.MotoServer, monkeypatch: pytest.MonkeyPatch) -> se
 def _no_leaked_tasks(request: pytest.FixtureRequest) -> None:
     """Every async test runs under ``leaked_task_guard``; sync tests get no event loop."""
     if is_async_test(request.node):
-        request.getfixturevalue(leaked_task_guard.__name__)
+        request.getfixturevalue("leaked_task_guard")
 
 
 @pytest.fixture
 async def leaked_task_guard() -> AsyncIterator[None]:
-    """Fail the test if tasks it started are still pending once its fixtures are torn down.
-
-    Set up before the test's other fixtures, so torn down after them: a task still pending
-    then was started by the test (or by code it ran) and never awaited or cancelled, and the
-    loop's closing would cancel it silently, hiding a shutdown that does not stop its work.
-    Tasks that already had ``cancel()`` get a few loop iterations to finish first.
-    """
+    """Fail the test if tasks it started are still pending once its fixtures are torn down
+    (see ``tests/leaks.py``). Set up before the test's other fixtures, so torn down after."""
     before = asyncio.all_tasks()
     yield
-    this = asyncio.current_task()
-
-    def pending() -> set[asyncio.Task[object]]:
-        return {t for t in asyncio.all_tasks() - before if t is not this and not t.done()}
-
-    for _ in range(LEAK_SETTLE_ROUNDS):
-        if not any(t.cancelling() for t in pending()):
-            break
-        await asyncio.sleep(0)
-    leaked = pending()
+    leaked = await leaks.pending_since(before)
     if not leaked:
         return
-    names = "\n  ".join(sorted(_describe(t) for t in leaked))
-    for task in leaked:
-        task.cancel()
-    await asyncio.gather(*leaked, return_exceptions=True)
+    names = "\n  ".join(sorted(leaks.describe(t) for t in leaked))
+    await leaks.cancel_all(leaked)
     pytest.fail(f"{len(leaked)} task(s) left pending by the test:\n  {names}", pytrace=False)
-
-
-def _describe(task: asyncio.Task[object]) -> str:
-    """The task's name and the coroutine it runs, with where it is suspended."""
-    coro = task.get_coro()
-    frame = getattr(coro, "cr_frame", None)
-    where = f" at {frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else ""
-    qualname = getattr(coro, "__qualname__", repr(coro))
-    return f"{task.get_name()}: {qualname}{where}"

@@ -13,9 +13,12 @@ import hashlib
 import http.server
 import io
 import json
+import socket
 import subprocess
+import sys
 import tarfile
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -28,6 +31,7 @@ from aiobotocore.session import get_session
 from kazoo.client import KazooClient
 
 from tests import services
+from tests.services.process import clean_env, spawn_ready
 
 # --------------------------------------------------------------------------- helpers
 
@@ -78,6 +82,44 @@ def http_dir(tmp_path: Path) -> Iterator[tuple[Path, str]]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def test_free_port_can_be_bound() -> None:
+    port = services.free_port()
+    with socket.socket() as sock:
+        sock.bind((services.HOST, port))
+
+
+def test_a_service_that_exits_fails_fast_with_its_log(tmp_path: Path) -> None:
+    """spawn_ready does not wait out its timeout for a process that already died."""
+    argv = [sys.executable, "-c", "print('no config'); raise SystemExit(3)"]
+    started = time.monotonic()
+    with pytest.raises(services.ServiceStartError) as info:
+        spawn_ready("broken", services.free_port(), argv, tmp_path / "broken.log",
+                    clean_env(tmp_path), ready=lambda: False, timeout=60, what="never")
+    assert time.monotonic() - started < 30
+    assert "broken exited with 3 before never" in str(info.value)
+    assert "no config" in str(info.value)
+
+
+async def test_eventually_takes_sync_and_async_checks() -> None:
+    calls: list[int] = []
+
+    async def third_time() -> bool:
+        calls.append(1)
+        return len(calls) >= 3
+
+    assert await services.eventually(lambda: True) >= 0
+    await services.eventually(third_time, 5, "the third call")
+    assert len(calls) == 3
+
+
+async def test_eventually_names_what_it_waited_for() -> None:
+    with pytest.raises(AssertionError, match=r"the impossible: not within 0\.1s"):
+        await services.eventually(lambda: False, 0.1, "the impossible")
 
 
 # --------------------------------------------------------------------------- registry
