@@ -18,6 +18,7 @@ import asyncio
 import json
 import os
 import resource
+import socket
 import statistics
 import sys
 import tempfile
@@ -36,9 +37,14 @@ from controller.manager import DaemonHandle, run
 from controller.marathon import MarathonClient
 from controller.model import AppId
 from controller.sse import SSEDecoder
-from tests.services import free_port
 
 REGISTRY = "registry.example.com:5000"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _peak_rss_mb() -> float:
@@ -46,7 +52,7 @@ def _peak_rss_mb() -> float:
 
 
 async def _start_simulator(apps: int) -> tuple[asyncio.subprocess.Process, str]:
-    port = free_port()
+    port = _free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "controller", "simulator", "--listen", f"127.0.0.1:{port}",
         "--apps", str(apps), "--deployment-seconds", "0",
@@ -99,7 +105,7 @@ async def bench_daemon(args: argparse.Namespace) -> dict[str, Any]:
                 "storage": {"filesystem": {"path": str(Path(tmp) / "bundles")}},
                 "reconcile": {"max_writes_per_second": 100000, "write_burst": 100000,
                               "max_concurrent_deployments": 100000, "workers": 4},
-                "server": {"listen": f"127.0.0.1:{free_port()}"},
+                "server": {"listen": f"127.0.0.1:{_free_port()}"},
             }, env)
 
             def on_started(handle: DaemonHandle) -> None:
@@ -212,7 +218,7 @@ async def bench_sse(args: argparse.Namespace) -> dict[str, Any]:
     app.router.add_get("/v2/events", events)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    port = free_port()
+    port = _free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     seen = 0
     finished = asyncio.Event()

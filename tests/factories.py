@@ -13,8 +13,6 @@ from typing import Any
 
 import yaml
 
-from controller.config import Settings, settings_from_mapping
-
 REGISTRY = "registry.example.com:5000"
 """The registry the tests' apps pull from unless they say otherwise; nothing listens there."""
 LABEL = "pullsecret.enabled"
@@ -80,10 +78,3 @@ def write_config(directory: Path, doc: object, name: str = "config.yaml") -> Pat
     path.write_text(yaml.safe_dump(doc))
     return path
 
-
-def settings(
-    marathon_url: str, bundles: Path | str, env: Mapping[str, str], **config: Any
-) -> Settings:
-    """Loaded ``Settings`` for ``config_doc(marathon_url, bundles, **config)``, reading
-    secrets from ``env``."""
-    return settings_from_mapping(config_doc(marathon_url, bundles, **config), env)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,14 +11,26 @@ import structlog.testing
 from prometheus_client import CollectorRegistry
 
 from controller.app import build
+from controller.config import settings_from_mapping
 from controller.events import EventEffect
 from controller.manager import Term, make_term
 from controller.metrics import Metrics
 from controller.model import AppId
 from controller.plan import bundle_name
 from controller.simulator import MarathonSimulator, MarathonState
-from tests import factories
-from tests.factories import REGISTRY, docker_app
+from tests.factories import REGISTRY, config_doc, docker_app
+
+REG = REGISTRY
+
+
+def app(app_id: str, **extra: Any) -> dict[str, Any]:
+    """The engine tests' app: opted in, pulling ``REG/a:1``."""
+    return docker_app(app_id, f"{REG}/a:1", cmd="x", **extra)
+
+
+def config(url: str, tmp_path: Path, **reconcile: Any) -> dict[str, Any]:
+    """One registry, bundles in ``tmp_path/bundles``, ``reconcile`` as given."""
+    return config_doc(url, tmp_path / "bundles", reconcile=reconcile)
 
 
 def count_reads(marathon: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -36,13 +49,13 @@ def count_reads(marathon: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
 @pytest.fixture
 async def engine(tmp_path):
     state = MarathonState(deployment_seconds=0)
-    converged = {"uri": f"file://{tmp_path}/bundles/{bundle_name(REGISTRY)}", "extract": True,
+    converged = {"uri": f"file://{tmp_path}/bundles/{bundle_name(REG)}", "extract": True,
                  "cache": False}
-    state.load_apps([docker_app("/e/a", fetch=[converged])])
+    state.load_apps([app("/e/a", fetch=[converged])])
     async with MarathonSimulator(state) as sim:
         env = {"REG_PW": "pw"}
-        settings = factories.settings(sim.url, tmp_path / "bundles", env,
-                                      reconcile={"timeout_seconds": 0.2})
+        settings = settings_from_mapping(config(sim.url, tmp_path, timeout_seconds=0.2),
+                                         env)
         async with build(settings, env) as parts:
             yield make_term(parts, Metrics(CollectorRegistry()))
 
@@ -54,8 +67,8 @@ async def test_timed_out_registry_refresh_comes_back(engine: Term, monkeypatch):
         return "unchanged"
 
     monkeypatch.setattr(engine.parts.bundles, "refresh", hang)
-    await engine.registries.process(REGISTRY)
-    assert REGISTRY in engine.registries.queue
+    await engine.registries.process(REG)
+    assert REG in engine.registries.queue
     assert engine.registries.queue.pending_delayed == 1
 
 
@@ -98,11 +111,11 @@ async def test_untouched_listed_app_needs_no_read(engine, monkeypatch):
 async def test_deferred_write_returns_when_a_deployment_ends(tmp_path):
     """With the budget spent, a write waits, and comes back as soon as a deployment ends."""
     state = MarathonState(deployment_seconds=None)  # deployments end only when told
-    state.load_apps([docker_app("/d/one"), docker_app("/d/two")])
+    state.load_apps([app("/d/one"), app("/d/two")])
     async with MarathonSimulator(state) as sim:
         env = {"REG_PW": "pw"}
-        settings = factories.settings(sim.url, tmp_path / "bundles", env,
-                                      reconcile={"max_concurrent_deployments": 1})
+        settings = settings_from_mapping(config(sim.url, tmp_path, max_concurrent_deployments=1),
+                                         env)
         async with build(settings, env) as parts:
             term = make_term(parts, Metrics(CollectorRegistry()))
             await term.apps.process(AppId("/d/one"))
@@ -125,7 +138,7 @@ class TestCanonicalLogLine:
             state.load_apps([definition])
             async with MarathonSimulator(state) as sim:
                 env = {"REG_PW": "pw"}
-                settings = factories.settings(sim.url, tmp_path / "bundles", env)
+                settings = settings_from_mapping(config(sim.url, tmp_path), env)
                 async with build(settings, env) as parts:
                     term = make_term(parts, Metrics(CollectorRegistry()))
                     with structlog.testing.capture_logs() as logs:
