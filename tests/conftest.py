@@ -25,6 +25,7 @@ class _Stoppable(Protocol):
 
 S = TypeVar("S", bound=_Stoppable)
 
+
 def _unavailable(reason: str) -> NoReturn:
     """Skip locally, fail in CI."""
     if os.environ.get("CI"):
