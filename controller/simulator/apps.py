@@ -140,15 +140,18 @@ def deployment_action(current: Json | None, target: Json | None) -> str | None:
     return "ScaleApplication" if changed == {"instances"} else "RestartApplication"
 
 
-def embedded(embed: Iterable[str]) -> str:
-    """The JSON members that ``embed`` values add beyond counts and deployments, pre-encoded."""
+def embedded(embed: Iterable[str]) -> frozenset[str]:
+    """The members ``embed`` values add beyond counts and deployments: ``tasks``,
+    ``readiness`` and ``lastTaskFailure``."""
     wanted = {e.removeprefix("apps.").removeprefix("app.") for e in embed}
-    members = []
+    members = set()
     if wanted & {"tasks", "failures"}:
-        members.append('"tasks":[]')
+        members.add("tasks")
+    if wanted & {"lastTaskFailure", "failures"}:
+        members.add("lastTaskFailure")
     if "readiness" in wanted:
-        members.append('"readinessCheckResults":[]')
-    return ",".join(members)
+        members.add("readiness")
+    return frozenset(members)
 
 
 def splice(obj: str, members: str) -> str:

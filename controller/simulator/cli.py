@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
 from collections.abc import Sequence
+from pathlib import Path
 
+from controller.simulator.agent import Agent
 from controller.simulator.http import MarathonSimulator
 from controller.simulator.seed import seed_apps
 from controller.simulator.state import MarathonState
@@ -20,9 +23,28 @@ def _listen_address(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _accept_credentials(state: MarathonState, path: Path) -> None:
+    """``{"registry[:port]": {"username": "password"}}``: kept in a file, never in argv."""
+    try:
+        registries = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"cannot read --registry-credentials {path}: {e}") from None
+    if not isinstance(registries, dict) or not all(
+            isinstance(users, dict) and all(isinstance(p, str) for p in users.values())
+            for users in registries.values()):
+        raise SystemExit(f"--registry-credentials {path}: expected "
+                         '{"registry": {"username": "password"}}')
+    for registry, users in registries.items():
+        for username, password in users.items():
+            state.accept_credentials(registry, username, password)
+
+
 async def _serve(args: argparse.Namespace) -> int:
+    agent = Agent(args.agent_dir) if args.agent_dir is not None else None
     state = MarathonState(version=args.marathon_version,
-                          deployment_seconds=args.deployment_seconds)
+                          deployment_seconds=args.deployment_seconds, agent=agent)
+    if args.registry_credentials is not None:
+        _accept_credentials(state, args.registry_credentials)
     seed_apps(state, args.apps)
     host, port = args.listen
     simulator = MarathonSimulator(state, heartbeat_seconds=args.heartbeat_seconds)
@@ -36,6 +58,8 @@ async def _serve(args: argparse.Namespace) -> int:
         await stop.wait()
     finally:
         await simulator.stop()
+        if agent is not None:
+            await agent.close()
     return 0
 
 
@@ -55,4 +79,10 @@ def main(argv: Sequence[str] | None = None,
                         help="how long each deployment runs")
     parser.add_argument("--marathon-version", default=DEFAULT_VERSION,
                         help=f"the version to simulate (default {DEFAULT_VERSION})")
+    parser.add_argument("--agent-dir", type=Path, default=None, metavar="DIR",
+                        help="run one simulated Mesos agent with its task sandboxes under DIR "
+                             "(default: no agent, no tasks)")
+    parser.add_argument("--registry-credentials", type=Path, default=None, metavar="FILE",
+                        help='JSON {"registry": {"username": "password"}}: those registries '
+                             "accept only these credentials (the others are public)")
     return asyncio.run(_serve(parser.parse_args(argv)))

@@ -23,6 +23,7 @@ from controller.simulator.wire import LOCAL, ApiError, dumps, no_leader
 _EVENT_STREAM: Final = "text/event-stream"
 _DEPLOYMENT_HEADER: Final = "Marathon-Deployment-Id"
 _WRITE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_LOGGED_PATHS: Final = ("/v2/apps", "/v2/queue")
 
 STATE_KEY: Final = web.AppKey("marathon_state", MarathonState)
 """Where a facade's ``web.Application`` keeps its state (for ``aiohttp_client(sim.app)`` users)."""
@@ -237,6 +238,7 @@ class MarathonSimulator:
         router.add_get("/v2/events", self._events, allow_head=False)
         router.add_get("/v2/apps", self._list_apps)
         router.add_post("/v2/apps", self._create_app)
+        router.add_get("/v2/apps/{id:.+}/tasks", self._list_tasks)  # before the greedy {id}
         router.add_get("/v2/apps/{id:.+}", self._get_app)
         router.add_put("/v2/apps/{id:.+}", self._put_app)
         if self.state.features.modern_updates:
@@ -244,6 +246,8 @@ class MarathonSimulator:
         router.add_delete("/v2/apps/{id:.+}", self._delete_app)
         router.add_get("/v2/deployments", self._list_deployments)
         router.add_delete("/v2/deployments/{id}", self._delete_deployment)
+        router.add_get("/v2/queue", self._queue)
+        router.add_delete("/v2/queue/{id:.+}/delay", self._reset_delay)
         app.on_response_prepare.append(self._name_leader)
         app.on_startup.append(self._on_startup)
         app.on_shutdown.append(self._on_shutdown)
@@ -283,8 +287,9 @@ class MarathonSimulator:
 
     @web.middleware
     async def _record_writes(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Log every write on ``/v2/apps…`` with its final status, refused ones included."""
-        if request.method not in _WRITE_METHODS or not request.path.startswith("/v2/apps"):
+        """Log every write on ``/v2/apps…`` and ``/v2/queue…`` with its final status, refused
+        ones included."""
+        if request.method not in _WRITE_METHODS or not request.path.startswith(_LOGGED_PATHS):
             return await handler(request)
         text = await request.text()
         body: Any = None
@@ -444,6 +449,16 @@ class MarathonSimulator:
         result = self.state.delete_app(request.match_info["id"],
                                        force=_flag(request, "force", True))
         return self._deployed(result, 200)
+
+    async def _list_tasks(self, request: web.Request) -> web.Response:
+        return _json({"tasks": self.state.list_tasks(request.match_info["id"])})
+
+    async def _queue(self, request: web.Request) -> web.Response:
+        return _json({"queue": self.state.queue()})
+
+    async def _reset_delay(self, request: web.Request) -> web.Response:
+        self.state.reset_delay(request.match_info["id"])
+        return web.Response(status=204)
 
     async def _list_deployments(self, request: web.Request) -> web.Response:
         return _json(self.state.list_deployments())

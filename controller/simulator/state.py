@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, cast
 
+from controller.simulator.agent import Agent
 from controller.simulator.apps import (
     APP_FIELDS,
     complete,
@@ -23,6 +24,7 @@ from controller.simulator.apps import (
 from controller.simulator.deployments import LOCKED, Deployment, DeploymentResult
 from controller.simulator.events import Subscriber, encode
 from controller.simulator.faults import Fault, FaultKind, WriteRecord
+from controller.simulator.pullers import RegistryBook
 from controller.simulator.selectors import parse_label_selector
 from controller.simulator.wire import (
     DEFAULT_VERSION,
@@ -30,6 +32,7 @@ from controller.simulator.wire import (
     ApiError,
     Features,
     Json,
+    Scheduler,
     canonical,
     dumps,
     invalid_json,
@@ -39,9 +42,6 @@ from controller.simulator.wire import (
     not_valid,
     utcnow,
 )
-
-Scheduler = Callable[[float, Callable[[], object]], None]
-"""``schedule(delay_seconds, callback)``: how a facade lets deployments end on their own."""
 
 _MAX_VERSIONS: Final = 50  # Marathon's --zk_max_versions default: the rollback horizon
 
@@ -60,6 +60,7 @@ class MarathonState:
         version: str = DEFAULT_VERSION,
         now: Callable[[], datetime] = utcnow,
         deployment_seconds: float | None = 0.0,
+        agent: Agent | None = None,
     ) -> None:
         self._version = version
         self.features = Features.of(version)
@@ -80,11 +81,61 @@ class MarathonState:
         self._faults: list[Fault] = []
         self._schedulers: list[Scheduler] = []
         """Facades that can end deployments; the first does, the next takes over from it."""
+        self.registries = RegistryBook()
+        """Which credentials each registry accepts, for the agent's built-in puller."""
+        self.agent = agent
+        """The simulated Mesos agent; ``None``: no tasks, the counts say every instance runs."""
+        if agent is not None:
+            agent.bind(self)
 
     @property
     def version(self) -> str:
         """The Marathon version simulated (``/v2/info``); ``features`` says what it changes."""
         return self._version
+
+    def now(self) -> datetime:
+        """The state's clock (the ``now`` it was given)."""
+        return self._now()
+
+    # -- registries, tasks and the launch queue (with an agent) --------------------------------
+
+    def accept_credentials(self, registry: str, username: str, password: str) -> None:
+        """``registry`` is private from now on and accepts these credentials (a new password
+        for ``username`` replaces its old one). Registries never named here are public."""
+        self.registries.accept_credentials(registry, username, password)
+
+    def revoke_credentials(self, registry: str, username: str) -> None:
+        """``username`` can no longer pull from ``registry``."""
+        self.registries.revoke_credentials(registry, username)
+
+    def app(self, app_id: str) -> Json | None:
+        """The app's definition as GET shows it (no counts), or ``None``."""
+        app = self._apps.get(canonical(app_id))
+        return self._shown(app) if app is not None else None
+
+    def tasks_changed(self, app_id: str) -> None:
+        """The agent's word that an app's tasks changed: its cached JSON is stale."""
+        self._wire.pop(app_id, None)
+
+    def list_tasks(self, app_id: str) -> list[Json]:
+        """``GET /v2/apps/{id}/tasks``' ``tasks`` (none without an agent)."""
+        app_id = canonical(app_id)
+        if app_id not in self._apps:
+            raise not_found(app_id)
+        return self.agent.tasks(app_id) if self.agent is not None else []
+
+    def queue(self) -> list[Json]:
+        """``GET /v2/queue``' ``queue``: apps with instances waiting to launch, their delay."""
+        if self.agent is None:
+            return []
+        return [{**entry, "app": self._shown(self._apps[app_id])}
+                for app_id, entry in self.agent.queue() if app_id in self._apps]
+
+    def reset_delay(self, app_id: str) -> None:
+        """``DELETE /v2/queue/{id}/delay``: launch the app's waiting instances now, or 404."""
+        app_id = canonical(app_id)
+        if self.agent is None or not self.agent.reset_delay(app_id):
+            raise ApiError(404, {"message": f"Application {app_id} not found in tasks queue."})
 
     # -- apps ----------------------------------------------------------------------------------
 
@@ -111,13 +162,16 @@ class MarathonState:
             if app_id in self._apps:
                 raise ApiError(409, {"message": f"An app with id [{app_id}] already exists."})
             self._store(app_id, complete(app, app_id, self.features), version, "StartApplication")
+            if self.agent is not None:
+                self.agent.app_changed(app_id, "StartApplication")
 
     def get_app(self, app_id: str, *, embed: Iterable[str] = ()) -> Json:
-        """``GET /v2/apps/{id}``'s ``app``: always with counts, deployments and tasks."""
+        """``GET /v2/apps/{id}``'s ``app``: always with counts, deployments, tasks and the last
+        task failure (if any)."""
         app_id = canonical(app_id)
         if app_id not in self._apps:
             raise not_found(app_id)
-        extra = embedded([*embed, "tasks"])
+        extra = self._members(app_id, embedded([*embed, "tasks", "lastTaskFailure"]))
         return cast(Json, json.loads(splice(self._encoded(app_id), extra)))
 
     def list_apps(
@@ -139,9 +193,11 @@ class MarathonState:
         selector = parse_label_selector(label) if label else None
         id_part = id.lower() if id else None
         cmd_part = cmd.lower() if cmd else None
-        extra = embedded(embed)
+        wanted = embedded(embed)
+        shared = self._members(None, wanted) if self.agent is None else None
         chosen = [
-            splice(self._encoded(app_id), extra)
+            splice(self._encoded(app_id),
+                   shared if shared is not None else self._members(app_id, wanted))
             for app_id, app in self._apps.items()
             if (selector is None or selector(app["labels"]))
             and (id_part is None or id_part in app_id.lower())
@@ -351,12 +407,28 @@ class MarathonState:
     def _shown(self, app: Json) -> Json:
         return public(app, self.features)
 
+    def _members(self, app_id: str | None, wanted: frozenset[str]) -> str:
+        """The JSON members ``embedded`` asks for, pre-encoded; ``app_id`` ``None``: the ones
+        every app shares (without an agent)."""
+        agent = self.agent if app_id is not None else None
+        members = []
+        if "tasks" in wanted:
+            members.append('"tasks":' + (dumps(agent.tasks(app_id)) if agent and app_id else "[]"))
+        if "readiness" in wanted:
+            members.append('"readinessCheckResults":[]')
+        if "lastTaskFailure" in wanted and agent and app_id:
+            failure = agent.last_failure(app_id)
+            if failure is not None:
+                members.append('"lastTaskFailure":' + dumps(failure))
+        return ",".join(members)
+
     def _encoded(self, app_id: str) -> str:
         text = self._wire.get(app_id)
         if text is None:
             app = self._shown(self._apps[app_id])
-            running = app["instances"]
-            text = dumps({**app, "tasksStaged": 0, "tasksRunning": running,
+            staged, running = (self.agent.counts(app_id) if self.agent is not None
+                               else (0, app["instances"]))
+            text = dumps({**app, "tasksStaged": staged, "tasksRunning": running,
                            "tasksHealthy": running if app["healthChecks"] else 0,
                            "tasksUnhealthy": 0,
                            "deployments": [{"id": d} for d in self._locks.get(app_id, ())]})
@@ -408,6 +480,8 @@ class MarathonState:
             self._wire.pop(app_id, None)
             self.publish("deployment_info", {"plan": deployment.plan(),
                                              "currentStep": deployment.steps()[0]})
+            if self.agent is not None:
+                self.agent.app_changed(app_id, action)
         self._schedule_end(deployment)
         return deployment
 

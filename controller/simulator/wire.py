@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -13,6 +14,8 @@ from typing import Any, Final
 from controller.model import version_tuple
 
 Json = dict[str, Any]
+Scheduler = Callable[[float, Callable[[], object]], None]
+"""``schedule(delay_seconds, callback)``: how deployments end and backoffs expire on their own."""
 
 DEFAULT_VERSION: Final = "1.10.26"
 LOCAL: Final = "127.0.0.1"
