@@ -290,6 +290,16 @@ class Agent:
         self._converge(app_id)
         return True
 
+    def fail_tasks(self, app_id: str, message: str = "Command exited with status 1") -> int:
+        """Make the app's running tasks exit with ``TASK_FAILED`` (a crash, an OOM kill …), so
+        Marathon launches them again, after the backoff; returns how many failed."""
+        entry = self._apps.get(app_id)
+        running = [task for task in entry.tasks if task.state == RUNNING] if entry else []
+        for task in running:
+            shutil.rmtree(task.sandbox, ignore_errors=True)
+            self._failed(task, message)
+        return len(running)
+
     def backoff(self, app_id: str) -> float | None:
         """The app's current launch delay in seconds (``None``: not delayed)."""
         entry = self._apps.get(app_id)
@@ -388,7 +398,7 @@ class Agent:
             failure = await self._fetch(task, app)
             image = _pulled_image(app)
             if failure is None and image is not None:
-                pulled = await self.puller.pull(image, task.sandbox)
+                pulled = await self._pull(image, task.sandbox)
                 if pulled is not None:
                     failure = pull_failure_message(image, pulled)
         if task.state != STAGING or failure is not None:
@@ -399,6 +409,13 @@ class Agent:
             self._failed(task, failure)
         else:
             self._running(task)
+
+    async def _pull(self, image: str, home: Path) -> FailedPull | None:
+        """The puller's answer; a puller that breaks fails the pull instead of the agent."""
+        try:
+            return await self.puller.pull(image, home)
+        except Exception as e:  # noqa: BLE001 - a plug-in's bug must not leave a task staging
+            return FailedPull(f"the simulator's puller failed: {type(e).__name__}: {e}")
 
     async def _fetch(self, task: Task, app: Json) -> str | None:
         """Run the fetcher over every URI; the first failure fails the whole fetch."""

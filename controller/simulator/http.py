@@ -239,6 +239,7 @@ class MarathonSimulator:
         router.add_get("/v2/apps", self._list_apps)
         router.add_post("/v2/apps", self._create_app)
         router.add_get("/v2/apps/{id:.+}/tasks", self._list_tasks)  # before the greedy {id}
+        router.add_post("/v2/apps/{id:.+}/restart", self._restart_app)
         router.add_get("/v2/apps/{id:.+}", self._get_app)
         router.add_put("/v2/apps/{id:.+}", self._put_app)
         if self.state.features.modern_updates:
@@ -448,6 +449,11 @@ class MarathonSimulator:
     async def _delete_app(self, request: web.Request) -> web.Response:
         result = self.state.delete_app(request.match_info["id"],
                                        force=_flag(request, "force", True))
+        return self._deployed(result, 200)
+
+    async def _restart_app(self, request: web.Request) -> web.Response:
+        result = self.state.restart_app(request.match_info["id"],
+                                        force=_flag(request, "force", False))
         return self._deployed(result, 200)
 
     async def _list_tasks(self, request: web.Request) -> web.Response:

@@ -253,6 +253,16 @@ class MarathonState:
         deployment = self._change(app_id, None, force=force)
         return DeploymentResult(deployment_id=deployment.id, version=deployment.version)
 
+    def restart_app(self, app_id: str, *, force: bool = False) -> DeploymentResult:
+        """``POST /v2/apps/{id}/restart``: the same definition as a new version, so every task
+        is replaced (409 while a deployment locks the app, unless ``force``)."""
+        app_id = canonical(app_id)
+        current = self._apps.get(app_id)
+        if current is None:
+            raise not_found(app_id)
+        deployment = self._change(app_id, current, force=force, restart=True)
+        return DeploymentResult(deployment_id=deployment.id, version=deployment.version)
+
     # -- deployments ---------------------------------------------------------------------------
 
     def list_deployments(self) -> list[Json]:
@@ -454,16 +464,17 @@ class MarathonState:
 
     def _change(
         self, app_id: str, target: Json | None, *, force: bool, event_uri: str | None = None,
-        client_ip: str = LOCAL,
+        client_ip: str = LOCAL, restart: bool = False,
     ) -> Deployment:
         """Make ``target`` (``None``: gone) the app's definition and deploy the difference.
 
         A no-op still gets a (step-less) deployment with a new plan version, and
         ``api_post_event`` when it came from POST/PUT/PATCH (``event_uri``); only a real change
-        needs the app's lock and gets a new app version.
+        needs the app's lock and gets a new app version. ``restart`` deploys ``target`` as a
+        change even when it is the same.
         """
         current = self._apps.get(app_id)
-        action = deployment_action(current, target)
+        action = "RestartApplication" if restart else deployment_action(current, target)
         if action is not None:
             self._take_lock(app_id, force=force)
         version = self._next_version()

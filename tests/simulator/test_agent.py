@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,9 +28,10 @@ W1 = ("Failed to launch container: Failed to run 'docker -H unix:///var/run/dock
       f"{IMAGE}': exited with status 1; stderr='")
 
 
-def bundle(tmp_path: Path, password: str = PASSWORD, fmt: Any = "config.json") -> str:
-    """A real controller bundle on disk; returns its ``file://`` URI."""
-    path = tmp_path / f"bundle-{fmt}-{password}.tar.gz"
+def bundle(tmp_path: Path, password: str = PASSWORD, fmt: Any = "config.json",
+           name: str | None = None) -> str:
+    """A real controller bundle on disk (``name`` replaces one); returns its ``file://`` URI."""
+    path = tmp_path / (name or f"bundle-{fmt}-{password}.tar.gz")
     path.write_bytes(build_bundle(
         REGISTRY, RegistryCredential(username=USER, password=Secret(password)), fmt))
     return path.as_uri()
@@ -208,6 +212,18 @@ class TestPullFailures:
         await settle(agent)
         assert f"pull {image}:latest'" in recorder.of("status_update_event")[-1]["message"]
 
+    async def test_a_broken_puller_fails_the_pull_not_the_agent(self, state, agent, recorder):
+        class Broken:
+            async def pull(self, image: str, home: Path) -> None:
+                raise RuntimeError("boom")
+
+        agent._puller = Broken()
+        state.add_app(web_app())
+        await settle(agent)
+        failed = recorder.of("status_update_event")[-1]
+        assert failed["taskStatus"] == "TASK_FAILED"
+        assert "RuntimeError: boom" in failed["message"]
+
     async def test_a_failed_fetch_fails_the_task(self, state, agent, recorder, tmp_path):
         state.add_app(web_app(fetch=[{"uri": (tmp_path / "missing.tgz").as_uri()}]))
         await settle(agent)
@@ -274,6 +290,61 @@ class TestBackoff:
         assert states(state) == ["TASK_RUNNING"]
 
 
+class TestRotationStory:
+    async def test_rotation_crash_auth_failure_new_bundle_reset_runs_again(
+            self, state, agent, scheduler, recorder, tmp_path):
+        """The loop issue 11 closes, on the simulator alone: running tasks survive a rotation;
+        their next launch fails auth; a fixed bundle at the same URI plus a delay reset runs."""
+        state.add_app(web_app(fetch=[{"uri": bundle(tmp_path, name="web.tgz")}], backoffSeconds=60,
+                              maxLaunchDelaySeconds=300))
+        await settle(agent)
+        state.accept_credentials(REGISTRY, USER, "rotated")
+        assert states(state) == ["TASK_RUNNING"]
+        assert agent.fail_tasks("/team/web") == 1
+        assert recorder.of("status_update_event")[-1]["message"] == "Command exited with status 1"
+        scheduler.fire_all()
+        await settle(agent)
+        assert classify(recorder.of("status_update_event")[-1]["message"]).reason == "auth"
+        assert state.queue()[0]["delay"]["timeLeftSeconds"] == 120
+        bundle(tmp_path, "rotated", name="web.tgz")  # the controller republishes in place
+        state.reset_delay("/team/web")
+        await settle(agent)
+        assert states(state) == ["TASK_RUNNING"]
+        assert state.queue() == []
+
+
+class TestCommandLine:
+    async def test_agent_dir_and_registry_credentials(self, tmp_path):
+        """``--agent-dir`` runs tasks; ``--registry-credentials`` makes a registry private."""
+        credentials = tmp_path / "registries.json"
+        credentials.write_text(json.dumps({REGISTRY: {USER: PASSWORD}}))
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "controller.simulator", "--listen", "127.0.0.1:0",
+            "--agent-dir", str(tmp_path / "agent"), "--registry-credentials", str(credentials),
+            stdout=asyncio.subprocess.PIPE)
+        assert process.stdout is not None
+        try:
+            async with asyncio.timeout(10):
+                url = (await process.stdout.readline()).decode().split()[-1]
+            async with aiohttp.ClientSession(url) as http:
+                await http.post("/v2/apps", json=web_app(fetch=[{"uri": bundle(tmp_path)}]))
+                await http.post("/v2/apps", json={**web_app(), "id": "/team/bare"})
+                async with asyncio.timeout(TIMEOUT):
+                    while True:
+                        web = (await (await http.get("/v2/apps/team/web")).json())["app"]
+                        bare = (await (await http.get("/v2/apps/team/bare")).json())["app"]
+                        if web["tasksRunning"] == 1 and "lastTaskFailure" in bare:
+                            break
+                        await asyncio.sleep(0.05)
+            process.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(10):
+                assert await process.wait() == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
+
 class TestWithoutAnAgent:
     async def test_no_tasks_no_queue_and_the_counts_say_every_instance_runs(self):
         state = MarathonState()
@@ -301,6 +372,25 @@ class TestHttp:
         async with http.get("/v2/apps/team/nope/tasks") as response:
             assert response.status == 404
             assert await response.json() == {"message": "App '/team/nope' does not exist"}
+
+    async def test_restart_replaces_every_task(self, state, agent, http, recorder, tmp_path):
+        state.add_app(web_app(fetch=[{"uri": bundle(tmp_path)}]))
+        await settle(agent)
+        before = state.list_tasks("/team/web")
+        async with http.post("/v2/apps/team/web/restart") as response:
+            assert response.status == 409  # the create deployment still locks the app
+        state.finish_all_deployments()
+        async with http.post("/v2/apps/team/web/restart") as response:
+            assert response.status == 200
+            body = await response.json()
+        assert body["version"] == state.get_app("/team/web")["version"]
+        await settle(agent)
+        after = state.list_tasks("/team/web")
+        assert [t["state"] for t in after] == ["TASK_RUNNING"]
+        assert after[0]["id"] != before[0]["id"]
+        assert after[0]["version"] == body["version"]
+        async with http.post("/v2/apps/team/nope/restart") as response:
+            assert response.status == 404
 
     async def test_queue_and_delay_reset(self, state, agent, http, scheduler):
         state.add_app(web_app(backoffSeconds=30, maxLaunchDelaySeconds=300))
