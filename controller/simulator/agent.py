@@ -278,13 +278,14 @@ class Agent:
         return entries
 
     def reset_delay(self, app_id: str) -> bool:
-        """``DELETE /v2/queue/{id}/delay``: ``False`` when the app has nothing to launch;
-        otherwise its backoff is cleared and the missing instances launch at once."""
+        """``DELETE /v2/queue/{id}/delay``: ``False`` unless an instance of the app waits for a
+        launch (Marathon 1.10: a *scheduled* instance; a staging one is launched already);
+        otherwise its backoff is cleared and the waiting instances launch at once."""
         entry = self._apps.get(app_id)
         app = self.host.app(app_id)
         if entry is None or entry.launcher is None or app is None:
             return False
-        if app["instances"] - self.counts(app_id)[1] <= 0:
+        if app["instances"] - len(entry.tasks) <= 0:
             return False
         entry.launcher.delay = entry.launcher.backoff_until = None
         self._converge(app_id)
@@ -314,8 +315,10 @@ class Agent:
             return
         launcher = entry.launcher
         excess = len(entry.tasks) - app["instances"]
-        if excess > 0:  # killSelection YOUNGEST_FIRST, Marathon's default
-            for task in sorted(entry.tasks, key=lambda t: t.staged_at)[-excess:]:
+        if excess > 0:
+            youngest_first = app.get("killSelection", "YOUNGEST_FIRST") != "OLDEST_FIRST"
+            by_age = sorted(entry.tasks, key=lambda t: t.staged_at, reverse=youngest_first)
+            for task in by_age[:excess]:
                 self._kill(task)
             return
         if excess == 0:

@@ -8,6 +8,7 @@ import re
 import signal
 import sys
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,18 @@ class TestTasks:
         killed = [u["taskId"] for u in recorder.of("status_update_event")
                   if u["taskStatus"] == "TASK_KILLED"]
         assert sorted(killed) == sorted(t["id"] for t in tasks)
+
+    @pytest.mark.parametrize(("selection", "kept"), [("YOUNGEST_FIRST", 0), ("OLDEST_FIRST", 1)])
+    async def test_a_scale_down_kills_by_kill_selection(self, state, agent, clock, selection, kept):
+        state.add_app(web_app(container={"type": "DOCKER", "docker": {"image": "nginx:1"}},
+                              killSelection=selection))
+        await settle(agent)
+        clock.moment += timedelta(seconds=5)
+        state.update_app("/team/web", {"instances": 2}, force=True)
+        await settle(agent)
+        tasks = sorted(state.list_tasks("/team/web"), key=lambda task: task["stagedAt"])
+        state.update_app("/team/web", {"instances": 1}, force=True)
+        assert [task["id"] for task in state.list_tasks("/team/web")] == [tasks[kept]["id"]]
 
     async def test_a_credential_rotation_kills_no_running_task(
             self, state, agent, recorder, tmp_path):
