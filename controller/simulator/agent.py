@@ -78,6 +78,15 @@ def _pulled_image(app: Mapping[str, Any]) -> str | None:
     return image if reference.tag or reference.digest else f"{image}:latest"
 
 
+def _number(app: Mapping[str, Any], name: str, default: float) -> float:
+    """A backoff field as a number ≥ 0; the RAML default when the simulator was given junk
+    (Marathon's validation would have refused it)."""
+    value = app.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        return default
+    return float(value)
+
+
 class AgentHost(Protocol):
     """What the agent needs from Marathon's state (``MarathonState`` is one)."""
 
@@ -131,7 +140,6 @@ class _Launcher:
     """When the pending wake-up timer fires (``None``: none pending)."""
     wake_token: int = 0
     """Only the newest timer wakes the launcher; older ones find a newer token and do nothing."""
-    failures: int = 0
 
 
 @dataclass(slots=True)
@@ -447,7 +455,6 @@ class Agent:
         entry = self._apps.get(task.app_id)
         if entry is not None and entry.launcher is not None:
             entry.launcher.delay = entry.launcher.backoff_until = None
-            entry.launcher.failures = 0
             self._converge(task.app_id)
 
     def _failed(self, task: Task, message: str) -> None:
@@ -463,11 +470,10 @@ class Agent:
         app = self.host.app(task.app_id)
         launcher = entry.launcher
         if app is not None and launcher is not None:
-            launcher.failures += 1
             launcher.delay = min(
-                float(app["maxLaunchDelaySeconds"]),
-                float(app["backoffSeconds"]) if launcher.delay is None
-                else launcher.delay * float(app["backoffFactor"]))
+                _number(app, "maxLaunchDelaySeconds", 300.0),
+                _number(app, "backoffSeconds", 1.0) if launcher.delay is None
+                else launcher.delay * max(1.0, _number(app, "backoffFactor", 1.15)))
             launcher.backoff_until = now + timedelta(seconds=launcher.delay)
         self._converge(task.app_id)
 

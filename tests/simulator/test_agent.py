@@ -257,6 +257,12 @@ class TestBackoff:
         assert delays == [1, 2, 4, 5, 5]
         assert scheduler.delays == [1, 2, 4, 5, 5]
 
+    async def test_junk_backoff_fields_fall_back_to_the_defaults(self, state, agent):
+        state.add_app(web_app(backoffSeconds="soon", backoffFactor=None,
+                              maxLaunchDelaySeconds=float("nan")))
+        await settle(agent)
+        assert agent.backoff("/team/web") == 1
+
     async def test_no_launch_while_delayed(self, state, agent, scheduler, clock, recorder):
         state.add_app(web_app(backoffSeconds=30, maxLaunchDelaySeconds=300))
         await settle(agent)
