@@ -7,7 +7,7 @@ import json
 import signal
 import sys
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
@@ -17,12 +17,12 @@ from jsonschema import Draft4Validator
 from controller.simulator import (
     STATE_KEY,
     ApiError,
-    Event,
     MarathonSimulator,
     MarathonState,
     seed_apps,
 )
 from tests.services import REFERENCE
+from tests.simulator.support import TIMEOUT, Clock, Recorder
 
 EXAMPLES = REFERENCE / "examples"
 SCHEMA = json.loads((REFERENCE / "schema" / "AppDefinition.json").read_text())
@@ -32,46 +32,6 @@ LOCKED = ("App is locked by one or more deployments. Override with the option '?
 STATUS_FIELDS = {"tasksStaged", "tasksRunning", "tasksHealthy", "tasksUnhealthy", "deployments",
                  "tasks", "version", "versionInfo"}
 DOCKER = {"type": "DOCKER", "docker": {"image": "registry.example.com:5000/team/web:1"}}
-TIMEOUT = 5
-
-
-class Clock:
-    """A settable clock for version timestamps."""
-
-    def __init__(self) -> None:
-        self.moment = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.moment
-
-
-class Recorder:
-    """A subscriber that keeps every event and lets a test wait for one."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self.closed = False
-        self._arrived = asyncio.Event()
-
-    def deliver(self, event: Event) -> None:
-        self.events.append(event)
-        self._arrived.set()
-
-    def close(self) -> None:
-        self.closed = True
-
-    def types(self) -> list[str]:
-        return [event.type for event in self.events]
-
-    def of(self, event_type: str) -> list[dict[str, Any]]:
-        return [event.payload for event in self.events if event.type == event_type]
-
-    async def wait_for(self, event_type: str) -> dict[str, Any]:
-        async with asyncio.timeout(TIMEOUT):
-            while not self.of(event_type):
-                self._arrived.clear()
-                await self._arrived.wait()
-        return self.of(event_type)[0]
 
 
 @pytest.fixture

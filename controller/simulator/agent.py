@@ -1,0 +1,515 @@
+"""One simulated Mesos agent with Marathon's launch queue in front of it (issue 11, item 4).
+
+For each app it keeps ``instances`` tasks alive: a launch stages a task, runs the Mesos fetcher
+over the app's ``fetch`` list into the task's own sandbox, "pulls" the Docker image through a
+``Puller`` with ``HOME`` set to that sandbox, and the task is then ``TASK_RUNNING`` or
+``TASK_FAILED`` with the message Mesos would send (``status_update_event`` and
+``instance_changed_event`` go out either way). A failure delays the app's next launch by
+Marathon's backoff: ``backoffSeconds * backoffFactor^(n-1)`` after the n-th failure, capped at
+``maxLaunchDelaySeconds``; a task that runs, a new app version or ``reset_delay`` clears it.
+Tasks follow the deployment model: a new version replaces every task, a scale change starts
+or kills (youngest first) the difference, and nothing else ever kills a running task.
+
+The agent is opt-in (``MarathonState(agent=Agent(...))``): without it the simulator starts
+no task and fetches nothing, however many apps it holds. It needs a running event loop; timers
+go through ``schedule`` (default: the loop's ``call_later``), so tests can drive backoffs without
+waiting for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+from controller.model import version_tuple
+from controller.reference import InvalidReferenceError, parse_image
+from controller.simulator.fetcher import FetchError, FetchLimits, fetch_into_sandbox
+from controller.simulator.pullers import CredentialPuller, FailedPull, Puller, RegistryBook
+from controller.simulator.wire import Json, Scheduler, iso
+
+__all__ = ["Agent", "AgentHost", "Task", "fetch_failure_message", "pull_failure_message"]
+
+STAGING: Final = "TASK_STAGING"
+RUNNING: Final = "TASK_RUNNING"
+FAILED: Final = "TASK_FAILED"
+KILLED: Final = "TASK_KILLED"
+_CONDITIONS: Final = {RUNNING: "Running", FAILED: "Failed", KILLED: "Killed"}
+"""``instance_changed_event`` conditions (Marathon's ``Condition`` names)."""
+_DOCKER_SOCKET: Final = "unix:///var/run/docker.sock"
+_FIRST_PORT: Final = 31000
+
+
+def pull_failure_message(image: str, failure: FailedPull) -> str:
+    """What Mesos ≥ 1.0 reports when ``docker pull`` fails (wrapper W1 of
+    docs/pull-failure-messages.md: ``src/docker/docker.cpp`` and ``src/slave/slave.cpp``)."""
+    stderr = failure.stderr if failure.stderr.endswith("\n") else failure.stderr + "\n"
+    return (f"Failed to launch container: Failed to run 'docker -H {_DOCKER_SOCKET} pull "
+            f"{image}': exited with status 1; stderr='{stderr}'")
+
+
+def fetch_failure_message(container_id: str) -> str:
+    """What Mesos reports when a URI could not be fetched (Marathon's ``events.txt``)."""
+    return (f"Failed to launch container: Failed to fetch all URIs for container "
+            f"'{container_id}' with exit status: 256")
+
+
+def _pulled_image(app: Mapping[str, Any]) -> str | None:
+    """The image ``docker pull`` is run on: Mesos adds ``:latest`` to an untagged image unless
+    ``forcePullImage`` is set (apache/mesos ``src/docker/docker.cpp``); ``None``: no pull."""
+    container = app.get("container") or {}
+    docker = container.get("docker") if container.get("type", "DOCKER") == "DOCKER" else None
+    if not isinstance(docker, dict):
+        return None
+    image = docker.get("image")
+    if not isinstance(image, str) or not image:
+        return None
+    if docker.get("forcePullImage"):
+        return image
+    try:
+        reference = parse_image(image)
+    except InvalidReferenceError:
+        return image  # the puller reports it as Docker would
+    return image if reference.tag or reference.digest else f"{image}:latest"
+
+
+def _number(app: Mapping[str, Any], name: str, default: float) -> float:
+    """A backoff field as a number ≥ 0; the RAML default when the simulator was given junk
+    (Marathon's validation would have refused it)."""
+    value = app.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        return default
+    return float(value)
+
+
+class AgentHost(Protocol):
+    """What the agent needs from Marathon's state (``MarathonState`` is one)."""
+
+    registries: RegistryBook
+
+    @property
+    def version(self) -> str: ...
+
+    def app(self, app_id: str) -> Json | None:
+        """The app as ``GET /v2/apps`` shows its definition, or ``None`` when it is gone."""
+        ...
+
+    def now(self) -> datetime: ...
+
+    def publish(self, event_type: str, payload: Mapping[str, Any]) -> None: ...
+
+    def tasks_changed(self, app_id: str) -> None:
+        """An app's tasks or counts changed (drop what was cached about them)."""
+        ...
+
+
+@dataclass(slots=True, kw_only=True, eq=False)
+class Task:
+    """One task of one instance, on this agent."""
+
+    id: str
+    instance_id: str
+    app_id: str
+    version: str
+    state: str
+    staged_at: datetime
+    sandbox: Path
+    ports: list[int]
+    service_ports: list[int]
+    started_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class _Launcher:
+    """An app's place in Marathon's launch queue: its backoff and since when it waits.
+
+    The backoff belongs to one app version (Marathon keys it by config ref), so a new version
+    gets a fresh one.
+    """
+
+    config_ref: str
+    delay: float | None = None
+    backoff_until: datetime | None = None
+    waiting_since: datetime | None = None
+    wake_due: datetime | None = None
+    """When the pending wake-up timer fires (``None``: none pending)."""
+    wake_token: int = 0
+    """Only the newest timer wakes the launcher; older ones find a newer token and do nothing."""
+
+
+@dataclass(slots=True)
+class _AppTasks:
+    tasks: list[Task] = field(default_factory=list)
+    launcher: _Launcher | None = None
+    last_failure: Json | None = None
+
+
+class Agent:
+    """One agent: ``host`` (a hostname) with ``agent_id``, sandboxes under ``work_dir``.
+
+    ``puller`` defaults to the built-in ``CredentialPuller`` over the state's ``registries``.
+    ``allow_host`` may refuse http(s) fetch hosts (tests keep every fetch on this machine).
+    At most ``max_concurrent_launches`` launches fetch and pull at once.
+    """
+
+    def __init__(
+        self,
+        work_dir: Path,
+        *,
+        puller: Puller | None = None,
+        schedule: Scheduler | None = None,
+        hostname: str = "agent-1.simulator",
+        agent_id: str = "00000000-0000-0000-0000-000000000000-S0",
+        ip_address: str = "127.0.0.1",
+        fetch_limits: FetchLimits | None = None,
+        allow_host: Callable[[str | None], bool] | None = None,
+        max_concurrent_launches: int = 8,
+    ) -> None:
+        self.work_dir = work_dir
+        self.hostname = hostname
+        self.agent_id = agent_id
+        self.ip_address = ip_address
+        self.fetch_limits = fetch_limits or FetchLimits()
+        self.allow_host = allow_host
+        self._puller = puller
+        self._schedule = schedule
+        self._host: AgentHost | None = None
+        self._apps: dict[str, _AppTasks] = {}
+        self._slots = asyncio.Semaphore(max_concurrent_launches)
+        self._launches: set[asyncio.Task[None]] = set()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._next_port = _FIRST_PORT
+
+    # -- wiring --------------------------------------------------------------------------------
+
+    def bind(self, host: AgentHost) -> None:
+        """Serve ``host`` (``MarathonState`` calls this; one agent serves one state)."""
+        if self._host is not None and self._host is not host:
+            raise RuntimeError("this agent already serves another MarathonState")
+        self._host = host
+        if self._puller is None:
+            self._puller = CredentialPuller(host.registries)
+
+    @property
+    def host(self) -> AgentHost:
+        if self._host is None:
+            raise RuntimeError("the agent is not bound to a MarathonState")
+        return self._host
+
+    @property
+    def puller(self) -> Puller:
+        assert self._puller is not None  # set in bind
+        return self._puller
+
+    async def idle(self) -> None:
+        """Return once no launch is fetching or pulling (tests wait on this, not on sleeps)."""
+        await self._idle.wait()
+
+    async def close(self) -> None:
+        """Cancel every launch in flight and every backoff timer; running tasks stay listed."""
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        launches = list(self._launches)
+        for launch in launches:
+            launch.cancel()
+        await asyncio.gather(*launches, return_exceptions=True)
+
+    # -- what Marathon asks --------------------------------------------------------------------
+
+    def app_changed(self, app_id: str, action: str) -> None:
+        """A deployment changed ``app_id`` (``StartApplication``, ``ScaleApplication``,
+        ``RestartApplication`` or ``StopApplication``): make its tasks follow."""
+        entry = self._apps.setdefault(app_id, _AppTasks())
+        if action in ("RestartApplication", "StopApplication"):
+            for task in list(entry.tasks):
+                self._kill(task)
+        if action == "StopApplication":
+            self._apps.pop(app_id, None)
+            return
+        app = self.host.app(app_id)
+        if app is None:
+            return
+        config_ref = app["versionInfo"]["lastConfigChangeAt"]
+        if entry.launcher is None or entry.launcher.config_ref != config_ref:
+            entry.launcher = _Launcher(config_ref=config_ref)
+        self._converge(app_id)
+
+    def tasks(self, app_id: str) -> list[Json]:
+        """``GET /v2/apps/{id}/tasks``' items: the staged and running tasks."""
+        entry = self._apps.get(app_id)
+        return [self._task_json(task) for task in entry.tasks] if entry else []
+
+    def counts(self, app_id: str) -> tuple[int, int]:
+        """``(tasksStaged, tasksRunning)``."""
+        entry = self._apps.get(app_id)
+        if entry is None:
+            return 0, 0
+        running = sum(1 for task in entry.tasks if task.state == RUNNING)
+        return len(entry.tasks) - running, running
+
+    def last_failure(self, app_id: str) -> Json | None:
+        """The app's ``lastTaskFailure``, if a task of it failed."""
+        entry = self._apps.get(app_id)
+        return entry.last_failure if entry else None
+
+    def queue(self) -> list[tuple[str, Json]]:
+        """``(app id, queue entry without "app")`` for every app with instances to launch."""
+        now = self.host.now()
+        entries = []
+        for app_id, entry in self._apps.items():
+            app = self.host.app(app_id)
+            launcher = entry.launcher
+            if app is None or launcher is None:
+                continue
+            waiting = app["instances"] - self.counts(app_id)[1]
+            if waiting <= 0:
+                continue
+            until = launcher.backoff_until
+            left = (until - now).total_seconds() if until is not None else 0.0
+            entries.append((app_id, {
+                "count": waiting,
+                "delay": {"timeLeftSeconds": max(0, int(left)),
+                          "overdue": until is not None and left < 0},
+                "since": iso(launcher.waiting_since or now),
+                "processedOffersSummary": {
+                    "processedOffersCount": 0, "unusedOffersCount": 0,
+                    "rejectSummaryLastOffers": [], "rejectSummaryLaunchAttempt": []},
+            }))
+        return entries
+
+    def reset_delay(self, app_id: str) -> bool:
+        """``DELETE /v2/queue/{id}/delay``: ``False`` unless an instance of the app waits for a
+        launch (Marathon 1.10: a *scheduled* instance; a staging one is launched already);
+        otherwise its backoff is cleared and the waiting instances launch at once."""
+        entry = self._apps.get(app_id)
+        app = self.host.app(app_id)
+        if entry is None or entry.launcher is None or app is None:
+            return False
+        if app["instances"] - len(entry.tasks) <= 0:
+            return False
+        entry.launcher.delay = entry.launcher.backoff_until = None
+        self._converge(app_id)
+        return True
+
+    def fail_tasks(self, app_id: str, message: str = "Command exited with status 1") -> int:
+        """Make the app's running tasks exit with ``TASK_FAILED`` (a crash, an OOM kill …), so
+        Marathon launches them again, after the backoff; returns how many failed."""
+        entry = self._apps.get(app_id)
+        running = [task for task in entry.tasks if task.state == RUNNING] if entry else []
+        for task in running:
+            shutil.rmtree(task.sandbox, ignore_errors=True)
+            self._failed(task, message)
+        return len(running)
+
+    def backoff(self, app_id: str) -> float | None:
+        """The app's current launch delay in seconds (``None``: not delayed)."""
+        entry = self._apps.get(app_id)
+        return entry.launcher.delay if entry and entry.launcher else None
+
+    # -- the launch queue ----------------------------------------------------------------------
+
+    def _converge(self, app_id: str) -> None:
+        app = self.host.app(app_id)
+        entry = self._apps.get(app_id)
+        if app is None or entry is None or entry.launcher is None:
+            return
+        launcher = entry.launcher
+        excess = len(entry.tasks) - app["instances"]
+        if excess > 0:
+            youngest_first = app.get("killSelection", "YOUNGEST_FIRST") != "OLDEST_FIRST"
+            by_age = sorted(entry.tasks, key=lambda t: t.staged_at, reverse=youngest_first)
+            for task in by_age[:excess]:
+                self._kill(task)
+            return
+        if excess == 0:
+            if all(task.state == RUNNING for task in entry.tasks):
+                launcher.waiting_since = None
+            return
+        now = self.host.now()
+        if launcher.waiting_since is None:
+            launcher.waiting_since = now
+        if launcher.backoff_until is not None and launcher.backoff_until > now:
+            self._wake_at(app_id, launcher, launcher.backoff_until)
+            return
+        for _ in range(-excess):
+            self._launch(app)
+
+    def _wake_at(self, app_id: str, launcher: _Launcher, due: datetime) -> None:
+        """Converge the app again at ``due``, unless a wake-up no later than that is pending
+        (an early one finds the app still delayed and sets the next)."""
+        if launcher.wake_due is not None and launcher.wake_due <= due:
+            return
+        launcher.wake_due = due
+        launcher.wake_token += 1
+        token = launcher.wake_token
+        seconds = (due - self.host.now()).total_seconds()
+
+        def wake() -> None:
+            if launcher.wake_token != token:
+                return
+            launcher.wake_due = None
+            entry = self._apps.get(app_id)
+            if entry is not None and entry.launcher is launcher:
+                self._converge(app_id)
+
+        if self._schedule is not None:
+            self._schedule(seconds, wake)
+            return
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self._timers.discard(handle)
+            wake()
+
+        handle = loop.call_later(seconds, fire)
+        self._timers.add(handle)
+
+    def _ids(self, app_id: str) -> tuple[str, str]:
+        """Marathon's instance and task ids: ``app.instance-<uuid>._app.1`` since 1.8, the
+        instance id ``path_to_app.<uuid>`` before (``events.txt``)."""
+        safe = app_id.strip("/").replace("/", "_")
+        unique = uuid.uuid1()
+        if version_tuple(self.host.version) >= (1, 8):
+            instance_id = f"{safe}.instance-{unique}"
+            return instance_id, f"{instance_id}._app.1"
+        return f"{safe}.{unique}", f"{safe}.{unique}"
+
+    def _launch(self, app: Json) -> None:
+        app_id = app["id"]
+        instance_id, task_id = self._ids(app_id)
+        definitions = app.get("portDefinitions") or []
+        ports = list(range(self._next_port, self._next_port + len(definitions)))
+        self._next_port += len(definitions)
+        task = Task(id=task_id, instance_id=instance_id, app_id=app_id, version=app["version"],
+                    state=STAGING, staged_at=self.host.now(), sandbox=self.work_dir / task_id,
+                    ports=ports, service_ports=[d.get("port", 0) for d in definitions])
+        self._apps[app_id].tasks.append(task)
+        self.host.tasks_changed(app_id)
+        launch = asyncio.get_running_loop().create_task(self._run(task, app))
+        self._launches.add(launch)
+        self._idle.clear()
+        launch.add_done_callback(self._launch_done)
+
+    def _launch_done(self, launch: asyncio.Task[None]) -> None:
+        self._launches.discard(launch)
+        if not self._launches:
+            self._idle.set()
+
+    async def _run(self, task: Task, app: Json) -> None:
+        """Fetch, pull, and report; a task killed meanwhile reports nothing more."""
+        async with self._slots:
+            failure = await self._fetch(task, app)
+            image = _pulled_image(app)
+            if failure is None and image is not None:
+                pulled = await self._pull(image, task.sandbox)
+                if pulled is not None:
+                    failure = pull_failure_message(image, pulled)
+        if task.state != STAGING or failure is not None:
+            await asyncio.to_thread(shutil.rmtree, task.sandbox, ignore_errors=True)
+        if task.state != STAGING:
+            return  # killed while it launched
+        if failure is not None:
+            self._failed(task, failure)
+        else:
+            self._running(task)
+
+    async def _pull(self, image: str, home: Path) -> FailedPull | None:
+        """The puller's answer; a puller that breaks fails the pull instead of the agent."""
+        try:
+            return await self.puller.pull(image, home)
+        except Exception as e:  # noqa: BLE001 - a plug-in's bug must not leave a task staging
+            return FailedPull(f"the simulator's puller failed: {type(e).__name__}: {e}")
+
+    async def _fetch(self, task: Task, app: Json) -> str | None:
+        """Run the fetcher over every URI; the first failure fails the whole fetch."""
+        artifacts = app.get("fetch") or []
+
+        def fetch_all() -> None:
+            task.sandbox.mkdir(parents=True, exist_ok=True)
+            for artifact in artifacts:
+                fetch_into_sandbox(artifact["uri"], task.sandbox, artifact.get("destPath"),
+                                   extract=artifact.get("extract", True),
+                                   executable=artifact.get("executable", False),
+                                   limits=self.fetch_limits, allow_host=self.allow_host)
+
+        try:
+            await asyncio.to_thread(fetch_all)
+        except (FetchError, OSError):
+            return fetch_failure_message(str(uuid.uuid4()))
+        return None
+
+    # -- task state changes --------------------------------------------------------------------
+
+    def _running(self, task: Task) -> None:
+        task.state = RUNNING
+        task.started_at = self.host.now()
+        self._report(task, "")
+        entry = self._apps.get(task.app_id)
+        if entry is not None and entry.launcher is not None:
+            entry.launcher.delay = entry.launcher.backoff_until = None
+            self._converge(task.app_id)
+
+    def _failed(self, task: Task, message: str) -> None:
+        task.state = FAILED
+        entry = self._apps[task.app_id]
+        entry.tasks.remove(task)
+        now = self.host.now()
+        entry.last_failure = {
+            "appId": task.app_id, "host": self.hostname, "message": message, "state": FAILED,
+            "taskId": task.id, "timestamp": iso(now), "version": task.version,
+            "slaveId": self.agent_id}
+        self._report(task, message)
+        app = self.host.app(task.app_id)
+        launcher = entry.launcher
+        if app is not None and launcher is not None:
+            launcher.delay = min(
+                _number(app, "maxLaunchDelaySeconds", 300.0),
+                _number(app, "backoffSeconds", 1.0) if launcher.delay is None
+                else launcher.delay * max(1.0, _number(app, "backoffFactor", 1.15)))
+            launcher.backoff_until = now + timedelta(seconds=launcher.delay)
+        self._converge(task.app_id)
+
+    def _kill(self, task: Task) -> None:
+        """Kill a staged or running task (a new version replaced it, or a scale-down)."""
+        entry = self._apps[task.app_id]
+        entry.tasks.remove(task)
+        was_running = task.state == RUNNING
+        task.state = KILLED  # a launch in flight sees it and cleans up after itself
+        if was_running:
+            shutil.rmtree(task.sandbox, ignore_errors=True)
+        self._report(task, "")
+
+    def _report(self, task: Task, message: str) -> None:
+        """``status_update_event`` and ``instance_changed_event``, as Marathon 1.10 writes them."""
+        host = self.host
+        host.tasks_changed(task.app_id)
+        addresses = ([{"ipAddress": self.ip_address, "protocol": "IPv4"}]
+                     if task.state == RUNNING else [])
+        host.publish("status_update_event", {
+            "slaveId": self.agent_id, "taskId": task.id, "taskStatus": task.state,
+            "message": message, "appId": task.app_id, "host": self.hostname,
+            "ipAddresses": addresses, "ports": task.ports, "version": task.version})
+        host.publish("instance_changed_event", {
+            "instanceId": task.instance_id, "condition": _CONDITIONS[task.state],
+            "runSpecId": task.app_id, "agentId": self.agent_id, "host": self.hostname,
+            "runSpecVersion": task.version})
+
+    def _task_json(self, task: Task) -> Json:
+        """One task as ``GET /v2/apps/{id}/tasks`` shows it (RAML ``Task``)."""
+        shown: Json = {
+            "appId": task.app_id, "healthCheckResults": [], "host": self.hostname,
+            "id": task.id, "ipAddresses": [{"ipAddress": self.ip_address, "protocol": "IPv4"}],
+            "ports": task.ports, "servicePorts": task.service_ports, "slaveId": self.agent_id,
+            "state": task.state, "stagedAt": iso(task.staged_at), "version": task.version,
+            "localVolumes": []}
+        if task.started_at is not None:
+            shown["startedAt"] = iso(task.started_at)
+        return shown

@@ -1,0 +1,90 @@
+"""What every part of the simulator shares: JSON encoding, Marathon's timestamps, app ids, and
+the version features; ``ApiError`` and the error bodies Marathon answers."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from controller.model import version_tuple
+
+Json = dict[str, Any]
+Scheduler = Callable[[float, Callable[[], object]], None]
+"""``schedule(delay_seconds, callback)``: how deployments end and backoffs expire on their own."""
+
+DEFAULT_VERSION: Final = "1.10.26"
+LOCAL: Final = "127.0.0.1"
+
+dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+"""Compact JSON, as Marathon's Play writer sends it."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@functools.lru_cache(maxsize=4)
+def _second(epoch_second: int) -> str:
+    return datetime.fromtimestamp(epoch_second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+
+
+def iso(moment: datetime) -> str:
+    """Marathon's timestamp format: UTC, milliseconds, ``Z`` (every event needs one: cached)."""
+    return f"{_second(math.floor(moment.timestamp()))}{moment.microsecond // 1000:03d}Z"
+
+
+def canonical(app_id: str) -> str:
+    """``foo/bar/`` and ``/foo/bar`` name the same app."""
+    return "/" + app_id.strip("/")
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    """What changed between Marathon versions (each flag cites ``marathon-facts.md``)."""
+
+    modern_updates: bool
+    """PATCH, ``partialUpdate`` and the Marathon-Deployment-Id header came in 1.4.0 (§1.3, §1.4)."""
+    legacy_json: bool
+    """≤ 1.4: GET shows ``uris`` beside ``fetch`` and keeps the deprecated network fields (§1.1)."""
+    event_filter: bool
+    """``event_type`` is honoured since 1.3.7 (§3)."""
+    drops_executor_resources: bool
+    """A partial update drops ``executorResources``/``resourceLimits`` it omits (1.7+, §1.3)."""
+
+    @classmethod
+    def of(cls, version: str) -> Features:
+        v = version_tuple(version)
+        return cls(modern_updates=v >= (1, 4), legacy_json=v < (1, 5),
+                   event_filter=v >= (1, 3, 7), drops_executor_resources=v >= (1, 7))
+
+
+class ApiError(Exception):
+    """What Marathon answers instead of success: an HTTP status and its JSON body."""
+
+    def __init__(self, status: int, body: Json) -> None:
+        super().__init__(f"{status} {body.get('message', '')}")
+        self.status = status
+        self.body = body
+
+
+def no_leader() -> ApiError:
+    return ApiError(503, {"message": "Could not determine the current leader"})
+
+
+def not_found(app_id: str) -> ApiError:
+    return ApiError(404, {"message": f"App '{app_id}' does not exist"})
+
+
+def invalid_json(path: str, error: str) -> ApiError:
+    return ApiError(422, {"message": "Invalid JSON",
+                          "details": [{"path": path, "errors": [error]}]})
+
+
+def not_valid(path: str, error: str) -> ApiError:
+    return ApiError(422, {"message": "Object is not valid",
+                          "details": [{"path": path, "errors": [error]}]})
