@@ -30,7 +30,7 @@ from controller.errors import (
 from controller.marathon import MarathonAPI
 from controller.metrics import APP_STATES, Metrics
 from controller.model import AppId, BundleLocation, RawApp
-from controller.passreport import PassReport
+from controller.passreport import AppOutcome, PassReport
 from controller.plan import (
     DEFAULT_OWNER,
     AppPlan,
@@ -43,8 +43,7 @@ from controller.publisher import BundleManager, Fence, no_fence
 from controller.ratelimit import DeploymentBudget, TokenBucket
 from controller.statusbook import AppStatus, StatusBook
 
-__all__ = ["Action", "AppOutcome", "AppReconciler", "RegistryReconciler", "WriteGate",
-           "WriteSlot"]
+__all__ = ["AppReconciler", "RegistryReconciler", "WriteGate", "WriteSlot"]
 
 log = structlog.get_logger(component="reconcile")
 
@@ -52,19 +51,6 @@ _LOCKED_RECHECK_SECONDS = 30.0
 _DEFERRED_SECONDS = 10.0
 _DONE: dict[str | None, str] = {"add": "bundle entry added", "replace": "bundle entry replaced",
                                 "remove": "bundle entry removed"}
-
-Action = Literal["updated", "would_update", "unchanged", "gone", "deferred"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AppOutcome:
-    app_id: AppId
-    action: Action
-    plan: AppPlan | None = None
-    deployment_id: str | None = None
-    requeue_after: float | None = None
-    """Come back then even if nothing happens (the bundle URI expires)."""
-
 
 class WriteGate:
     """Every Marathon write passes here: a deployment slot first, then a rate token."""
