@@ -52,7 +52,7 @@ from controller.errors import (
 )
 from controller.model import AppId, RawApp, RawAppUpdate, RawDeployment, Secret
 
-__all__ = ["MarathonAPI", "MarathonClient", "RequestObserver", "auth_header", "no_request_observer"]
+__all__ = ["MarathonAPI", "MarathonClient", "RequestObserver", "auth_header"]
 
 log = structlog.get_logger(component="marathon")
 
@@ -108,11 +108,15 @@ class MarathonAPI(Protocol):
 
 
 class RequestObserver(Protocol):
-    def __call__(self, method: str, status: str, seconds: float) -> None: ...
+    """What the client reports of each request (``Metrics`` is one)."""
+
+    def on_request(self, method: str, status: str, seconds: float) -> None:
+        """An answer (its status) or a failure (``connection_error``, ``error``)."""
 
 
-def no_request_observer(method: str, status: str, seconds: float) -> None:
-    return None
+class _Unobserved:
+    def on_request(self, method: str, status: str, seconds: float) -> None:
+        pass
 
 
 def auth_header(settings: MarathonSettings, env: Mapping[str, str]) -> Secret | None:
@@ -396,7 +400,7 @@ class MarathonClient:
         *,
         env: Mapping[str, str] = os.environ,
         user_agent: str = "marathon-pullsecret-controller",
-        observe: RequestObserver = no_request_observer,
+        observer: RequestObserver | None = None,
         retry_attempts: int = 3,
         retry_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -404,7 +408,9 @@ class MarathonClient:
         self._session = session
         self._env = env
         self._user_agent = user_agent
-        self._observe = observe
+        self._observer: RequestObserver = observer if observer is not None else _Unobserved()
+        self.last_answered: float | None = None
+        """When Marathon last answered with a status below 500 (monotonic), for ``/readyz``."""
         self._retry_attempts = retry_attempts
         self._retry_sleep = retry_sleep
         self._urls = list(settings.urls)
@@ -606,15 +612,18 @@ class MarathonClient:
                     # Location, say): nothing was sent.
                     unsent = isinstance(e, (aiohttp.ClientConnectorError,
                                             aiohttp.ConnectionTimeoutError, ValueError))
-                    self._observe(method, "connection_error" if unsent else "error",
-                                  time.perf_counter() - started)
+                    self._observer.on_request(method, "connection_error" if unsent else "error",
+                                              time.perf_counter() - started)
                     self._forget_leader(url)
                     problem = f"{_origin(url)}: {_network_problem(e)}"
                     if not unsent and method != "GET":
                         raise MarathonUnavailable(f"{method} {path}: {problem}") from e
                     errors.append(problem)
                     break
-                self._observe(method, str(response.status), time.perf_counter() - started)
+                self._observer.on_request(method, str(response.status),
+                                          time.perf_counter() - started)
+                if response.status < 500:
+                    self.last_answered = time.monotonic()
                 location = response.headers.get("Location")
                 if response.status in _REDIRECTS and location:
                     response.release()

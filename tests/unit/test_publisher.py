@@ -77,8 +77,12 @@ class Harness:
         self.observed: list[RefreshOutcome] = []
         self.manager = BundleManager(
             {REG: registry_settings(**settings)}, {REG: source}, self.store,
-            now=self.clock, jitter=lambda: jitter,
-            observe=lambda registry, outcome, manifest: self.observed.append(outcome))
+            now=self.clock, jitter=lambda: jitter, observer=self)
+
+    def on_publish(self, registry: str, outcome: RefreshOutcome,
+                   manifest: BundleManifest | None) -> None:
+        """The harness is the manager's ``PublishObserver``: it keeps the outcomes in order."""
+        self.observed.append(outcome)
 
     @property
     def manifest(self) -> BundleManifest:
