@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from controller.backoff import Backoff
 from controller.errors import MarathonUnavailable
 from controller.marathon import MarathonAPI
 from controller.model import AppId
@@ -37,6 +38,7 @@ EVENT_TYPES = (
 )
 _WANTED = frozenset(EVENT_TYPES)
 _STABLE_SECONDS = 30.0
+_RECONNECT_BACKOFF = Backoff(0.5, 30.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +94,7 @@ class EventWatcher:
         on_event: Callable[[str], None] = lambda event_type: None,
         on_reconnect: Callable[[], None] = lambda: None,
         max_event_bytes: int = 4 * 1024 * 1024,
-        backoff_initial: float = 0.5,
-        backoff_max: float = 30.0,
+        backoff: Backoff = _RECONNECT_BACKOFF,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._marathon = marathon
@@ -103,8 +104,7 @@ class EventWatcher:
         self._on_event = on_event
         self._on_reconnect = on_reconnect
         self._max_event_bytes = max_event_bytes
-        self._backoff_initial = backoff_initial
-        self._backoff_max = backoff_max
+        self._backoff = backoff
         self._sleep = sleep
         self.connected = False
 
@@ -133,7 +133,7 @@ class EventWatcher:
             if _iterations is not None and count >= _iterations:
                 return
             self._on_reconnect()
-            backoff = min(self._backoff_max, self._backoff_initial * 2 ** failures)
+            backoff = self._backoff.delay(failures + 1)  # after a stream that stayed up: base
             delay = max(backoff * random.uniform(0.5, 1.0), asked_wait)  # noqa: S311
             log.info("sse_reconnecting", delay=round(delay, 3))
             await self._sleep(delay)
