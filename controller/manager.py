@@ -236,10 +236,7 @@ class _Daemon:
         source, apps, registries = term.source, term.apps, term.registries
         watcher = EventWatcher(
             parts.marathon, on_effect=source.on_effect, on_attached=source.request_relist,
-            on_connected=lambda up: metrics.sse_connected.set(1 if up else 0),
-            on_event=lambda kind: metrics.events.labels(event_type=kind).inc(),
-            on_reconnect=metrics.sse_reconnects.inc,
-        )
+            observer=metrics)
         roots: dict[str, Coroutine[Any, Any, None]] = {
             f"worker-{i}": apps.worker() for i in range(apps.workers)}
         roots |= {f"registry-worker-{i}": registries.worker()

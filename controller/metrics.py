@@ -5,8 +5,10 @@ values are bounded and never secret: results, HTTP methods and statuses, event t
 registry host names.
 
 ``Metrics`` is the observer of every adapter that counts something: each declares one small
-observer Protocol next to it (``RequestObserver``, ``PublishObserver``, ``QueueObserver``) and
-the wiring hands it ``metrics``. A new metric is declared here and fed where it happens.
+observer Protocol next to it (``RequestObserver``, ``PublishObserver``, ``QueueObserver``,
+``EventObserver``) and the wiring hands it ``metrics``; the engine's parts (the controller, the
+reconcilers, the source) take ``Metrics`` itself. A new metric is declared here and fed where
+it happens: two files.
 """
 
 from __future__ import annotations
@@ -103,6 +105,17 @@ class Metrics:
     def on_request(self, method: str, status: str, seconds: float) -> None:
         self.marathon_requests.labels(method=method, status=status).inc()
         self.marathon_latency.labels(method=method).observe(seconds)
+
+    # -- EventWatcher's EventObserver ---------------------------------------------------------
+
+    def on_stream_connected(self, connected: bool) -> None:
+        self.sse_connected.set(1 if connected else 0)
+
+    def on_event(self, event_type: str) -> None:
+        self.events.labels(event_type=event_type).inc()
+
+    def on_reconnect(self) -> None:
+        self.sse_reconnects.inc()
 
     # -- BundleManager's PublishObserver -------------------------------------------------------
 
