@@ -126,7 +126,7 @@ class BundleManager:
             raise CredentialError(f"no bundle for {registry}: {state.last_error}")
         return await self._store.location(bundle_name(registry, self._owner))
 
-    async def refresh(self, registry: str, *, force: bool = False) -> RefreshOutcome:
+    async def refresh(self, registry: str) -> RefreshOutcome:
         """Bring the stored bundle of ``registry`` up to date; one refresh per registry at once.
 
         Raises the source's or storage's error after recording it; the stored bundle is kept.
@@ -134,7 +134,7 @@ class BundleManager:
         async with self._locks[registry]:
             state = self.states[registry]
             try:
-                outcome = await self._refresh(registry, state, force=force)
+                outcome = await self._refresh(registry, state)
             except Exception as e:
                 state.failures += 1
                 state.last_error = str(e)
@@ -184,8 +184,7 @@ class BundleManager:
             return None
         return max(0.0, (manifest.refresh_at - self._now()).total_seconds())
 
-    async def _refresh(self, registry: str, state: RegistryState, *, force: bool
-                       ) -> RefreshOutcome:
+    async def _refresh(self, registry: str, state: RegistryState) -> RefreshOutcome:
         settings = self._registries[registry]
         source = self._sources[registry]
         name = bundle_name(registry, self._owner)
@@ -195,7 +194,7 @@ class BundleManager:
             log.warning("bundle_damaged", registry=registry, reason=state.damage)
             stored = None  # no floor to defend, nothing to keep: publish what is current
         now = self._now()
-        due = (force or stored is None or now >= stored.refresh_at
+        due = (stored is None or now >= stored.refresh_at
                or stored.format != settings.format)
         if not due and source.expiring:
             return "not_due"
