@@ -14,14 +14,9 @@ import aiohttp
 
 from controller.config import RegistrySettings, Settings, StorageSettings
 from controller.credentials.base import CredentialSource
-from controller.marathon import MarathonClient, RequestObserver, no_request_observer
-from controller.publisher import (
-    BundleManager,
-    Fence,
-    PublishObserver,
-    no_fence,
-    no_publish_observer,
-)
+from controller.marathon import MarathonClient
+from controller.metrics import Metrics
+from controller.publisher import BundleManager, Fence, no_fence
 from controller.ratelimit import DeploymentBudget, TokenBucket
 from controller.reconcile import WriteGate
 from controller.storage.base import BundleStore
@@ -93,20 +88,19 @@ async def build(
     *,
     dry_run: bool = False,
     fence: Fence = no_fence,
-    observe_request: RequestObserver = no_request_observer,
-    observe_publish: PublishObserver = no_publish_observer,
+    metrics: Metrics | None = None,
 ) -> AsyncIterator[Components]:
-    """Create every adapter for ``settings``; close them on exit."""
+    """Create every adapter for ``settings``, reporting to ``metrics``; close them on exit."""
     dry_run = dry_run or settings.reconcile.dry_run
     async with aiohttp.ClientSession() as session:
         marathon = MarathonClient(settings.marathon, session, env=env, user_agent=user_agent(),
-                                  observe=observe_request)
+                                  observer=metrics)
         registries = {r.registry: r for r in settings.registries}
         bundles = BundleManager(
             registries,
             {r.registry: credential_source(r, env) for r in settings.registries},
             store_from_settings(settings.storage),
-            fence=fence, dry_run=dry_run, observe=observe_publish,
+            fence=fence, dry_run=dry_run, observer=metrics,
             owner=settings.controller.name,
         )
 

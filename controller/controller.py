@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Generic, Literal, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import structlog
 from structlog.contextvars import bound_contextvars
@@ -29,6 +29,7 @@ from structlog.contextvars import bound_contextvars
 from controller.backoff import Backoff
 from controller.errors import TerminalError
 from controller.metrics import Metrics
+from controller.model import ReconcileOutcome
 from controller.workqueue import QueueObserver, QueueShutDown, WorkQueue
 
 __all__ = ["Controller", "Reconciler", "Result"]
@@ -37,7 +38,6 @@ log = structlog.get_logger(component="controller")
 
 K = TypeVar("K", bound=Hashable)
 K_contra = TypeVar("K_contra", bound=Hashable, contravariant=True)
-Outcome = Literal["success", "error", "requeue_after"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -143,7 +143,8 @@ class Controller(Generic[K]):
                     "reconcile_finished", outcome=outcome,
                     duration_ms=round(duration * 1000, 2), **fields)
 
-    def _succeeded(self, key: K, result: Result, fields: dict[str, object]) -> Outcome:
+    def _succeeded(self, key: K, result: Result, fields: dict[str, object]
+                   ) -> ReconcileOutcome:
         fields.update(result.log)
         self.queue.forget(key)
         if result.requeue_after is None or (self._once and not result.waiting):
@@ -153,7 +154,7 @@ class Controller(Generic[K]):
         return "requeue_after"
 
     def _failed(self, key: K, error: Exception, fields: dict[str, object], *, retry: bool
-                ) -> Outcome:
+                ) -> ReconcileOutcome:
         fields.update(error=str(error) or type(error).__name__,
                       error_type=type(error).__name__, retry=retry)
         retry_after = getattr(error, "retry_after", None)  # the server said when

@@ -14,16 +14,17 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
+from controller.backoff import Backoff
 from controller.errors import MarathonUnavailable
 from controller.marathon import MarathonAPI
 from controller.model import AppId
 from controller.sse import SSEDecoder
 
-__all__ = ["EVENT_TYPES", "EventEffect", "EventWatcher", "effect_of"]
+__all__ = ["EVENT_TYPES", "EventEffect", "EventObserver", "EventWatcher", "effect_of"]
 
 log = structlog.get_logger(component="events")
 
@@ -37,6 +38,7 @@ EVENT_TYPES = (
 )
 _WANTED = frozenset(EVENT_TYPES)
 _STABLE_SECONDS = 30.0
+_RECONNECT_BACKOFF = Backoff(0.5, 30.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,27 @@ def effect_of(event_type: str, payload: dict[str, Any]) -> EventEffect:
     return EventEffect()
 
 
+class EventObserver(Protocol):
+    """What the watcher reports of the stream (``Metrics`` is one)."""
+
+    def on_stream_connected(self, connected: bool) -> None: ...
+
+    def on_event(self, event_type: str) -> None: ...
+
+    def on_reconnect(self) -> None: ...
+
+
+class _Unobserved:
+    def on_stream_connected(self, connected: bool) -> None:
+        pass
+
+    def on_event(self, event_type: str) -> None:
+        pass
+
+    def on_reconnect(self) -> None:
+        pass
+
+
 class EventWatcher:
     """Connect, ask for a relist, then feed each event's effect to ``on_effect``; reconnect
     forever."""
@@ -88,23 +111,17 @@ class EventWatcher:
         *,
         on_effect: Callable[[EventEffect], None],
         on_attached: Callable[[], None],
-        on_connected: Callable[[bool], None] = lambda connected: None,
-        on_event: Callable[[str], None] = lambda event_type: None,
-        on_reconnect: Callable[[], None] = lambda: None,
+        observer: EventObserver | None = None,
         max_event_bytes: int = 4 * 1024 * 1024,
-        backoff_initial: float = 0.5,
-        backoff_max: float = 30.0,
+        backoff: Backoff = _RECONNECT_BACKOFF,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._marathon = marathon
         self._on_effect = on_effect
         self._on_attached = on_attached
-        self._on_connected = on_connected
-        self._on_event = on_event
-        self._on_reconnect = on_reconnect
+        self._observer: EventObserver = observer if observer is not None else _Unobserved()
         self._max_event_bytes = max_event_bytes
-        self._backoff_initial = backoff_initial
-        self._backoff_max = backoff_max
+        self._backoff = backoff
         self._sleep = sleep
         self.connected = False
 
@@ -132,8 +149,8 @@ class EventWatcher:
             failures = 0 if stayed_up else failures + 1
             if _iterations is not None and count >= _iterations:
                 return
-            self._on_reconnect()
-            backoff = min(self._backoff_max, self._backoff_initial * 2 ** failures)
+            self._observer.on_reconnect()
+            backoff = self._backoff.delay(failures + 1)  # after a stream that stayed up: base
             delay = max(backoff * random.uniform(0.5, 1.0), asked_wait)  # noqa: S311
             log.info("sse_reconnecting", delay=round(delay, 3))
             await self._sleep(delay)
@@ -150,7 +167,7 @@ class EventWatcher:
                         self._dispatch(event.event, event.data)
 
     def _dispatch(self, event_type: str, data: str) -> None:
-        self._on_event(event_type)
+        self._observer.on_event(event_type)
         try:
             payload = json.loads(data)
         except ValueError:
@@ -164,4 +181,4 @@ class EventWatcher:
     def _set_connected(self, connected: bool) -> None:
         if connected != self.connected:
             self.connected = connected
-            self._on_connected(connected)
+            self._observer.on_stream_connected(connected)

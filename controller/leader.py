@@ -21,6 +21,7 @@ from kazoo.exceptions import KazooException
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.recipe.lock import Lock
 
+from controller.backoff import Backoff
 from controller.config import LeaderElectionSettings
 from controller.errors import NotLeaderError
 
@@ -30,6 +31,7 @@ log = structlog.get_logger(component="leader")
 
 _LOCK_PATH = "/leader"
 _ACQUIRE_POLL_SECONDS = 1.0
+_CONNECT_BACKOFF = Backoff(2.0, 30.0)
 
 
 class ZooKeeperElection:
@@ -64,7 +66,7 @@ class ZooKeeperElection:
             except (KazooException, KazooTimeoutError) as e:
                 log.warning("zookeeper_unreachable", hosts=self._settings.zookeeper,
                             attempt=attempt, error=type(e).__name__)
-                await asyncio.sleep(min(30.0, 2.0 ** attempt))
+                await asyncio.sleep(_CONNECT_BACKOFF.delay(attempt))
         self.connected = True
         log.info("zookeeper_connected", hosts=self._settings.zookeeper)
 

@@ -28,8 +28,7 @@ from controller.config import Settings
 from controller.controller import Controller
 from controller.events import EventWatcher
 from controller.http import make_app, serve
-from controller.marathon import RequestObserver
-from controller.metrics import Metrics, QueueMetrics
+from controller.metrics import Metrics
 from controller.model import AppId, RawApp
 from controller.passreport import PassReport
 from controller.plan import RegistryRule
@@ -126,19 +125,6 @@ async def _follow_deployments(parts: Components, reconciler: AppReconciler,
                 queue.add(app_id)
 
 
-class _Reachability:
-    """Remembers when Marathon last answered (any status below 500), for ``/readyz``."""
-
-    def __init__(self, observe: RequestObserver) -> None:
-        self._observe = observe
-        self.last_ok: float | None = None
-
-    def __call__(self, method: str, status: str, seconds: float) -> None:
-        self._observe(method, status, seconds)
-        if status.isdigit() and int(status) < 500:
-            self.last_ok = time.monotonic()
-
-
 async def _guard(coro: Coroutine[Any, Any, None], name: str, stopping: asyncio.Event) -> None:
     """Log a root task's failure or unexpected exit by name; either ends the term."""
     try:
@@ -171,7 +157,7 @@ def make_term(parts: Components, metrics: Metrics) -> Term:
     reconciler = app_reconciler(parts, metrics, status, wait_for_budget=False,
                                 take_listed=lambda app_id: listed.pop(app_id, None))
     apps = Controller(reconciler, metrics, workers=rc.workers, timeout=rc.timeout_seconds,
-                      backoff=APP_BACKOFF, observer=QueueMetrics(metrics),
+                      backoff=APP_BACKOFF, observer=metrics,
                       on_done=lambda app_id: source.app_done(app_id))
 
     def retry_failed_apps(registry: str) -> None:
@@ -202,11 +188,10 @@ class _Daemon:
     """The long-running controller: ops endpoints always, the work only while leading."""
 
     def __init__(self, settings: Settings, metrics: Metrics, parts: Components,
-                 reachability: _Reachability, election: ZooKeeperElection | None) -> None:
+                 election: ZooKeeperElection | None) -> None:
         self.settings = settings
         self.metrics = metrics
         self.parts = parts
-        self.reachability = reachability
         self.election = election
         self.term: DaemonHandle | None = None
 
@@ -221,7 +206,7 @@ class _Daemon:
             return {"standby": self.election is not None and self.election.connected}
         fresh = 2 * self.settings.reconcile.resync_seconds
         now = time.monotonic()
-        last_ok, last_relist = self.reachability.last_ok, self.term.source.last_relist
+        last_ok, last_relist = self.parts.marathon.last_answered, self.term.source.last_relist
         return {
             "synced": self.term.source.synced.is_set(),
             "marathon": last_ok is not None and now - last_ok < fresh,
@@ -251,10 +236,7 @@ class _Daemon:
         source, apps, registries = term.source, term.apps, term.registries
         watcher = EventWatcher(
             parts.marathon, on_effect=source.on_effect, on_attached=source.request_relist,
-            on_connected=lambda up: metrics.sse_connected.set(1 if up else 0),
-            on_event=lambda kind: metrics.events.labels(event_type=kind).inc(),
-            on_reconnect=metrics.sse_reconnects.inc,
-        )
+            observer=metrics)
         roots: dict[str, Coroutine[Any, Any, None]] = {
             f"worker-{i}": apps.worker() for i in range(apps.workers)}
         roots |= {f"registry-worker-{i}": registries.worker()
@@ -340,7 +322,6 @@ async def run(
         loop.add_signal_handler(sig, stop.set)
     metrics = Metrics(registry or CollectorRegistry())
     metrics.init_registries(r.registry for r in settings.registries)
-    reachability = _Reachability(metrics.observe_request)
     election: ZooKeeperElection | None = None
     if settings.leader_election:  # kazoo is loaded only when the config asks for it
         from controller.leader import ZooKeeperElection
@@ -349,10 +330,9 @@ async def run(
     crashed = False
     runner: web.AppRunner | None = None
     try:
-        async with build(settings, env, observe_request=reachability,
-                         observe_publish=metrics.observe_publish,
+        async with build(settings, env, metrics=metrics,
                          fence=election.fence if election else no_fence) as parts:
-            daemon = _Daemon(settings, metrics, parts, reachability, election)
+            daemon = _Daemon(settings, metrics, parts, election)
             runner = await serve(make_app(registry=metrics.registry, health=daemon.health,
                                           ready=daemon.ready, status=daemon.status),
                                  settings.server.host, settings.server.port)

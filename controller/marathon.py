@@ -1,10 +1,10 @@
 """Marathon REST client: a thin aiohttp wrapper that maps HTTP failures onto ``controller.errors``.
 
-What it knows about real Marathon (``marathon-facts.md``): updates are partial ``PATCH`` (≥ 1.4)
-or ``PUT`` (older); a 409 body names the deployments that lock the app; standbys proxy or
-redirect to the leader, whose address every response carries in ``X-Marathon-Leader``; the
-event stream wants ``Accept: text/event-stream`` exactly. Only idempotent reads are retried
-here; writes are retried by the work queue.
+What it knows about real Marathon (``marathon-facts.md``): how a version writes an app is its
+``Dialect`` (``controller.dialect``), read from ``/v2/info`` once; a 409 body names the
+deployments that lock the app; standbys proxy or redirect to the leader, whose address every
+response carries in ``X-Marathon-Leader``; the event stream wants ``Accept: text/event-stream``
+exactly. Only idempotent reads are retried here; writes are retried by the work queue.
 
 Nothing a response says is trusted blindly: credentials go only to the configured URLs, a 404
 means "gone" only in Marathon's own words, bodies are bounded in size and checked in shape,
@@ -42,6 +42,7 @@ from tenacity import (
 from yarl import URL
 
 from controller.config import SECRET_FILE_LIMIT, MarathonSettings, read_limited
+from controller.dialect import Dialect
 from controller.errors import (
     MarathonConflict,
     MarathonDeploymentLimit,
@@ -49,9 +50,9 @@ from controller.errors import (
     MarathonRejected,
     MarathonUnavailable,
 )
-from controller.model import AppId, RawApp, RawAppUpdate, RawDeployment, Secret, version_tuple
+from controller.model import AppId, RawApp, RawAppUpdate, RawDeployment, Secret
 
-__all__ = ["MarathonAPI", "MarathonClient", "RequestObserver", "auth_header", "no_request_observer"]
+__all__ = ["MarathonAPI", "MarathonClient", "RequestObserver", "auth_header"]
 
 log = structlog.get_logger(component="marathon")
 
@@ -95,6 +96,10 @@ class MarathonAPI(Protocol):
 
     async def update_app(self, app_id: AppId, body: RawAppUpdate) -> str | None: ...
 
+    async def dialect(self) -> Dialect:
+        """How this Marathon writes an app (its version's method and body)."""
+        ...
+
     async def list_deployments(self) -> list[RawDeployment]: ...
 
     def event_stream(
@@ -103,11 +108,15 @@ class MarathonAPI(Protocol):
 
 
 class RequestObserver(Protocol):
-    def __call__(self, method: str, status: str, seconds: float) -> None: ...
+    """What the client reports of each request (``Metrics`` is one)."""
+
+    def on_request(self, method: str, status: str, seconds: float) -> None:
+        """An answer (its status) or a failure (``connection_error``, ``error``)."""
 
 
-def no_request_observer(method: str, status: str, seconds: float) -> None:
-    return None
+class _Unobserved:
+    def on_request(self, method: str, status: str, seconds: float) -> None:
+        pass
 
 
 def auth_header(settings: MarathonSettings, env: Mapping[str, str]) -> Secret | None:
@@ -391,7 +400,7 @@ class MarathonClient:
         *,
         env: Mapping[str, str] = os.environ,
         user_agent: str = "marathon-pullsecret-controller",
-        observe: RequestObserver = no_request_observer,
+        observer: RequestObserver | None = None,
         retry_attempts: int = 3,
         retry_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -399,7 +408,9 @@ class MarathonClient:
         self._session = session
         self._env = env
         self._user_agent = user_agent
-        self._observe = observe
+        self._observer: RequestObserver = observer if observer is not None else _Unobserved()
+        self.last_answered: float | None = None
+        """When Marathon last answered with a status below 500 (monotonic), for ``/readyz``."""
         self._retry_attempts = retry_attempts
         self._retry_sleep = retry_sleep
         self._urls = list(settings.urls)
@@ -410,8 +421,8 @@ class MarathonClient:
         self._leader: str | None = None
         self._failed_leader: str | None = None
         self._ignored_leaders: set[str] = set()
-        self._method: str | None = None if settings.update_method == "auto" else (
-            settings.update_method.upper())
+        self._dialect: Dialect | None = None if settings.update_method == "auto" else Dialect(
+            write_method="PATCH" if settings.update_method == "patch" else "PUT")
         # Certificates are always verified; there is deliberately no way to turn that off.
         self._ssl: ssl.SSLContext | Literal[True] = True
         if settings.ca_file is not None:
@@ -462,14 +473,14 @@ class MarathonClient:
         Never sends ``force``: a 409 surfaces as ``MarathonConflict`` for the caller to wait,
         the running-deployment limit as ``MarathonDeploymentLimit``.
         """
-        method = await self._update_method()
-        params = {"partialUpdate": "true"} if method == "PUT" else None
+        dialect = await self.dialect()
+        method = dialect.write_method
         path = f"/v2/apps{app_id}"
-        answer = await self._send(method, path, params=params, body=body,
+        answer = await self._send(method, path, params=dialect.write_params, body=body,
                                   max_bytes=_MAX_ANSWER_BYTES)
         if answer.status == 405 and method == "PATCH":
             log.info("marathon_patch_unsupported", fallback="PUT")
-            self._method = "PUT"
+            self._dialect = dialect.without_patch()
             return await self.update_app(app_id, body)
         _raise_for_status(method, path, answer)
         deployment: Any = answer.headers.get("Marathon-Deployment-Id")
@@ -477,6 +488,16 @@ class MarathonClient:
             data = _loads(answer.body)
             deployment = data.get("deploymentId") if isinstance(data, dict) else None
         return deployment if isinstance(deployment, str) and deployment else None
+
+    async def dialect(self) -> Dialect:
+        """This Marathon's dialect: forced by ``marathon.update_method``, else read from
+        ``/v2/info`` the first time a write needs it."""
+        if self._dialect is None:
+            version = str((await self.info()).get("version", "0"))
+            self._dialect = Dialect.of(version)
+            log.info("marathon_version_detected", version=version,
+                     update_method=self._dialect.write_method)
+        return self._dialect
 
     @asynccontextmanager
     async def event_stream(self, event_types: Sequence[str]) -> AsyncIterator[AsyncIterator[bytes]]:
@@ -509,13 +530,6 @@ class MarathonClient:
             response.release()
 
     # -- plumbing --------------------------------------------------------------------------
-
-    async def _update_method(self) -> str:
-        if self._method is None:
-            version = str((await self.info()).get("version", "0"))
-            self._method = "PATCH" if version_tuple(version) >= (1, 4) else "PUT"
-            log.info("marathon_version_detected", version=version, update_method=self._method)
-        return self._method
 
     async def _read(self, path: str, params: Mapping[str, str] | None = None, *,
                     max_bytes: int) -> Any:
@@ -598,15 +612,18 @@ class MarathonClient:
                     # Location, say): nothing was sent.
                     unsent = isinstance(e, (aiohttp.ClientConnectorError,
                                             aiohttp.ConnectionTimeoutError, ValueError))
-                    self._observe(method, "connection_error" if unsent else "error",
-                                  time.perf_counter() - started)
+                    self._observer.on_request(method, "connection_error" if unsent else "error",
+                                              time.perf_counter() - started)
                     self._forget_leader(url)
                     problem = f"{_origin(url)}: {_network_problem(e)}"
                     if not unsent and method != "GET":
                         raise MarathonUnavailable(f"{method} {path}: {problem}") from e
                     errors.append(problem)
                     break
-                self._observe(method, str(response.status), time.perf_counter() - started)
+                self._observer.on_request(method, str(response.status),
+                                          time.perf_counter() - started)
+                if response.status < 500:
+                    self.last_answered = time.monotonic()
                 location = response.headers.get("Location")
                 if response.status in _REDIRECTS and location:
                     response.release()

@@ -3,6 +3,12 @@
 Names follow controller-runtime's (``controller_reconcile_total`` …) under one prefix. Label
 values are bounded and never secret: results, HTTP methods and statuses, event types, and
 registry host names.
+
+``Metrics`` is the observer of every adapter that counts something: each declares one small
+observer Protocol next to it (``RequestObserver``, ``PublishObserver``, ``QueueObserver``,
+``EventObserver``) and the wiring hands it ``metrics``; the engine's parts (the controller, the
+reconcilers, the source) take ``Metrics`` itself. A new metric is declared here and fed where
+it happens: two files.
 """
 
 from __future__ import annotations
@@ -12,12 +18,12 @@ from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from controller.model import AppState, BundleManifest, RefreshOutcome
+from controller.model import AppState, BundleManifest, ReconcileOutcome, RefreshOutcome
 
-__all__ = ["PREFIX", "Metrics", "QueueMetrics"]
+__all__ = ["PREFIX", "Metrics"]
 
 PREFIX = "marathon_pullsecret_"
-RECONCILE_RESULTS = ("success", "error", "requeue_after")
+RECONCILE_RESULTS = get_args(ReconcileOutcome)
 APP_STATES = get_args(AppState)
 PUBLISH_RESULTS = get_args(RefreshOutcome)
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -94,12 +100,27 @@ class Metrics:
             for result in PUBLISH_RESULTS:
                 self.publishes.labels(registry=registry, result=result)
 
-    def observe_request(self, method: str, status: str, seconds: float) -> None:
+    # -- MarathonClient's RequestObserver -----------------------------------------------------
+
+    def on_request(self, method: str, status: str, seconds: float) -> None:
         self.marathon_requests.labels(method=method, status=status).inc()
         self.marathon_latency.labels(method=method).observe(seconds)
 
-    def observe_publish(self, registry: str, outcome: str,
-                        manifest: BundleManifest | None) -> None:
+    # -- EventWatcher's EventObserver ---------------------------------------------------------
+
+    def on_stream_connected(self, connected: bool) -> None:
+        self.sse_connected.set(1 if connected else 0)
+
+    def on_event(self, event_type: str) -> None:
+        self.events.labels(event_type=event_type).inc()
+
+    def on_reconnect(self) -> None:
+        self.sse_reconnects.inc()
+
+    # -- BundleManager's PublishObserver -------------------------------------------------------
+
+    def on_publish(self, registry: str, outcome: RefreshOutcome,
+                   manifest: BundleManifest | None) -> None:
         self.publishes.labels(registry=registry, result=outcome).inc()
         if manifest is not None and outcome in ("published", "repaired"):
             self.bundle_last_publish.labels(registry=registry).set(manifest.created_at.timestamp())
@@ -111,20 +132,16 @@ class Metrics:
                 manifest.expires_at.timestamp() if manifest.expires_at else 0)
 
 
-class QueueMetrics:
-    """Feeds the work queue's observer hooks into the ``workqueue_*`` metrics."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self._m = metrics
+    # -- WorkQueue's QueueObserver (the app queue's: one set of workqueue_* gauges) ------------
 
     def on_add(self, key: object) -> None:
-        self._m.queue_adds.inc()
+        self.queue_adds.inc()
 
     def on_get(self, key: object, waited_seconds: float) -> None:
-        self._m.queue_latency.observe(waited_seconds)
+        self.queue_latency.observe(waited_seconds)
 
     def on_retry(self, key: object) -> None:
-        self._m.queue_retries.inc()
+        self.queue_retries.inc()
 
     def on_depth(self, depth: int) -> None:
-        self._m.queue_depth.set(depth)
+        self.queue_depth.set(depth)

@@ -20,6 +20,7 @@ __all__ = [
     "RawDeployment",
     "RawDocker",
     "RawFetch",
+    "ReconcileOutcome",
     "RefreshOutcome",
     "RegistryCredential",
     "Secret",
@@ -33,6 +34,9 @@ BundleFormat = Literal["config.json", "dockercfg"]
 
 RefreshOutcome = Literal["published", "repaired", "unchanged", "not_due", "failed", "dry_run"]
 """What one bundle refresh did (the ``result`` label of ``bundle_publishes_total``)."""
+
+ReconcileOutcome = Literal["success", "error", "requeue_after"]
+"""How one reconcile ended (the ``result`` label of ``controller_reconcile_total``)."""
 
 AppState = Literal["converged", "pending", "failed", "skipped", "locked", "conflict"]
 """Where an app stands, for ``/status`` and the ``apps`` gauge (a contract: dashboards use it)."""

@@ -1,4 +1,5 @@
-"""Human-readable output of a pass: a per-app diff of the fetch list and a summary.
+"""What a pass did to each app, and its human-readable form: a per-app diff of the fetch list
+and a summary.
 
 It shows URIs and flags only: bundle contents never reach this module.
 """
@@ -8,14 +9,26 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Literal
 
 from controller.model import AppId, RawFetch
+from controller.plan import AppPlan
 
-if TYPE_CHECKING:
-    from controller.reconcile import AppOutcome
+__all__ = ["Action", "AppOutcome", "PassReport", "format_report"]
 
-__all__ = ["PassReport", "format_report"]
+Action = Literal["updated", "would_update", "unchanged", "gone", "deferred"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppOutcome:
+    """What converging one app did (``AppReconciler.converge``)."""
+
+    app_id: AppId
+    action: Action
+    plan: AppPlan | None = None
+    deployment_id: str | None = None
+    requeue_after: float | None = None
+    """Come back then even if nothing happens (the bundle URI expires)."""
 
 
 @dataclass(slots=True)

@@ -23,6 +23,7 @@ from fnmatch import fnmatchcase
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from controller.dialect import Dialect, FetchField
 from controller.errors import InvalidAppError
 from controller.model import AppId, BundleLocation, RawApp, RawAppUpdate, RawFetch
 from controller.reference import InvalidReferenceError, normalize_registry_host, parse_image
@@ -55,6 +56,7 @@ _DEFAULT_NAME = re.compile(r"^pullsecret-[a-z0-9._-]+\.tar\.gz$")
 _NAMED_NAME = re.compile(r"^pullsecret_(?P<owner>[a-z0-9-]+)_[a-z0-9._-]+\.tar\.gz$")
 _SLUG_UNSAFE = re.compile(r"[^a-z0-9.-]")
 _FETCH_DEFAULTS: dict[str, object] = {"extract": True, "executable": False, "cache": False}
+_UNKNOWN_MARATHON = Dialect()
 
 
 def bundle_name(registry: str, owner: str = DEFAULT_OWNER) -> str:
@@ -109,7 +111,7 @@ class AppPlan:
 
     app_id: AppId
     eligibility: Eligibility
-    field: Literal["fetch", "uris"]
+    field: FetchField
     current: tuple[RawFetch | str, ...]
     desired: tuple[RawFetch | str, ...]
     change: Change | None
@@ -179,7 +181,7 @@ def _uri(entry: RawFetch | str) -> str:
     return entry if isinstance(entry, str) else entry["uri"]
 
 
-def _entries(app: RawApp, field: Literal["fetch", "uris"]) -> tuple[RawFetch | str, ...]:
+def _entries(app: RawApp, field: FetchField) -> tuple[RawFetch | str, ...]:
     """The app's list, each entry checked: a malformed one is never dropped on a write."""
     entries = _member(app, field, list, "a list") or []
     for i, entry in enumerate(entries):
@@ -213,15 +215,14 @@ def _desired_entry(field: str, location: BundleLocation) -> RawFetch | str:
 
 
 def plan_app(app: RawApp, decision: Eligibility, location: BundleLocation | None, *,
-             owner: str = DEFAULT_OWNER) -> AppPlan:
+             owner: str = DEFAULT_OWNER, dialect: Dialect = _UNKNOWN_MARATHON) -> AppPlan:
     """The desired fetch (or legacy ``uris``) list of ``app``, for the controller ``owner``.
 
     ``location`` is the bundle of ``decision.registry``; ``None`` when the app needs none.
-    Marathon ≤ 1.4 returns both ``uris`` and ``fetch``: ``fetch`` wins and ``uris`` is never
-    written. Only apps from before ``fetch`` existed (no ``fetch`` key at all) get ``uris``.
-    Only ``owner``'s entries are ever replaced or removed.
+    ``dialect`` says which list carries the entries (``Dialect.fetch_field``): ``fetch``, but
+    for a Marathon from before it. Only ``owner``'s entries are ever replaced or removed.
     """
-    field: Literal["fetch", "uris"] = "uris" if "fetch" not in app and "uris" in app else "fetch"
+    field = dialect.fetch_field(app)
     current = _entries(app, field)
     owners = [entry_owner(_uri(entry)) for entry in current]
     ours = [i for i, name in enumerate(owners) if name == owner]
@@ -256,19 +257,8 @@ def plan_app(app: RawApp, decision: Eligibility, location: BundleLocation | None
     )
 
 
-def update_body(app: RawApp, plan: AppPlan) -> RawAppUpdate:
-    """The minimal PATCH/PUT body for ``plan``.
-
-    Marathon's partial update drops ``executorResources`` and ``resourceLimits`` when the body
-    omits them, so they are re-sent as the app has them; nothing else is.
-    """
-    body: RawAppUpdate = {}
-    if plan.field == "uris":
-        body["uris"] = [_uri(e) for e in plan.desired]
-    else:  # _entries() refused any entry that is not an object
-        body["fetch"] = [e for e in plan.desired if not isinstance(e, str)]
-    if "executorResources" in app:
-        body["executorResources"] = app["executorResources"]
-    if "resourceLimits" in app:
-        body["resourceLimits"] = app["resourceLimits"]
-    return body
+def update_body(app: RawApp, plan: AppPlan, dialect: Dialect = _UNKNOWN_MARATHON
+                ) -> RawAppUpdate:
+    """The minimal PATCH/PUT body for ``plan``, as ``dialect`` writes it
+    (``Dialect.update_body``: the one list, and the fields a partial update would drop)."""
+    return dialect.update_body(app, plan.field, plan.desired)

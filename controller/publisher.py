@@ -37,8 +37,7 @@ from controller.model import BundleLocation, BundleManifest, RefreshOutcome, Reg
 from controller.plan import DEFAULT_OWNER, bundle_name, entry_owner
 from controller.storage.base import BundleStore
 
-__all__ = ["BundleManager", "Fence", "PublishObserver", "RegistryState",
-           "no_fence", "no_publish_observer"]
+__all__ = ["BundleManager", "Fence", "PublishObserver", "RegistryState", "no_fence"]
 
 log = structlog.get_logger(component="bundles")
 
@@ -59,13 +58,16 @@ async def no_fence() -> int | None:
 
 
 class PublishObserver(Protocol):
-    def __call__(self, registry: str, outcome: RefreshOutcome, manifest: BundleManifest | None,
-                 ) -> None: ...
+    """What the publisher reports of each refresh (``Metrics`` is one)."""
+
+    def on_publish(self, registry: str, outcome: RefreshOutcome,
+                   manifest: BundleManifest | None) -> None: ...
 
 
-def no_publish_observer(registry: str, outcome: RefreshOutcome,
-                        manifest: BundleManifest | None) -> None:
-    return None
+class _Unobserved:
+    def on_publish(self, registry: str, outcome: RefreshOutcome,
+                   manifest: BundleManifest | None) -> None:
+        pass
 
 
 @dataclass(slots=True)
@@ -94,7 +96,7 @@ class BundleManager:
         dry_run: bool = False,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         jitter: Callable[[], float] = lambda: random.uniform(0.9, 1.0),  # noqa: S311
-        observe: PublishObserver = no_publish_observer,
+        observer: PublishObserver | None = None,
         owner: str = DEFAULT_OWNER,
     ) -> None:
         self._registries = registries
@@ -105,7 +107,7 @@ class BundleManager:
         self._dry_run = dry_run
         self._now = now
         self._jitter = jitter
-        self._observe = observe
+        self._observer: PublishObserver = observer if observer is not None else _Unobserved()
         self._locks = {registry: asyncio.Lock() for registry in registries}
         self.states = {registry: RegistryState() for registry in registries}
 
@@ -124,7 +126,7 @@ class BundleManager:
             raise CredentialError(f"no bundle for {registry}: {state.last_error}")
         return await self._store.location(bundle_name(registry, self._owner))
 
-    async def refresh(self, registry: str, *, force: bool = False) -> RefreshOutcome:
+    async def refresh(self, registry: str) -> RefreshOutcome:
         """Bring the stored bundle of ``registry`` up to date; one refresh per registry at once.
 
         Raises the source's or storage's error after recording it; the stored bundle is kept.
@@ -132,18 +134,18 @@ class BundleManager:
         async with self._locks[registry]:
             state = self.states[registry]
             try:
-                outcome = await self._refresh(registry, state, force=force)
+                outcome = await self._refresh(registry, state)
             except Exception as e:
                 state.failures += 1
                 state.last_error = str(e)
-                self._observe(registry, "failed", state.manifest)
+                self._observer.on_publish(registry, "failed", state.manifest)
                 log.warning("bundle_refresh_failed", registry=registry, error=str(e),
                             failures=state.failures)
                 raise
             state.failures = 0
             state.last_error = None
             state.verified = True
-            self._observe(registry, outcome, state.manifest)
+            self._observer.on_publish(registry, outcome, state.manifest)
             return outcome
 
     async def prune(self) -> list[str]:
@@ -182,8 +184,7 @@ class BundleManager:
             return None
         return max(0.0, (manifest.refresh_at - self._now()).total_seconds())
 
-    async def _refresh(self, registry: str, state: RegistryState, *, force: bool
-                       ) -> RefreshOutcome:
+    async def _refresh(self, registry: str, state: RegistryState) -> RefreshOutcome:
         settings = self._registries[registry]
         source = self._sources[registry]
         name = bundle_name(registry, self._owner)
@@ -193,7 +194,7 @@ class BundleManager:
             log.warning("bundle_damaged", registry=registry, reason=state.damage)
             stored = None  # no floor to defend, nothing to keep: publish what is current
         now = self._now()
-        due = (force or stored is None or now >= stored.refresh_at
+        due = (stored is None or now >= stored.refresh_at
                or stored.format != settings.format)
         if not due and source.expiring:
             return "not_due"

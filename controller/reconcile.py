@@ -22,6 +22,7 @@ from typing import Literal
 import structlog
 
 from controller.controller import Result
+from controller.dialect import Dialect
 from controller.errors import (
     MarathonConflict,
     MarathonDeploymentLimit,
@@ -30,7 +31,7 @@ from controller.errors import (
 from controller.marathon import MarathonAPI
 from controller.metrics import APP_STATES, Metrics
 from controller.model import AppId, BundleLocation, RawApp
-from controller.passreport import PassReport
+from controller.passreport import AppOutcome, PassReport
 from controller.plan import (
     DEFAULT_OWNER,
     AppPlan,
@@ -43,8 +44,7 @@ from controller.publisher import BundleManager, Fence, no_fence
 from controller.ratelimit import DeploymentBudget, TokenBucket
 from controller.statusbook import AppStatus, StatusBook
 
-__all__ = ["Action", "AppOutcome", "AppReconciler", "RegistryReconciler", "WriteGate",
-           "WriteSlot"]
+__all__ = ["AppReconciler", "RegistryReconciler", "WriteGate", "WriteSlot"]
 
 log = structlog.get_logger(component="reconcile")
 
@@ -52,19 +52,6 @@ _LOCKED_RECHECK_SECONDS = 30.0
 _DEFERRED_SECONDS = 10.0
 _DONE: dict[str | None, str] = {"add": "bundle entry added", "replace": "bundle entry replaced",
                                 "remove": "bundle entry removed"}
-
-Action = Literal["updated", "would_update", "unchanged", "gone", "deferred"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AppOutcome:
-    app_id: AppId
-    action: Action
-    plan: AppPlan | None = None
-    deployment_id: str | None = None
-    requeue_after: float | None = None
-    """Come back then even if nothing happens (the bundle URI expires)."""
-
 
 class WriteGate:
     """Every Marathon write passes here: a deployment slot first, then a rate token."""
@@ -202,6 +189,9 @@ class AppReconciler:
         rate token or a deployment slot can take minutes, and an entry a user added meanwhile
         must not be lost. Between that read and the write nothing else is awaited, so only an
         edit landing within the same round trip can race it (Marathon has no compare-and-set).
+        That plan, and the body, follow the client's ``Dialect``, learnt before the read; the
+        first plan reads the app's own fields, so that an app that needs nothing costs no
+        ``/v2/info``.
         """
         app = listed if listed is not None else await self._get(app_id)
         if app is None:
@@ -215,28 +205,32 @@ class AppReconciler:
             if slot is None:
                 return AppOutcome(app_id=app_id, action="deferred", plan=plan)
             await self._fence()
+            dialect = await self._marathon.dialect()
             fresh = await self._get(app_id)
             if fresh is None:
                 return AppOutcome(app_id=app_id, action="gone")
             decision = eligibility(fresh, label=self._label, rules=self._rules)
             if decision.registry == plan.eligibility.registry:
-                plan = plan_app(fresh, decision, location, owner=self._owner)
+                plan = plan_app(fresh, decision, location, owner=self._owner, dialect=dialect)
             else:  # the image moved to another registry meanwhile (rare): find its bundle
-                plan, location = await self.desired(fresh)
+                plan, location = await self.desired(fresh, dialect)
             if not plan.changed:
                 return _unchanged(plan, location)
-            slot.deployment_id = await self._marathon.update_app(app_id,
-                                                                 update_body(fresh, plan))
+            slot.deployment_id = await self._marathon.update_app(
+                app_id, update_body(fresh, plan, dialect))
             deployment_id = slot.deployment_id
         return AppOutcome(app_id=app_id, action="updated", plan=plan,
                           deployment_id=deployment_id, requeue_after=_renew_in(location))
 
-    async def desired(self, app: RawApp) -> tuple[AppPlan, BundleLocation | None]:
-        """What ``app``'s fetch list should be, publishing its registry's bundle if needed."""
+    async def desired(self, app: RawApp, dialect: Dialect | None = None
+                      ) -> tuple[AppPlan, BundleLocation | None]:
+        """What ``app``'s fetch list should be, publishing its registry's bundle if needed;
+        without a ``dialect``, the app's own fields say which list carries it."""
         decision = eligibility(app, label=self._label, rules=self._rules)
         location = (await self._bundles.location(decision.registry)
                     if decision.registry is not None else None)
-        return plan_app(app, decision, location, owner=self._owner), location
+        return plan_app(app, decision, location, owner=self._owner,
+                        dialect=dialect or Dialect()), location
 
     async def _get(self, app_id: AppId) -> RawApp | None:
         try:

@@ -106,7 +106,6 @@ class WorkQueue(Generic[K]):
         self._shutting_down = False
         self._drain = True
         self._changed = asyncio.Event()
-        self._drained = asyncio.Event()
 
     # -- adding --------------------------------------------------------------------------
 
@@ -201,7 +200,6 @@ class WorkQueue(Generic[K]):
             self._promote_due(self._clock())
             self._ready.append(key)
             self._changed.set()
-        self._check_drained()
 
     # -- shutting down -------------------------------------------------------------------
 
@@ -223,14 +221,6 @@ class WorkQueue(Generic[K]):
             self._ready_since.clear()
             self._observer.on_depth(0)
         self._changed.set()
-        self._check_drained()
-
-    async def wait_drained(self) -> None:
-        """Wait until shut down with no key held (nor, when draining, left ready).
-
-        Bound it with ``asyncio.timeout``: a stuck worker would otherwise hold it forever.
-        """
-        await self._drained.wait()
 
     # -- sizes ---------------------------------------------------------------------------
 
@@ -290,7 +280,3 @@ class WorkQueue(Generic[K]):
         if not schedule:
             return None
         return max(0.0, schedule[0][0] - self._clock())
-
-    def _check_drained(self) -> None:
-        if self._shutting_down and not self._processing and not self._ready:
-            self._drained.set()

@@ -13,7 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from controller.config import MarathonSettings
-from controller.marathon import MarathonClient, no_request_observer
+from controller.marathon import MarathonClient, RequestObserver
 
 APPS = {"apps": [{"id": "/a"}]}
 
@@ -52,12 +52,19 @@ def free_url() -> str:
         return f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
-def client(session, *urls: str, retry_sleep=no_sleep, observe=no_request_observer,
+class Statuses(list[str]):
+    """A ``RequestObserver`` that keeps each request's status, in order."""
+
+    def on_request(self, method: str, status: str, seconds: float) -> None:
+        self.append(status)
+
+
+def client(session, *urls: str, retry_sleep=no_sleep, observer: RequestObserver | None = None,
            **settings) -> MarathonClient:
     settings.setdefault("timeout_seconds", 2)
     env = {"MPW": "s3cret", "BAD": "abc\ndef", "RAW": "s3cr\udcffet"}
     return MarathonClient(MarathonSettings(urls=urls, **settings), session, env=env,
-                          retry_sleep=retry_sleep, observe=observe)
+                          retry_sleep=retry_sleep, observer=observer)
 
 
 def self_signed(directory: Path, *, ip: str = "127.0.0.1",

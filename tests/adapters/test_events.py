@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from controller.backoff import Backoff
 from controller.config import MarathonSettings
 from controller.errors import MarathonUnavailable
 from controller.events import EVENT_TYPES, EventEffect, EventWatcher
@@ -115,7 +116,7 @@ async def test_streams_that_end_at_once_back_off(aiohttp_server):
         delays.append(delay)
 
     await watch(aiohttp_server, Stream(*[ATTACHED] * 6).handler, iterations=6, sleep=record,
-                backoff_initial=1.0, backoff_max=64.0)
+                backoff=Backoff(1.0, 64.0))
     assert len(delays) == 5
     assert all(later > earlier for earlier, later in itertools.pairwise(delays))
 

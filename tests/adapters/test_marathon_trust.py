@@ -11,7 +11,7 @@ from controller.errors import MarathonNotFound, MarathonUnavailable
 from controller.marathon import MarathonClient
 from controller.model import AppId
 from controller.simulator import MarathonSimulator
-from tests.adapters.marathon_helpers import APPS, Recorder, client, ids
+from tests.adapters.marathon_helpers import APPS, Recorder, Statuses, client, ids
 
 AUTH = MarathonAuthSettings(username="ops", password_env="MPW")
 
@@ -69,9 +69,8 @@ class TestLeaderHeader:
         leader = await aiohttp_server(leader_rec.app(lambda r: web.json_response(APPS)))
         named = spelling.format(host=leader.host, port=leader.port)
         standby_rec, standby = await naming_standby(aiohttp_server, named)
-        outcomes: list[str] = []
-        c = client(session, standby, url_of(leader),
-                   observe=lambda method, status, seconds: outcomes.append(status))
+        outcomes = Statuses()
+        c = client(session, standby, url_of(leader), observer=outcomes)
         await c.list_apps()
         await c.list_apps()
         assert (len(standby_rec.requests), len(leader_rec.requests)) == (2, 0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -58,6 +60,26 @@ class TestHandler:
         c = controller(Result(requeue_after=30.0, waiting=waiting), once=True)
         await c.process("k")
         assert ("k" in c.queue) is kept
+
+    async def test_drain_reconciles_a_key_added_while_held(self):
+        """A key re-added while a worker holds it is reconciled again before ``drain`` ends."""
+        seen: list[str] = []
+
+        class AddsItselfOnce:
+            key_field = "app_id"
+
+            async def reconcile(self, key: str) -> Result:
+                seen.append(key)
+                if len(seen) == 1:
+                    c.queue.add(key)  # an event names the app while it is being reconciled
+                return Result()
+
+        c = Controller(AddsItselfOnce(), Metrics(CollectorRegistry()), workers=2, timeout=5,
+                       backoff=Backoff(2.0, 60.0), once=True)
+        c.queue.add("k")
+        async with asyncio.timeout(5):
+            await c.drain()
+        assert (seen, c.idle) == (["k", "k"], True)
 
     async def test_drain_returns_once_nothing_is_left(self):
         c = controller(Result(requeue_after=3600.0), once=True)

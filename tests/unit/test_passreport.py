@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from controller.model import AppId, BundleLocation
-from controller.passreport import PassReport, format_report
+from controller.passreport import AppOutcome, PassReport, format_report
 from controller.plan import RegistryRule, bundle_name, eligibility, plan_app
-from controller.reconcile import AppOutcome
 
 REG = "registry.example.com:5000"
 SIGNED = f"https://b.s3.amazonaws.com/{bundle_name(REG)}?X-Amz-Signature=deadbeef"

@@ -77,15 +77,19 @@ class Harness:
         self.observed: list[RefreshOutcome] = []
         self.manager = BundleManager(
             {REG: registry_settings(**settings)}, {REG: source}, self.store,
-            now=self.clock, jitter=lambda: jitter,
-            observe=lambda registry, outcome, manifest: self.observed.append(outcome))
+            now=self.clock, jitter=lambda: jitter, observer=self)
+
+    def on_publish(self, registry: str, outcome: RefreshOutcome,
+                   manifest: BundleManifest | None) -> None:
+        """The harness is the manager's ``PublishObserver``: it keeps the outcomes in order."""
+        self.observed.append(outcome)
 
     @property
     def manifest(self) -> BundleManifest:
         return self.store.manifests[NAME]
 
-    async def refresh(self, *, force: bool = False) -> RefreshOutcome:
-        return await self.manager.refresh(REG, force=force)
+    async def refresh(self) -> RefreshOutcome:
+        return await self.manager.refresh(REG)
 
 
 class TestSchedule:
@@ -196,10 +200,11 @@ class TestValidityFloor:
     async def test_short_token_does_not_replace_better_bundle(self):
         """A token below ``min_validity`` is refused while the stored bundle lasts longer."""
         h = Harness(FakeSource([token("a", T0 + timedelta(hours=12)),
-                                token("b", T0 + timedelta(hours=2))]))
+                                token("b", T0 + timedelta(hours=8))]))
         await h.refresh()
+        h.clock.advance(6)  # the first bundle falls due; the new token has 2 hours left
         with pytest.raises(CredentialError, match="less than min_validity"):
-            await h.refresh(force=True)
+            await h.refresh()
         assert h.manifest.expires_at == T0 + timedelta(hours=12)
         assert h.store.writes == 1
         assert h.manager.states[REG].failures == 1
@@ -221,9 +226,10 @@ class TestValidityFloor:
     async def test_floor_is_configurable(self):
         """A lower ``min_validity`` lets the shorter token through."""
         h = Harness(FakeSource([token("a", T0 + timedelta(hours=12)),
-                                token("b", T0 + timedelta(hours=2))]), min_validity=HOUR)
+                                token("b", T0 + timedelta(hours=8))]), min_validity=HOUR)
         await h.refresh()
-        assert await h.refresh(force=True) == "published"
+        h.clock.advance(6)  # the first bundle falls due; the new token has 2 hours left
+        assert await h.refresh() == "published"
 
 
 class TestStaticSource:

@@ -354,32 +354,6 @@ class TestShutdown:
         with pytest.raises(QueueShutDown):
             await worker
 
-    async def test_wait_drained_waits_for_held_keys(self, queue: WorkQueue[str]) -> None:
-        """``wait_drained`` returns only once every held key is done."""
-        queue.add("a")
-        queue.get_nowait()
-        queue.shutdown()
-        with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0):
-                await queue.wait_drained()
-        queue.done("a")
-        async with asyncio.timeout(1):
-            await queue.wait_drained()
-
-    async def test_wait_drained_waits_for_owed_keys(self, queue: WorkQueue[str]) -> None:
-        """A key owed a delivery keeps the queue from being drained until it is done too."""
-        queue.add("a")
-        queue.get_nowait()
-        queue.add("a")
-        queue.shutdown()
-        queue.done("a")
-        with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0):
-                await queue.wait_drained()
-        queue.done(queue.get_nowait())
-        async with asyncio.timeout(1):
-            await queue.wait_drained()
-
 
 class TestAsyncGet:
     async def test_get_waits_for_an_add(self, queue: WorkQueue[str]) -> None:
