@@ -100,7 +100,7 @@ async def build(
     dry_run = dry_run or settings.reconcile.dry_run
     async with aiohttp.ClientSession() as session:
         marathon = MarathonClient(settings.marathon, session, env=env, user_agent=user_agent(),
-                                  observe=observe_request)
+                                  observe=observe_request, planned_label=settings.selector.label)
         registries = {r.registry: r for r in settings.registries}
         bundles = BundleManager(
             registries,

@@ -88,15 +88,24 @@ async def run_once(parts: Components, *, every_app: bool = False) -> PassReport:
     for registry in parts.bundles.states:
         registries.queue.add(registry)
     await registries.drain()
-    listed = {AppId(a["id"]): a for a in await parts.marathon.list_apps(
-        label_selector=None if every_app else parts.settings.selector.label)}
+    listed: dict[AppId, RawApp] = {}
     reconciler = app_reconciler(parts, metrics, status, wait_for_budget=True,
                                 max_conflicts=_ONE_SHOT_CONFLICTS, report=report,
                                 take_listed=lambda app_id: listed.pop(app_id, None))
     apps = Controller(reconciler, metrics, workers=rc.workers, timeout=None,
                       backoff=APP_BACKOFF, once=True)
-    for app_id in list(listed):
-        apps.queue.add(app_id)
+    found = await parts.marathon.list_apps(
+        label_selector=None if every_app else parts.settings.selector.label)
+    locations = await reconciler.locations()
+    settled = 0
+    for app in found:  # an app that needs no write is planned here, without a task
+        if reconciler.settle(app, locations) is None:
+            listed[AppId(app["id"])] = app
+            apps.queue.add(AppId(app["id"]))
+        else:
+            settled += 1
+    reconciler.settled(settled)
+    del found
     poller = asyncio.create_task(_follow_deployments(parts, reconciler, apps.queue),
                                  name="deployments")
     try:

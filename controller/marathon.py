@@ -41,6 +41,7 @@ from tenacity import (
 )
 from yarl import URL
 
+from controller.applist import AppList, AppListDecoder
 from controller.config import SECRET_FILE_LIMIT, MarathonSettings, read_limited
 from controller.errors import (
     MarathonConflict,
@@ -194,7 +195,7 @@ class _Answer:
 
     status: int
     headers: Mapping[str, str]
-    body: bytes
+    body: bytes | bytearray
     origin: str
 
 
@@ -202,7 +203,7 @@ class _RedirectRefused(Exception):
     """A redirect that must not be followed; its text says why."""
 
 
-def _loads(body: bytes) -> Any:
+def _loads(body: bytes | bytearray) -> Any:
     """The JSON value, or ``_NOT_JSON``: a body nested too deep is as unreadable as a broken one."""
     try:
         return json.loads(body)
@@ -228,7 +229,7 @@ def _shown(text: str) -> str:
     return "".join(c if c.isprintable() else "?" for c in text[:_MAX_MESSAGE])
 
 
-def _error_body(body: bytes) -> dict[str, Any] | None:
+def _error_body(body: bytes | bytearray) -> dict[str, Any] | None:
     """A Marathon error body (``{"message": "…", …}``, facts 1.7), or None for anything else."""
     data = _loads(body)
     return data if isinstance(data, dict) and isinstance(data.get("message"), str) else None
@@ -371,14 +372,12 @@ async def _answer(response: aiohttp.ClientResponse, limit: int, request: str) ->
     refusal = f"{request}: {origin} answered more than {limit // _MIB} MiB, which is refused"
     if response.content_length is not None and response.content_length > limit:
         raise MarathonUnavailable(refusal, status=response.status)
-    chunks: list[bytes] = []
-    size = 0
+    body = bytearray()  # grown in place: a list of chunks joined at the end costs twice the size
     async for chunk in response.content.iter_any():
-        size += len(chunk)
-        if size > limit:
+        if len(body) + len(chunk) > limit:
             raise MarathonUnavailable(refusal, status=response.status)
-        chunks.append(chunk)
-    return _Answer(response.status, response.headers, b"".join(chunks), origin)
+        body += chunk
+    return _Answer(response.status, response.headers, body, origin)
 
 
 class MarathonClient:
@@ -394,8 +393,11 @@ class MarathonClient:
         observe: RequestObserver = no_request_observer,
         retry_attempts: int = 3,
         retry_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        planned_label: str | None = None,
     ) -> None:
         self._settings = settings
+        self._app_list = AppListDecoder(planned_label)
+        """Lists keep only what planning reads; of the labels, ``planned_label`` if given."""
         self._session = session
         self._env = env
         self._user_agent = user_agent
@@ -426,11 +428,21 @@ class MarathonClient:
     # -- public API ------------------------------------------------------------------------
 
     async def list_apps(self, label_selector: str | None = None) -> list[RawApp]:
-        """Every app (matching the selector); entries that are no app are dropped and logged."""
+        """Every app (matching the selector), with only the fields planning reads
+        (``controller.applist``); entries that are no app are dropped and logged."""
         params = {"label": label_selector} if label_selector else None
-        data = await self._read("/v2/apps", params, max_bytes=_MAX_LIST_BYTES)
-        apps = _member(data, "apps", [], "GET /v2/apps")
-        return cast(list[RawApp], _kept(apps, "marathon_app_skipped", _app_problem))
+        data = await self._read("/v2/apps", params, max_bytes=_MAX_LIST_BYTES,
+                                decode=self._decode_app_list)
+        listed = data if isinstance(data, AppList) else self._app_list.convert(
+            _member(data, "apps", [], "GET /v2/apps"))
+        del data  # the slow path's whole answer: only the cut copies are kept
+        return cast(list[RawApp], _kept(self._app_list.planned(listed), "marathon_app_skipped",
+                                        _app_problem))
+
+    def _decode_app_list(self, body: bytes | bytearray) -> Any:
+        """The typed decoder's list; else the answer as ``json.loads`` reads it."""
+        listed = self._app_list.decode(body)
+        return _loads(body) if listed is None else listed
 
     async def get_app(self, app_id: AppId) -> RawApp:
         """One app; ``MarathonNotFound`` only when Marathon itself says it does not exist."""
@@ -518,7 +530,7 @@ class MarathonClient:
         return self._method
 
     async def _read(self, path: str, params: Mapping[str, str] | None = None, *,
-                    max_bytes: int) -> Any:
+                    max_bytes: int, decode: Callable[[bytes | bytearray], Any] = _loads) -> Any:
         """GET with short jittered retries on connection errors, 5xx and 429.
 
         A ``Retry-After`` is honoured when the wait fits the budget (twice the timeout);
@@ -537,7 +549,7 @@ class MarathonClient:
             with attempt:
                 answer = await self._send("GET", path, params=params, max_bytes=max_bytes)
                 _raise_for_status("GET", path, answer)
-                data = _loads(answer.body)
+                data = decode(answer.body)
                 if data is _NOT_JSON:
                     raise MarathonUnavailable(f"GET {path}: {answer.origin} answered something "
                                               "that is not JSON", status=answer.status)
