@@ -1,0 +1,84 @@
+"""The list is read for planning only; a write is planned from a fresh full read of its app."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from controller.app import build
+from controller.config import settings_from_mapping
+from controller.manager import make_term
+from controller.metrics import Metrics
+from controller.model import AppId
+from controller.plan import bundle_name
+from controller.simulator import MarathonSimulator, MarathonState
+from tests.integration.test_engine import REG, app, config
+
+EXECUTOR_RESOURCES = {"cpus": 0.2, "mem": 64, "disk": 10}
+RESOURCE_LIMITS = {"cpus": "unlimited", "mem": 1024}
+PLANNED = {"id", "labels", "container", "fetch", "uris"}
+
+
+def full_app(app_id: str, **extra: Any) -> dict[str, Any]:
+    """An app with much the planner never reads, and the fields a partial update drops."""
+    definition = app(app_id, executorResources=EXECUTOR_RESOURCES,
+                     resourceLimits=RESOURCE_LIMITS, env={"MODE": "prod"}, instances=2,
+                     healthChecks=[{"protocol": "COMMAND", "command": {"value": "true"}}],
+                     **extra)
+    definition["labels"] = {"team": "payments", "HAPROXY_GROUP": "external",
+                            "pullsecret.enabled": "true"}
+    definition["container"]["docker"]["parameters"] = [{"key": "log-driver",
+                                                        "value": "journald"}]
+    return definition
+
+
+async def test_listed_copy_holds_only_planned_fields_and_a_write_resends_from_a_fresh_read(
+        tmp_path, monkeypatch: pytest.MonkeyPatch):
+    """The relist keeps, of an app that needs a write, only the planned fields (and only
+    the opt-in label); a converged app is not kept at all. The write itself carries
+    ``executorResources`` and ``resourceLimits`` as the fresh GET of the app returned them."""
+    state = MarathonState(deployment_seconds=0)
+    converged = {"uri": f"file://{tmp_path}/bundles/{bundle_name(REG)}", "extract": True,
+                 "cache": False}
+    state.load_apps([full_app("/p/new"), full_app("/p/done", fetch=[converged])])
+    async with MarathonSimulator(state) as sim:
+        env = {"REG_PW": "pw"}
+        settings = settings_from_mapping(config(sim.url, tmp_path), env)
+        async with build(settings, env) as parts:
+            term = make_term(parts, Metrics(CollectorRegistry()))
+            await term.source.relist()
+
+            cached = term.source._listed
+            assert set(cached) == {"/p/new"}  # the converged app was planned inline
+            copy = cached[AppId("/p/new")]
+            assert set(copy) <= PLANNED
+            assert copy["labels"] == {"pullsecret.enabled": "true"}
+            assert copy["container"] == {"type": "DOCKER", "docker": {"image": f"{REG}/a:1"}}
+
+            marathon = parts.marathon
+            reads: list[str] = []
+            bodies: list[dict[str, Any]] = []
+            get_app, update_app = marathon.get_app, marathon.update_app
+
+            async def read(app_id: AppId) -> Any:
+                reads.append(app_id)
+                return await get_app(app_id)
+
+            async def write(app_id: AppId, body: Any) -> str | None:
+                bodies.append(body)
+                return await update_app(app_id, body)
+
+            monkeypatch.setattr(marathon, "get_app", read)
+            monkeypatch.setattr(marathon, "update_app", write)
+            await term.apps.process(AppId("/p/new"))
+
+    assert reads == ["/p/new"]
+    (body,) = bodies
+    assert body["executorResources"] == EXECUTOR_RESOURCES
+    assert body["resourceLimits"] == RESOURCE_LIMITS
+    written = state.get_app("/p/new")
+    assert written["executorResources"] == EXECUTOR_RESOURCES
+    assert written["resourceLimits"] == RESOURCE_LIMITS
+    assert [e["uri"] for e in written["fetch"]] == [converged["uri"]]
