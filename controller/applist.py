@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from controller.gcpause import collector_paused
 from controller.model import RawApp
 
 __all__ = ["AppList", "AppListDecoder"]
@@ -44,7 +45,7 @@ class _Labels(msgspec.Struct, gc=False):
     value: Any = msgspec.UNSET
 
 
-class _App(msgspec.Struct):
+class _App(msgspec.Struct, gc=False):
     id: Any = msgspec.UNSET
     labels: Any = msgspec.UNSET
     container: _Container | _NOT_OBJECT | msgspec.UnsetType = msgspec.UNSET
@@ -69,7 +70,7 @@ class AppListDecoder:
                                      bases=(_Labels,), rename={"value": label}, gc=False)
             labels = kept | _NOT_OBJECT
         app = msgspec.defstruct("_PlannedApp", [("labels", labels, msgspec.UNSET)],
-                                bases=(_App,))
+                                bases=(_App,), gc=False)
         self._entries = app | _NOT_OBJECT
         self._decoder: msgspec.json.Decoder[AppList] = msgspec.json.Decoder(
             msgspec.defstruct("_PlannedAppList", [("apps", list[self._entries])],  # type: ignore[name-defined]
@@ -79,7 +80,8 @@ class AppListDecoder:
         """The list, or ``None`` for any answer the typed decoder refuses (read it with
         ``json.loads`` and ``convert`` its ``apps``, to accept or refuse it as before)."""
         try:
-            return self._decoder.decode(body)
+            with collector_paused():
+                return self._decoder.decode(body)
         except (msgspec.DecodeError, RecursionError):
             return None
 
@@ -92,9 +94,10 @@ class AppListDecoder:
         ``listed`` as it goes so that no app is held twice."""
         entries = listed.apps
         listed.apps = []
-        for i, entry in enumerate(entries):
-            if isinstance(entry, _App):
-                entries[i] = self._raw(entry)
+        with collector_paused():
+            for i, entry in enumerate(entries):
+                if isinstance(entry, _App):
+                    entries[i] = self._raw(entry)
         return entries
 
     def _raw(self, app: _App) -> RawApp:
@@ -121,3 +124,4 @@ def _container(container: _Container) -> dict[str, Any]:
     elif docker is not msgspec.UNSET:
         raw["docker"] = docker
     return raw
+

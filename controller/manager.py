@@ -27,6 +27,7 @@ from controller.backoff import Backoff
 from controller.config import Settings
 from controller.controller import Controller
 from controller.events import EventWatcher
+from controller.gcpause import collector_paused
 from controller.http import make_app, serve
 from controller.marathon import RequestObserver
 from controller.metrics import Metrics, QueueMetrics
@@ -98,12 +99,13 @@ async def run_once(parts: Components, *, every_app: bool = False) -> PassReport:
         label_selector=None if every_app else parts.settings.selector.label)
     locations = await reconciler.locations()
     settled = 0
-    for app in found:  # an app that needs no write is planned here, without a task
-        if reconciler.settle(app, locations) is None:
-            listed[AppId(app["id"])] = app
-            apps.queue.add(AppId(app["id"]))
-        else:
-            settled += 1
+    with collector_paused():
+        for app in found:  # an app that needs no write is planned here, without a task
+            if reconciler.settle(app, locations) is None:
+                listed[AppId(app["id"])] = app
+                apps.queue.add(AppId(app["id"]))
+            else:
+                settled += 1
     reconciler.settled(settled)
     del found
     poller = asyncio.create_task(_follow_deployments(parts, reconciler, apps.queue),

@@ -21,6 +21,7 @@ import structlog
 
 from controller.backoff import Backoff
 from controller.events import EventEffect
+from controller.gcpause import collector_paused
 from controller.marathon import MarathonAPI
 from controller.metrics import Metrics
 from controller.model import AppId, RawApp
@@ -87,23 +88,25 @@ class AppSource:
         listed_ids: set[AppId] = set()
         app_ids: set[AppId] = set()
         settled = 0
-        for i, app in enumerate(apps):
-            if i % _INLINE_BATCH == _INLINE_BATCH - 1:
+        for start in range(0, len(apps), _INLINE_BATCH):
+            if start:
                 await asyncio.sleep(0)  # a long list must not hold up the event stream
-            app_id = AppId(app["id"])
-            listed_ids.add(app_id)
-            if self._touched.get(app_id, -1) > listed_at:  # an event is newer than this copy
-                app_ids.add(app_id)
-                continue
-            if app_id not in self._apps:
-                outcome = self._reconciler.settle(app, locations)
-                if outcome is not None:
-                    settled += 1
-                    if outcome.requeue_after is not None:
-                        self._apps.add_after(app_id, outcome.requeue_after)
-                    continue
-            self._listed[app_id] = app
-            app_ids.add(app_id)
+            with collector_paused():
+                for app in apps[start:start + _INLINE_BATCH]:
+                    app_id = AppId(app["id"])
+                    listed_ids.add(app_id)
+                    if self._touched.get(app_id, -1) > listed_at:  # an event is newer
+                        app_ids.add(app_id)
+                        continue
+                    if app_id not in self._apps:
+                        outcome = self._reconciler.settle(app, locations)
+                        if outcome is not None:
+                            settled += 1
+                            if outcome.requeue_after is not None:
+                                self._apps.add_after(app_id, outcome.requeue_after)
+                            continue
+                    self._listed[app_id] = app
+                    app_ids.add(app_id)
         count = len(apps)
         del apps  # only the copies of apps that need a worker are kept
         self._reconciler.settled(settled)
