@@ -76,7 +76,7 @@ class AppListDecoder:
             msgspec.defstruct("_PlannedAppList", [("apps", list[self._entries])],  # type: ignore[name-defined]
                               bases=(AppList,)))
 
-    def decode(self, body: bytes | bytearray) -> AppList | None:
+    def decode(self, body: bytes | memoryview) -> AppList | None:
         """The list, or ``None`` for any answer the typed decoder refuses (read it with
         ``json.loads`` and ``convert`` its ``apps``, to accept or refuse it as before)."""
         try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import mmap
 import os
 import re
 import socket
@@ -195,7 +196,7 @@ class _Answer:
 
     status: int
     headers: Mapping[str, str]
-    body: bytes | bytearray
+    body: bytes | memoryview
     origin: str
 
 
@@ -203,10 +204,10 @@ class _RedirectRefused(Exception):
     """A redirect that must not be followed; its text says why."""
 
 
-def _loads(body: bytes | bytearray) -> Any:
+def _loads(body: bytes | memoryview) -> Any:
     """The JSON value, or ``_NOT_JSON``: a body nested too deep is as unreadable as a broken one."""
     try:
-        return json.loads(body)
+        return json.loads(body if isinstance(body, bytes) else body.tobytes())
     except (ValueError, RecursionError):
         return _NOT_JSON
 
@@ -229,7 +230,7 @@ def _shown(text: str) -> str:
     return "".join(c if c.isprintable() else "?" for c in text[:_MAX_MESSAGE])
 
 
-def _error_body(body: bytes | bytearray) -> dict[str, Any] | None:
+def _error_body(body: bytes | memoryview) -> dict[str, Any] | None:
     """A Marathon error body (``{"message": "…", …}``, facts 1.7), or None for anything else."""
     data = _loads(body)
     return data if isinstance(data, dict) and isinstance(data.get("message"), str) else None
@@ -372,12 +373,57 @@ async def _answer(response: aiohttp.ClientResponse, limit: int, request: str) ->
     refusal = f"{request}: {origin} answered more than {limit // _MIB} MiB, which is refused"
     if response.content_length is not None and response.content_length > limit:
         raise MarathonUnavailable(refusal, status=response.status)
-    body = bytearray()  # grown in place: a list of chunks joined at the end costs twice the size
+    body = _Body(mapped=limit > _MAX_APP_BYTES)  # lists may be tens of MB
     async for chunk in response.content.iter_any():
-        if len(body) + len(chunk) > limit:
+        if body.size + len(chunk) > limit:
             raise MarathonUnavailable(refusal, status=response.status)
-        body += chunk
-    return _Answer(response.status, response.headers, body, origin)
+        body.append(chunk)
+    return _Answer(response.status, response.headers, body.view(), origin)
+
+
+class _Body:
+    """An answer's bytes as they come, in memory that is mapped in place of copied: a 60 MB
+    list costs 60 MB, where chunks joined at the end (or a bytearray grown by reallocation)
+    cost twice that at the peak. The mapping goes back to the system when the last view of it
+    is dropped, so the raw body lives no longer than its decoding."""
+
+    _FIRST = 1024 * 1024
+
+    def __init__(self, *, mapped: bool) -> None:
+        self.size = 0
+        self._chunks: list[bytes] = []
+        self._map: mmap.mmap | None = None
+        self._mapped = mapped
+        """Map past the first MiB; else (answers that are small) keep the chunks."""
+
+    def append(self, chunk: bytes) -> None:
+        end = self.size + len(chunk)
+        if self._map is None and (end <= self._FIRST or not self._mapped):
+            self._chunks.append(chunk)
+        else:
+            if self._map is None:
+                self._map = mmap.mmap(-1, 2 * self._FIRST, flags=mmap.MAP_PRIVATE)
+                self._map[:self.size] = b"".join(self._chunks)
+                self._chunks = []
+            if end > len(self._map):
+                self._grow(max(end, 2 * len(self._map)))
+            self._map[self.size:end] = chunk
+        self.size = end
+
+    def _grow(self, size: int) -> None:
+        assert self._map is not None
+        try:
+            self._map.resize(size)  # mremap: nothing is copied
+        except (OSError, SystemError):  # no mremap (not Linux): copy once per doubling
+            grown = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
+            grown[:self.size] = self._map[:self.size]
+            self._map.close()
+            self._map = grown
+
+    def view(self) -> bytes | memoryview:
+        if self._map is None:
+            return b"".join(self._chunks)
+        return memoryview(self._map)[:self.size]
 
 
 class MarathonClient:
@@ -439,7 +485,7 @@ class MarathonClient:
         return cast(list[RawApp], _kept(self._app_list.planned(listed), "marathon_app_skipped",
                                         _app_problem))
 
-    def _decode_app_list(self, body: bytes | bytearray) -> Any:
+    def _decode_app_list(self, body: bytes | memoryview) -> Any:
         """The typed decoder's list; else the answer as ``json.loads`` reads it."""
         listed = self._app_list.decode(body)
         return _loads(body) if listed is None else listed
@@ -530,7 +576,7 @@ class MarathonClient:
         return self._method
 
     async def _read(self, path: str, params: Mapping[str, str] | None = None, *,
-                    max_bytes: int, decode: Callable[[bytes | bytearray], Any] = _loads) -> Any:
+                    max_bytes: int, decode: Callable[[bytes | memoryview], Any] = _loads) -> Any:
         """GET with short jittered retries on connection errors, 5xx and 429.
 
         A ``Retry-After`` is honoured when the wait fits the budget (twice the timeout);
