@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from controller.app import Components, build, user_agent
@@ -28,7 +27,6 @@ from controller.config import Settings
 from controller.controller import Controller
 from controller.events import EventWatcher
 from controller.gcpause import collector_paused
-from controller.http import make_app, serve
 from controller.marathon import RequestObserver
 from controller.metrics import Metrics, QueueMetrics
 from controller.model import AppId, RawApp
@@ -41,6 +39,8 @@ from controller.statusbook import StatusBook
 from controller.workqueue import WorkQueue
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from controller.leader import ZooKeeperElection
 
 __all__ = ["DaemonHandle", "Term", "app_reconciler", "make_term", "run", "run_once"]
@@ -345,6 +345,8 @@ async def run(
     The HTTP server starts first and stops last. With leader election, a replica serves the
     ops endpoints as a standby and runs the work only while it holds the lock.
     """
+    from controller.http import make_app, serve  # the web server: the daemon's alone
+
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
