@@ -635,7 +635,9 @@ class MarathonClient:
         was sent; one that does not answer is skipped by a GET only, as a write may have landed.
         A redirect that may not be followed (see ``_redirect``) skips its URL too.
         """
-        headers = {"Accept": accept, "User-Agent": self._user_agent}
+        # gzip: a 12 MB list is 0.7 MB on the wire; on a 1 Gbit/s link that is 6x faster, and
+        # on loopback it costs 10 % more (bench/README.md).
+        headers = {"Accept": accept, "Accept-Encoding": "gzip", "User-Agent": self._user_agent}
         auth = auth_header(self._settings, self._env)
         if auth is not None:
             headers["Authorization"] = auth.reveal()
