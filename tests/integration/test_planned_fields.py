@@ -47,11 +47,18 @@ async def test_listed_copy_holds_only_planned_fields_and_a_write_resends_from_a_
         env = {"REG_PW": "pw"}
         settings = settings_from_mapping(config(sim.url, tmp_path), env)
         async with build(settings, env) as parts:
-            term = make_term(parts, Metrics(CollectorRegistry()))
+            registry = CollectorRegistry()
+            term = make_term(parts, Metrics(registry))
             await term.source.relist()
+            # the converged app was planned inline, and is counted and shown as any other
+            assert term.status.apps[AppId("/p/done")].state == "converged"
+            assert registry.get_sample_value("marathon_pullsecret_apps_managed",
+                                             {"state": "converged"}) == 1
+            assert registry.get_sample_value("marathon_pullsecret_controller_reconcile_total",
+                                             {"result": "success"}) == 1
 
             cached = term.source._listed
-            assert set(cached) == {"/p/new"}  # the converged app was planned inline
+            assert set(cached) == {"/p/new"}  # only the app that needs a worker is kept
             copy = cached[AppId("/p/new")]
             assert set(copy) <= PLANNED
             assert copy["labels"] == {"pullsecret.enabled": "true"}
