@@ -105,8 +105,9 @@ def render(report: dict[str, Any]) -> str:
               "| apps | peak RSS | ready after |", "|---|---|---|"]
     lines += [f"| {r['apps']:,} | {r['peak_rss_mb']} MB | {r['ready_after_s']} s |" for r in rss]
     lines += ["", "## Compressed lists", "",
-              "`MarathonClient.list_apps` (all labelled) with `Accept-Encoding: identity` and "
-              "`gzip`, straight on loopback and through a 1 Gbit/s token-bucket proxy "
+              "`MarathonClient.list_apps` (all labelled; it asks for `Accept-Encoding: gzip`) "
+              "from a server that sends the list as it is (plain) and from one that gzips it, "
+              "straight on loopback and through a 1 Gbit/s token-bucket proxy "
               "(`bench/proxy.py`). The stub compresses once at start-up, so Marathon's own "
               "compression time is not in these figures.", "",
               "| apps | list | gzipped | loopback plain | loopback gzip | 1 Gbit/s plain | "
