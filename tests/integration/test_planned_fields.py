@@ -14,11 +14,13 @@ from controller.metrics import Metrics
 from controller.model import AppId
 from controller.plan import bundle_name
 from controller.simulator import MarathonSimulator, MarathonState
+from tests.integration import test_engine
 from tests.integration.test_engine import REG, app, config
 
 EXECUTOR_RESOURCES = {"cpus": 0.2, "mem": 64, "disk": 10}
 RESOURCE_LIMITS = {"cpus": "unlimited", "mem": 1024}
 PLANNED = {"id", "labels", "container", "fetch", "uris"}
+engine = test_engine.engine  # the fixture: a term against a simulator with one converged app
 
 
 def full_app(app_id: str, **extra: Any) -> dict[str, Any]:
@@ -89,3 +91,23 @@ async def test_listed_copy_holds_only_planned_fields_and_a_write_resends_from_a_
     assert written["executorResources"] == EXECUTOR_RESOURCES
     assert written["resourceLimits"] == RESOURCE_LIMITS
     assert [e["uri"] for e in written["fetch"]] == [converged["uri"]]
+
+
+async def test_apps_that_need_a_worker_are_queued_not_settled(engine, monkeypatch):
+    """A malformed app (its error is reported by a worker) and an app the reconciler waits on
+    (here: for a deployment slot) are queued with their listed copy, not planned inline."""
+    marathon = engine.parts.marathon
+    listed = await marathon.list_apps("pullsecret.enabled")
+    bad = {"id": "/e/bad", "labels": {"pullsecret.enabled": 5}}
+
+    async def with_a_bad_app(label_selector: str | None = None) -> list[Any]:
+        return [*listed, bad]
+
+    monkeypatch.setattr(marathon, "list_apps", with_a_bad_app)
+    engine.apps._reconciler._deferred.add(AppId("/e/a"))
+    await engine.source.relist()
+    assert {"/e/a", "/e/bad"} <= set(engine.source._listed)
+    assert AppId("/e/a") in engine.apps.queue
+    assert AppId("/e/bad") in engine.apps.queue
+    await engine.apps.process(AppId("/e/bad"))
+    assert engine.status.apps[AppId("/e/bad")].state == "failed"
