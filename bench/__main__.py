@@ -498,7 +498,7 @@ if __name__ == "__main__":
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,10000,50000",
                         help="app counts of the no-op passes (the last two give the growth)")
-    parser.add_argument("--rss-sizes", default="10000,50000")
+    parser.add_argument("--rss-sizes", default="0,10000,50000")
     parser.add_argument("--gzip-sizes", default="10000,50000")
     parser.add_argument("--first-sync-apps", type=int, default=10_000)
     parser.add_argument("--latency-apps", type=int, default=50_000)
