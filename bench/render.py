@@ -99,7 +99,9 @@ def render(report: dict[str, Any]) -> str:
     lines += ["", "## Start-up", "",
               f"`reconcile --once` against an empty Marathon: {s['reconcile_once_empty_s']} s; "
               f"`python -c \"import aiohttp\"`: {s['import_aiohttp_s']} s; ratio "
-              f"{s['ratio']:.2f}x.",
+              f"{s['ratio']:.2f}x. Without `rich` (as in the runtime image: only the test "
+              "virtualenv has it, for import-linter, and `structlog` imports it when present): "
+              f"{s['without_rich_s']} s, ratio {s['without_rich_ratio']:.2f}x.",
               "", "## Daemon peak RSS after the first sync", "",
               "`pullsecret-controller run` as its own process, all apps labelled (the filter keeps "
               "every app); `VmHWM` from `/proc/<pid>/status` once `/readyz` answers 200.", "",
