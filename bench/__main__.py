@@ -515,7 +515,7 @@ if __name__ == "__main__":
     parser.add_argument("--latency-apps", type=int, default=50_000)
     parser.add_argument("--creations", type=int, default=200)
     parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--results", type=Path, default=None,
                         help="write the Markdown report here (make bench: bench/RESULTS.md)")
     configure("warning", "json")

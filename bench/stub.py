@@ -30,6 +30,7 @@ from aiohttp import web
 
 LABEL = "pullsecret.enabled"
 REGISTRY = "registry.example.com:5000"
+_WRITE = 1024 * 1024
 _PUBLIC = ("nginx:1.25", "python:3.12-slim", "redis:7.2", "busybox:1.36", "postgres:16")
 
 
@@ -91,11 +92,11 @@ class Stub:
         app.router.add_get("/v2/events", self.events)
         return app
 
-    async def list_apps(self, request: web.Request) -> web.Response:
+    async def list_apps(self, request: web.Request) -> web.StreamResponse:
         label = request.query.get("label")
         if label not in (None, LABEL):
             return web.json_response({"message": "this stub knows one selector"}, status=422)
-        return (self.labelled if label else self.everything).response(request)
+        return await (self.labelled if label else self.everything).response(request)
 
     async def get_app(self, request: web.Request) -> web.Response:
         body = self.apps.get("/" + request.match_info["app_id"])
@@ -122,11 +123,20 @@ class _Body:
         self.plain = body
         self.gzipped = gzip.compress(body, compresslevel=6) if compress else None
 
-    def response(self, request: web.Request) -> web.Response:
+    async def response(self, request: web.Request) -> web.StreamResponse:
+        """The body in 1 MiB writes, as a server streams a large answer: one write of 60 MB
+        would first be copied whole into the transport's buffer."""
+        body, headers = self.plain, {"Content-Type": "application/json"}
         if self.gzipped is not None and "gzip" in request.headers.get("Accept-Encoding", ""):
-            return web.Response(body=self.gzipped, content_type="application/json",
-                                headers={"Content-Encoding": "gzip"})
-        return web.Response(body=self.plain, content_type="application/json")
+            body, headers["Content-Encoding"] = self.gzipped, "gzip"
+        response = web.StreamResponse(headers=headers)
+        response.content_length = len(body)
+        await response.prepare(request)
+        view = memoryview(body)
+        for start in range(0, len(body), _WRITE):
+            await response.write(view[start:start + _WRITE])
+        await response.write_eof()
+        return response
 
 
 async def serve(args: argparse.Namespace) -> None:
