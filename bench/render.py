@@ -125,7 +125,12 @@ def render(report: dict[str, Any]) -> str:
               f"{h['decoded'].get('held_mb')} MB held once the list of "
               f"{h['decoded'].get('apps', 0):,} apps is decoded; "
               f"{h['after_relist']['held_mb']} MB held after the relist "
-              f"({h['after_relist']['queued']} apps left for the workers).", "",
+              f"({h['after_relist']['queued']} apps left for the workers). In `applist.py`, "
+              "the decoder's line holds the typed decoder's structs and strings, the others the "
+              "planner's dicts built from them (each struct dropped as its dict is made). "
+              "`tracemalloc` does not see the raw body, an anonymous mapping the size of the "
+              "list, unmapped once it is decoded: with the process's own memory (the daemon's "
+              "RSS against an empty Marathon, above), that is the rest of the peak RSS.", "",
               "| when | where | MB | blocks |", "|---|---|---|---|"]
     for when, rows in (("list decoded", h["decoded"].get("top", [])),
                        ("after the relist", h["after_relist"]["top"])):
