@@ -52,7 +52,7 @@ reliability: $(STAMP) system-deps
 	$(BIN)/python -m tests.reliability.report
 
 bench: $(STAMP)
-	$(BIN)/python -m bench $(BENCH_ARGS)
+	$(BIN)/python -m bench --results bench/RESULTS.md $(BENCH_ARGS)
 
 # Over 100,000 fuzz cases (a few minutes); prints the cases per target and the seed.
 # `make fuzz FUZZ_SEED=N` repeats a run; failing examples are also kept under .hypothesis/.

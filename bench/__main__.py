@@ -1,44 +1,66 @@
-"""``make bench``: the daemon against the simulator at cluster scale; prints one JSON document.
+"""``make bench``: the controller at cluster scale, every ratio measured side by side in one run.
 
-The simulator runs in its own process (as Marathon would); the controller runs in this one, so
-this process's peak RSS is the controller's. Write limits are lifted so that (a) measures the
-controller, not the rate limiter: with the defaults (5 writes/s) converging 1,000 apps takes
-200 s by design.
+Prints one JSON document and writes ``bench/RESULTS.md`` (``--results``). Figures:
 
-    (a) first full sync: wall time and peak RSS
-    (b) a no-op resync: wall time and Marathon writes, next to a bare GET /v2/apps + decode
-    (c) event-to-write latency over N app creations: p50, p99
-    (d) SSE ingest: the decoder alone, and the whole watcher, on a mostly-filtered stream
+- **start-up**: ``reconcile --once`` against an empty Marathon, next to ``python -c "import
+  aiohttp"``;
+- **no-op passes** at each size (1k, 10k, 50k apps), all apps labelled (1 in 10 ``"true"``, the
+  rest ``"false"``: the server-side ``label`` filter keeps them all) and 10 % labelled (the
+  filter keeps one in ten): the cost of ``reconcile --once`` above the empty-Marathon run,
+  divided by the floor, a bare ``GET /v2/apps`` of every app plus ``json.loads`` with aiohttp
+  against the same server; and how both grow from 10k to 50k;
+- **daemon peak RSS** after its first sync (``VmHWM`` from ``/proc``), all apps labelled;
+- **compressed lists**: ``list_apps`` with and without ``Accept-Encoding: gzip``, on loopback
+  and through a 1 Gbit/s token-bucket proxy;
+- **memory holders**: ``tracemalloc`` top lines once the list is decoded and after the relist;
+- **first full sync** (10k apps, 1k writes) and **event → write latency** (50k apps) of the
+  daemon against the project's simulator, write limits lifted so that the controller is
+  measured, not the rate limiter (5 writes/s would take 200 s for 1,000 apps, by design);
+- **SSE ingest**: the decoder alone and the whole watcher on a mostly-filtered stream.
+
+The list benchmarks use ``bench.stub`` (precomputed bytes: the server costs next to nothing,
+so the floor is tight); passes and daemons run as their own processes, as in production.
+Every time is the best of ``--repeat`` runs: the machine is shared, and the best run is the one
+least disturbed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
-import resource
+import platform
+import re
+import signal
 import socket
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import yaml
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from bench.render import render
 from controller.config import MarathonSettings, settings_from_mapping
 from controller.events import EventWatcher
 from controller.logs import configure
 from controller.manager import DaemonHandle, run
 from controller.marathon import MarathonClient
 from controller.model import AppId
+from controller.plan import bundle_name
 from controller.sse import SSEDecoder
 
 REGISTRY = "registry.example.com:5000"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _free_port() -> int:
@@ -47,9 +69,215 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+@contextlib.asynccontextmanager
+async def _process(*argv: str, ready: bytes = b"listening") -> AsyncIterator[tuple[int, str]]:
+    """A helper process that prints one ``listening on URL …`` line; yields (pid, that line)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, *argv, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL)
+    assert proc.stdout is not None
+    try:
+        async with asyncio.timeout(180):
+            line = (await proc.stdout.readline()).decode()
+        if ready not in line.encode():
+            raise RuntimeError(f"{argv[:2]} did not start: {line!r}")
+        yield proc.pid, line
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        await proc.wait()
 
+
+def _url(line: str) -> str:
+    match = re.search(r"http://\S+", line)
+    assert match is not None, line
+    return match.group(0)
+
+
+@contextlib.asynccontextmanager
+async def _stub(apps: int, labels: str, bundle_uri: str, *, gzip: bool = False
+                ) -> AsyncIterator[tuple[str, dict[str, int]]]:
+    argv = ["-m", "bench.stub", "--apps", str(apps), "--labels", labels,
+            "--bundle-uri", bundle_uri, *(["--gzip"] if gzip else [])]
+    async with _process(*argv) as (_, line):
+        sizes = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
+        yield _url(line), sizes
+
+
+async def _best(repeat: int, measure: Callable[[], Awaitable[float]]) -> float:
+    return min([await measure() for _ in range(repeat)])
+
+
+async def _wall(*argv: str, env: dict[str, str] | None = None) -> float:
+    """Wall time of a command from spawn to exit; it must succeed."""
+    started = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        *argv, cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE)
+    _, err = await proc.communicate()
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv} exited {proc.returncode}: {err.decode()[-2000:]}")
+    return seconds
+
+
+async def _floor(url: str) -> float:
+    """The floor: one unfiltered GET /v2/apps plus json.loads, on a new connection."""
+    started = time.perf_counter()
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/v2/apps") as response:
+        json.loads(await response.read())
+    return time.perf_counter() - started
+
+
+class Config:
+    """A controller config file for one Marathon URL (and its bundle directory)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.bundles = tmp / "bundles"
+        self.bundle_uri = f"file://{self.bundles}/{bundle_name(REGISTRY)}"
+        self.env = {**os.environ, "BENCH_PW": "bench-password"}
+
+    def write(self, url: str, *, listen: str | None = None) -> Path:
+        path = self.tmp / f"config-{_free_port()}.yaml"
+        path.write_text(yaml.safe_dump({
+            "marathon": {"urls": [url], "timeout_seconds": 60},
+            "registries": [{"host": REGISTRY, "credentials": {
+                "username": "bench", "password_env": "BENCH_PW"}}],
+            "storage": {"filesystem": {"path": str(self.bundles)}},
+            "server": {"listen": listen or f"127.0.0.1:{_free_port()}"},
+        }))
+        return path
+
+    async def once(self, url: str) -> float:
+        return await _wall(sys.executable, "-m", "controller", "reconcile", "--once",
+                           "-c", str(self.write(url)), env=self.env)
+
+
+_WITHOUT_RICH = ("import sys; sys.modules['rich'] = None; from controller.cli import main; "
+                 "sys.argv = ['pullsecret-controller', *sys.argv[1:]]; main()")
+"""The same command as the runtime image runs it: without ``rich``, which only the test
+virtualenv has (import-linter needs it) and which ``structlog`` imports when it is there."""
+
+
+async def bench_startup(config: Config, repeat: int) -> dict[str, Any]:
+    async with _stub(0, "all", config.bundle_uri) as (url, _):
+        path = str(config.write(url))
+        empty = await _best(repeat, lambda: config.once(url))
+        bare = await _best(repeat, lambda: _wall(
+            sys.executable, "-c", _WITHOUT_RICH, "reconcile", "--once", "-c", path,
+            env=config.env))
+    aiohttp_import = await _best(repeat, lambda: _wall(sys.executable, "-c", "import aiohttp"))
+    return {"reconcile_once_empty_s": round(empty, 3),
+            "import_aiohttp_s": round(aiohttp_import, 3),
+            "ratio": round(empty / aiohttp_import, 2),
+            "without_rich_s": round(bare, 3), "without_rich_ratio": round(bare / aiohttp_import, 2)}
+
+
+async def bench_noop(config: Config, sizes: list[int], repeat: int) -> list[dict[str, Any]]:
+    """Each case's floor, pass and empty-Marathon pass, run in turn ``repeat`` times: the three
+    figures of one ratio see the same load."""
+    rows = []
+    async with _stub(0, "all", config.bundle_uri) as (empty_url, _):
+        for labels in ("all", "tenth"):
+            for apps in sizes:
+                async with _stub(apps, labels, config.bundle_uri) as (url, body):
+                    await config.once(url)  # warm the page cache and the bundle
+                    runs = [(await _floor(url), await config.once(url),
+                             await config.once(empty_url)) for _ in range(repeat)]
+                floor, noop, empty = (min(r[i] for r in runs) for i in range(3))
+                rows.append({"apps": apps, "labelled": labels,
+                             "list_mb": round(body["bytes"] / 1e6, 1),
+                             "floor_s": round(floor, 3), "pass_s": round(noop, 3),
+                             "empty_s": round(empty, 3), "above_empty_s": round(noop - empty, 3),
+                             "ratio": round((noop - empty) / floor, 2)})
+    return rows
+
+
+def _growth(rows: list[dict[str, Any]], low: int, high: int) -> dict[str, Any]:
+    out = {}
+    for labels in ("all", "tenth"):
+        by = {r["apps"]: r for r in rows if r["labelled"] == labels}
+        if low in by and high in by:
+            out[labels] = {"pass_growth": round(by[high]["above_empty_s"]
+                                                / by[low]["above_empty_s"], 2),
+                           "floor_growth": round(by[high]["floor_s"] / by[low]["floor_s"], 2)}
+    return out
+
+
+def _vm_hwm_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"VmHWM:\s+(\d+) kB", status)
+    assert match is not None
+    return int(match.group(1)) / 1024
+
+
+async def bench_daemon_rss(config: Config, apps: int) -> dict[str, Any]:
+    """Peak RSS of the daemon process once its first sync is done (all apps labelled)."""
+    async with _stub(apps, "all", config.bundle_uri) as (url, _):
+        listen = f"127.0.0.1:{_free_port()}"
+        path = config.write(url, listen=listen)
+        started = time.perf_counter()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "controller", "run", "-c", str(path), "--log-level",
+            "warning", cwd=ROOT, env=config.env, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL)
+        try:
+            async with aiohttp.ClientSession() as session, asyncio.timeout(300):
+                while True:
+                    with contextlib.suppress(aiohttp.ClientError):
+                        async with session.get(f"http://{listen}/readyz") as response:
+                            if response.status == 200:
+                                break
+                    await asyncio.sleep(0.05)  # polling another process: nothing to wait on
+            synced = time.perf_counter() - started
+            rss = _vm_hwm_mb(proc.pid)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            await proc.wait()
+    return {"apps": apps, "peak_rss_mb": round(rss, 1), "ready_after_s": round(synced, 2)}
+
+
+async def _list_seconds(url: str) -> float:
+    async with aiohttp.ClientSession() as session:
+        client = MarathonClient(MarathonSettings(urls=(url,)), session,
+                                planned_label="pullsecret.enabled")
+        started = time.perf_counter()
+        await client.list_apps("pullsecret.enabled")
+        return time.perf_counter() - started
+
+
+async def bench_gzip(config: Config, apps: int, repeat: int) -> dict[str, Any]:
+    """``list_apps`` (all labelled; the client asks for gzip) from a server that sends the list
+    as it is and from one that gzips it, on loopback and on a 1 Gbit/s link."""
+    out: dict[str, Any] = {"apps": apps}
+    for encoding in ("identity", "gzip"):
+        async with _stub(apps, "all", config.bundle_uri, gzip=encoding == "gzip") as (url, body):
+            out["list_mb"] = round(body["bytes"] / 1e6, 1)
+            if encoding == "gzip":
+                out["gzipped_mb"] = round(body["gzipped"] / 1e6, 2)
+            upstream = url.removeprefix("http://")
+            async with _process("-m", "bench.proxy", "--upstream", upstream,
+                                "--bits-per-second", "1e9") as (_, line):
+                for where, target in (("loopback", url), ("1gbit", _url(line))):
+                    seconds = await _best(repeat, lambda t=target: _list_seconds(t))  # type: ignore[misc]
+                    out[f"{where}_{encoding}_s"] = round(seconds, 3)
+    return out
+
+
+async def bench_holders(config: Config, apps: int) -> dict[str, Any]:
+    async with _stub(apps, "all", config.bundle_uri) as (url, _):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.holders", "--config", str(config.write(url)),
+            cwd=ROOT, env=config.env, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench.holders failed: {err.decode()[-2000:]}")
+    return {"apps": apps, **json.loads(out)}
+
+
+# -- the daemon against the simulator: writes and events ------------------------------------
 
 async def _start_simulator(apps: int) -> tuple[asyncio.subprocess.Process, str]:
     port = _free_port()
@@ -58,23 +286,11 @@ async def _start_simulator(apps: int) -> tuple[asyncio.subprocess.Process, str]:
         "--apps", str(apps), "--deployment-seconds", "0",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
     assert proc.stdout is not None
-    async with asyncio.timeout(120):
+    async with asyncio.timeout(300):
         line = await proc.stdout.readline()
     if b"listening" not in line:
         raise RuntimeError(f"simulator did not start: {line!r}")
     return proc, f"http://127.0.0.1:{port}"
-
-
-async def _bare_list(url: str, repeat: int = 3) -> float:
-    """The floor: one unfiltered GET /v2/apps plus JSON decode (best of ``repeat``)."""
-    best = float("inf")
-    async with aiohttp.ClientSession() as session:
-        for _ in range(repeat):
-            started = time.perf_counter()
-            async with session.get(f"{url}/v2/apps") as response:
-                json.loads(await response.read())
-            best = min(best, time.perf_counter() - started)
-    return best
 
 
 def _writes(registry: CollectorRegistry) -> float:
@@ -88,8 +304,10 @@ async def _idle(handle: DaemonHandle) -> None:
         await asyncio.sleep(0.005)
 
 
-async def bench_daemon(args: argparse.Namespace) -> dict[str, Any]:
-    sim, url = await _start_simulator(args.apps)
+async def bench_daemon(apps: int, creations: int) -> dict[str, Any]:
+    """The daemon in this process against the simulator (its own process): first full sync,
+    a no-op resync, then event-to-write latency over ``creations`` app creations."""
+    sim, url = await _start_simulator(apps)
     registry = CollectorRegistry()
     stop = asyncio.Event()
     started = asyncio.Event()
@@ -99,7 +317,7 @@ async def bench_daemon(args: argparse.Namespace) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as tmp:
             env = {"BENCH_PW": "bench-password"}
             settings = settings_from_mapping({
-                "marathon": {"urls": [url], "timeout_seconds": 30},
+                "marathon": {"urls": [url], "timeout_seconds": 60},
                 "registries": [{"host": REGISTRY, "credentials": {
                     "username": "bench", "password_env": "BENCH_PW"}}],
                 "storage": {"filesystem": {"path": str(Path(tmp) / "bundles")}},
@@ -131,7 +349,6 @@ async def bench_daemon(args: argparse.Namespace) -> dict[str, Any]:
             first_sync = time.perf_counter() - t0
             converged_writes = _writes(registry)
 
-            bare = await _bare_list(url)
             before = _writes(registry)
             t1 = time.perf_counter()
             await handle.source.relist()
@@ -141,7 +358,7 @@ async def bench_daemon(args: argparse.Namespace) -> dict[str, Any]:
 
             latencies = []
             async with aiohttp.ClientSession() as session:
-                for i in range(args.creations):
+                for i in range(creations):
                     app_id = f"/bench/new-{i:04d}"
                     body = {"id": app_id, "cmd": "sleep 1", "labels": {"pullsecret.enabled":
                                                                        "true"},
@@ -154,29 +371,28 @@ async def bench_daemon(args: argparse.Namespace) -> dict[str, Any]:
                         while app_id not in write_times:  # noqa: ASYNC110 - bench polling
                             await asyncio.sleep(0.0005)
                     latencies.append(write_times[app_id] - created)
-            rss = _peak_rss_mb()
             stop.set()
             await daemon
     finally:
         sim.terminate()
         await sim.wait()
     latencies.sort()
-    return {
-        "apps": args.apps,
-        "opted_in": int(converged_writes),
-        "a_first_sync": {"seconds": round(first_sync, 3), "writes": int(converged_writes)},
-        "b_noop_resync": {"seconds": round(resync, 3), "writes": int(resync_writes),
-                          "bare_get_all_apps_seconds": round(bare, 3),
-                          "ratio_to_bare_get": round(resync / bare, 2)},
-        "c_event_to_write_ms": {
+    out: dict[str, Any] = {
+        "apps": apps,
+        "first_sync": {"seconds": round(first_sync, 3), "writes": int(converged_writes)},
+        "noop_resync": {"seconds": round(resync, 3), "writes": int(resync_writes)},
+    }
+    if latencies:
+        out["event_to_write_ms"] = {
             "creations": len(latencies),
             "p50": round(statistics.median(latencies) * 1000, 2),
-            "p99": round(latencies[min(len(latencies) - 1,
-                                       int(len(latencies) * 0.99))] * 1000, 2),
-        },
-        "peak_rss_mb": round(rss, 1),
-    }
+            "p99": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+                         2),
+        }
+    return out
 
+
+# -- SSE ingest -----------------------------------------------------------------------------
 
 def _event_stream(count: int) -> tuple[bytes, int]:
     """Marathon-framed events: mostly status updates, every 20th an api_post_event."""
@@ -199,15 +415,15 @@ def _event_stream(count: int) -> tuple[bytes, int]:
     return "".join(frames).encode(), posts
 
 
-async def bench_sse(args: argparse.Namespace) -> dict[str, Any]:
-    data, posts = _event_stream(args.events)
+async def bench_sse(events: int) -> dict[str, Any]:
+    data, posts = _event_stream(events)
     chunk = 64 * 1024
     started = time.perf_counter()
     decoder = SSEDecoder()
     decoded = sum(len(decoder.feed_bytes(data[i:i + chunk])) for i in range(0, len(data), chunk))
     decoder_rate = decoded / (time.perf_counter() - started)
 
-    async def events(request: web.Request) -> web.StreamResponse:
+    async def stream(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         for i in range(0, len(data), chunk):
@@ -215,7 +431,7 @@ async def bench_sse(args: argparse.Namespace) -> dict[str, Any]:
         return response
 
     app = web.Application()
-    app.router.add_get("/v2/events", events)
+    app.router.add_get("/v2/events", stream)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = _free_port()
@@ -238,26 +454,73 @@ async def bench_sse(args: argparse.Namespace) -> dict[str, Any]:
             task = asyncio.create_task(watcher.run(_iterations=1))
             async with asyncio.timeout(120):
                 await finished.wait()
-            watcher_rate = args.events / (time.perf_counter() - started)
+            watcher_rate = events / (time.perf_counter() - started)
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
     finally:
         await runner.cleanup()
-    return {"events": args.events, "decoder_events_per_second": round(decoder_rate),
-            "watcher_events_per_second": round(watcher_rate),
-            "watcher_dispatched": seen}
+    return {"events": events, "decoder_events_per_second": round(decoder_rate),
+            "watcher_events_per_second": round(watcher_rate), "watcher_dispatched": seen}
+
+
+# -- the whole run ------------------------------------------------------------------------------
+
+def _machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        found = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
+        model = found.group(1).strip() if found else ""
+    mem = re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())
+    return {"cpu": model, "cpus": os.cpu_count(), "load_1m": round(os.getloadavg()[0], 2),
+            "memory_gb": round(int(mem.group(1)) / 1024 / 1024, 1) if mem else None,
+            "python": platform.python_version(), "kernel": platform.release()}
+
+
+def _sizes(text: str) -> list[int]:
+    return [int(s) for s in text.split(",") if s]
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    return {**await bench_daemon(args), "d_sse_ingest": await bench_sse(args),
-            "cpus": os.cpu_count()}
+    began = time.perf_counter()
+    report: dict[str, Any] = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                              "machine": _machine(), "repeat": args.repeat}
+    sizes = _sizes(args.sizes)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Config(Path(tmp))
+        report["startup"] = await bench_startup(config, args.repeat)
+        report["noop"] = await bench_noop(config, sizes, args.repeat)
+        low, high = (sizes[-2], sizes[-1]) if len(sizes) > 1 else (sizes[0], sizes[0])
+        report["growth"] = {"from": low, "to": high, **_growth(report["noop"], low, high)}
+        report["daemon_rss"] = [await bench_daemon_rss(config, n)
+                                for n in _sizes(args.rss_sizes)]
+        report["gzip"] = [await bench_gzip(config, n, args.repeat)
+                          for n in _sizes(args.gzip_sizes)]
+        report["holders"] = await bench_holders(config, sizes[-1])
+    report["first_sync"] = await bench_daemon(args.first_sync_apps, 0)
+    report["latency"] = await bench_daemon(args.latency_apps, args.creations)
+    report["sse_ingest"] = await bench_sse(args.events)
+    report["machine"]["load_1m_after"] = round(os.getloadavg()[0], 2)
+    report["bench_seconds"] = round(time.perf_counter() - began, 1)
+    return report
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--apps", type=int, default=10_000)
+    parser.add_argument("--sizes", default="1000,10000,50000",
+                        help="app counts of the no-op passes (the last two give the growth)")
+    parser.add_argument("--rss-sizes", default="0,10000,50000")
+    parser.add_argument("--gzip-sizes", default="10000,50000")
+    parser.add_argument("--first-sync-apps", type=int, default=10_000)
+    parser.add_argument("--latency-apps", type=int, default=50_000)
     parser.add_argument("--creations", type=int, default=200)
     parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=9)
+    parser.add_argument("--results", type=Path, default=None,
+                        help="write the Markdown report here (make bench: bench/RESULTS.md)")
     configure("warning", "json")
-    print(json.dumps(asyncio.run(main(parser.parse_args())), indent=2))
+    arguments = parser.parse_args()
+    result = asyncio.run(main(arguments))
+    if arguments.results is not None:
+        arguments.results.write_text(render(result))
+    print(json.dumps(result, indent=2))

@@ -94,7 +94,7 @@ async def build(
     dry_run = dry_run or settings.reconcile.dry_run
     async with aiohttp.ClientSession() as session:
         marathon = MarathonClient(settings.marathon, session, env=env, user_agent=user_agent(),
-                                  observer=metrics)
+                                  observer=metrics, planned_label=settings.selector.label)
         registries = {r.registry: r for r in settings.registries}
         bundles = BundleManager(
             registries,

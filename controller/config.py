@@ -26,14 +26,14 @@ import stat
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
-import jsonschema
 import yaml
 
 from controller.errors import ConfigError
 from controller.reference import InvalidReferenceError, normalize_registry_host
+from controller.schemacheck import conforms
 from controller.settings import (
     DURATION_RULE,
     PATTERNS,
@@ -57,6 +57,9 @@ from controller.settings import (
     UpdateMethod,
     UriStyle,
 )
+
+if TYPE_CHECKING:
+    import jsonschema
 
 __all__ = [
     "CONFIG_FILE_LIMIT",
@@ -330,7 +333,8 @@ def settings_from_mapping(data: object, env: Mapping[str, str], *,
     """
     if not isinstance(data, dict):
         raise ConfigError([f"(top level): expected a mapping of sections, got {_kind(data)}"])
-    problems = _value_problems(data) or _schema_problems(data)
+    problems = _value_problems(data) or ([] if conforms(data, _schema()) else
+                                         _schema_problems(data))
     if problems:
         raise _config_error(problems)
     builder = _Builder(env, base_dir or Path.cwd())
@@ -422,9 +426,17 @@ def _value_problems(data: dict[str, Any]) -> list[str]:
 
 
 @functools.cache
+def _schema() -> dict[str, Any]:
+    return load_schema()
+
+
+@functools.cache
 def _validator() -> jsonschema.Draft202012Validator:
-    """The schema's validator, built once: the schema is package data."""
-    return jsonschema.Draft202012Validator(load_schema())
+    """The schema's validator, built once: the schema is package data. Loaded only for a config
+    that ``conforms`` doubts, to find and word its problems."""
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(_schema())
 
 
 def _schema_problems(data: dict[str, Any]) -> list[str]:

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from controller.app import Components, build, user_agent
@@ -27,7 +26,7 @@ from controller.backoff import Backoff
 from controller.config import Settings
 from controller.controller import Controller
 from controller.events import EventWatcher
-from controller.http import make_app, serve
+from controller.gcpause import collector_paused
 from controller.metrics import Metrics
 from controller.model import AppId, RawApp
 from controller.passreport import PassReport
@@ -39,6 +38,8 @@ from controller.statusbook import StatusBook
 from controller.workqueue import WorkQueue
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from controller.leader import ZooKeeperElection
 
 __all__ = ["DaemonHandle", "Term", "app_reconciler", "make_term", "run", "run_once"]
@@ -87,15 +88,25 @@ async def run_once(parts: Components, *, every_app: bool = False) -> PassReport:
     for registry in parts.bundles.states:
         registries.queue.add(registry)
     await registries.drain()
-    listed = {AppId(a["id"]): a for a in await parts.marathon.list_apps(
-        label_selector=None if every_app else parts.settings.selector.label)}
+    listed: dict[AppId, RawApp] = {}
     reconciler = app_reconciler(parts, metrics, status, wait_for_budget=True,
                                 max_conflicts=_ONE_SHOT_CONFLICTS, report=report,
                                 take_listed=lambda app_id: listed.pop(app_id, None))
     apps = Controller(reconciler, metrics, workers=rc.workers, timeout=None,
                       backoff=APP_BACKOFF, once=True)
-    for app_id in list(listed):
-        apps.queue.add(app_id)
+    found = await parts.marathon.list_apps(
+        label_selector=None if every_app else parts.settings.selector.label)
+    locations = await reconciler.locations()
+    settled = 0
+    with collector_paused():
+        for app in found:  # an app that needs no write is planned here, without a task
+            if reconciler.settle(app, locations) is None:
+                listed[AppId(app["id"])] = app
+                apps.queue.add(AppId(app["id"]))
+            else:
+                settled += 1
+    reconciler.settled(settled)
+    del found
     poller = asyncio.create_task(_follow_deployments(parts, reconciler, apps.queue),
                                  name="deployments")
     try:
@@ -316,6 +327,8 @@ async def run(
     The HTTP server starts first and stops last. With leader election, a replica serves the
     ops endpoints as a standby and runs the work only while it holds the lock.
     """
+    from controller.http import make_app, serve  # the web server: the daemon's alone
+
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -231,6 +231,53 @@ class AppReconciler:
                     if decision.registry is not None else None)
         return plan_app(app, decision, location, owner=self._owner,
                         dialect=dialect or Dialect()), location
+
+    # -- planning listed apps inline ---------------------------------------------------------
+
+    async def locations(self) -> dict[str, BundleLocation]:
+        """Every configured registry's bundle location that can be had now, read once for a
+        whole list; a registry whose bundle cannot be had is left out (its apps go to workers,
+        which report it)."""
+        found: dict[str, BundleLocation] = {}
+        for rule in self._rules:
+            try:
+                found[rule.registry] = await self._bundles.location(rule.registry)
+            except Exception:  # noqa: BLE001, S112 - a worker meets and reports it per app
+                continue
+        return found
+
+    def settle(self, app: RawApp, locations: Mapping[str, BundleLocation]) -> AppOutcome | None:
+        """Plan a listed app inline, without a task: if it needs no write, record it as a
+        reconcile would and return the outcome (its ``requeue_after`` is the caller's); else
+        ``None``, and the app goes to a worker. So does an app this reconciler is waiting
+        on (locked, deferred, in conflict), a malformed one, and one whose bundle location is
+        not in ``locations``. Pure but for the bookkeeping; call ``settled`` after a list."""
+        app_id = AppId(app["id"])
+        if app_id in self._locked_until or app_id in self._deferred or app_id in self._conflicts:
+            return None
+        try:
+            decision = eligibility(app, label=self._label, rules=self._rules)
+            location = None
+            if decision.registry is not None:
+                location = locations.get(decision.registry)
+                if location is None:
+                    return None
+            plan = plan_app(app, decision, location, owner=self._owner)
+        except Exception:  # noqa: BLE001 - a malformed app: a worker meets and reports it
+            return None
+        if plan.changed:
+            return None
+        outcome = _unchanged(plan, location)
+        if self._report is not None:
+            self._report.outcomes.append(outcome)
+        self._record(outcome, None)
+        return outcome
+
+    def settled(self, count: int) -> None:
+        """``count`` apps were settled inline: count them as reconciles, and set the gauges."""
+        if count:
+            self._metrics.reconcile_total.labels(result="success").inc(count)
+        self._update_gauges()
 
     async def _get(self, app_id: AppId) -> RawApp | None:
         try:

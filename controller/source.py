@@ -1,11 +1,12 @@
 """Where keys come from: relists of Marathon's app list and the event stream's effects.
 
-Level-triggered: a relist queues every labelled app, every app the status book knows and every
-registry; an event only queues the apps it names. The relisted apps are kept as an informer's
-cache would, so an app that needs nothing costs no GET, until a worker or a newer event uses
-the copy up. Relists run on their own loop (the first one is the initial sync), apart from the
-event stream, which may fail for good while ``/v2/apps`` works; the stream only adds keys and
-asks for a relist when it (re)attaches.
+Level-triggered: a relist looks at every labelled app, every app the status book knows and every
+registry; an event only queues the apps it names. A listed app is planned inline, with no task
+and no GET, and only an app that needs I/O (a write, a bundle, a malformed definition to
+report) goes to the workers, its listed copy kept as an informer's cache would until a worker
+or a newer event uses it up. Relists run on their own loop (the first one is the initial sync),
+apart from the event stream, which may fail for good while ``/v2/apps`` works; the stream only
+adds keys and asks for a relist when it (re)attaches.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import structlog
 
 from controller.backoff import Backoff
 from controller.events import EventEffect
+from controller.gcpause import collector_paused
 from controller.marathon import MarathonAPI
 from controller.metrics import Metrics
 from controller.model import AppId, RawApp
@@ -36,6 +38,8 @@ _EVENT_KEYS_FLOOR = 10_000
 """Events may queue this many app ids beyond twice the last relist's count; past that, an event
 storm (ids of apps that may not exist) asks for a relist instead of growing the queue."""
 _MAX_APP_ID = 1024
+_INLINE_BATCH = 1000
+"""Apps planned inline between two yields to the event loop."""
 
 
 class AppSource:
@@ -76,17 +80,38 @@ class AppSource:
     # -- relists ---------------------------------------------------------------------------
 
     async def relist(self) -> None:
-        """Queue every labelled app, every app we know, and every registry."""
+        """Plan every labelled app inline; queue those that need I/O, every app we know that
+        the list lacks (it may be gone), and every registry."""
         listed_at = self._events_seen
         apps = await self._marathon.list_apps(label_selector=self._label)
+        locations = await self._reconciler.locations()
+        listed_ids: set[AppId] = set()
         app_ids: set[AppId] = set()
-        for app in apps:
-            app_id = AppId(app["id"])
-            app_ids.add(app_id)
-            if self._touched.get(app_id, -1) <= listed_at:  # else an event is newer than it
-                self._listed[app_id] = app
+        settled = 0
+        for start in range(0, len(apps), _INLINE_BATCH):
+            if start:
+                await asyncio.sleep(0)  # a long list must not hold up the event stream
+            with collector_paused():
+                for app in apps[start:start + _INLINE_BATCH]:
+                    app_id = AppId(app["id"])
+                    listed_ids.add(app_id)
+                    if self._touched.get(app_id, -1) > listed_at:  # an event is newer
+                        app_ids.add(app_id)
+                        continue
+                    if app_id not in self._apps:
+                        outcome = self._reconciler.settle(app, locations)
+                        if outcome is not None:
+                            settled += 1
+                            if outcome.requeue_after is not None:
+                                self._apps.add_after(app_id, outcome.requeue_after)
+                            continue
+                    self._listed[app_id] = app
+                    app_ids.add(app_id)
+        count = len(apps)
+        del apps  # only the copies of apps that need a worker are kept
+        self._reconciler.settled(settled)
         self._touched = {a: seen for a, seen in self._touched.items() if seen > listed_at}
-        app_ids.update(self._reconciler.status.apps)
+        app_ids.update(a for a in self._reconciler.status.apps if a not in listed_ids)
         registries = set(self._bundles.states)
         for app_id in app_ids:
             self._apps.add(app_id)
@@ -95,10 +120,10 @@ class AppSource:
         if self._initial is None:
             self._initial = {*app_ids, *(("registry", r) for r in registries)}
             self._check_synced()
-        self._listed_keys = len(app_ids) + len(registries)
+        self._listed_keys = len(listed_ids | app_ids) + len(registries)
         self.last_relist = time.monotonic()
         self._metrics.last_resync.set(time.time())
-        log.info("relist_finished", apps=len(apps), keys=self._listed_keys)
+        log.info("relist_finished", apps=count, keys=self._listed_keys, settled=settled)
 
     def request_relist(self) -> None:
         """Ask for a relist now (the event stream attached: events may have been missed)."""

@@ -10,15 +10,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_bench_runs_and_reports_every_figure():
-    """`python -m bench` prints the documented JSON, and a no-op resync writes nothing."""
+def test_bench_runs_and_reports_every_figure(tmp_path):
+    """`python -m bench` prints the documented JSON and writes the Markdown report; no-op
+    passes write nothing."""
+    results = tmp_path / "RESULTS.md"
     result = subprocess.run(
-        [sys.executable, "-m", "bench", "--apps", "200", "--creations", "3", "--events", "2000"],
-        cwd=ROOT, capture_output=True, text=True, timeout=180, check=False)
+        [sys.executable, "-m", "bench", "--sizes", "100,200", "--rss-sizes", "200",
+         "--gzip-sizes", "200", "--first-sync-apps", "200", "--latency-apps", "200",
+         "--creations", "3", "--events", "2000", "--repeat", "1", "--results", str(results)],
+        cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout)
-    assert report["opted_in"] == report["a_first_sync"]["writes"] == 20
-    assert report["b_noop_resync"]["writes"] == 0
-    assert report["c_event_to_write_ms"]["creations"] == 3
-    assert report["d_sse_ingest"]["watcher_dispatched"] == 100
-    assert report["peak_rss_mb"] > 0
+    assert [(r["apps"], r["labelled"]) for r in report["noop"]] == [
+        (100, "all"), (200, "all"), (100, "tenth"), (200, "tenth")]
+    assert report["startup"]["reconcile_once_empty_s"] > 0
+    assert report["daemon_rss"][0]["peak_rss_mb"] > 0
+    assert report["holders"]["decoded"]["apps"] == 200
+    assert report["first_sync"]["first_sync"]["writes"] == 20
+    assert report["latency"]["noop_resync"]["writes"] == 0
+    assert report["latency"]["event_to_write_ms"]["creations"] == 3
+    assert report["sse_ingest"]["watcher_dispatched"] == 100
+    text = results.read_text()
+    assert "## Goals (issue 12)" in text
+    assert "## Memory holders" in text

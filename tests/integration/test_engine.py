@@ -100,12 +100,13 @@ async def test_relist_does_not_cache_a_copy_older_than_an_event(engine, monkeypa
 
 
 async def test_untouched_listed_app_needs_no_read(engine, monkeypatch):
-    """Without a newer event, a converged listed app costs no GET (the informer cache)."""
+    """Without a newer event, a converged listed app costs no GET and no task: the relist
+    plans it inline and records it."""
+    reads = count_reads(engine.parts.marathon, monkeypatch)
     await engine.source.relist()
-    marathon = engine.parts.marathon
-    reads = count_reads(marathon, monkeypatch)
-    await engine.apps.process(AppId("/e/a"))
     assert reads == []
+    assert AppId("/e/a") not in engine.apps.queue
+    assert engine.status.apps[AppId("/e/a")].state == "converged"
 
 
 async def test_deferred_write_returns_when_a_deployment_ends(tmp_path):

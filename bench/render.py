@@ -1,0 +1,155 @@
+"""``bench/RESULTS.md`` from one ``python -m bench`` report: the goals of issue 12, then every
+figure."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+_NOW = {"noop_all": "1.9-2.2x", "noop_tenth": "—", "startup": "—", "rss_10k": "103 MB",
+        "rss_50k": "340 MB", "growth": "6.7x", "first_sync": "1.5 s", "latency": "2.2 ms"}
+
+
+def _find(rows: list[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
+    return next((r for r in rows if all(r.get(k) == v for k, v in match.items())), None)
+
+
+def _goal(name: str, now: str, bar: float | None, moonshot: float, value: float | None,
+          unit: str, fmt: Callable[[float], str]) -> str:
+    if value is None:
+        return (f"| {name} | {now} | {_limit(bar, unit)} | {_limit(moonshot, unit)} | "
+                "not measured | | |")
+    bar_met = "report it" if bar is None else ("**met**" if value <= bar else "not met")
+    moon_met = "**met**" if value <= moonshot else "not met"
+    return (f"| {name} | {now} | {_limit(bar, unit)} | {_limit(moonshot, unit)} | "
+            f"{fmt(value)} | {bar_met} | {moon_met} |")
+
+
+def _limit(limit: float | None, unit: str) -> str:
+    return "report it" if limit is None else f"≤ {limit:g}{unit}"
+
+
+def render(report: dict[str, Any]) -> str:
+    noop, rss = report["noop"], report["daemon_rss"]
+    all_10k = _find(noop, apps=10_000, labelled="all")
+    tenth_10k = _find(noop, apps=10_000, labelled="tenth")
+    rss_10k, rss_50k = _find(rss, apps=10_000), _find(rss, apps=50_000)
+    growth = report["growth"].get("all", {}).get("pass_growth")
+    first = report["first_sync"]
+    latency = report["latency"].get("event_to_write_ms", {}).get("p99")
+    ratio: Callable[[float], str] = lambda v: f"{v:.2f}x"  # noqa: E731
+    mb: Callable[[float], str] = lambda v: f"{v:.0f} MB"  # noqa: E731
+    m = report["machine"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"`make bench` on {report['date']}: {m['cpu'] or 'unknown CPU'}, {m['cpus']} CPUs, "
+        f"{m['memory_gb']} GB, Python {m['python']}, Linux {m['kernel']}; load average "
+        f"{m['load_1m']} at the start, {m.get('load_1m_after')} at the end "
+        f"({report['bench_seconds']} s in all).",
+        "",
+        "Every ratio is measured side by side in this one run, on the same server, by the same "
+        f"method; every time is the best of {report['repeat']} runs. The machine is shared "
+        "(other work ran beside the benchmark), so absolute times are noisy; the ratios are "
+        "what the goals are about.",
+        "",
+        "## Goals (issue 12)",
+        "",
+        "| measure | before | bar | moonshot | now | bar | moonshot |",
+        "|---|---|---|---|---|---|---|",
+        _goal("no-op pass at 10k apps, all labelled, above an empty-Marathon run / bare "
+              "GET+`json.loads`", _NOW["noop_all"], 1.0, 0.75,
+              all_10k and all_10k["ratio"], "x", ratio),
+        _goal("the same, 10 % labelled (server-side `label` filter)", _NOW["noop_tenth"], 0.3,
+              0.15, tenth_10k and tenth_10k["ratio"], "x", ratio),
+        _goal("start-up: `reconcile --once` on an empty Marathon / `python -c \"import "
+              "aiohttp\"`", _NOW["startup"], None, 1.5, report["startup"]["ratio"], "x", ratio),
+        _goal("daemon peak RSS after first sync, 10k apps", _NOW["rss_10k"], 80, 60,
+              rss_10k and rss_10k["peak_rss_mb"], " MB", mb),
+        _goal("daemon peak RSS after first sync, 50k apps", _NOW["rss_50k"], 150, 100,
+              rss_50k and rss_50k["peak_rss_mb"], " MB", mb),
+        _goal("no-op pass cost growth, 10k → 50k apps (all labelled)", _NOW["growth"], 5.5,
+              5.0, growth, "x", ratio),
+        _goal(f"first full sync, {first['apps']:,} apps / {first['first_sync']['writes']:,} "
+              "writes, write limits lifted", _NOW["first_sync"], None, 1.0,
+              first["first_sync"]["seconds"], " s", lambda v: f"{v:.2f} s"),
+        _goal(f"event → write latency p99 at {report['latency']['apps']:,} apps (loopback)",
+              _NOW["latency"], 10, 5, latency, " ms", lambda v: f"{v:.1f} ms"),
+        "",
+        "## No-op `reconcile --once` passes",
+        "",
+        "`above empty` is the pass's time less the same command against an empty Marathon; "
+        "the floor is one unfiltered `GET /v2/apps` of every app plus `json.loads`, with "
+        "aiohttp, on a new connection to the same server; the ratio is the one divided by the "
+        "other. The three are run in turn, each the best of its runs.",
+        "",
+        "| apps | labelled | list | floor | pass | empty Marathon | above empty | ratio |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [f"| {r['apps']:,} | {'all' if r['labelled'] == 'all' else '10 %'} | "
+              f"{r['list_mb']} MB | {r['floor_s']:.3f} s | {r['pass_s']:.3f} s | "
+              f"{r['empty_s']:.3f} s | {r['above_empty_s']:.3f} s | {r['ratio']:.2f}x |"
+              for r in noop]
+    g = report["growth"]
+    lines += ["", f"### Cost growth, {g['from']:,} → {g['to']:,} apps", "",
+              "| labelled | no-op pass (above empty) | floor |", "|---|---|---|"]
+    lines += [f"| {'all' if k == 'all' else '10 %'} | {v['pass_growth']:.2f}x | "
+              f"{v['floor_growth']:.2f}x |" for k, v in g.items() if isinstance(v, dict)]
+    s = report["startup"]
+    lines += ["", "## Start-up", "",
+              f"`reconcile --once` against an empty Marathon: {s['reconcile_once_empty_s']} s; "
+              f"`python -c \"import aiohttp\"`: {s['import_aiohttp_s']} s; ratio "
+              f"{s['ratio']:.2f}x. Without `rich` (as in the runtime image: only the test "
+              "virtualenv has it, for import-linter, and `structlog` imports it when present): "
+              f"{s['without_rich_s']} s, ratio {s['without_rich_ratio']:.2f}x.",
+              "", "## Daemon peak RSS after the first sync", "",
+              "`pullsecret-controller run` as its own process, all apps labelled (the filter keeps "
+              "every app); `VmHWM` from `/proc/<pid>/status` once `/readyz` answers 200.", "",
+              "| apps | peak RSS | ready after |", "|---|---|---|"]
+    lines += [f"| {r['apps']:,} | {r['peak_rss_mb']} MB | {r['ready_after_s']} s |" for r in rss]
+    lines += ["", "## Compressed lists", "",
+              "`MarathonClient.list_apps` (all labelled; it asks for `Accept-Encoding: gzip`) "
+              "from a server that sends the list as it is (plain) and from one that gzips it, "
+              "straight on loopback and through a 1 Gbit/s token-bucket proxy "
+              "(`bench/proxy.py`). The stub compresses once at start-up, so Marathon's own "
+              "compression time is not in these figures.", "",
+              "| apps | list | gzipped | loopback plain | loopback gzip | 1 Gbit/s plain | "
+              "1 Gbit/s gzip |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['apps']:,} | {r['list_mb']} MB | {r['gzipped_mb']} MB | "
+              f"{r['loopback_identity_s']:.3f} s | {r['loopback_gzip_s']:.3f} s | "
+              f"{r['1gbit_identity_s']:.3f} s | {r['1gbit_gzip_s']:.3f} s |"
+              for r in report["gzip"]]
+    h = report["holders"]
+    lines += ["", f"## Memory holders ({h['apps']:,} apps, all labelled, `tracemalloc`)", "",
+              f"One term's first relist in its own process: traced peak {h['traced_peak_mb']} MB; "
+              f"{h['decoded'].get('held_mb')} MB held once the list of "
+              f"{h['decoded'].get('apps', 0):,} apps is decoded; "
+              f"{h['after_relist']['held_mb']} MB held after the relist "
+              f"({h['after_relist']['queued']} apps left for the workers). In `applist.py`, "
+              "the decoder's line holds the typed decoder's structs and strings, the others the "
+              "planner's dicts built from them (each struct dropped as its dict is made). "
+              "`tracemalloc` does not see the raw body, an anonymous mapping the size of the "
+              "list, unmapped once it is decoded: with the process's own memory (the daemon's "
+              "RSS against an empty Marathon, above), that is the rest of the peak RSS.", "",
+              "| when | where | MB | blocks |", "|---|---|---|---|"]
+    for when, rows in (("list decoded", h["decoded"].get("top", [])),
+                       ("after the relist", h["after_relist"]["top"])):
+        lines += [f"| {when} | `{r['where']}` | {r['mb']} | {r['blocks']:,} |" for r in rows]
+    lat = report["latency"]
+    lines += ["", "## The daemon against the simulator", "",
+              "The daemon in the benchmark's process, the simulator in its own; write limits "
+              "lifted.", "",
+              "| apps | first full sync | writes | no-op resync | event → write p50 | p99 |",
+              "|---|---|---|---|---|---|"]
+    for r in (first, lat):
+        e = r.get("event_to_write_ms", {})
+        lines.append(f"| {r['apps']:,} | {r['first_sync']['seconds']:.2f} s | "
+                     f"{r['first_sync']['writes']:,} | {r['noop_resync']['seconds']:.3f} s "
+                     f"({r['noop_resync']['writes']} writes) | {e.get('p50', '—')} ms | "
+                     f"{e.get('p99', '—')} ms |")
+    sse = report["sse_ingest"]
+    lines += ["", "## SSE ingest", "",
+              f"{sse['events']:,} events (95 % `status_update_event`): decoder "
+              f"{sse['decoder_events_per_second']:,} events/s, whole watcher "
+              f"{sse['watcher_events_per_second']:,} events/s.", ""]
+    return "\n".join(lines)
