@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
 
 import aiohttp
+import structlog
 
 from controller.config import RegistrySettings, Settings, StorageSettings
 from controller.credentials.base import CredentialSource
@@ -18,15 +19,21 @@ from controller.marathon import MarathonClient, RequestObserver, no_request_obse
 from controller.publisher import (
     BundleManager,
     Fence,
+    LoginObserver,
     PublishObserver,
     no_fence,
+    no_login_observer,
     no_publish_observer,
 )
 from controller.ratelimit import DeploymentBudget, TokenBucket
 from controller.reconcile import WriteGate
+from controller.registry import CredentialVerifier, RegistryLogin
 from controller.storage.base import BundleStore
 
-__all__ = ["Components", "build", "credential_source", "store_from_settings", "user_agent"]
+__all__ = ["Components", "build", "credential_source", "credential_verifiers",
+           "store_from_settings", "user_agent"]
+
+log = structlog.get_logger(component="app")
 
 
 def credential_source(registry: RegistrySettings, env: Mapping[str, str]) -> CredentialSource:
@@ -52,6 +59,24 @@ def credential_source(registry: RegistrySettings, env: Mapping[str, str]) -> Cre
     assert creds.username is not None
     return PasswordSource(creds.username, env_var=creds.password_env, file=creds.password_file,
                           env=env)
+
+
+def credential_verifiers(registries: Iterable[RegistrySettings], session: aiohttp.ClientSession,
+                         ) -> dict[str, CredentialVerifier]:
+    """A login per registry whose ``verify`` is not ``off``; an insecure one is named in a
+    warning, as docker names its insecure registries. Raises ``ConfigError`` for a CA file
+    that holds no certificate."""
+    verifiers: dict[str, CredentialVerifier] = {}
+    for r in registries:
+        if r.verify == "off":
+            continue
+        if r.insecure:
+            log.warning("registry_insecure", registry=r.registry,
+                        detail="its login may use plain http and unverified TLS")
+        verifiers[r.registry] = RegistryLogin(
+            session, r.registry, repository=r.verify_repository, insecure=r.insecure,
+            ca_file=r.ca_file, timeout_seconds=r.verify_timeout, user_agent=user_agent())
+    return verifiers
 
 
 def store_from_settings(settings: StorageSettings) -> BundleStore:
@@ -95,6 +120,7 @@ async def build(
     fence: Fence = no_fence,
     observe_request: RequestObserver = no_request_observer,
     observe_publish: PublishObserver = no_publish_observer,
+    observe_login: LoginObserver = no_login_observer,
 ) -> AsyncIterator[Components]:
     """Create every adapter for ``settings``; close them on exit."""
     dry_run = dry_run or settings.reconcile.dry_run
@@ -108,6 +134,8 @@ async def build(
             store_from_settings(settings.storage),
             fence=fence, dry_run=dry_run, observe=observe_publish,
             owner=settings.controller.name,
+            verifiers=credential_verifiers(settings.registries, session),
+            observe_login=observe_login,
         )
 
         async def running_deployments() -> set[str]:

@@ -33,7 +33,7 @@ import jsonschema
 import yaml
 
 from controller.errors import ConfigError
-from controller.reference import InvalidReferenceError, normalize_registry_host
+from controller.reference import InvalidReferenceError, normalize_registry_host, repository_path
 from controller.settings import (
     DURATION_RULE,
     PATTERNS,
@@ -656,8 +656,19 @@ class _Builder:
             seen.setdefault(registry, i)
             out.append(RegistrySettings(registry=registry, **self.given(item, data, {
                 "credentials": self.credentials, "apps": lambda _, apps: tuple(apps),
-                "max_age": self.duration, "min_validity": self.duration})))
+                "max_age": self.duration, "min_validity": self.duration,
+                "verify_timeout": self.duration, "ca_file": self.ca_file,
+                "verify_repository": functools.partial(self.verify_repository, registry)})))
         return tuple(out)
+
+    def verify_repository(self, registry: str, path: str, repository: str) -> str:
+        """A repository name docker would pull from ``registry`` (no tag, no digest)."""
+        try:
+            repository_path(registry, repository)
+        except InvalidReferenceError as e:
+            self.problem(path, str(e))
+            raise _Invalid from None
+        return repository
 
     def credentials(self, path: str, data: dict[str, Any]) -> CredentialSettings:
         kinds: list[CredentialKind] = [k for k in ("password_env", "password_file",
