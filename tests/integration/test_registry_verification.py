@@ -1,18 +1,22 @@
-"""The daemon on the Marathon simulator with the real htpasswd ``docker-registry``: a wrong
-password in the password file is never published, and /metrics, /status and the status page
-say so; once the file is fixed, a verified bundle goes out and skopeo pulls with it."""
+"""The daemon and ``reconcile --once`` on the Marathon simulator with the real htpasswd
+``docker-registry``: a wrong password in the password file is never published, and /metrics,
+/status, the status page and the pass report say so; once the file is fixed, a verified bundle
+goes out and skopeo pulls with it."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 
 from controller.config import settings_from_mapping
 from controller.manager import DaemonHandle, run
@@ -147,3 +151,43 @@ async def test_wrong_password_is_not_published_until_the_file_is_fixed(registry:
     fetch_into_sandbox(bundle_uris(state, "/team-a/web")[0], sandbox)
     pulled = skopeo_inspect(registry.ref(), sandbox)
     assert pulled.returncode == 0, registry.scrub(pulled.stderr)
+
+
+async def test_one_shot_pass_refuses_a_wrong_password(registry: Registry, tmp_path: Path):
+    """reconcile --once: exit 1 naming the refusal and nothing written; fixed: exit 0."""
+    password_file = tmp_path / "registry-password"
+    password_file.write_text("not-the-password\n")
+    bundles = tmp_path / "bundles"
+    state = MarathonState(deployment_seconds=0.05)
+    state.load_apps([docker_app("/team-a/web", registry.ref())])
+    async with MarathonSimulator(state, heartbeat_seconds=0.5) as sim:
+        config = tmp_path / "config.yaml"
+        config.write_text(yaml.safe_dump({
+            "marathon": {"urls": [sim.url]},
+            "registries": [{"host": registry.host, "verify": "required", "credentials": {
+                "username": registry.username, "password_file": str(password_file)}}],
+            "storage": {"filesystem": {"path": str(bundles)}},
+        }))
+
+        async def reconcile_once() -> tuple[int, str]:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "controller", "reconcile", "--once", "--config",
+                str(config), env=dict(os.environ), stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT)
+            out, _ = await asyncio.wait_for(proc.communicate(), 60)
+            assert proc.returncode is not None
+            return proc.returncode, out.decode()
+
+        code, out = await reconcile_once()
+        assert code == 1, out
+        assert (f"registry {registry.host}: FAILED: {registry.host}: the registry rejected the "
+                "credential: the registry refused the basic auth (401); nothing is published, "
+                "the last good bundle stays") in out
+        assert not list(bundles.glob("*.tar.gz"))
+        assert bundle_uris(state, "/team-a/web") == []
+
+        password_file.write_text(registry.password + "\n")
+        code, out = await reconcile_once()
+        assert code == 0, out
+        assert len(bundle_uris(state, "/team-a/web")) == 1
+        assert registry.password not in out
