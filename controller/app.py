@@ -62,10 +62,10 @@ def credential_source(registry: RegistrySettings, env: Mapping[str, str]) -> Cre
 
 
 def credential_verifiers(registries: Iterable[RegistrySettings], session: aiohttp.ClientSession,
-                         ) -> dict[str, CredentialVerifier]:
-    """A login per registry whose ``verify`` is not ``off``; an insecure one is named in a
-    warning, as docker names its insecure registries. Raises ``ConfigError`` for a CA file
-    that holds no certificate."""
+                         *, reconcile_seconds: float) -> dict[str, CredentialVerifier]:
+    """A login per registry whose ``verify`` is not ``off``, taking at most half a reconcile
+    (``reconcile_seconds``); an insecure one is named in a warning, as docker names its
+    insecure registries. Raises ``ConfigError`` for a CA file that holds no certificate."""
     verifiers: dict[str, CredentialVerifier] = {}
     for r in registries:
         if r.verify == "off":
@@ -75,7 +75,8 @@ def credential_verifiers(registries: Iterable[RegistrySettings], session: aiohtt
                         detail="its login may use plain http and unverified TLS")
         verifiers[r.registry] = RegistryLogin(
             session, r.registry, repository=r.verify_repository, insecure=r.insecure,
-            ca_file=r.ca_file, timeout_seconds=r.verify_timeout, user_agent=user_agent())
+            ca_file=r.ca_file, timeout_seconds=min(r.verify_timeout, reconcile_seconds / 2),
+            user_agent=user_agent())
     return verifiers
 
 
@@ -134,7 +135,8 @@ async def build(
             store_from_settings(settings.storage),
             fence=fence, dry_run=dry_run, observe=observe_publish,
             owner=settings.controller.name,
-            verifiers=credential_verifiers(settings.registries, session),
+            verifiers=credential_verifiers(settings.registries, session,
+                                           reconcile_seconds=settings.reconcile.timeout_seconds),
             observe_login=observe_login,
         )
 

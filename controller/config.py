@@ -518,7 +518,7 @@ class _Builder:
         return out
 
     def settings(self, data: dict[str, Any]) -> Settings:
-        return Settings(**self.given("(top level)", data, {
+        settings = Settings(**self.given("(top level)", data, {
             "marathon": self.marathon,
             "controller": lambda _, section: ControllerSettings(**section),
             "selector": lambda _, section: SelectorSettings(**section),
@@ -529,6 +529,19 @@ class _Builder:
             "leader_election": self.leader_election,
             "logging": lambda _, section: LoggingSettings(**section),
         }))
+        self.login_within_reconcile(data, settings)
+        return settings
+
+    def login_within_reconcile(self, data: dict[str, Any], settings: Settings) -> None:
+        """A login time set explicitly must end before the reconcile that runs it is cut off
+        (the default is only ever shortened, by the wiring)."""
+        bound = settings.reconcile.timeout_seconds
+        for i, registry in enumerate(settings.registries):
+            given = "verify_timeout" in data["registries"][i]
+            if given and registry.verify != "off" and registry.verify_timeout >= bound:
+                self.problem(f"registries[{i}].verify_timeout",
+                             f"must be less than reconcile.timeout_seconds ({bound:g}s), which "
+                             "bounds the whole refresh")
 
     # -- conversions shared by several sections --------------------------------------------
 

@@ -262,7 +262,8 @@ class RegistrySettings:
     its repository:<name>:pull scope and lists its tags; default: the login alone."""
     verify_timeout: Duration = 10.0
     """Upper bound of one login, token request included; a login that takes longer counts as
-    unreachable."""
+    unreachable. Set, it must be less than reconcile.timeout_seconds; a login never takes more
+    than half of that."""
     ca_file: Path | None = None
     """CA bundle (PEM) trusted for this registry's https besides the system's CAs (as docker's
     certs.d/<host>/ca.crt)."""

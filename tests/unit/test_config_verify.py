@@ -66,6 +66,21 @@ class TestKeys:
         found = problems(doc(tmp_path, **change))
         assert any(p.startswith(words) for p in found), found
 
+    def test_login_must_end_within_the_reconcile(self, tmp_path):
+        """A login allowed longer than a reconcile would be cut off: refused at load, unless
+        verify is off."""
+        data = doc(tmp_path, verify_timeout="2m")
+        assert problems(data) == ["registries[0].verify_timeout: must be less than "
+                                  "reconcile.timeout_seconds (60s), which bounds the whole "
+                                  "refresh"]
+        data["registries"][0]["verify"] = "off"
+        assert settings_from_mapping(data, {"REG_PW": "x"}).registries[0].verify == "off"
+
+    def test_a_short_reconcile_keeps_the_default_login_time(self, tmp_path):
+        """The default login time never makes a config with a short reconcile invalid."""
+        data = doc(tmp_path) | {"reconcile": {"timeout_seconds": 2}}
+        assert settings_from_mapping(data, {"REG_PW": "x"}).registries[0].verify_timeout == 10
+
 
 class TestVerifiers:
     @pytest.fixture
@@ -79,7 +94,7 @@ class TestVerifiers:
         data["registries"].append({"host": "other.example.com",
                                    "credentials": {"username": "u", "password_env": "REG_PW"}})
         settings = settings_from_mapping(data, {"REG_PW": "x"})
-        verifiers = credential_verifiers(settings.registries, session)
+        verifiers = credential_verifiers(settings.registries, session, reconcile_seconds=60)
         assert list(verifiers) == ["other.example.com"]
         assert isinstance(verifiers["other.example.com"], RegistryLogin)
 
@@ -87,7 +102,7 @@ class TestVerifiers:
         """An insecure registry is named in a warning at start-up, as docker does."""
         settings = settings_from_mapping(doc(tmp_path, insecure=True), {"REG_PW": "x"})
         with capture_logs() as logs:
-            credential_verifiers(settings.registries, session)
+            credential_verifiers(settings.registries, session, reconcile_seconds=60)
         assert [(e["event"], e["log_level"], e["registry"]) for e in logs] == [
             ("registry_insecure", "warning", HOST)]
 
@@ -97,4 +112,4 @@ class TestVerifiers:
         settings = settings_from_mapping(doc(tmp_path, ca_file="ca.pem"), {"REG_PW": "x"},
                                          base_dir=tmp_path)
         with pytest.raises(ConfigError, match=r"ca\.pem: not a PEM certificate file"):
-            credential_verifiers(settings.registries, session)
+            credential_verifiers(settings.registries, session, reconcile_seconds=60)
