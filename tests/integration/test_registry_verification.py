@@ -22,7 +22,14 @@ from controller.config import settings_from_mapping
 from controller.manager import DaemonHandle, run
 from controller.plan import is_managed_uri
 from controller.simulator import MarathonSimulator, MarathonState
-from tests.services import Registry, fetch_into_sandbox, skopeo_inspect
+from tests.conftest import _start
+from tests.services import (
+    Registry,
+    fetch_into_sandbox,
+    make_htpasswd,
+    skopeo_inspect,
+    start_registry,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -86,6 +93,19 @@ class Ops:
         return None
 
 
+def daemon_settings(sim_url: str, registry: Registry, password_file: Path, tmp_path: Path,
+                    listen: str, **options: Any) -> Any:
+    return settings_from_mapping({
+        "marathon": {"urls": [sim_url], "timeout_seconds": 5},
+        "registries": [{"host": registry.host, **options,
+                        "credentials": {"username": registry.username,
+                                        "password_file": str(password_file)}}],
+        "storage": {"filesystem": {"path": str(tmp_path / "bundles")}},
+        "reconcile": {"max_writes_per_second": 1000, "write_burst": 1000},
+        "server": {"listen": listen},
+    }, {})
+
+
 async def test_wrong_password_is_not_published_until_the_file_is_fixed(registry: Registry,
                                                                       tmp_path: Path):
     """Rejected: no bundle, the gauge and /status say so; fixed: a verified bundle that pulls."""
@@ -95,15 +115,8 @@ async def test_wrong_password_is_not_published_until_the_file_is_fixed(registry:
     state = MarathonState(deployment_seconds=0.05)
     state.load_apps([docker_app("/team-a/web", registry.ref())])
     async with MarathonSimulator(state, heartbeat_seconds=0.5) as sim:
-        settings = settings_from_mapping({
-            "marathon": {"urls": [sim.url], "timeout_seconds": 5},
-            "registries": [{"host": registry.host, "verify_repository": "team-a/hello",
-                            "credentials": {"username": registry.username,
-                                            "password_file": str(password_file)}}],
-            "storage": {"filesystem": {"path": str(tmp_path / "bundles")}},
-            "reconcile": {"max_writes_per_second": 1000, "write_burst": 1000},
-            "server": {"listen": listen},
-        }, {})
+        settings = daemon_settings(sim.url, registry, password_file, tmp_path, listen,
+                                   verify_repository="team-a/hello")
         stop = asyncio.Event()
         started: asyncio.Future[DaemonHandle] = asyncio.get_running_loop().create_future()
         daemon = asyncio.create_task(run(settings, {}, stop=stop, started=started.set_result))
@@ -191,3 +204,56 @@ async def test_one_shot_pass_refuses_a_wrong_password(registry: Registry, tmp_pa
         assert code == 0, out
         assert len(bundle_uris(state, "/team-a/web")) == 1
         assert registry.password not in out
+
+
+async def test_password_changed_at_the_registry_shows_on_request(tmp_path: Path):
+    """The registry stops accepting the published password: a requested verification (as a
+    failed pull asks for) shows the rejection, the bundle stays; the new password in the file
+    is then published, verified."""
+    registry = _start(start_registry, tmp_path / "own-registry")
+    try:
+        password_file = tmp_path / "registry-password"
+        password_file.write_text(registry.password)
+        listen = f"127.0.0.1:{free_port()}"
+        state = MarathonState(deployment_seconds=0.05)
+        state.load_apps([docker_app("/team-a/web", registry.ref())])
+        async with MarathonSimulator(state, heartbeat_seconds=0.5) as sim:
+            settings = daemon_settings(sim.url, registry, password_file, tmp_path, listen)
+            stop = asyncio.Event()
+            started: asyncio.Future[DaemonHandle] = asyncio.get_running_loop().create_future()
+            daemon = asyncio.create_task(run(settings, {}, stop=stop,
+                                             started=started.set_result))
+            try:
+                handle = await asyncio.wait_for(started, 10)
+                async with aiohttp.ClientSession() as session:
+                    ops = Ops(session, listen, registry.host)
+                    await eventually(lambda: bundle_uris(state, "/team-a/web"), "first bundle")
+                    first = (await ops.status())["sha256"]
+                    assert (await ops.status())["login"]["result"] == "accepted"
+
+                    make_htpasswd(registry.workdir / "htpasswd", registry.username,
+                                  "rotated-at-the-registry")
+                    handle.registry_reconciler.request_verification(registry.host)
+
+                    async def rejected() -> bool:
+                        return (await ops.status())["credentials_rejected"]
+
+                    await eventually(rejected, "the requested login sees the refusal")
+                    assert await ops.metric("registry_credentials_rejected") == 1
+                    assert (await ops.status())["sha256"] == first
+
+                    password_file.write_text("rotated-at-the-registry")
+                    handle.registries.queue.add(registry.host)  # else its backoff, in 5 s
+
+                    async def republished() -> bool:
+                        status = await ops.status()
+                        return status["sha256"] != first and not status["credentials_rejected"]
+
+                    await eventually(republished, "the new password is published")
+                    assert await ops.metric("registry_credentials_rejected") == 0
+                    assert await ops.metric("registry_login_total", result="accepted") == 2
+            finally:
+                stop.set()
+                assert await asyncio.wait_for(daemon, 15) == 0
+    finally:
+        registry.stop()
