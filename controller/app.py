@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
 
 import aiohttp
+import structlog
 
 from controller.config import RegistrySettings, Settings, StorageSettings
 from controller.credentials.base import CredentialSource
@@ -19,9 +20,13 @@ from controller.metrics import Metrics
 from controller.publisher import BundleManager, Fence, no_fence
 from controller.ratelimit import DeploymentBudget, TokenBucket
 from controller.reconcile import WriteGate
+from controller.registry import CredentialVerifier, RegistryLogin
 from controller.storage.base import BundleStore
 
-__all__ = ["Components", "build", "credential_source", "store_from_settings", "user_agent"]
+__all__ = ["Components", "build", "credential_source", "credential_verifiers",
+           "store_from_settings", "user_agent"]
+
+log = structlog.get_logger(component="app")
 
 
 def credential_source(registry: RegistrySettings, env: Mapping[str, str]) -> CredentialSource:
@@ -47,6 +52,25 @@ def credential_source(registry: RegistrySettings, env: Mapping[str, str]) -> Cre
     assert creds.username is not None
     return PasswordSource(creds.username, env_var=creds.password_env, file=creds.password_file,
                           env=env)
+
+
+def credential_verifiers(registries: Iterable[RegistrySettings], session: aiohttp.ClientSession,
+                         *, reconcile_seconds: float) -> dict[str, CredentialVerifier]:
+    """A login per registry whose ``verify`` is not ``off``, taking at most half a reconcile
+    (``reconcile_seconds``); an insecure one is named in a warning, as docker names its
+    insecure registries. Raises ``ConfigError`` for a CA file that holds no certificate."""
+    verifiers: dict[str, CredentialVerifier] = {}
+    for r in registries:
+        if r.verify == "off":
+            continue
+        if r.insecure:
+            log.warning("registry_insecure", registry=r.registry,
+                        detail="its login may use plain http and unverified TLS")
+        verifiers[r.registry] = RegistryLogin(
+            session, r.registry, repository=r.verify_repository, insecure=r.insecure,
+            ca_file=r.ca_file, timeout_seconds=min(r.verify_timeout, reconcile_seconds / 2),
+            user_agent=user_agent())
+    return verifiers
 
 
 def store_from_settings(settings: StorageSettings) -> BundleStore:
@@ -102,6 +126,8 @@ async def build(
             store_from_settings(settings.storage),
             fence=fence, dry_run=dry_run, observer=metrics,
             owner=settings.controller.name,
+            verifiers=credential_verifiers(settings.registries, session,
+                                           reconcile_seconds=settings.reconcile.timeout_seconds),
         )
 
         async def running_deployments() -> set[str]:

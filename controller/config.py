@@ -32,7 +32,7 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 import yaml
 
 from controller.errors import ConfigError
-from controller.reference import InvalidReferenceError, normalize_registry_host
+from controller.reference import InvalidReferenceError, normalize_registry_host, repository_path
 from controller.schemacheck import conforms
 from controller.settings import (
     DURATION_RULE,
@@ -530,7 +530,7 @@ class _Builder:
         return out
 
     def settings(self, data: dict[str, Any]) -> Settings:
-        return Settings(**self.given("(top level)", data, {
+        settings = Settings(**self.given("(top level)", data, {
             "marathon": self.marathon,
             "controller": lambda _, section: ControllerSettings(**section),
             "selector": lambda _, section: SelectorSettings(**section),
@@ -541,6 +541,19 @@ class _Builder:
             "leader_election": self.leader_election,
             "logging": lambda _, section: LoggingSettings(**section),
         }))
+        self.login_within_reconcile(data, settings)
+        return settings
+
+    def login_within_reconcile(self, data: dict[str, Any], settings: Settings) -> None:
+        """A login time set explicitly must end before the reconcile that runs it is cut off
+        (the default is only ever shortened, by the wiring)."""
+        bound = settings.reconcile.timeout_seconds
+        for i, registry in enumerate(settings.registries):
+            given = "verify_timeout" in data["registries"][i]
+            if given and registry.verify != "off" and registry.verify_timeout >= bound:
+                self.problem(f"registries[{i}].verify_timeout",
+                             f"must be less than reconcile.timeout_seconds ({bound:g}s), which "
+                             "bounds the whole refresh")
 
     # -- conversions shared by several sections --------------------------------------------
 
@@ -668,8 +681,19 @@ class _Builder:
             seen.setdefault(registry, i)
             out.append(RegistrySettings(registry=registry, **self.given(item, data, {
                 "credentials": self.credentials, "apps": lambda _, apps: tuple(apps),
-                "max_age": self.duration, "min_validity": self.duration})))
+                "max_age": self.duration, "min_validity": self.duration,
+                "verify_timeout": self.duration, "ca_file": self.ca_file,
+                "verify_repository": functools.partial(self.verify_repository, registry)})))
         return tuple(out)
+
+    def verify_repository(self, registry: str, path: str, repository: str) -> str:
+        """A repository name docker would pull from ``registry`` (no tag, no digest)."""
+        try:
+            repository_path(registry, repository)
+        except InvalidReferenceError as e:
+            self.problem(path, str(e))
+            raise _Invalid from None
+        return repository
 
     def credentials(self, path: str, data: dict[str, Any]) -> CredentialSettings:
         kinds: list[CredentialKind] = [k for k in ("password_env", "password_file",

@@ -161,7 +161,8 @@ async def demo(*, duration: float | None, listen: str) -> int:
                 "marathon": {"urls": [sim.url]},
                 "registries": [{"host": REGISTRY, "credentials": {
                     "username": "demo-robot", "password_env": "DEMO_REGISTRY_PASSWORD"},
-                    "apps": ["/team-a/*", "/team-b/*"]}],
+                    "apps": ["/team-a/*", "/team-b/*"],
+                    "verify": "off"}],  # the demo's registry is only a name: no login
                 "storage": {"filesystem": {"path": str(bundles)}},
                 "reconcile": {"resync_seconds": 60},
                 "server": {"listen": listen},

@@ -158,6 +158,8 @@ class Term:
     source: AppSource
     apps: Controller[AppId]
     registries: Controller[str]
+    registry_reconciler: RegistryReconciler
+    """Takes ``request_verification`` calls (evidence that a credential may be wrong)."""
 
 
 def make_term(parts: Components, metrics: Metrics) -> Term:
@@ -176,15 +178,19 @@ def make_term(parts: Components, metrics: Metrics) -> Term:
             if app.state == "failed":
                 apps.queue.add(app_id)
 
+    registry_reconciler = RegistryReconciler(
+        parts.bundles, status, on_recovered=retry_failed_apps,
+        enqueue_after=lambda registry, delay: registries.queue.add_after(registry, delay))
     registries = Controller(
-        RegistryReconciler(parts.bundles, status, on_recovered=retry_failed_apps), metrics,
+        registry_reconciler, metrics,
         workers=_registry_workers(parts),
         timeout=rc.timeout_seconds, backoff=REGISTRY_BACKOFF,
         on_done=lambda registry: source.registry_done(registry))
     source = AppSource(parts.marathon, label=parts.settings.selector.label, listed=listed,
                        apps=apps.queue, registries=registries.queue, reconciler=reconciler,
                        bundles=parts.bundles, metrics=metrics, resync_seconds=rc.resync_seconds)
-    return Term(parts=parts, status=status, source=source, apps=apps, registries=registries)
+    return Term(parts=parts, status=status, source=source, apps=apps, registries=registries,
+                registry_reconciler=registry_reconciler)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -257,7 +263,9 @@ class _Daemon:
         tasks = {name: asyncio.create_task(_guard(coro, name, stopping), name=name)
                  for name, coro in roots.items()}
         self.term = DaemonHandle(parts=parts, status=term.status, source=source, apps=apps,
-                                 registries=registries, watcher=watcher, tasks=tasks)
+                                 registries=registries,
+                                 registry_reconciler=term.registry_reconciler, watcher=watcher,
+                                 tasks=tasks)
         metrics.leader.set(1)
         if started is not None:
             started(self.term)

@@ -19,6 +19,7 @@ from typing import get_args
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from controller.model import AppState, BundleManifest, ReconcileOutcome, RefreshOutcome
+from controller.registry import LOGIN_OUTCOMES
 
 __all__ = ["PREFIX", "Metrics"]
 
@@ -86,6 +87,14 @@ class Metrics:
             "deployments_triggered_total", "Marathon deployments started by the controller.")
         self.deployments_in_flight = gauge(
             "deployments_in_flight", "Controller-started deployments still running.")
+        self.registry_logins = counter(
+            "registry_login_total",
+            "Logins with a registry before publishing (or re-checking) its credential, by result.",
+            ["registry", "result"])
+        self.credentials_rejected = gauge(
+            "registry_credentials_rejected",
+            "1 while the registry refuses the credential its source gives (nothing from it is "
+            "published); 0 otherwise.", ["registry"])
         self.apps = gauge("apps_managed", "Opted-in apps by state.", ["state"])
         self.leader = gauge("leader", "1 while this replica is the leader.")
 
@@ -99,6 +108,9 @@ class Metrics:
         for registry in registries:
             for result in PUBLISH_RESULTS:
                 self.publishes.labels(registry=registry, result=result)
+            for login in LOGIN_OUTCOMES:
+                self.registry_logins.labels(registry=registry, result=login)
+            self.credentials_rejected.labels(registry=registry).set(0)
 
     # -- MarathonClient's RequestObserver -----------------------------------------------------
 
@@ -131,6 +143,10 @@ class Metrics:
             self.bundle_expiry.labels(registry=registry).set(
                 manifest.expires_at.timestamp() if manifest.expires_at else 0)
 
+
+    def on_login(self, registry: str, result: str, rejected: bool) -> None:
+        self.registry_logins.labels(registry=registry, result=result).inc()
+        self.credentials_rejected.labels(registry=registry).set(1 if rejected else 0)
 
     # -- WorkQueue's QueueObserver (the app queue's: one set of workqueue_* gauges) ------------
 

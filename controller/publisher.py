@@ -8,6 +8,13 @@ builds the archive in memory (deterministic bytes), and writes only when the con
 differs from the stored record or the bundle is due. A failed refresh writes nothing, so the
 last good bundle stays in place.
 
+A credential that differs from the stored one is first tried against its registry (a
+``CredentialVerifier``, per the registry's ``verify`` mode) before anything is written: one the
+registry refuses, or under ``required`` one that could not be confirmed, is not published
+(``CredentialError``: the last good bundle stays and the engine retries with backoff). While the
+source's credential stands refused, and when a caller asks (``verify_current``), the unchanged
+credential is tried again too, so a fix on either side is seen.
+
 Expiring credentials (ECR tokens, helper tokens) are re-fetched at the earlier of ``max_age``
 and half their remaining lifetime, less a little jitter so replicas and registries spread out.
 A fresh credential is refused (``CredentialError``, retried with backoff by the engine) when it
@@ -35,9 +42,11 @@ from controller.credentials.base import CredentialSource
 from controller.errors import CredentialError, InvalidBundleError, TransientError
 from controller.model import BundleLocation, BundleManifest, RefreshOutcome, RegistryCredential
 from controller.plan import DEFAULT_OWNER, bundle_name, entry_owner
+from controller.registry import CredentialVerifier, LoginOutcome, LoginResult
+from controller.settings import VerifyMode
 from controller.storage.base import BundleStore
 
-__all__ = ["BundleManager", "Fence", "PublishObserver", "RegistryState", "no_fence"]
+__all__ = ["BundleManager", "Fence", "LoginCheck", "PublishObserver", "RegistryState", "no_fence"]
 
 log = structlog.get_logger(component="bundles")
 
@@ -63,11 +72,29 @@ class PublishObserver(Protocol):
     def on_publish(self, registry: str, outcome: RefreshOutcome,
                    manifest: BundleManifest | None) -> None: ...
 
+    def on_login(self, registry: str, result: LoginOutcome, rejected: bool) -> None:
+        """A login with ``registry``: its outcome, and whether the source's credential now
+        stands refused."""
+
 
 class _Unobserved:
     def on_publish(self, registry: str, outcome: RefreshOutcome,
                    manifest: BundleManifest | None) -> None:
         pass
+
+    def on_login(self, registry: str, result: LoginOutcome, rejected: bool) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoginCheck:
+    """One login with the source's credential, for ``/status``; never a secret."""
+
+    result: LoginOutcome
+    detail: str
+    at: datetime
+    sha256: str
+    """The bundle built from the credential tried (to tell one credential from another)."""
 
 
 @dataclass(slots=True)
@@ -83,6 +110,16 @@ class RegistryState:
     """Why the served bytes were found bad at the last check; ``None`` once they are good."""
     repairs: int = 0
     """Bundles found bad and published again by this process."""
+    verify: VerifyMode = "off"
+    """How new credentials are tried against the registry (its ``verify`` setting)."""
+    login: LoginCheck | None = None
+    """The last login with the source's credential; ``None`` before the first."""
+    credentials_rejected: bool = False
+    """The registry refused the credential the source gives now, at its last login: nothing
+    from it is published, and it is tried again with backoff until it or the registry is
+    fixed."""
+    published_verified: bool = False
+    """The last write by this process was of a credential the registry accepted right before."""
 
 
 class BundleManager:
@@ -98,7 +135,10 @@ class BundleManager:
         jitter: Callable[[], float] = lambda: random.uniform(0.9, 1.0),  # noqa: S311
         observer: PublishObserver | None = None,
         owner: str = DEFAULT_OWNER,
+        verifiers: Mapping[str, CredentialVerifier] | None = None,
     ) -> None:
+        """``verifiers`` log in to the registries whose ``verify`` is not ``off``; a registry
+        without one is never verified."""
         self._registries = registries
         self._owner = owner
         self._sources = sources
@@ -109,7 +149,11 @@ class BundleManager:
         self._jitter = jitter
         self._observer: PublishObserver = observer if observer is not None else _Unobserved()
         self._locks = {registry: asyncio.Lock() for registry in registries}
-        self.states = {registry: RegistryState() for registry in registries}
+        self._verifiers = {registry: verifier for registry, verifier in (verifiers or {}).items()
+                           if registries[registry].verify != "off"}
+        self.states = {registry: RegistryState(verify=settings.verify if registry in
+                                               self._verifiers else "off")
+                       for registry, settings in registries.items()}
 
     async def location(self, registry: str) -> BundleLocation:
         """The bundle of ``registry``, refreshing it first if this process has not checked it.
@@ -126,15 +170,21 @@ class BundleManager:
             raise CredentialError(f"no bundle for {registry}: {state.last_error}")
         return await self._store.location(bundle_name(registry, self._owner))
 
-    async def refresh(self, registry: str) -> RefreshOutcome:
+    def verifies(self, registry: str) -> bool:
+        """Whether ``registry``'s credentials are tried against it before they are published."""
+        return registry in self._verifiers
+
+    async def refresh(self, registry: str, *, verify_current: bool = False) -> RefreshOutcome:
         """Bring the stored bundle of ``registry`` up to date; one refresh per registry at once.
 
-        Raises the source's or storage's error after recording it; the stored bundle is kept.
+        ``verify_current`` tries the source's credential against the registry even when it is
+        the stored one (evidence such as a failed pull questions it). Raises the source's,
+        the login's or storage's error after recording it; the stored bundle is kept.
         """
         async with self._locks[registry]:
             state = self.states[registry]
             try:
-                outcome = await self._refresh(registry, state)
+                outcome = await self._refresh(registry, state, verify_current=verify_current)
             except Exception as e:
                 state.failures += 1
                 state.last_error = str(e)
@@ -184,11 +234,13 @@ class BundleManager:
             return None
         return max(0.0, (manifest.refresh_at - self._now()).total_seconds())
 
-    async def _refresh(self, registry: str, state: RegistryState) -> RefreshOutcome:
+    async def _refresh(self, registry: str, state: RegistryState, *,
+                       verify_current: bool) -> RefreshOutcome:
         settings = self._registries[registry]
         source = self._sources[registry]
         name = bundle_name(registry, self._owner)
         stored = await self._store.get_manifest(name)
+        recorded = stored.sha256 if stored is not None else None
         state.manifest, state.damage = await self._check_served(name, stored)
         if state.damage is not None:
             log.warning("bundle_damaged", registry=registry, reason=state.damage)
@@ -196,12 +248,16 @@ class BundleManager:
         now = self._now()
         due = (stored is None or now >= stored.refresh_at
                or stored.format != settings.format)
-        if not due and source.expiring:
+        questioned = verify_current or state.credentials_rejected
+        if not due and source.expiring and not questioned:
             return "not_due"
         credential = await source.fetch()
         _check_usable(registry, settings, credential, stored, now)
         data = build_bundle(registry, credential, settings.format)
         digest = content_hash(data)
+        login = None
+        if digest != recorded or questioned:
+            login = await self._verify(registry, credential, digest)
         if not due and stored is not None and stored.sha256 == digest:
             return "unchanged"
         if self._dry_run:
@@ -215,6 +271,7 @@ class BundleManager:
         )
         await self._store.put_bundle(name, data, manifest)
         state.manifest = manifest
+        state.published_verified = login is not None and login.result == "accepted"
         fields = {"registry": registry, "sha256": digest,
                   "refresh_at": manifest.refresh_at.isoformat(),
                   "expires_at": _iso(manifest.expires_at)}
@@ -225,6 +282,41 @@ class BundleManager:
             return "repaired"
         log.info("bundle_published", **fields)
         return "published"
+
+    async def _verify(self, registry: str, credential: RegistryCredential, digest: str
+                      ) -> LoginResult | None:
+        """Log in with ``credential`` (``None`` when the registry is not verified).
+
+        Raises ``CredentialError`` when the ``verify`` mode stops the credential, and when a
+        credential the registry refused before could not be confirmed now: either way nothing
+        is published and the engine tries again with backoff.
+        """
+        verifier = self._verifiers.get(registry)
+        if verifier is None:
+            return None
+        state = self.states[registry]
+        login = await verifier.verify(credential)
+        refused_before = (state.credentials_rejected and state.login is not None
+                          and state.login.sha256 == digest)
+        state.credentials_rejected = login.result == "rejected" or (
+            refused_before and login.result != "accepted")
+        state.login = LoginCheck(result=login.result, detail=login.detail, at=self._now(),
+                                 sha256=digest)
+        self._observer.on_login(registry, login.result, state.credentials_rejected)
+        if login.result == "rejected":
+            problem = f"the registry rejected the credential: {login.detail}"
+        elif login.blocks_publishing(state.verify):
+            problem = (f"verify is required and the login was not accepted ({login.result}: "
+                       f"{login.detail})")
+        elif state.credentials_rejected:
+            problem = (f"the registry rejected this credential before and the login now was "
+                       f"not conclusive ({login.result}: {login.detail})")
+        else:
+            return login
+        log.warning("bundle_publish_blocked", registry=registry, result=login.result,
+                    detail=login.detail, verify=state.verify)
+        raise CredentialError(f"{registry}: {problem}; nothing is published, the last good "
+                              "bundle stays")
 
     async def _check_served(self, name: str, stored: BundleManifest | None
                             ) -> tuple[BundleManifest | None, str | None]:

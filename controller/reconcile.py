@@ -50,6 +50,8 @@ log = structlog.get_logger(component="reconcile")
 
 _LOCKED_RECHECK_SECONDS = 30.0
 _DEFERRED_SECONDS = 10.0
+_VERIFY_REQUEST_INTERVAL_SECONDS = 5.0
+"""Asked-for logins with one registry are at least this far apart."""
 _DONE: dict[str | None, str] = {"add": "bundle entry added", "replace": "bundle entry replaced",
                                 "remove": "bundle entry removed"}
 
@@ -368,25 +370,64 @@ class AppReconciler:
 
 class RegistryReconciler:
     """Keeps one registry's bundle current; comes back when it falls due. A failure keeps the
-    last good bundle and is retried with the controller's backoff."""
+    last good bundle and is retried with the controller's backoff.
+
+    ``on_recovered`` is told when a failing registry refreshed again; ``on_published`` when a
+    new bundle went out whose credential the registry had just accepted (a verified fix).
+    ``enqueue_after`` queues a registry key after a delay (the controller's queue).
+    """
 
     key_field = "registry"
 
     def __init__(self, bundles: BundleManager, status: StatusBook, *,
                  report: PassReport | None = None,
                  on_recovered: Callable[[str], None] = lambda registry: None,
+                 on_published: Callable[[str], None] = lambda registry: None,
+                 enqueue_after: Callable[[str, float], None] = lambda registry, delay: None,
+                 min_verify_interval: float = _VERIFY_REQUEST_INTERVAL_SECONDS,
+                 clock: Callable[[], float] = time.monotonic,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._bundles = bundles
         self._status = status
         self._report = report
         self._on_recovered = on_recovered
+        self._on_published = on_published
+        self._enqueue_after = enqueue_after
+        self._min_verify_interval = min_verify_interval
+        self._clock = clock
         self._now = now
+        self._verify_requested: set[str] = set()
+        self._last_requested_check: dict[str, float] = {}
+
+    def request_verification(self, registry: str) -> None:
+        """Have the next reconcile of ``registry`` try its current credential against the
+        registry even if the bundle is unchanged (e.g. a task failed to pull for auth).
+
+        Requests are coalesced: at most one such login per ``min_verify_interval``, and none
+        while the registry is failing (its backoff retry tries the credential anyway), so a
+        storm of failed pulls cannot turn into a storm of logins that may lock the account.
+        A registry that is not configured, or not verified (``verify: off``), is ignored.
+        """
+        if registry not in self._bundles.states or not self._bundles.verifies(registry):
+            return
+        self._verify_requested.add(registry)
+        if self._bundles.states[registry].failures:
+            return
+        last = self._last_requested_check.get(registry)
+        delay = 0.0 if last is None else last + self._min_verify_interval - self._clock()
+        self._enqueue_after(registry, max(0.0, delay))
 
     async def reconcile(self, registry: str) -> Result:
         failing = self._bundles.states[registry].failures > 0
+        requested = registry in self._verify_requested
+        if requested:
+            self._verify_requested.discard(registry)
+            self._last_requested_check[registry] = self._clock()
         try:
-            action = await self._bundles.refresh(registry)
+            action = await self._bundles.refresh(registry, verify_current=requested)
         except Exception as e:
+            if requested:
+                self._verify_requested.add(registry)  # the retry still owes the login
             message = str(e) or type(e).__name__
             self._status.note("failure", registry, message, self._now())
             if self._report is not None:
@@ -394,6 +435,9 @@ class RegistryReconciler:
             raise
         if failing:  # apps that failed for want of this bundle need not wait out their backoff
             self._on_recovered(registry)
+        verified = self._bundles.states[registry].published_verified
+        if verified and action in ("published", "repaired"):  # a verified fix went out
+            self._on_published(registry)
         return Result(requeue_after=self._bundles.refresh_in(registry), log={"action": action})
 
 

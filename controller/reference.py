@@ -33,6 +33,7 @@ __all__ = [
     "auth_key",
     "normalize_registry_host",
     "parse_image",
+    "repository_path",
 ]
 
 HUB_REGISTRY = "docker.io"
@@ -214,3 +215,13 @@ def auth_key(registry: str) -> str:
     """
     normalized = normalize_registry_host(registry)
     return HUB_AUTH_KEY if normalized == HUB_REGISTRY else normalized
+
+
+def repository_path(registry: str, repository: str) -> str:
+    """The path docker pulls for ``repository`` on ``registry`` (``ubuntu`` on the Hub is
+    ``library/ubuntu``); ``InvalidReferenceError`` also for a name with a tag or digest."""
+    ref = parse_image(f"{registry}/{repository}")
+    if ref.tag or ref.digest:
+        raise InvalidReferenceError(f"{_shown(repository)}: name a repository, without a tag or "
+                                    "digest")
+    return ref.path

@@ -32,7 +32,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal, Protocol, get_args
 from urllib.parse import urlencode
 
 import aiohttp
@@ -46,11 +46,13 @@ from controller.reference import (
     HUB_REGISTRY,
     InvalidReferenceError,
     normalize_registry_host,
-    parse_image,
+    repository_path,
 )
+from controller.settings import VerifyMode
 
 __all__ = [
     "HUB_API_HOST",
+    "LOGIN_OUTCOMES",
     "Challenge",
     "CredentialVerifier",
     "LoginOutcome",
@@ -62,6 +64,8 @@ __all__ = [
 log = structlog.get_logger(component="registry")
 
 LoginOutcome = Literal["accepted", "rejected", "unreachable", "error"]
+LOGIN_OUTCOMES: tuple[LoginOutcome, ...] = get_args(LoginOutcome)
+"""Every outcome, e.g. for the ``result`` label of ``registry_login_total``."""
 
 HUB_API_HOST = "registry-1.docker.io"
 """Where Docker Hub's registry API lives (docker's ``DefaultV2Registry``)."""
@@ -88,10 +92,13 @@ class LoginResult:
     result: LoginOutcome
     detail: str
 
-    @property
-    def blocks_publishing(self) -> bool:
-        """Only a refusal stops a bundle: a registry that is down must not stop the cluster."""
-        return self.result == "rejected"
+    def blocks_publishing(self, mode: VerifyMode) -> bool:
+        """Whether the credential must not be published under ``mode``: ``required`` publishes
+        only what was accepted; ``best_effort`` stops only a refusal, as a registry that is
+        down must not stop the cluster; ``off`` never stops one."""
+        if mode == "required":
+            return self.result != "accepted"
+        return mode == "best_effort" and self.result == "rejected"
 
 
 class CredentialVerifier(Protocol):
@@ -300,13 +307,9 @@ def _trust(ca_file: Path | None) -> ssl.SSLContext | Literal[True]:
 def _pull_path(registry: str, repository: str) -> str:
     """The repository path docker would pull (``ubuntu`` on the Hub is ``library/ubuntu``)."""
     try:
-        ref = parse_image(f"{registry}/{repository}")
+        return repository_path(registry, repository)
     except InvalidReferenceError as e:
-        raise ConfigError([f"verify_repository {repository!r}: {e}"]) from None
-    if ref.tag or ref.digest:
-        raise ConfigError([f"verify_repository {repository!r}: name a repository, "
-                           "without a tag or digest"])
-    return ref.path
+        raise ConfigError([f"verify_repository: {e}"]) from None
 
 
 class RegistryLogin:

@@ -42,6 +42,7 @@ __all__ = [
     "UpdateMethod",
     "UriStyle",
     "ValueKind",
+    "VerifyMode",
 ]
 
 FILE_KEY: Final = "config_file"
@@ -140,6 +141,8 @@ UpdateMethod = Literal["auto", "patch", "put"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["auto", "json", "console"]
 CredentialKind = Literal["password_env", "password_file", "docker_config", "helper", "ecr"]
+VerifyMode = Literal["required", "best_effort", "off"]
+"""How a new credential is tried against its registry before it is published."""
 _HOUR: Final = 3600.0
 
 
@@ -249,6 +252,25 @@ class RegistrySettings:
     min_validity: Duration = 6 * _HOUR
     """For expiring credentials (ecr, helper): never publish a bundle valid for less than this when
     the source can give more."""
+    verify: VerifyMode = "best_effort"
+    """Log in to the registry (Registry API V2) with a new credential before publishing it.
+    best_effort: a credential the registry refuses (401/403) is not published and the last good
+    bundle stays; a registry that cannot be reached does not stop publishing. required: only a
+    credential the registry accepted is published. off: never log in."""
+    verify_repository: Text | None = None
+    """A repository (e.g. team-a/app) the credential must be allowed to pull: the login asks for
+    its repository:<name>:pull scope and lists its tags; default: the login alone."""
+    verify_timeout: Duration = 10.0
+    """Upper bound of one login, token request included; a login that takes longer counts as
+    unreachable. Set, it must be less than reconcile.timeout_seconds; a login never takes more
+    than half of that."""
+    ca_file: Path | None = None
+    """CA bundle (PEM) trusted for this registry's https besides the system's CAs (as docker's
+    certs.d/<host>/ca.crt)."""
+    insecure: bool = False
+    """Allow plain http and unverified TLS for this registry's login, as docker's
+    insecure-registries (the agents' docker needs the same setting to pull); loopback hosts are
+    always allowed."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -95,6 +95,10 @@ class StatusBook:
                     "last_error": s.last_error,
                     "damage": s.damage,
                     "repairs": s.repairs,
+                    "verify": s.verify,
+                    "credentials_rejected": s.credentials_rejected,
+                    "login": {"result": s.login.result, "at": _iso(s.login.at),
+                              "detail": s.login.detail} if s.login else None,
                 }
                 for name, s in sorted(registries.items())
             },

@@ -54,10 +54,21 @@ def _age(seconds: float | None) -> str | None:
     return f"{hours}h {minutes}m" if hours else f"{minutes}m {secs}s"
 
 
+def _login(registry: Mapping[str, Any]) -> str:
+    """The last login with the registry, in words."""
+    login = registry.get("login")
+    if login is None:
+        return "off" if registry.get("verify", "off") == "off" else "not tried yet"
+    return f"{login['result']} ({_when(login.get('at'))}): {login.get('detail')}"
+
+
 def _registries(registries: Mapping[str, Mapping[str, Any]]) -> str:
     rows = []
     for name, r in registries.items():
-        if r.get("damage"):
+        if r.get("credentials_rejected"):
+            result = ("credentials rejected: the registry refuses the source's credential; "
+                      "the last good bundle stays")
+        elif r.get("damage"):
             result = f"damaged: {r['damage']}"
         elif r.get("failures"):
             result = f"failing ({r['failures']}x): {r.get('last_error')}"
@@ -65,9 +76,9 @@ def _registries(registries: Mapping[str, Mapping[str, Any]]) -> str:
             result = "ok" if r.get("sha256") else "no bundle yet"
         rows.append((name, (r.get("sha256") or "")[:12], _age(r.get("age_seconds")),
                      _when(r.get("expires_at")) or "never expires", _when(r.get("refresh_at")),
-                     result))
+                     result, _login(r)))
     return _table(("registry", "bundle sha256", "age", "expires", "next refresh",
-                   "last refresh"), rows, "No registry is configured.")
+                   "last refresh", "last login"), rows, "No registry is configured.")
 
 
 def _apps(apps: Mapping[str, Mapping[str, Any]], counts: Mapping[str, int]) -> str:

@@ -188,7 +188,7 @@ class TestBasic:
         fake = await start("basic")
         outcome = await login(session, fake).verify(password_credential("wrong"))
         assert outcome.result == "rejected"
-        assert outcome.blocks_publishing
+        assert outcome.blocks_publishing("best_effort")
         assert outcome.detail == "the registry refused the basic auth (401)"
 
     async def test_registry_without_auth_never_sees_the_credential(self, start, session):
@@ -471,7 +471,7 @@ class TestNetwork:
         outcome = await login(session, host).verify(password_credential())
         assert outcome.result == "unreachable"
         assert outcome.detail.endswith(": connection refused")
-        assert not outcome.blocks_publishing
+        assert not outcome.blocks_publishing("best_effort")
 
     async def test_hung_server_is_bounded(self, session, silent_url):
         """A server that never answers makes the login unreachable within its timeout."""

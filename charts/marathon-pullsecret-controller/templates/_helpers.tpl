@@ -106,6 +106,9 @@ so both read this one list.
 {{- with dig "dockerConfigSecret" "name" "" $creds }}
 {{- $refs = append $refs (dict "volume" (printf "registry-%d" $i) "secret" . "key" (dig "dockerConfigSecret" "key" ".dockerconfigjson" $creds) "file" "config.json") }}
 {{- end }}
+{{- with dig "caSecret" "name" "" $registry }}
+{{- $refs = append $refs (dict "volume" (printf "registry-%d-ca" $i) "secret" . "key" (dig "caSecret" "key" "ca.crt" $registry) "file" "ca.crt") }}
+{{- end }}
 {{- end }}
 {{- toYaml $refs }}
 {{- end }}
@@ -222,6 +225,11 @@ The controller's config file (snake_case keys, as config/controller.example.yaml
 {{- with $registry.apps }}{{ $_ := set $item "apps" . }}{{ end }}
 {{- with $registry.maxAge }}{{ $_ := set $item "max_age" . }}{{ end }}
 {{- with $registry.minValidity }}{{ $_ := set $item "min_validity" . }}{{ end }}
+{{- with $registry.verify }}{{ $_ := set $item "verify" . }}{{ end }}
+{{- with $registry.verifyRepository }}{{ $_ := set $item "verify_repository" . }}{{ end }}
+{{- with $registry.verifyTimeout }}{{ $_ := set $item "verify_timeout" . }}{{ end }}
+{{- if dig "caSecret" "name" "" $registry }}{{ $_ := set $item "ca_file" (include "pullsecret-controller.secretFile" (list $ (printf "registry-%d-ca" $i))) }}{{ end }}
+{{- if $registry.insecure }}{{ $_ := set $item "insecure" true }}{{ end }}
 {{- $registries = append $registries $item }}
 {{- end }}
 {{- $_ := set $config "registries" $registries }}

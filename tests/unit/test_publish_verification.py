@@ -1,0 +1,332 @@
+"""Verify before publish: which login outcomes stop a bundle under each ``verify`` mode.
+
+The mode matrix runs the real ``RegistryLogin`` against the real htpasswd ``docker-registry``
+(accepted, rejected) and a closed loopback port (unreachable); the rejected-then-fixed story
+and the reconciler's hooks use a scripted verifier at our own ``CredentialVerifier`` port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from controller.config import CredentialSettings, RegistrySettings
+from controller.credentials.password import PasswordSource
+from controller.errors import CredentialError
+from controller.model import RegistryCredential
+from controller.plan import bundle_name
+from controller.publisher import BundleManager
+from controller.reconcile import RegistryReconciler
+from controller.registry import LOGIN_OUTCOMES, LoginOutcome, LoginResult, RegistryLogin
+from controller.settings import VerifyMode
+from controller.statusbook import StatusBook
+from controller.storage.memory import MemoryStore
+from tests.services import free_port
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+MODES: tuple[VerifyMode, ...] = ("required", "best_effort", "off")
+
+# Whether a credential with this login outcome is published, per mode.
+PUBLISHED: dict[tuple[VerifyMode, LoginOutcome], bool] = {
+    ("required", "accepted"): True, ("required", "rejected"): False,
+    ("required", "unreachable"): False, ("required", "error"): False,
+    ("best_effort", "accepted"): True, ("best_effort", "rejected"): False,
+    ("best_effort", "unreachable"): True, ("best_effort", "error"): True,
+    ("off", "accepted"): True, ("off", "rejected"): True,
+    ("off", "unreachable"): True, ("off", "error"): True,
+}
+
+
+@pytest.mark.parametrize(("mode", "result"), list(PUBLISHED), ids="-".join)
+def test_blocks_publishing_per_mode(mode: VerifyMode, result: LoginOutcome) -> None:
+    """required publishes only an accepted credential; best_effort stops only a refusal."""
+    login = LoginResult(result=result, detail="")
+    assert login.blocks_publishing(mode) is not PUBLISHED[mode, result]
+
+
+def test_the_table_covers_every_outcome() -> None:
+    """No outcome is left out of the decision table."""
+    assert {result for _, result in PUBLISHED} == set(LOGIN_OUTCOMES)
+
+
+def registry_settings(host: str, mode: VerifyMode, password_file: Path) -> RegistrySettings:
+    return RegistrySettings(
+        host=host, registry=host, verify=mode,
+        credentials=CredentialSettings(kind="password_file", username="ci-puller",
+                                       password_file=password_file))
+
+
+@dataclass
+class Logins:
+    """What the publish observer was told of logins."""
+
+    seen: list[tuple[str, str, bool]] = field(default_factory=list)
+
+    def on_publish(self, registry: str, outcome: object, manifest: object) -> None:
+        pass
+
+    def on_login(self, registry: str, result: LoginOutcome, rejected: bool) -> None:
+        self.seen.append((registry, result, rejected))
+
+
+def manager_for(host: str, mode: VerifyMode, password_file: Path, verifier: object,
+                store: MemoryStore, logins: Logins, **options: object) -> BundleManager:
+    settings = registry_settings(host, mode, password_file)
+    source = PasswordSource("ci-puller", env_var=None, file=password_file, env={})
+    return BundleManager({host: settings}, {host: source}, store,
+                         verifiers={host: verifier}, observer=logins,  # type: ignore[dict-item]
+                         now=lambda: T0, jitter=lambda: 1.0, **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.e2e
+class TestModesAgainstTheRealRegistry:
+    """Each mode, with what the real registry (or a closed port) makes of the credential."""
+
+    @pytest.fixture
+    async def session(self) -> Iterator[aiohttp.ClientSession]:
+        async with aiohttp.ClientSession() as session:
+            yield session
+
+    @pytest.fixture(params=["accepted", "rejected", "unreachable"])
+    def case(self, request, registry, tmp_path) -> tuple[str, str, LoginOutcome]:
+        """A registry host and a password file that give the named outcome."""
+        outcome: LoginOutcome = request.param
+        host = registry.host if outcome != "unreachable" else f"127.0.0.1:{free_port()}"
+        password = "wrong-password" if outcome == "rejected" else registry.password
+        password_file = tmp_path / "password"
+        password_file.write_text(password)
+        return host, str(password_file), outcome
+
+    @pytest.mark.parametrize("mode", MODES)
+    async def test_publishes_only_what_the_mode_allows(self, case, mode, session, registry):
+        """The bundle is written, or the last good one kept with a CredentialError, and the
+        login is counted (none under off)."""
+        host, password_file, outcome = case
+        store, logins = MemoryStore(), Logins()
+        login = RegistryLogin(session, host, timeout_seconds=5)
+        manager = manager_for(host, mode, Path(password_file), login, store, logins)
+        if PUBLISHED[mode, outcome]:
+            assert await manager.refresh(host) == "published"
+            assert bundle_name(host) in store.manifests
+        else:
+            with pytest.raises(CredentialError, match="nothing is published") as caught:
+                await manager.refresh(host)
+            assert store.manifests == {}
+            assert registry.password not in str(caught.value)
+        state = manager.states[host]
+        if mode == "off":
+            assert (logins.seen, state.login, state.verify) == ([], None, "off")
+            return
+        assert logins.seen == [(host, outcome, outcome == "rejected")]
+        assert state.login is not None
+        assert state.login.result == outcome
+        assert state.credentials_rejected is (outcome == "rejected")
+        assert state.published_verified is (outcome == "accepted")
+        assert registry.password not in state.login.detail
+
+
+class ScriptedVerifier:
+    """Answers logins from a script; records the passwords it was shown (test-only secrets)."""
+
+    def __init__(self, *results: LoginOutcome) -> None:
+        self.results = list(results)
+        self.tried: list[str] = []
+
+    async def verify(self, credential: RegistryCredential) -> LoginResult:
+        self.tried.append(credential.password.reveal())
+        return LoginResult(result=self.results.pop(0), detail="scripted")
+
+
+REG = "registry.example.com"
+
+
+class Harness:
+    def __init__(self, tmp_path: Path, verifier: ScriptedVerifier,
+                 mode: VerifyMode = "best_effort", **options: object) -> None:
+        self.password_file = tmp_path / "password"
+        self.password_file.write_text("old")
+        self.store, self.logins, self.verifier = MemoryStore(), Logins(), verifier
+        self.manager = manager_for(REG, mode, self.password_file, verifier, self.store,
+                                   self.logins, **options)
+
+    @property
+    def state(self):
+        return self.manager.states[REG]
+
+    def stored_sha(self) -> str | None:
+        manifest = self.store.manifests.get(bundle_name(REG))
+        return manifest.sha256 if manifest else None
+
+
+class TestRejectedThenFixed:
+    async def test_refused_update_keeps_the_last_good_bundle(self, tmp_path):
+        """A changed password the registry refuses is not written; the old bundle stays."""
+        h = Harness(tmp_path, ScriptedVerifier("accepted", "rejected"))
+        await h.manager.refresh(REG)
+        good = h.stored_sha()
+        h.password_file.write_text("typo")
+        with pytest.raises(CredentialError, match="the registry rejected the credential"):
+            await h.manager.refresh(REG)
+        assert h.stored_sha() == good
+        assert h.state.credentials_rejected
+        assert h.state.failures == 1
+
+    async def test_refused_credential_is_tried_again_until_fixed(self, tmp_path):
+        """While refused, each retry logs in again with the unchanged credential; a fixed
+        file is then published, verified, and the refusal clears."""
+        h = Harness(tmp_path, ScriptedVerifier("rejected", "rejected", "accepted"))
+        with pytest.raises(CredentialError):
+            await h.manager.refresh(REG)
+        with pytest.raises(CredentialError):
+            await h.manager.refresh(REG)
+        h.password_file.write_text("fixed")
+        assert await h.manager.refresh(REG) == "published"
+        assert h.verifier.tried == ["old", "old", "fixed"]
+        assert not h.state.credentials_rejected
+        assert h.state.published_verified
+        assert [seen[2] for seen in h.logins.seen] == [True, True, False]
+
+    async def test_registry_down_does_not_clear_a_refusal_of_the_same_credential(self, tmp_path):
+        """A refused credential that cannot be checked now stays refused and is retried."""
+        h = Harness(tmp_path, ScriptedVerifier("rejected", "unreachable"))
+        with pytest.raises(CredentialError):
+            await h.manager.refresh(REG)
+        with pytest.raises(CredentialError, match="rejected this credential before"):
+            await h.manager.refresh(REG)
+        assert h.state.credentials_rejected
+        assert h.stored_sha() is None
+
+    async def test_new_credential_is_published_while_the_registry_is_down(self, tmp_path):
+        """best_effort: another credential, unconfirmed only for want of a registry, goes out
+        and the refusal of the old one no longer stands."""
+        h = Harness(tmp_path, ScriptedVerifier("rejected", "unreachable"))
+        with pytest.raises(CredentialError):
+            await h.manager.refresh(REG)
+        h.password_file.write_text("new")
+        assert await h.manager.refresh(REG) == "published"
+        assert not h.state.credentials_rejected
+        assert not h.state.published_verified
+
+    async def test_unchanged_credential_is_not_logged_in_again(self, tmp_path):
+        """A bundle already stored for the same credential needs no new login."""
+        h = Harness(tmp_path, ScriptedVerifier("accepted"))
+        await h.manager.refresh(REG)
+        assert await h.manager.refresh(REG) == "unchanged"
+        assert h.verifier.tried == ["old"]
+
+    async def test_current_credential_is_checked_on_request(self, tmp_path):
+        """verify_current logs in with the unchanged credential; a refusal is recorded and
+        raised though nothing new was to be published."""
+        h = Harness(tmp_path, ScriptedVerifier("accepted", "rejected"))
+        await h.manager.refresh(REG)
+        good = h.stored_sha()
+        with pytest.raises(CredentialError):
+            await h.manager.refresh(REG, verify_current=True)
+        assert h.state.credentials_rejected
+        assert h.stored_sha() == good
+
+    async def test_dry_run_logs_in_but_writes_nothing(self, tmp_path):
+        """A dry run still says whether the registry would refuse the credential."""
+        h = Harness(tmp_path, ScriptedVerifier("rejected"), dry_run=True)
+        with pytest.raises(CredentialError):
+            await h.manager.refresh(REG)
+        assert h.state.credentials_rejected
+
+    async def test_off_never_logs_in(self, tmp_path):
+        """verify: off publishes without a login, even on request."""
+        h = Harness(tmp_path, ScriptedVerifier(), mode="off")
+        assert await h.manager.refresh(REG, verify_current=True) == "published"
+        assert not h.manager.verifies(REG)
+
+
+class FakeQueue:
+    def __init__(self) -> None:
+        self.added: list[tuple[str, float]] = []
+
+    def __call__(self, registry: str, delay: float) -> None:
+        self.added.append((registry, delay))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class TestRegistryReconciler:
+    def reconciler(self, h: Harness, **options: object) -> tuple[RegistryReconciler, FakeQueue,
+                                                                   list[str]]:
+        queue, published = FakeQueue(), []
+        reconciler = RegistryReconciler(h.manager, StatusBook(), enqueue_after=queue,
+                                        on_published=published.append, **options)
+        return reconciler, queue, published
+
+    async def test_request_checks_the_current_credential(self, tmp_path):
+        """A requested verification queues the registry and logs in with the unchanged one."""
+        h = Harness(tmp_path, ScriptedVerifier("accepted", "rejected"))
+        reconciler, queue, _ = self.reconciler(h)
+        await reconciler.reconcile(REG)
+        reconciler.request_verification(REG)
+        assert queue.added == [(REG, 0.0)]
+        with pytest.raises(CredentialError):
+            await reconciler.reconcile(REG)
+        assert h.state.credentials_rejected
+
+    async def test_requests_are_coalesced(self, tmp_path):
+        """A second request soon after a requested login waits out the interval."""
+        clock = Clock()
+        h = Harness(tmp_path, ScriptedVerifier("accepted", "accepted"))
+        reconciler, queue, _ = self.reconciler(h, clock=clock, min_verify_interval=5.0)
+        await reconciler.reconcile(REG)
+        reconciler.request_verification(REG)
+        await reconciler.reconcile(REG)
+        clock.now += 2.0
+        reconciler.request_verification(REG)
+        assert queue.added == [(REG, 0.0), (REG, 3.0)]
+
+    async def test_no_request_is_queued_while_failing(self, tmp_path):
+        """A failing registry is retried with backoff; a request must not jump it."""
+        h = Harness(tmp_path, ScriptedVerifier("rejected", "accepted"))
+        reconciler, queue, _ = self.reconciler(h)
+        with pytest.raises(CredentialError):
+            await reconciler.reconcile(REG)
+        reconciler.request_verification(REG)
+        assert queue.added == []
+
+    async def test_unknown_or_unverified_registries_are_ignored(self, tmp_path):
+        """Requests for a registry not configured, or with verify: off, queue nothing."""
+        h = Harness(tmp_path, ScriptedVerifier(), mode="off")
+        reconciler, queue, _ = self.reconciler(h)
+        reconciler.request_verification(REG)
+        reconciler.request_verification("elsewhere.example.com")
+        assert queue.added == []
+
+    async def test_on_published_only_for_a_verified_new_bundle(self, tmp_path):
+        """The hook fires for an accepted new bundle, not for an unchanged or unconfirmed one."""
+        h = Harness(tmp_path, ScriptedVerifier("accepted", "unreachable"))
+        reconciler, _, published = self.reconciler(h)
+        await reconciler.reconcile(REG)
+        await reconciler.reconcile(REG)
+        assert published == [REG]
+        h.password_file.write_text("new")
+        await reconciler.reconcile(REG)
+        assert published == [REG]
+
+    async def test_fixed_source_fires_on_published_after_a_refusal(self, tmp_path):
+        """Rejected, then the file is fixed: the verified bundle goes out and the hook fires."""
+        h = Harness(tmp_path, ScriptedVerifier("rejected", "accepted"))
+        reconciler, _, published = self.reconciler(h)
+        with pytest.raises(CredentialError):
+            await reconciler.reconcile(REG)
+        h.password_file.write_text("fixed")
+        await reconciler.reconcile(REG)
+        assert published == [REG]
+        assert h.state.login is not None
+        assert h.state.login.at - T0 == timedelta(0)
