@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -34,7 +34,8 @@ from controller.model import AppId, RawApp
 from controller.passreport import PassReport
 from controller.plan import RegistryRule
 from controller.publisher import no_fence
-from controller.reconcile import AppReconciler, RegistryReconciler
+from controller.reconcile import AppOutcome, AppReconciler, RegistryReconciler
+from controller.remediation import PullRemediator
 from controller.source import AppSource
 from controller.statusbook import StatusBook
 from controller.workqueue import WorkQueue
@@ -57,6 +58,7 @@ _DEPLOYMENT_POLL_SECONDS = 1.0
 def app_reconciler(parts: Components, metrics: Metrics, status: StatusBook, *,
                    wait_for_budget: bool, take_listed: Callable[[AppId], RawApp | None],
                    max_conflicts: int | None = None, report: PassReport | None = None,
+                   after_converge: Callable[[AppOutcome], Awaitable[None]] | None = None,
                    ) -> AppReconciler:
     settings = parts.settings
     return AppReconciler(
@@ -65,7 +67,7 @@ def app_reconciler(parts: Components, metrics: Metrics, status: StatusBook, *,
         gate=parts.gate, budget=parts.budget, status=status, metrics=metrics,
         owner=settings.controller.name, fence=parts.fence, dry_run=parts.dry_run,
         wait_for_budget=wait_for_budget, max_conflicts=max_conflicts,
-        take_listed=take_listed, report=report)
+        take_listed=take_listed, report=report, after_converge=after_converge)
 
 
 def _registry_workers(parts: Components) -> int:
@@ -161,6 +163,7 @@ class Term:
     source: AppSource
     apps: Controller[AppId]
     registries: Controller[str]
+    remediator: PullRemediator
 
 
 def make_term(parts: Components, metrics: Metrics) -> Term:
@@ -168,8 +171,16 @@ def make_term(parts: Components, metrics: Metrics) -> Term:
     rc = parts.settings.reconcile
     status = StatusBook()
     listed: dict[AppId, RawApp] = {}
+    remediator = PullRemediator(
+        status=status, metrics=metrics, queue=parts.marathon, gate=parts.gate,
+        fence=parts.fence, reconcile_app=lambda app_id: apps.queue.add(app_id),
+        # Until the registry reconciler verifies credentials on request, a refresh re-reads
+        # them (and publishes them if they changed).
+        verify_registry=lambda registry: registries.queue.add(registry),
+        reset_launch_delay=parts.settings.remediation.reset_launch_delay and not parts.dry_run)
     reconciler = app_reconciler(parts, metrics, status, wait_for_budget=False,
-                                take_listed=lambda app_id: listed.pop(app_id, None))
+                                take_listed=lambda app_id: listed.pop(app_id, None),
+                                after_converge=remediator.after_converge)
     apps = Controller(reconciler, metrics, workers=rc.workers, timeout=rc.timeout_seconds,
                       backoff=APP_BACKOFF, observer=QueueMetrics(metrics),
                       on_done=lambda app_id: source.app_done(app_id))
@@ -179,15 +190,26 @@ def make_term(parts: Components, metrics: Metrics) -> Term:
             if app.state == "failed":
                 apps.queue.add(app_id)
 
+    published: dict[str, str | None] = {}
+
+    def registry_done(registry: str) -> None:
+        """After each refresh: a bundle unlike the one seen before is a new one."""
+        source.registry_done(registry)
+        manifest = parts.bundles.states[registry].manifest
+        digest = manifest.sha256 if manifest is not None else None
+        if published.setdefault(registry, digest) != digest:
+            published[registry] = digest
+            remediator.bundle_published(registry)
+
     registries = Controller(
         RegistryReconciler(parts.bundles, status, on_recovered=retry_failed_apps), metrics,
         workers=_registry_workers(parts),
-        timeout=rc.timeout_seconds, backoff=REGISTRY_BACKOFF,
-        on_done=lambda registry: source.registry_done(registry))
+        timeout=rc.timeout_seconds, backoff=REGISTRY_BACKOFF, on_done=registry_done)
     source = AppSource(parts.marathon, label=parts.settings.selector.label, listed=listed,
                        apps=apps.queue, registries=registries.queue, reconciler=reconciler,
                        bundles=parts.bundles, metrics=metrics, resync_seconds=rc.resync_seconds)
-    return Term(parts=parts, status=status, source=source, apps=apps, registries=registries)
+    return Term(parts=parts, status=status, source=source, apps=apps, registries=registries,
+                remediator=remediator)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -252,7 +274,7 @@ class _Daemon:
         watcher = EventWatcher(
             parts.marathon, on_effect=source.on_effect, on_attached=source.request_relist,
             on_connected=lambda up: metrics.sse_connected.set(1 if up else 0),
-            on_event=lambda kind: metrics.events.labels(event_type=kind).inc(),
+            on_event=metrics.count_event, on_failed_pull=term.remediator.pull_failed,
             on_reconnect=metrics.sse_reconnects.inc,
         )
         roots: dict[str, Coroutine[Any, Any, None]] = {
@@ -264,7 +286,8 @@ class _Daemon:
         tasks = {name: asyncio.create_task(_guard(coro, name, stopping), name=name)
                  for name, coro in roots.items()}
         self.term = DaemonHandle(parts=parts, status=term.status, source=source, apps=apps,
-                                 registries=registries, watcher=watcher, tasks=tasks)
+                                 registries=registries, remediator=term.remediator,
+                                 watcher=watcher, tasks=tasks)
         metrics.leader.set(1)
         if started is not None:
             started(self.term)

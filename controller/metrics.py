@@ -12,7 +12,8 @@ from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from controller.model import AppState, BundleManifest, RefreshOutcome
+from controller.model import AppState, BundleManifest, DelayResetOutcome, RefreshOutcome
+from controller.pullfailure import PULL_FAILURE_REASONS
 
 __all__ = ["PREFIX", "Metrics", "QueueMetrics"]
 
@@ -20,6 +21,7 @@ PREFIX = "marathon_pullsecret_"
 RECONCILE_RESULTS = ("success", "error", "requeue_after")
 APP_STATES = get_args(AppState)
 PUBLISH_RESULTS = get_args(RefreshOutcome)
+DELAY_RESET_RESULTS = get_args(DelayResetOutcome)
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -55,6 +57,7 @@ class Metrics:
             "marathon_request_duration_seconds", "Marathon request latency.", ["method"])
         self.events = counter(
             "marathon_events_total", "Marathon events received, by type.", ["event_type"])
+        self._event_counts: dict[str, Counter] = {}
         self.sse_reconnects = counter(
             "marathon_sse_reconnects_total", "Event stream reconnects.")
         self.sse_connected = gauge(
@@ -82,17 +85,36 @@ class Metrics:
             "deployments_in_flight", "Controller-started deployments still running.")
         self.apps = gauge("apps_managed", "Opted-in apps by state.", ["state"])
         self.leader = gauge("leader", "1 while this replica is the leader.")
+        self.image_pull_failures = counter(
+            "image_pull_failures_total",
+            "Tasks of opted-in apps that failed to pull their image, by registry and reason.",
+            ["registry", "reason"])
+        self.delay_resets = counter(
+            "delay_resets_total",
+            "Launch delay resets (DELETE /v2/queue/{app}/delay) after a fix, by result.",
+            ["result"])
 
         for result in RECONCILE_RESULTS:
             self.reconcile_total.labels(result=result)
         for state in APP_STATES:
             self.apps.labels(state=state)
+        for result in DELAY_RESET_RESULTS:
+            self.delay_resets.labels(result=result)
 
     def init_registries(self, registries: Iterable[str]) -> None:
         """Known label sets start at 0, so dashboards and alerts see them before any event."""
         for registry in registries:
             for result in PUBLISH_RESULTS:
                 self.publishes.labels(registry=registry, result=result)
+            for reason in PULL_FAILURE_REASONS:
+                self.image_pull_failures.labels(registry=registry, reason=reason)
+
+    def count_event(self, event_type: str) -> None:
+        """One event received (once per event of a busy stream: the labelled child is kept)."""
+        child = self._event_counts.get(event_type)
+        if child is None:
+            child = self._event_counts[event_type] = self.events.labels(event_type=event_type)
+        child.inc()
 
     def observe_request(self, method: str, status: str, seconds: float) -> None:
         self.marathon_requests.labels(method=method, status=status).inc()

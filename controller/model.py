@@ -14,6 +14,7 @@ __all__ = [
     "BundleFormat",
     "BundleLocation",
     "BundleManifest",
+    "DelayResetOutcome",
     "RawApp",
     "RawAppUpdate",
     "RawContainer",
@@ -33,6 +34,10 @@ BundleFormat = Literal["config.json", "dockercfg"]
 
 RefreshOutcome = Literal["published", "repaired", "unchanged", "not_due", "failed", "dry_run"]
 """What one bundle refresh did (the ``result`` label of ``bundle_publishes_total``)."""
+
+DelayResetOutcome = Literal["ok", "not_queued", "error"]
+"""What one launch delay reset did (the ``result`` label of ``delay_resets_total``): reset,
+nothing to reset (the app was not waiting to launch), or Marathon's error."""
 
 AppState = Literal["converged", "pending", "failed", "skipped", "locked", "conflict"]
 """Where an app stands, for ``/status`` and the ``apps`` gauge (a contract: dashboards use it)."""
