@@ -21,4 +21,5 @@ def test_bench_runs_and_reports_every_figure():
     assert report["b_noop_resync"]["writes"] == 0
     assert report["c_event_to_write_ms"]["creations"] == 3
     assert report["d_sse_ingest"]["watcher_dispatched"] == 100
+    assert report["e_sse_ingest_with_failures"]["failed_pulls_seen"] == 100
     assert report["peak_rss_mb"] > 0
