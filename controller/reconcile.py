@@ -105,7 +105,8 @@ class AppReconciler:
 
     ``wait_for_budget=False`` (the daemon) defers a write when the deployment budget is spent
     instead of holding a worker; the one-shot pass waits, and gives up on an app once
-    ``max_conflicts`` 409s in a row leave it locked.
+    ``max_conflicts`` 409s in a row leave it locked. ``after_converge`` runs after each converge
+    that did not raise, within the same reconcile (the daemon's launch delay resets).
     """
 
     key_field = "app_id"
