@@ -16,7 +16,9 @@ Prints one JSON document and writes ``bench/RESULTS.md`` (``--results``). Figure
 - **first full sync** (10k apps, 1k writes) and **event → write latency** (50k apps) of the
   daemon against the project's simulator, write limits lifted so that the controller is
   measured, not the rate limiter (5 writes/s would take 200 s for 1,000 apps, by design);
-- **SSE ingest**: the decoder alone and the whole watcher on a mostly-filtered stream.
+- **SSE ingest**: the decoder alone and the whole watcher on a stream of running tasks' status
+  updates and app updates, and the same with failed tasks in the mix (5 % failed pulls, 2.5 %
+  other failures).
 
 The list benchmarks use ``bench.stub`` (precomputed bytes: the server costs next to nothing,
 so the floor is tight); passes and daemons run as their own processes, as in production.
@@ -392,16 +394,32 @@ async def bench_daemon(apps: int, creations: int) -> dict[str, Any]:
     return out
 
 
-# -- SSE ingest -----------------------------------------------------------------------------
+_FAILED_PULL = ("Failed to launch container: Failed to run 'docker -H "
+                "unix:///var/run/docker.sock pull registry.example.com:5000/team/app:1': exited "
+                "with status 1; stderr='Error response from daemon: Get "
+                "https://registry.example.com:5000/v2/team/app/manifests/1: unauthorized: "
+                "authentication required\n'")
 
-def _event_stream(count: int) -> tuple[bytes, int]:
-    """Marathon-framed events: mostly status updates, every 20th an api_post_event."""
-    status = json.dumps({"eventType": "status_update_event", "slaveId": "s1", "taskId": "t.1",
-                         "taskStatus": "TASK_RUNNING", "message": "", "appId": "/team/app",
-                         "host": "agent-1", "ports": [31000], "version": "2026-01-01T00:00:00Z",
-                         "timestamp": "2026-01-01T00:00:00Z"}, separators=(",", ":"))
+
+def _status(state: str, message: str = "") -> str:
+    return json.dumps({"eventType": "status_update_event", "slaveId": "s1", "taskId": "t.1",
+                       "taskStatus": state, "message": message, "appId": "/team/app",
+                       "host": "agent-1", "ports": [31000], "version": "2026-01-01T00:00:00Z",
+                       "timestamp": "2026-01-01T00:00:00Z"}, separators=(",", ":"))
+
+
+def _event_stream(count: int, *, failures: bool) -> tuple[bytes, int, int]:
+    """Marathon-framed events: every 20th an api_post_event, the rest status updates of running
+    tasks; with ``failures``, every 20th (offset by 10) a task that failed to pull its image
+    and every 40th (offset by 5) one that failed otherwise, the rest running or staging.
+    Returns the bytes, the api_post_events and the failed pulls."""
+    running = f"event: status_update_event\r\ndata: {_status('TASK_RUNNING')}\r\n\r\n"
+    staging = f"event: status_update_event\r\ndata: {_status('TASK_STAGING')}\r\n\r\n"
+    pulled = f"event: status_update_event\r\ndata: {_status('TASK_FAILED', _FAILED_PULL)}\r\n\r\n"
+    exited = ("event: status_update_event\r\ndata: "
+              f"{_status('TASK_FAILED', 'Command exited with status 1')}\r\n\r\n")
     frames = []
-    posts = 0
+    posts = failed_pulls = 0
     for i in range(count):
         if i % 20 == 0:
             posts += 1
@@ -410,13 +428,18 @@ def _event_stream(count: int) -> tuple[bytes, int]:
                                   "appDefinition": {"id": f"/team/app-{i}", "cmd": "x"},
                                   "timestamp": "2026-01-01T00:00:00Z"}, separators=(",", ":"))
             frames.append(f"event: api_post_event\r\ndata: {payload}\r\n\r\n")
+        elif failures and i % 20 == 10:
+            failed_pulls += 1
+            frames.append(pulled)
+        elif failures and i % 40 == 5:
+            frames.append(exited)
         else:
-            frames.append(f"event: status_update_event\r\ndata: {status}\r\n\r\n")
-    return "".join(frames).encode(), posts
+            frames.append(staging if failures and i % 3 == 0 else running)
+    return "".join(frames).encode(), posts, failed_pulls
 
 
-async def bench_sse(events: int) -> dict[str, Any]:
-    data, posts = _event_stream(events)
+async def bench_sse(events: int, *, failures: bool = False) -> dict[str, Any]:
+    data, posts, failed_pulls = _event_stream(events, failures=failures)
     chunk = 64 * 1024
     started = time.perf_counter()
     decoder = SSEDecoder()
@@ -436,20 +459,29 @@ async def bench_sse(events: int) -> dict[str, Any]:
     await runner.setup()
     port = _free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    seen = 0
+    seen = pulls = 0
     finished = asyncio.Event()
+
+    def check_finished() -> None:
+        if seen == posts and pulls == failed_pulls:
+            finished.set()
 
     def on_effect(effect: object) -> None:
         nonlocal seen
         seen += 1
-        if seen == posts:
-            finished.set()
+        check_finished()
+
+    def on_failed_pull(failed: object) -> None:
+        nonlocal pulls
+        pulls += 1
+        check_finished()
 
     try:
         async with aiohttp.ClientSession() as session:
             client = MarathonClient(MarathonSettings(urls=(f"http://127.0.0.1:{port}",)),
                                     session)
-            watcher = EventWatcher(client, on_effect=on_effect, on_attached=lambda: None)
+            watcher = EventWatcher(client, on_effect=on_effect, on_attached=lambda: None,
+                                   on_failed_pull=on_failed_pull)
             started = time.perf_counter()
             task = asyncio.create_task(watcher.run(_iterations=1))
             async with asyncio.timeout(120):
@@ -459,8 +491,9 @@ async def bench_sse(events: int) -> dict[str, Any]:
             await asyncio.gather(task, return_exceptions=True)
     finally:
         await runner.cleanup()
-    return {"events": events, "decoder_events_per_second": round(decoder_rate),
-            "watcher_events_per_second": round(watcher_rate), "watcher_dispatched": seen}
+    result = {"events": events, "decoder_events_per_second": round(decoder_rate),
+              "watcher_events_per_second": round(watcher_rate), "watcher_dispatched": seen}
+    return result | ({"failed_pulls_seen": pulls} if failures else {})
 
 
 # -- the whole run ------------------------------------------------------------------------------
@@ -499,6 +532,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     report["first_sync"] = await bench_daemon(args.first_sync_apps, 0)
     report["latency"] = await bench_daemon(args.latency_apps, args.creations)
     report["sse_ingest"] = await bench_sse(args.events)
+    report["sse_ingest_with_failures"] = await bench_sse(args.events, failures=True)
     report["machine"]["load_1m_after"] = round(os.getloadavg()[0], 2)
     report["bench_seconds"] = round(time.perf_counter() - began, 1)
     return report

@@ -1,8 +1,11 @@
-"""The Marathon event stream as a source of work: events name apps, nothing more.
+"""The Marathon event stream as a source of work: events name apps, and failed image pulls.
 
 Marathon cannot resume a stream (no ``Last-Event-ID``), so every (re)connect asks for a full
 relist (``on_attached``), which runs elsewhere: the stream only adds keys, and events only make
-convergence fast. ``effect_of`` is pure; ``EventWatcher`` owns the connection and reconnects
+convergence fast. A ``status_update_event`` matters only when a task failed to pull its image
+(``controller.pullfailure``); the stream is mostly running tasks' updates, so an unwanted event
+type is dropped by its ``event:`` line and a status update is decoded only when its raw text
+may name a failed state. ``effect_of`` is pure; ``EventWatcher`` owns the connection and reconnects
 forever with jittered backoff, never sooner than a server's ``Retry-After`` asks.
 """
 
@@ -22,6 +25,7 @@ from controller.backoff import Backoff
 from controller.errors import MarathonUnavailable
 from controller.marathon import MarathonAPI
 from controller.model import AppId
+from controller.pullfailure import FailedPull, failed_pull, may_report_failed_task
 from controller.sse import SSEDecoder
 
 __all__ = ["EVENT_TYPES", "EventEffect", "EventObserver", "EventWatcher", "effect_of"]
@@ -35,6 +39,7 @@ EVENT_TYPES = (
     "deployment_info",
     "deployment_success",
     "deployment_failed",
+    "status_update_event",
 )
 _WANTED = frozenset(EVENT_TYPES)
 _STABLE_SECONDS = 30.0
@@ -47,6 +52,8 @@ class EventEffect:
 
     app_ids: tuple[AppId, ...] = ()
     finished_deployment: str | None = None
+    failed_pull: FailedPull | None = None
+    """A task that failed to pull its image (the evidence is the event's text, not a read)."""
 
 
 def _plan_apps(plan: Any) -> tuple[AppId, ...]:
@@ -77,6 +84,8 @@ def effect_of(event_type: str, payload: dict[str, Any]) -> EventEffect:
         apps = _plan_apps(plan)
         return EventEffect(app_ids=apps,
                            finished_deployment=deployment if isinstance(deployment, str) else None)
+    elif event_type == "status_update_event":
+        return EventEffect(failed_pull=failed_pull(payload))
     return EventEffect()
 
 
@@ -102,8 +111,8 @@ class _Unobserved:
 
 
 class EventWatcher:
-    """Connect, ask for a relist, then feed each event's effect to ``on_effect``; reconnect
-    forever."""
+    """Connect, ask for a relist, then feed each event's effect to ``on_effect`` (and a failed
+    pull to ``on_failed_pull``); reconnect forever."""
 
     def __init__(
         self,
@@ -112,6 +121,7 @@ class EventWatcher:
         on_effect: Callable[[EventEffect], None],
         on_attached: Callable[[], None],
         observer: EventObserver | None = None,
+        on_failed_pull: Callable[[FailedPull], None] = lambda failed: None,
         max_event_bytes: int = 4 * 1024 * 1024,
         backoff: Backoff = _RECONNECT_BACKOFF,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -120,6 +130,7 @@ class EventWatcher:
         self._on_effect = on_effect
         self._on_attached = on_attached
         self._observer: EventObserver = observer if observer is not None else _Unobserved()
+        self._on_failed_pull = on_failed_pull
         self._max_event_bytes = max_event_bytes
         self._backoff = backoff
         self._sleep = sleep
@@ -162,12 +173,14 @@ class EventWatcher:
             log.info("event_stream_attached")
             self._on_attached()
             async for chunk in chunks:
-                for event in decoder.feed_bytes(chunk):
-                    if event.event in _WANTED:
-                        self._dispatch(event.event, event.data)
+                for event_type, data, _, _ in decoder.feed_bytes(chunk):
+                    if event_type in _WANTED:
+                        self._dispatch(event_type, data)
 
     def _dispatch(self, event_type: str, data: str) -> None:
         self._observer.on_event(event_type)
+        if event_type == "status_update_event" and not may_report_failed_task(data):
+            return  # a running, staging or finished task: not worth decoding
         try:
             payload = json.loads(data)
         except ValueError:
@@ -175,6 +188,8 @@ class EventWatcher:
             return
         if isinstance(payload, dict):
             effect = effect_of(event_type, payload)
+            if effect.failed_pull is not None:
+                self._on_failed_pull(effect.failed_pull)
             if effect.app_ids or effect.finished_deployment:
                 self._on_effect(effect)
 

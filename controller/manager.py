@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -29,10 +29,11 @@ from controller.events import EventWatcher
 from controller.gcpause import collector_paused
 from controller.metrics import Metrics
 from controller.model import AppId, RawApp
-from controller.passreport import PassReport
+from controller.passreport import AppOutcome, PassReport
 from controller.plan import RegistryRule
 from controller.publisher import no_fence
 from controller.reconcile import AppReconciler, RegistryReconciler
+from controller.remediation import PullRemediator
 from controller.source import AppSource
 from controller.statusbook import StatusBook
 from controller.workqueue import WorkQueue
@@ -57,6 +58,7 @@ _DEPLOYMENT_POLL_SECONDS = 1.0
 def app_reconciler(parts: Components, metrics: Metrics, status: StatusBook, *,
                    wait_for_budget: bool, take_listed: Callable[[AppId], RawApp | None],
                    max_conflicts: int | None = None, report: PassReport | None = None,
+                   after_converge: Callable[[AppOutcome], Awaitable[None]] | None = None,
                    ) -> AppReconciler:
     settings = parts.settings
     return AppReconciler(
@@ -65,7 +67,7 @@ def app_reconciler(parts: Components, metrics: Metrics, status: StatusBook, *,
         gate=parts.gate, budget=parts.budget, status=status, metrics=metrics,
         owner=settings.controller.name, fence=parts.fence, dry_run=parts.dry_run,
         wait_for_budget=wait_for_budget, max_conflicts=max_conflicts,
-        take_listed=take_listed, report=report)
+        take_listed=take_listed, report=report, after_converge=after_converge)
 
 
 def _registry_workers(parts: Components) -> int:
@@ -160,6 +162,7 @@ class Term:
     registries: Controller[str]
     registry_reconciler: RegistryReconciler
     """Takes ``request_verification`` calls (evidence that a credential may be wrong)."""
+    remediator: PullRemediator
 
 
 def make_term(parts: Components, metrics: Metrics) -> Term:
@@ -167,8 +170,14 @@ def make_term(parts: Components, metrics: Metrics) -> Term:
     rc = parts.settings.reconcile
     status = StatusBook()
     listed: dict[AppId, RawApp] = {}
+    remediator = PullRemediator(
+        status=status, metrics=metrics, queue=parts.marathon, gate=parts.gate,
+        fence=parts.fence, reconcile_app=lambda app_id: apps.queue.add(app_id),
+        verify_registry=lambda registry: registry_reconciler.request_verification(registry),
+        reset_launch_delay=parts.settings.remediation.reset_launch_delay and not parts.dry_run)
     reconciler = app_reconciler(parts, metrics, status, wait_for_budget=False,
-                                take_listed=lambda app_id: listed.pop(app_id, None))
+                                take_listed=lambda app_id: listed.pop(app_id, None),
+                                after_converge=remediator.after_converge)
     apps = Controller(reconciler, metrics, workers=rc.workers, timeout=rc.timeout_seconds,
                       backoff=APP_BACKOFF, observer=metrics,
                       on_done=lambda app_id: source.app_done(app_id))
@@ -180,6 +189,7 @@ def make_term(parts: Components, metrics: Metrics) -> Term:
 
     registry_reconciler = RegistryReconciler(
         parts.bundles, status, on_recovered=retry_failed_apps,
+        on_published=remediator.bundle_published,
         enqueue_after=lambda registry, delay: registries.queue.add_after(registry, delay))
     registries = Controller(
         registry_reconciler, metrics,
@@ -190,7 +200,7 @@ def make_term(parts: Components, metrics: Metrics) -> Term:
                        apps=apps.queue, registries=registries.queue, reconciler=reconciler,
                        bundles=parts.bundles, metrics=metrics, resync_seconds=rc.resync_seconds)
     return Term(parts=parts, status=status, source=source, apps=apps, registries=registries,
-                registry_reconciler=registry_reconciler)
+                registry_reconciler=registry_reconciler, remediator=remediator)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -253,7 +263,7 @@ class _Daemon:
         source, apps, registries = term.source, term.apps, term.registries
         watcher = EventWatcher(
             parts.marathon, on_effect=source.on_effect, on_attached=source.request_relist,
-            observer=metrics)
+            observer=metrics, on_failed_pull=term.remediator.pull_failed)
         roots: dict[str, Coroutine[Any, Any, None]] = {
             f"worker-{i}": apps.worker() for i in range(apps.workers)}
         roots |= {f"registry-worker-{i}": registries.worker()
@@ -264,8 +274,8 @@ class _Daemon:
                  for name, coro in roots.items()}
         self.term = DaemonHandle(parts=parts, status=term.status, source=source, apps=apps,
                                  registries=registries,
-                                 registry_reconciler=term.registry_reconciler, watcher=watcher,
-                                 tasks=tasks)
+                                 registry_reconciler=term.registry_reconciler,
+                                 remediator=term.remediator, watcher=watcher, tasks=tasks)
         metrics.leader.set(1)
         if started is not None:
             started(self.term)

@@ -76,6 +76,10 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 # `` in version …``): mesosphere/marathon src/main/scala/mesosphere/marathon/Exception.scala:16
 # and api/RestResource.scala:57 at 90619da7. A proxy's or another server's 404 never says it.
 _APP_NOT_FOUND = re.compile(r"App '[^']*' does not exist")
+# Marathon's answer to DELETE /v2/queue/{id}/delay for an app with nothing to launch (or that
+# the caller may not update): 404 {"message": "Application /x not found in tasks queue."},
+# mesosphere/marathon src/main/scala/mesosphere/marathon/api/v2/QueueResource.scala (1.x).
+_NOT_QUEUED = re.compile(r"Application \S* not found in tasks queue")
 # HTTP 403 when --max_running_deployments is reached (Marathon >= 1.6.549). The text, unchanged
 # since it was added (3e49e3fe, #6178), at mesosphere/marathon 90619da7
 # src/main/scala/mesosphere/marathon/Exception.scala:39-44:
@@ -556,6 +560,18 @@ class MarathonClient:
             log.info("marathon_version_detected", version=version,
                      update_method=self._dialect.write_method)
         return self._dialect
+
+    async def reset_launch_delay(self, app_id: AppId) -> bool:
+        """``DELETE /v2/queue/{app_id}/delay``: True when reset (204), False when Marathon says
+        the app is not queued (404), which is no error. Starts no deployment, kills no task."""
+        path = f"/v2/queue{app_id}/delay"
+        answer = await self._send("DELETE", path, max_bytes=_MAX_ANSWER_BYTES)
+        if answer.status == 404:
+            error = _error_body(answer.body)
+            if error is not None and _NOT_QUEUED.match(str(error["message"])):
+                return False
+        _raise_for_status("DELETE", path, answer)
+        return True
 
     @asynccontextmanager
     async def event_stream(self, event_types: Sequence[str]) -> AsyncIterator[AsyncIterator[bytes]]:

@@ -18,7 +18,14 @@ from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from controller.model import AppState, BundleManifest, ReconcileOutcome, RefreshOutcome
+from controller.model import (
+    AppState,
+    BundleManifest,
+    DelayResetOutcome,
+    ReconcileOutcome,
+    RefreshOutcome,
+)
+from controller.pullfailure import PULL_FAILURE_REASONS
 from controller.registry import LOGIN_OUTCOMES
 
 __all__ = ["PREFIX", "Metrics"]
@@ -27,6 +34,7 @@ PREFIX = "marathon_pullsecret_"
 RECONCILE_RESULTS = get_args(ReconcileOutcome)
 APP_STATES = get_args(AppState)
 PUBLISH_RESULTS = get_args(RefreshOutcome)
+DELAY_RESET_RESULTS = get_args(DelayResetOutcome)
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -62,6 +70,7 @@ class Metrics:
             "marathon_request_duration_seconds", "Marathon request latency.", ["method"])
         self.events = counter(
             "marathon_events_total", "Marathon events received, by type.", ["event_type"])
+        self._event_counts: dict[str, Counter] = {}
         self.sse_reconnects = counter(
             "marathon_sse_reconnects_total", "Event stream reconnects.")
         self.sse_connected = gauge(
@@ -97,11 +106,21 @@ class Metrics:
             "published); 0 otherwise.", ["registry"])
         self.apps = gauge("apps_managed", "Opted-in apps by state.", ["state"])
         self.leader = gauge("leader", "1 while this replica is the leader.")
+        self.image_pull_failures = counter(
+            "image_pull_failures_total",
+            "Tasks of opted-in apps that failed to pull their image, by registry and reason.",
+            ["registry", "reason"])
+        self.delay_resets = counter(
+            "delay_resets_total",
+            "Launch delay resets (DELETE /v2/queue/{app}/delay) after a fix, by result.",
+            ["result"])
 
         for result in RECONCILE_RESULTS:
             self.reconcile_total.labels(result=result)
         for state in APP_STATES:
             self.apps.labels(state=state)
+        for result in DELAY_RESET_RESULTS:
+            self.delay_resets.labels(result=result)
 
     def init_registries(self, registries: Iterable[str]) -> None:
         """Known label sets start at 0, so dashboards and alerts see them before any event."""
@@ -111,6 +130,8 @@ class Metrics:
             for login in LOGIN_OUTCOMES:
                 self.registry_logins.labels(registry=registry, result=login)
             self.credentials_rejected.labels(registry=registry).set(0)
+            for reason in PULL_FAILURE_REASONS:
+                self.image_pull_failures.labels(registry=registry, reason=reason)
 
     # -- MarathonClient's RequestObserver -----------------------------------------------------
 
@@ -124,7 +145,11 @@ class Metrics:
         self.sse_connected.set(1 if connected else 0)
 
     def on_event(self, event_type: str) -> None:
-        self.events.labels(event_type=event_type).inc()
+        """Once per event of a busy stream: the labelled child is kept."""
+        child = self._event_counts.get(event_type)
+        if child is None:
+            child = self._event_counts[event_type] = self.events.labels(event_type=event_type)
+        child.inc()
 
     def on_reconnect(self) -> None:
         self.sse_reconnects.inc()

@@ -14,6 +14,7 @@ __all__ = [
     "BundleFormat",
     "BundleLocation",
     "BundleManifest",
+    "DelayResetOutcome",
     "RawApp",
     "RawAppUpdate",
     "RawContainer",
@@ -37,6 +38,10 @@ RefreshOutcome = Literal["published", "repaired", "unchanged", "not_due", "faile
 
 ReconcileOutcome = Literal["success", "error", "requeue_after"]
 """How one reconcile ended (the ``result`` label of ``controller_reconcile_total``)."""
+
+DelayResetOutcome = Literal["ok", "not_queued", "error"]
+"""What one launch delay reset did (the ``result`` label of ``delay_resets_total``): reset,
+nothing to reset (the app was not waiting to launch), or Marathon's error."""
 
 AppState = Literal["converged", "pending", "failed", "skipped", "locked", "conflict"]
 """Where an app stands, for ``/status`` and the ``apps`` gauge (a contract: dashboards use it)."""

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Final, Literal, get_args
 from urllib.parse import urlsplit
 
+from controller.model import AppId
 from controller.reference import (
     ImageReference,
     InvalidReferenceError,
@@ -53,10 +54,15 @@ __all__ = [
     "FAILED_TASK_STATES",
     "MESSAGE_LIMIT",
     "PULL_FAILURE_REASONS",
+    "SUMMARY_LIMIT",
+    "FailedPull",
     "PullFailure",
     "PullFailureReason",
     "classify",
     "classify_status_update",
+    "failed_pull",
+    "may_report_failed_task",
+    "summary",
 ]
 
 PullFailureReason = Literal["auth", "not_found", "rate_limited", "network", "other"]
@@ -70,6 +76,9 @@ FAILED_TASK_STATES: Final = frozenset({"TASK_FAILED", "TASK_ERROR"})
 
 MESSAGE_LIMIT: Final = 64 * 1024
 """Characters of a message that are read; a pull failure names its cause well before this."""
+
+SUMMARY_LIMIT: Final = 200
+"""Characters of a message's summary (``summary``): enough for Docker's error line."""
 
 _COMMAND_LIMIT = 2048
 """Longest quoted ``docker pull`` command looked for: docker path, socket and image fit easily."""
@@ -89,6 +98,14 @@ _UCR_MARKERS = (
 
 _URL = re.compile(r"https?://\S+")
 """A URL and whatever sticks to it; removed before matching so that a path cannot vote."""
+
+_URL_PARTS = re.compile(r"(https?://)(?:[^/@\s'\"]*@)?([^/?#@\s'\"]*)[^\s'\"]*")
+"""A URL in a summary: its scheme and host are kept; user info, path and query are not."""
+_STDERR_MARKERS = ("stderr='", "stderr = ")
+_LAUNCH_PREFIX = "Failed to launch container: "
+_HELPER_OUTPUT = ", out: "
+"""docker-credential-helpers' ``error getting credentials - err: %v, out: `%s```: the output
+of a credential helper, which may be anything, follows."""
 
 # Where an image's name stands alone in Docker's text: not inside a longer name.
 _BEFORE_NAME = r"(?<![a-z0-9._/-])"
@@ -163,6 +180,78 @@ def classify_status_update(event: Mapping[str, object]) -> PullFailure | None:
     if not (isinstance(state, str) and state in FAILED_TASK_STATES and isinstance(message, str)):
         return None
     return classify(message)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FailedPull:
+    """A task of ``app_id`` that failed to pull its image, as a ``status_update_event`` said."""
+
+    app_id: AppId
+    task_id: str | None
+    """Marathon's task id, if the event carried a short enough one."""
+    failure: PullFailure
+    summary: str
+    """What the message says, fit to show (``summary``)."""
+
+
+_MAX_ID = 1024
+"""Longer app or task ids are not Marathon's (``AppId`` path segments are short)."""
+
+
+def may_report_failed_task(data: str) -> bool:
+    """Whether a ``status_update_event``'s undecoded JSON may hold a failed task state.
+
+    ``False`` only when it certainly does not: a JSON text holds the state's name verbatim
+    unless a ``\\u`` escape spells it, so any such escape answers ``True``. This spares
+    decoding the status updates of running tasks, which make most of a busy stream.
+    """
+    return "TASK_FAILED" in data or "TASK_ERROR" in data or "\\u" in data
+
+
+def failed_pull(event: Mapping[str, object]) -> FailedPull | None:
+    """The pull failure a ``status_update_event`` payload reports for its app, if any."""
+    app_id, task_id = event.get("appId"), event.get("taskId")
+    if not (isinstance(app_id, str) and app_id.startswith("/") and len(app_id) <= _MAX_ID):
+        return None
+    failure = classify_status_update(event)
+    if failure is None:
+        return None
+    message = event.get("message")
+    return FailedPull(
+        app_id=AppId(app_id),
+        task_id=task_id if isinstance(task_id, str) and len(task_id) <= _MAX_ID else None,
+        failure=failure, summary=summary(message if isinstance(message, str) else ""))
+
+
+def summary(message: str) -> str:
+    """One line of a pull failure's message that an operator can be shown.
+
+    Docker's error line when the message quotes Docker's stderr (else the message without
+    Mesos's launch prefix), cut before a credential helper's output, with each URL cut to its
+    scheme and host (a signed URL's query, a path, user info go), printable, and at most
+    ``SUMMARY_LIMIT`` characters. Pure and linear: the text is cut short before it is read.
+    """
+    text = message[:MESSAGE_LIMIT]
+    for marker in _STDERR_MARKERS:
+        at = text.find(marker)
+        if at != -1 and text[at + len(marker):].strip(" '\r\n"):
+            text = text[at + len(marker):]
+            break
+    else:
+        text = text.removeprefix(_LAUNCH_PREFIX)
+    text = text.strip(" '\r\n")[:4 * SUMMARY_LIMIT]
+    text = text.split("\n", 1)[0].split("\r", 1)[0].partition(_HELPER_OUTPUT)[0]
+    text = _URL_PARTS.sub(_origin, text)
+    text = "".join(c if c.isprintable() else "?" for c in text.rstrip(" '"))
+    return text if len(text) <= SUMMARY_LIMIT else text[:SUMMARY_LIMIT - 1] + "\u2026"
+
+
+def _origin(match: re.Match[str]) -> str:
+    """The URL's scheme and host, ``/…`` for whatever followed, and the punctuation after it
+    (Docker writes ``Get https://…/manifests/1.0: unauthorized``)."""
+    rest = match[0][match.end(2) - match.start():]
+    kept = rest.rstrip(":,;.)")
+    return match[1] + match[2] + ("/\u2026" if kept else "") + rest[len(kept):]
 
 
 def _docker_pull_command(text: str) -> tuple[str, str] | None:

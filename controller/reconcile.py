@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -78,6 +78,11 @@ class WriteGate:
         finally:
             self._budget.commit(slot.deployment_id)
 
+    async def write_token(self) -> None:
+        """Wait for a rate token only: for a write that starts no deployment (a launch delay
+        reset)."""
+        await self._bucket.acquire()
+
 
 @dataclass(slots=True)
 class WriteSlot:
@@ -89,7 +94,8 @@ class AppReconciler:
 
     ``wait_for_budget=False`` (the daemon) defers a write when the deployment budget is spent
     instead of holding a worker; the one-shot pass waits, and gives up on an app once
-    ``max_conflicts`` 409s in a row leave it locked.
+    ``max_conflicts`` 409s in a row leave it locked. ``after_converge`` runs after each converge
+    that did not raise, within the same reconcile (the daemon's launch delay resets).
     """
 
     key_field = "app_id"
@@ -113,9 +119,11 @@ class AppReconciler:
         take_listed: Callable[[AppId], RawApp | None] = lambda app_id: None,
         report: PassReport | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        after_converge: Callable[[AppOutcome], Awaitable[None]] | None = None,
     ) -> None:
         self._marathon = marathon
         self._bundles = bundles
+        self._after_converge = after_converge
         self._label = label
         self._rules = tuple(rules)
         self._gate = gate
@@ -148,6 +156,8 @@ class AppReconciler:
         self._locked_until.pop(app_id, None)
         try:
             outcome = await self.converge(app_id, listed=self._take_listed(app_id))
+            if self._after_converge is not None:  # remediation: a launch delay reset, say
+                await self._after_converge(outcome)
         except MarathonConflict as e:
             return self._locked(app_id, e)
         except MarathonDeploymentLimit as e:

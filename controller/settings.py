@@ -34,6 +34,7 @@ __all__ = [
     "Pattern",
     "ReconcileSettings",
     "RegistrySettings",
+    "RemediationSettings",
     "S3StorageSettings",
     "SelectorSettings",
     "ServerSettings",
@@ -340,6 +341,18 @@ class ReconcileSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RemediationSettings:
+    """What the controller does for apps whose tasks failed to pull their image; it never kills
+    or restarts a running task."""
+
+    reset_launch_delay: bool = True
+    """Once an app that failed to pull for want of credentials is fixed (its fetch entry written,
+    or a new bundle published for its registry), reset its launch delay (DELETE
+    /v2/queue/{app}/delay, once per fix, within the write rate limit), so that it need not wait
+    out Marathon's backoff."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ServerSettings:
     """The HTTP server of /metrics, /healthz, /readyz and /status."""
 
@@ -394,6 +407,8 @@ class Settings:
     """Where bundles are published: exactly one backend."""
     reconcile: ReconcileSettings = ReconcileSettings()
     """Reconcile pace and limits."""
+    remediation: RemediationSettings = RemediationSettings()
+    """What is done for apps whose tasks failed to pull their image."""
     server: ServerSettings = ServerSettings()
     """The HTTP server of /metrics, /healthz, /readyz and /status."""
     leader_election: LeaderElectionSettings | None = None

@@ -1,6 +1,8 @@
 """What the controller knows of each app, for ``/status``, the ``apps_managed`` gauge and resync.
 
-Only ids, states, reasons, URIs and error messages are kept: never a credential.
+Only ids, states, reasons, URIs and error messages are kept: never a credential. An app's last
+image pull failure and last launch delay reset are kept beside its status, which each reconcile
+replaces, until the app is forgotten.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from controller.model import AppId, AppState
+from controller.model import AppId, AppState, DelayResetOutcome
 from controller.publisher import RegistryState
+from controller.pullfailure import PullFailureReason
 
-__all__ = ["AppStatus", "StatusBook"]
+__all__ = ["AppStatus", "DelayReset", "PullFailureNote", "StatusBook"]
 
 _RECENT = 50
 """Writes and failures kept for the status page, newest first."""
@@ -31,6 +34,26 @@ class AppStatus:
     deployment_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PullFailureNote:
+    """An app's last task that failed to pull its image."""
+
+    reason: PullFailureReason
+    at: datetime
+    """When the controller saw the failure."""
+    task_id: str | None
+    message: str
+    """The failure's summary (``controller.pullfailure.summary``): short, no URL paths."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DelayReset:
+    """An app's last launch delay reset, tried after a fix of a pull that failed for ``auth``."""
+
+    at: datetime
+    result: DelayResetOutcome
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
@@ -42,6 +65,8 @@ class StatusBook:
         self.apps: dict[AppId, AppStatus] = {}
         self._counts: Counter[str] = Counter()
         self._recent: deque[dict[str, str]] = deque(maxlen=_RECENT)
+        self._pull_failures: dict[AppId, PullFailureNote] = {}
+        self._delay_resets: dict[AppId, DelayReset] = {}
 
     def note(self, kind: str, subject: str, detail: str, at: datetime) -> None:
         """Remember a write or a failure for the status page (a bounded list)."""
@@ -49,7 +74,7 @@ class StatusBook:
                                  "detail": detail})
 
     def record(self, app_id: AppId, status: AppStatus) -> None:
-        self.forget(app_id)
+        self._uncount(app_id)
         self.apps[app_id] = status
         self._counts[status.state] += 1
 
@@ -57,7 +82,7 @@ class StatusBook:
              ) -> None:
         """Keep what was known of the app; mark the failure."""
         current = self.apps.get(app_id) or AppStatus(state=state)
-        self.forget(app_id)  # before the state changes, so that its count goes down
+        self._uncount(app_id)  # before the state changes, so that its count goes down
         current.state = state
         current.last_error = error
         current.last_reconcile = at
@@ -69,7 +94,23 @@ class StatusBook:
         status = self.apps.get(app_id)
         return status.state if status else None
 
+    def pull_failed(self, app_id: AppId, note: PullFailureNote) -> None:
+        """Keep an app's last pull failure (only for an app in the book)."""
+        if app_id in self.apps:
+            self._pull_failures[app_id] = note
+
+    def delay_reset(self, app_id: AppId, reset: DelayReset) -> None:
+        """Keep an app's last launch delay reset (only for an app in the book)."""
+        if app_id in self.apps:
+            self._delay_resets[app_id] = reset
+
     def forget(self, app_id: AppId) -> None:
+        """The app is gone or no longer ours: drop all that is known of it."""
+        self._uncount(app_id)
+        self._pull_failures.pop(app_id, None)
+        self._delay_resets.pop(app_id, None)
+
+    def _uncount(self, app_id: AppId) -> None:
         old = self.apps.pop(app_id, None)
         if old is not None:
             self._counts[old.state] -= 1
@@ -110,9 +151,22 @@ class StatusBook:
                     "last_reconcile": _iso(a.last_reconcile),
                     "last_error": a.last_error,
                     "deployment_id": a.deployment_id,
+                    "last_pull_failure": _pull_failure(self._pull_failures.get(app_id)),
+                    "last_delay_reset": _delay_reset(self._delay_resets.get(app_id)),
                 }
                 for app_id, a in sorted(self.apps.items())
             },
             "counts": dict(self.counts()),
             "recent": list(self._recent),
         }
+
+
+def _pull_failure(note: PullFailureNote | None) -> dict[str, str | None] | None:
+    if note is None:
+        return None
+    return {"reason": note.reason, "at": note.at.isoformat(), "task_id": note.task_id,
+            "message": note.message}
+
+
+def _delay_reset(reset: DelayReset | None) -> dict[str, str] | None:
+    return None if reset is None else {"at": reset.at.isoformat(), "result": reset.result}

@@ -86,10 +86,24 @@ def _apps(apps: Mapping[str, Mapping[str, Any]], counts: Mapping[str, int]) -> s
     ordered = sorted(apps.items(), key=lambda item: (
         _STATE_ORDER.index(item[1]["state"]) if item[1]["state"] in _STATE_ORDER
         else len(_STATE_ORDER), item[0]))
-    rows = [(app_id, a["state"], a.get("registry"), a.get("detail"), a.get("last_error"))
+    rows = [(app_id, a["state"], a.get("registry"), a.get("detail"), a.get("last_error"),
+             _pull_failure(a.get("last_pull_failure")), _delay_reset(a.get("last_delay_reset")))
             for app_id, a in ordered]
     return (f"<p>{escape(summary) or 'No app is known yet.'}</p>"
-            + _table(("app", "state", "registry", "why", "last error"), rows, ""))
+            + _table(("app", "state", "registry", "why", "last error", "last pull failure",
+                      "launch delay reset"), rows, ""))
+
+
+def _pull_failure(failure: Mapping[str, Any] | None) -> str | None:
+    """``auth at 2026-12-01 06:00:01 UTC, task web.1: unauthorized: …``."""
+    if not failure:
+        return None
+    task = f", task {failure['task_id']}" if failure.get("task_id") else ""
+    return f"{failure['reason']} at {_when(failure['at'])}{task}: {failure.get('message') or '-'}"
+
+
+def _delay_reset(reset: Mapping[str, Any] | None) -> str | None:
+    return f"{reset['result']} at {_when(reset['at'])}" if reset else None
 
 
 def _header(status: Mapping[str, Any]) -> str:

@@ -30,6 +30,7 @@ def test_bench_runs_and_reports_every_figure(tmp_path):
     assert report["latency"]["noop_resync"]["writes"] == 0
     assert report["latency"]["event_to_write_ms"]["creations"] == 3
     assert report["sse_ingest"]["watcher_dispatched"] == 100
+    assert report["sse_ingest_with_failures"]["failed_pulls_seen"] == 100
     text = results.read_text()
     assert "## Goals (issue 12)" in text
     assert "## Memory holders" in text

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from controller.events import EventEffect, effect_of
+from controller.events import EVENT_TYPES, EventEffect, effect_of
 
 PLAN = {"id": "dep-1", "steps": [{"actions": [{"action": "RestartApplication", "app": "/a"},
                                               {"action": "ScaleApplication", "app": "/b"}]},
@@ -33,3 +35,48 @@ PLAN = {"id": "dep-1", "steps": [{"actions": [{"action": "RestartApplication", "
 def test_effect(event_type, payload, effect):
     """Each event type names the apps it concerns, and nothing else."""
     assert effect_of(event_type, payload) == effect
+
+
+FAILED_PULL_MESSAGE = ("Failed to launch container: Failed to run 'docker -H "
+                       "unix:///var/run/docker.sock pull registry.example.com/team/a:1': exited "
+                       "with status 1; stderr='Error response from daemon: unauthorized: "
+                       "authentication required\n'")
+
+
+def test_failed_pull_is_the_effect_of_a_failed_task():
+    """A task that failed to pull names no app to queue by itself: the failed pull goes to its
+    own callback, which decides whether the app is ours."""
+    effect = effect_of("status_update_event", {
+        "appId": "/team/a", "taskId": "team_a.1", "taskStatus": "TASK_FAILED",
+        "message": FAILED_PULL_MESSAGE})
+    assert effect.app_ids == ()
+    assert effect.failed_pull is not None
+    assert (effect.failed_pull.app_id, effect.failed_pull.task_id,
+            effect.failed_pull.failure.reason) == ("/team/a", "team_a.1", "auth")
+
+
+@pytest.mark.parametrize("payload", [
+    {"appId": "/team/a", "taskStatus": "TASK_FAILED", "message": "Command exited with status 1"},
+    {"appId": "/team/a", "taskStatus": "TASK_RUNNING", "message": FAILED_PULL_MESSAGE},
+], ids=["other-failure", "running"])
+def test_other_status_updates_have_no_effect(payload):
+    assert effect_of("status_update_event", payload) == EventEffect()
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=30)
+    | st.sampled_from(["TASK_FAILED", "TASK_ERROR", FAILED_PULL_MESSAGE, "/team/a"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                max_size=3), max_leaves=15)
+
+
+@given(st.sampled_from(EVENT_TYPES), st.dictionaries(
+    st.sampled_from(["taskStatus", "message", "appId", "taskId", "plan", "appDefinition", "id"]),
+    _JSON, max_size=6))
+def test_any_payload_of_any_type_has_an_effect_and_never_raises(event_type, payload):
+    """Whatever a decoded event holds, its effect is computed; a failed pull is of the app the
+    event names."""
+    effect = effect_of(event_type, payload)
+    if effect.failed_pull is not None:
+        assert event_type == "status_update_event"
+        assert effect.failed_pull.app_id == payload["appId"]

@@ -6,6 +6,7 @@ where each message comes from (a real report, or the Mesos/Docker format string 
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -19,10 +20,15 @@ from controller.pullfailure import (
     FAILED_TASK_STATES,
     MESSAGE_LIMIT,
     PULL_FAILURE_REASONS,
+    SUMMARY_LIMIT,
+    FailedPull,
     PullFailure,
     PullFailureReason,
     classify,
     classify_status_update,
+    failed_pull,
+    may_report_failed_task,
+    summary,
 )
 from controller.reference import normalize_registry_host, parse_image
 
@@ -495,3 +501,153 @@ class TestProperties:
         result = classify(before + mesos_1(image, after))
         assert result is not None
         assert (result.image, result.registry) == (image, "registry.example.com")
+
+
+FAILED_AUTH = mesos_1("registry.example.com/team/app:1.0",
+                      "Error response from daemon: Get https://robot:s3cret@registry.example.com"
+                      "/v2/team/app/manifests/1.0?token=abc: unauthorized: authentication "
+                      "required")
+
+
+def status_update(state: str, message: str, **fields: object) -> dict[str, object]:
+    return {"eventType": "status_update_event", "taskStatus": state, "message": message,
+            "appId": "/team/app", "taskId": "team_app.1", **fields}
+
+
+def escaped_json(payload: dict[str, str]) -> str:
+    """JSON with every character of every key and value written as a ``\\uXXXX`` escape."""
+    def text(value: str) -> str:
+        # ensure_ascii writes a character past U+FFFF as its two surrogates' escapes
+        return '"' + "".join(json.dumps(c)[1:-1] if ord(c) > 0xFFFF else f"\\u{ord(c):04x}"
+                             for c in value) + '"'
+
+    return "{" + ",".join(f"{text(k)}:{text(v)}" for k, v in payload.items()) + "}"
+
+
+class TestFailedPull:
+    def test_failed_task_of_an_app_is_a_failed_pull(self):
+        """The app, the task and a summary come with the classified failure."""
+        failed = failed_pull(status_update("TASK_FAILED", FAILED_AUTH))
+        assert failed == FailedPull(
+            app_id="/team/app", task_id="team_app.1",
+            failure=PullFailure(reason="auth", image="registry.example.com/team/app:1.0",
+                                registry="registry.example.com"),
+            summary="Error response from daemon: Get https://registry.example.com/\u2026: "
+                    "unauthorized: authentication required")
+
+    @pytest.mark.parametrize("fields", [
+        {"appId": None}, {"appId": "team/app"}, {"appId": "/" + "a" * 2000}, {"appId": 7},
+    ], ids=["no-app", "relative-app", "long-app", "number-app"])
+    def test_event_without_a_usable_app_id_is_none(self, fields: dict[str, object]):
+        """The app is the key of everything that follows: without a real one, nothing."""
+        assert failed_pull(status_update("TASK_FAILED", FAILED_AUTH, **fields)) is None
+
+    @pytest.mark.parametrize("task_id", [None, 42, "t" * 2000])
+    def test_unusable_task_id_is_left_out(self, task_id: object):
+        failed = failed_pull(status_update("TASK_ERROR", FAILED_AUTH, taskId=task_id))
+        assert failed is not None
+        assert failed.task_id is None
+
+
+class TestSummary:
+    @pytest.mark.parametrize(("message", "shown"), [
+        (FAILED_AUTH, "Error response from daemon: Get https://registry.example.com/\u2026: "
+                      "unauthorized: authentication required"),
+        (mesos_0_25("busybox:latest", "Error: image library/busybox:latest not found"),
+         "Error: image library/busybox:latest not found"),
+        (mesos_1("busybox:latest", ""),
+         "Failed to run 'docker -H unix:///var/run/docker.sock pull busybox:latest': exited "
+         "with status 1; stderr="),
+        ("Failed to launch container: Unexpected HTTP response '401 Unauthorized' when trying "
+         "to get the manifest", "Unexpected HTTP response '401 Unauthorized' when trying to get "
+                                "the manifest"),
+        (mesos_1("a.dkr.ecr.eu-west-1.amazonaws.com/x:1", "error getting credentials - err: "
+                 "exit status 1, out: `{\"Secret\": \"hunter2\"}`"),
+         "error getting credentials - err: exit status 1"),
+        ("Failed to launch container: Failed to decode HTTP responses: Decoding failed\n"
+         "HTTP/1.1 200 OK\r\n\r\n{\"token\": \"abc\"}", "Failed to decode HTTP responses: "
+                                                         "Decoding failed"),
+    ], ids=["docker-stderr", "old-wrapper", "empty-stderr", "ucr", "helper-output", "raw-http"])
+    def test_summary_is_the_line_an_operator_needs(self, message: str, shown: str):
+        """Docker's line, the fetcher's line, or the command when Docker said nothing; never a
+        credential helper's output, a raw answer after the first line, or a URL's path."""
+        assert summary(message) == shown
+
+    def test_long_message_is_cut(self):
+        text = summary(mesos_1("busybox:latest", "unauthorized: " + "x" * 5000))
+        assert len(text) == SUMMARY_LIMIT
+        assert text.endswith("\u2026")
+
+    @given(st.text(max_size=600) | MESSAGES)
+    def test_any_text_gives_a_short_printable_line(self, message: str):
+        text = summary(message)
+        assert len(text) <= SUMMARY_LIMIT
+        assert text.isprintable()
+
+    @given(st.sampled_from(["http://", "https://", "https://user:pw@"]),
+           st.from_regex(r"[a-z0-9.-]{1,20}(:[0-9]{1,5})?", fullmatch=True),
+           st.sampled_from(["/", "?", "#", "/v2/a/manifests/1?"]), st.text(max_size=60),
+           st.text(max_size=100) | MESSAGES)
+    def test_a_url_keeps_only_its_scheme_and_host(self, scheme: str, host: str, separator: str,
+                                                  rest: str, around: str):
+        """What follows a URL's host (path, query with a signed token) never shows, nor does
+        user info, wherever the URL stands in the message."""
+        secret = "SIGNEDxTOKEN"
+        url = f"{scheme}{host}{separator}{secret}{rest.split()[0] if rest.split() else ''}"
+        text = summary(mesos_1("busybox:latest", f"{around} Get {url} unauthorized"))
+        assert secret not in text
+        assert "user:pw" not in text
+
+
+class TestStatusUpdatePreCheck:
+    """``may_report_failed_task`` lets the watcher skip decoding: it may only skip events that
+    certainly report no failed task."""
+
+    payloads = st.fixed_dictionaries(
+        {"taskStatus": st.sampled_from([*sorted(FAILED_TASK_STATES), "TASK_RUNNING",
+                                        "TASK_STAGING"])},
+        optional={"message": st.text(max_size=80) | st.just(FAILED_AUTH), "appId":
+                  st.just("/team/app"), "taskId": st.text(max_size=10)})
+
+    @given(payloads, st.booleans())
+    def test_no_failed_pull_is_ever_skipped(self, payload: dict[str, str], ascii_only: bool):
+        if failed_pull(payload) is not None:
+            assert may_report_failed_task(json.dumps(payload, ensure_ascii=ascii_only))
+
+    @given(payloads)
+    def test_escapes_cannot_hide_a_failed_state(self, payload: dict[str, str]):
+        """A JSON text may spell any character as ``\\uXXXX``; such a text is decoded."""
+        data = escaped_json(payload)
+        assert json.loads(data) == payload
+        if payload["taskStatus"] in FAILED_TASK_STATES:
+            assert may_report_failed_task(data)
+
+    def test_running_tasks_are_skipped(self):
+        """The point of it: a running task's update, as Marathon writes it, is not decoded."""
+        data = json.dumps(status_update("TASK_RUNNING", "", host="agent-1", ports=[31000]),
+                          separators=(",", ":"))
+        assert not may_report_failed_task(data)
+
+    def test_every_failed_state_is_looked_for(self):
+        for state in FAILED_TASK_STATES:
+            assert may_report_failed_task(f'{{"taskStatus":"{state}"}}')
+
+
+class TestAnyPayload:
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=40),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                    max_size=4), max_leaves=20)
+    events = st.dictionaries(
+        st.sampled_from(["taskStatus", "message", "appId", "taskId", "other"]),
+        json_values | st.sampled_from(sorted(FAILED_TASK_STATES)) | st.just(FAILED_AUTH)
+        | st.just("/team/app") | MESSAGES, max_size=5)
+
+    @given(events)
+    def test_any_payload_gives_none_or_a_failed_pull_of_an_app(self, event: dict[str, object]):
+        """Whatever a status update holds, reading it never raises."""
+        failed = failed_pull(event)
+        if failed is not None:
+            assert failed.app_id.startswith("/")
+            assert failed.failure.reason in PULL_FAILURE_REASONS
+            assert len(failed.summary) <= SUMMARY_LIMIT

@@ -104,6 +104,14 @@ class TestFields:
         value = "a\u2028b\x0bc\x0cd\x85e"
         assert decode(f"data: {value}\n\n") == [E(data=value)]
 
+    @pytest.mark.parametrize("char", ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85",
+                                      "\u2028", "\u2029"])
+    def test_other_line_breaks_of_python_are_data(self, char: str) -> None:
+        """``str.splitlines`` breaks at each of these, alone in an ASCII text or not; the
+        decoder never does, in either of its two ways of finding lines."""
+        stream = f"event: a{char}b\r\ndata: x{char}y\r\n\r\ndata: z\n\n"
+        assert decode(stream) == [E(event=f"a{char}b", data=f"x{char}y"), E(data="z")]
+
 
 class TestLineEnds:
     def test_crlf_split_across_chunks_is_one_line_end(self) -> None:

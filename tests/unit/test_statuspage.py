@@ -63,3 +63,17 @@ def test_failed_apps_come_first():
 
 def test_empty_status_renders():
     assert "No registry is configured." in render_page({})
+
+
+def test_last_pull_failure_and_delay_reset_are_shown_escaped():
+    snapshot = {**SNAPSHOT, "apps": {"/a/web": {
+        "state": "converged", "registry": "registry.example.com", "detail": "add",
+        "last_error": None,
+        "last_pull_failure": {"reason": "auth", "at": "2026-12-01T06:00:01+00:00",
+                              "task_id": "a_web.1", "message": "denied: <b>no</b>"},
+        "last_delay_reset": {"at": "2026-12-01T06:00:05+00:00", "result": "ok"}}}}
+    page = render_page(snapshot)
+    assert ("auth at 2026-12-01 06:00:01 UTC, task a_web.1: denied: &lt;b&gt;no&lt;/b&gt;"
+            in page)
+    assert "ok at 2026-12-01 06:00:05 UTC" in page
+    assert "<b>no</b>" not in page

@@ -1,0 +1,181 @@
+"""Failed image pulls as evidence, and getting the apps that failed for want of credentials going.
+
+A task that failed to pull its image (``controller.pullfailure``, from a ``status_update_event``)
+is evidence about an app this controller manages: it is counted
+(``image_pull_failures_total``), shown in ``/status``, and asks for a reconcile of the app and,
+when the registry refused the credentials (``auth``), a verification of them.
+
+Marathon then holds the app back for a launch delay that grows with each failure (up to
+``maxLaunchDelaySeconds``, an hour on Marathon 1.x). Once an app that failed for ``auth`` has
+been fixed (this controller wrote its fetch entry, or a new bundle went out for its registry),
+its launch delay is reset (``DELETE /v2/queue/{id}/delay``) so that it runs again now. The rule
+is the pure ``reset_due``; ``PullRemediator`` keeps the evidence and acts. A reset goes through
+the write rate limit and the leadership fence like any write, is never forced, and kills or
+restarts no task: it only lets Marathon launch the next one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+import structlog
+
+from controller.errors import MarathonError
+from controller.metrics import Metrics
+from controller.model import AppId, DelayResetOutcome
+from controller.passreport import AppOutcome
+from controller.publisher import Fence, no_fence
+from controller.pullfailure import FailedPull
+from controller.reconcile import WriteGate
+from controller.statusbook import DelayReset, PullFailureNote, StatusBook
+
+__all__ = ["Evidence", "LaunchQueue", "PullRemediator", "reset_due"]
+
+log = structlog.get_logger(component="remediation")
+
+
+class LaunchQueue(Protocol):
+    """Marathon's launch queue: the one operation remediation needs."""
+
+    async def reset_launch_delay(self, app_id: AppId) -> bool: ...
+
+
+@dataclass(slots=True, kw_only=True)
+class Evidence:
+    """What is known of one app, as ticks of one counter (an order that no clock can upset)."""
+
+    registry: str
+    """The registry of the app's image when its pull failed."""
+    failed: int | None = None
+    """When its last task failed to pull for ``auth``."""
+    fixed: int | None = None
+    """When it was last fixed: its fetch entry written, or a new bundle out for its registry."""
+    reset: int | None = None
+    """When its launch delay was last reset (or found not to need it)."""
+
+
+def reset_due(evidence: Evidence) -> bool:
+    """Whether to reset the app's launch delay: it failed to pull for ``auth``, was fixed since,
+    and the delay has not been reset since that failure (so at most once per fix).
+
+    A failure seen after the reset (a task launched before the fix, say) needs a new fix.
+    """
+    failed, fixed, reset = evidence.failed, evidence.fixed, evidence.reset
+    return (failed is not None and fixed is not None and fixed > failed
+            and (reset is None or reset < failed))
+
+
+class PullRemediator:
+    """Takes failed pulls from the event stream, fixes from the reconcilers; resets delays.
+
+    ``reconcile_app`` queues an app; ``verify_registry`` asks for a verification of a
+    registry's credentials. ``after_converge`` is the app reconciler's hook: the reset runs in
+    the app's own reconcile, so it is serialised with the app's writes.
+    """
+
+    def __init__(
+        self,
+        *,
+        status: StatusBook,
+        metrics: Metrics,
+        queue: LaunchQueue,
+        gate: WriteGate,
+        reconcile_app: Callable[[AppId], None],
+        verify_registry: Callable[[str], None],
+        reset_launch_delay: bool = True,
+        fence: Fence = no_fence,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._status = status
+        self._metrics = metrics
+        self._queue = queue
+        self._gate = gate
+        self._reconcile_app = reconcile_app
+        self._verify_registry = verify_registry
+        self._reset_enabled = reset_launch_delay
+        self._fence = fence
+        self._now = now
+        self._ticks = 0
+        self._evidence: dict[AppId, Evidence] = {}
+
+    def _tick(self) -> int:
+        self._ticks += 1
+        return self._ticks
+
+    # -- evidence ------------------------------------------------------------------------------
+
+    def pull_failed(self, failed: FailedPull) -> None:
+        """A task failed to pull its image: count it and look again, if the app is ours.
+
+        Ours: in the status book with a configured registry (opted in and eligible), and not
+        claimed by another controller too. A failure that names another registry than the
+        app's (its image changed since) is not the app's.
+        """
+        app_id, failure = failed.app_id, failed.failure
+        app = self._status.apps.get(app_id)
+        if app is None or app.registry is None or app.state == "conflict":
+            return
+        registry = app.registry
+        if failure.registry is not None and failure.registry != registry:
+            return
+        self._metrics.image_pull_failures.labels(registry=registry, reason=failure.reason).inc()
+        self._status.pull_failed(app_id, PullFailureNote(
+            reason=failure.reason, at=self._now(), task_id=failed.task_id,
+            message=failed.summary))
+        log.warning("image_pull_failed", app_id=app_id, registry=registry,
+                    reason=failure.reason, task_id=failed.task_id, message=failed.summary)
+        if failure.reason == "auth":
+            evidence = self._evidence.get(app_id)
+            if evidence is None or evidence.registry != registry:
+                evidence = self._evidence[app_id] = Evidence(registry=registry)
+            evidence.failed = self._tick()
+            self._verify_registry(registry)
+        self._reconcile_app(app_id)
+
+    def bundle_published(self, registry: str) -> None:
+        """A new bundle went out for ``registry``: a fix for every app that failed on it."""
+        tick = self._tick()
+        for app_id, evidence in self._evidence.items():
+            if evidence.registry == registry:
+                evidence.fixed = tick
+                if self._reset_enabled and reset_due(evidence):
+                    self._reconcile_app(app_id)
+
+    # -- the app reconciler's hook -------------------------------------------------------------
+
+    async def after_converge(self, outcome: AppOutcome) -> None:
+        """Note a write as a fix, forget an app that is no longer ours, reset a delay if due."""
+        app_id = outcome.app_id
+        evidence = self._evidence.get(app_id)
+        if evidence is None:
+            return
+        registry = outcome.plan.eligibility.registry if outcome.plan is not None else None
+        if outcome.action == "gone" or (outcome.plan is not None and registry is None):
+            del self._evidence[app_id]  # deleted, opted out or moved to an unmanaged registry
+            return
+        if outcome.action == "updated":
+            evidence.fixed = self._tick()
+        if self._reset_enabled and reset_due(evidence):
+            await self._reset(app_id, evidence)
+
+    async def _reset(self, app_id: AppId, evidence: Evidence) -> None:
+        """Reset the launch delay within the write rate limit; an error is tried again at the
+        app's next reconcile."""
+        await self._gate.write_token()
+        await self._fence()
+        result: DelayResetOutcome
+        try:
+            result = "ok" if await self._queue.reset_launch_delay(app_id) else "not_queued"
+        except MarathonError as e:
+            result = "error"
+            log.warning("launch_delay_reset", app_id=app_id, registry=evidence.registry,
+                        result=result, error=str(e) or type(e).__name__)
+        else:
+            evidence.reset = self._tick()
+            log.info("launch_delay_reset", app_id=app_id, registry=evidence.registry,
+                     result=result)
+        self._metrics.delay_resets.labels(result=result).inc()
+        self._status.delay_reset(app_id, DelayReset(at=self._now(), result=result))
