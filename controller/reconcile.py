@@ -383,7 +383,8 @@ class RegistryReconciler:
     last good bundle and is retried with the controller's backoff.
 
     ``on_recovered`` is told when a failing registry refreshed again; ``on_published`` when a
-    new bundle went out whose credential the registry had just accepted (a verified fix).
+    new bundle went out whose credential the registry had just accepted (a verified fix), or
+    any new bundle of a registry with ``verify: off``.
     ``enqueue_after`` queues a registry key after a delay (the controller's queue).
     """
 
@@ -416,11 +417,13 @@ class RegistryReconciler:
         Requests are coalesced: at most one such login per ``min_verify_interval``, and none
         while the registry is failing (its backoff retry tries the credential anyway), so a
         storm of failed pulls cannot turn into a storm of logins that may lock the account.
-        A registry that is not configured, or not verified (``verify: off``), is ignored.
+        A registry that is not verified (``verify: off``) only has its source read again;
+        one that is not configured is ignored.
         """
-        if registry not in self._bundles.states or not self._bundles.verifies(registry):
+        if registry not in self._bundles.states:
             return
-        self._verify_requested.add(registry)
+        if self._bundles.verifies(registry):
+            self._verify_requested.add(registry)
         if self._bundles.states[registry].failures:
             return
         last = self._last_requested_check.get(registry)
@@ -445,8 +448,10 @@ class RegistryReconciler:
             raise
         if failing:  # apps that failed for want of this bundle need not wait out their backoff
             self._on_recovered(registry)
-        verified = self._bundles.states[registry].published_verified
-        if verified and action in ("published", "repaired"):  # a verified fix went out
+        # A fix went out: verified, or from a registry the operator chose not to verify.
+        trusted = (self._bundles.states[registry].published_verified
+                   or not self._bundles.verifies(registry))
+        if trusted and action in ("published", "repaired"):
             self._on_published(registry)
         return Result(requeue_after=self._bundles.refresh_in(registry), log={"action": action})
 

@@ -30,6 +30,7 @@ import pytest
 from aiobotocore.session import get_session
 from kazoo.client import KazooClient
 
+from controller.simulator.fetcher import FetchError
 from tests import services
 from tests.services.process import clean_env, spawn_ready
 
@@ -256,11 +257,11 @@ def test_fetch_over_http_keeps_the_query_string_in_the_name(
 
 def test_fetch_refuses_unsafe_archives_and_remote_hosts(tmp_path: Path) -> None:
     evil = make_tarball(tmp_path / "evil.tar.gz", {"../escape.txt": b"x"})
-    with pytest.raises(tarfile.OutsideDestinationError):
+    with pytest.raises(FetchError):
         services.fetch_into_sandbox(evil.as_uri(), tmp_path / "sandbox")
     assert not (tmp_path / "escape.txt").exists()
 
-    with pytest.raises(ValueError, match="non-loopback"):
+    with pytest.raises(FetchError, match=r"refusing to fetch from host 'example\.com'"):
         services.fetch_into_sandbox("https://example.com/docker.tar.gz", tmp_path / "s2")
 
 

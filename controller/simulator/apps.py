@@ -9,9 +9,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from controller.dialect import RESENT_FIELDS, Dialect
 from controller.simulator.wire import (
     ApiError,
-    Features,
     Json,
     canonical,
     invalid_json,
@@ -177,14 +177,14 @@ def valid_id(raw: str) -> str:
     return app_id
 
 
-def _fields(body: Mapping[str, Any], features: Features, *, partial: bool) -> Json:
+def _fields(body: Mapping[str, Any], features: Dialect, *, partial: bool) -> Json:
     """The App fields of a body, copied and normalised the way Marathon normalises them."""
     fields = {k: copy.deepcopy(v) for k, v in body.items()
               if k in APP_FIELDS and k not in _SERVER_FIELDS and v is not None}
     _check_types(fields)
     uris: list[str] = fields.pop("uris", None) or []
     if uris and fields.get("fetch"):
-        if features.legacy_json:
+        if features.shows_uris:
             raise ApiError(400, {"message": "Invalid JSON", "details": [
                 {"path": "", "errors": ["You cannot specify both uris and fetch fields"]}]})
         if partial:  # NormalizationException has no mapper, so it is a 500 (§2.2)
@@ -192,35 +192,35 @@ def _fields(body: Mapping[str, Any], features: Features, *, partial: bool) -> Js
         raise not_valid("/uris", "may not be set in conjunction with fetch")
     if uris:
         fields["fetch"] = [
-            {"uri": uri, "extract": features.legacy_json
+            {"uri": uri, "extract": features.shows_uris
              or urlsplit(uri).path.endswith(_EXTRACTABLE)} for uri in uris]
     if "fetch" in fields:
         fields["fetch"] = [_artifact(item) for item in fields["fetch"]]
     if "container" in fields:
         fields["container"] = _container(fields["container"])
-    if not features.legacy_json:
+    if not features.shows_uris:
         _modernise_networking(fields)
     return fields
 
 
-def complete(body: Mapping[str, Any], app_id: str, features: Features) -> Json:
+def complete(body: Mapping[str, Any], app_id: str, features: Dialect) -> Json:
     """A full definition: the body over the defaults (create, or replace when not partial)."""
     return {"id": app_id, **_defaults(), **_fields(body, features, partial=False)}
 
 
-def merge(current: Json, body: Mapping[str, Any], features: Features) -> Json:
+def merge(current: Json, body: Mapping[str, Any], features: Dialect) -> Json:
     """A partial update: the fields given replace the old ones wholesale."""
     update = _fields(body, features, partial=True)
     merged = {**current, **update}
-    if features.drops_executor_resources:
-        for name in ("executorResources", "resourceLimits"):
+    if features.drops_omitted_resources:
+        for name in RESENT_FIELDS:
             if name not in update:
                 merged.pop(name, None)  # AppConversion does not merge these (facts §1.3)
     return merged
 
 
-def public(app: Json, features: Features) -> Json:
+def public(app: Json, features: Dialect) -> Json:
     """The definition as Marathon writes it (≤ 1.4 adds ``uris``)."""
-    if features.legacy_json:
+    if features.shows_uris:
         return {**app, "uris": [artifact["uri"] for artifact in app["fetch"]]}
     return dict(app)

@@ -242,7 +242,7 @@ class MarathonSimulator:
         router.add_post("/v2/apps/{id:.+}/restart", self._restart_app)
         router.add_get("/v2/apps/{id:.+}", self._get_app)
         router.add_put("/v2/apps/{id:.+}", self._put_app)
-        if self.state.features.modern_updates:
+        if self.state.features.has_patch:
             router.add_patch("/v2/apps/{id:.+}", self._patch_app)
         router.add_delete("/v2/apps/{id:.+}", self._delete_app)
         router.add_get("/v2/deployments", self._list_deployments)
@@ -357,7 +357,7 @@ class MarathonSimulator:
 
     def _deployed(self, result: DeploymentResult, status: int) -> web.Response:
         headers = ({_DEPLOYMENT_HEADER: result.deployment_id}
-                   if self.state.features.modern_updates else None)
+                   if self.state.features.has_patch else None)
         return _json(result.body(), status=status, headers=headers)
 
     # -- handlers ------------------------------------------------------------------------------
@@ -390,7 +390,7 @@ class MarathonSimulator:
         if _EVENT_STREAM not in request.headers.getall(hdrs.ACCEPT, ()):
             return web.Response(status=405, text=_EVENTS_405, content_type="text/html")
         wanted = request.query.getall("event_type", ())
-        event_types = frozenset(wanted) if wanted and self.state.features.event_filter else None
+        event_types = frozenset(wanted) if wanted and self.state.features.filters_events else None
         response = web.StreamResponse(
             headers={hdrs.CONTENT_TYPE: f"{_EVENT_STREAM};charset=UTF-8"})
         response.force_close()
@@ -422,7 +422,7 @@ class MarathonSimulator:
         deployment_id = app["deployments"][0]["id"]
         # Response.created(URI(app.id)): Jersey resolves the bare id against the server root.
         headers = {"Location": f"{request.url.origin()}{app['id']}"}
-        if self.state.features.modern_updates:
+        if self.state.features.has_patch:
             headers[_DEPLOYMENT_HEADER] = deployment_id
         return _json(app, status=201, headers=headers)
 
@@ -433,7 +433,7 @@ class MarathonSimulator:
     async def _put_app(self, request: web.Request) -> web.Response:
         # ≤ 1.3 had no partialUpdate: PUT was always patch-like.
         partial = (_flag(request, "partialUpdate", True)
-                   if self.state.features.modern_updates else True)
+                   if self.state.features.has_patch else True)
         result = self.state.update_app(
             request.match_info["id"], await _json_body(request), partial=partial,
             force=_flag(request, "force", False), client_ip=request.remote or "")

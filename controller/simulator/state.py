@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, cast
 
+from controller.dialect import Dialect
 from controller.simulator.agent import Agent
 from controller.simulator.apps import (
     APP_FIELDS,
@@ -30,7 +31,6 @@ from controller.simulator.wire import (
     DEFAULT_VERSION,
     LOCAL,
     ApiError,
-    Features,
     Json,
     Scheduler,
     canonical,
@@ -63,7 +63,7 @@ class MarathonState:
         agent: Agent | None = None,
     ) -> None:
         self._version = version
-        self.features = Features.of(version)
+        self.features = Dialect.of(version)
         self.deployment_seconds = deployment_seconds
         self.writes: list[WriteRecord] = []
         """Every write request a facade received; direct calls on the state are not requests."""

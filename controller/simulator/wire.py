@@ -7,11 +7,8 @@ import functools
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
-
-from controller.model import version_tuple
 
 Json = dict[str, Any]
 Scheduler = Callable[[float, Callable[[], object]], None]
@@ -41,26 +38,6 @@ def iso(moment: datetime) -> str:
 def canonical(app_id: str) -> str:
     """``foo/bar/`` and ``/foo/bar`` name the same app."""
     return "/" + app_id.strip("/")
-
-
-@dataclass(frozen=True, slots=True)
-class Features:
-    """What changed between Marathon versions (each flag cites ``marathon-facts.md``)."""
-
-    modern_updates: bool
-    """PATCH, ``partialUpdate`` and the Marathon-Deployment-Id header came in 1.4.0 (§1.3, §1.4)."""
-    legacy_json: bool
-    """≤ 1.4: GET shows ``uris`` beside ``fetch`` and keeps the deprecated network fields (§1.1)."""
-    event_filter: bool
-    """``event_type`` is honoured since 1.3.7 (§3)."""
-    drops_executor_resources: bool
-    """A partial update drops ``executorResources``/``resourceLimits`` it omits (1.7+, §1.3)."""
-
-    @classmethod
-    def of(cls, version: str) -> Features:
-        v = version_tuple(version)
-        return cls(modern_updates=v >= (1, 4), legacy_json=v < (1, 5),
-                   event_filter=v >= (1, 3, 7), drops_executor_resources=v >= (1, 7))
 
 
 class ApiError(Exception):

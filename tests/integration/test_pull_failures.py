@@ -23,13 +23,15 @@ from controller.config import settings_from_mapping
 from controller.manager import DaemonHandle, run
 from controller.model import AppId
 from controller.simulator import MarathonSimulator, MarathonState
-from tests.integration.test_daemon import REG, app, bundle_uris, config, eventually
+from tests.factories import REGISTRY, docker_app
+from tests.integration.runner import bundle_uris, daemon_config
+from tests.services import eventually
 
 APP = "/team/web"
 AUTH_FAILURE = (f"Failed to launch container: Failed to run 'docker -H unix:///var/run/docker.sock"
-                f" pull {REG}/team/web:1': exited with status 1; stderr='Error response from "
-                f"daemon: Get https://{REG}/v2/team/web/manifests/1: unauthorized: authentication"
-                " required\n'")
+                f" pull {REGISTRY}/team/web:1': exited with status 1; stderr='Error response from "
+                f"daemon: Get https://{REGISTRY}/v2/team/web/manifests/1: unauthorized: "
+                "authentication required\n'")
 _FORWARDED = ("Accept", "Authorization", "Content-Type", "User-Agent")
 
 
@@ -80,7 +82,8 @@ async def front(state, aiohttp_server) -> AsyncIterator[tuple[QueueFront, str]]:
 async def running(url: str, tmp_path: Path, env: dict[str, str], **remediation: Any
                   ) -> AsyncIterator[Measured]:
     """The daemon as a task of this test's loop, on a metrics registry the test reads."""
-    doc = config(url, tmp_path)
+    doc = daemon_config(url, tmp_path)
+    doc["registries"][0]["verify"] = "off"  # a fictional host: tests/e2e log in to a real one
     doc["remediation"] = remediation
     registry, stop, started = CollectorRegistry(), asyncio.Event(), asyncio.Event()
     handles: list[DaemonHandle] = []
@@ -112,7 +115,7 @@ class Measured:
         return self.registry.get_sample_value(f"marathon_pullsecret_{name}", labels) or 0.0
 
     def publishes(self, result: str) -> float:
-        return self.sample("bundle_publishes_total", registry=REG, result=result)
+        return self.sample("bundle_publishes_total", registry=REGISTRY, result=result)
 
     def entry(self) -> dict[str, Any]:
         """The app's entry in ``/status``."""
@@ -143,7 +146,7 @@ async def test_auth_failure_then_fixed_credentials_reset_the_delay_once(state, f
     task fails: the registry's new bundle goes out and the delay is reset, once."""
     queue, url = front
     env = {"REG_PW": "first-password"}
-    state.load_apps([app(APP)])
+    state.load_apps([docker_app(APP)])
     async with running(url, tmp_path, env) as d:
         await d.converged(state)
         checked = d.publishes("unchanged")
@@ -151,9 +154,9 @@ async def test_auth_failure_then_fixed_credentials_reset_the_delay_once(state, f
         await eventually(lambda: d.publishes("unchanged") > checked and d.idle)
         failure = d.entry()["last_pull_failure"]
         assert (failure["reason"], failure["task_id"]) == ("auth", "team_web.1")
-        assert failure["message"] == (f"Error response from daemon: Get https://{REG}/\u2026: "
+        assert failure["message"] == (f"Error response from daemon: Get https://{REGISTRY}/\u2026: "
                                       "unauthorized: authentication required")
-        assert d.sample("image_pull_failures_total", registry=REG, reason="auth") == 1
+        assert d.sample("image_pull_failures_total", registry=REGISTRY, reason="auth") == 1
         assert queue.resets == []
 
         env["REG_PW"] = "fixed-password"
@@ -176,13 +179,13 @@ async def test_without_remediation_nothing_is_reset(state, front, tmp_path):
     """``reset_launch_delay: false``: failures are still seen, the fix still goes out, no reset."""
     queue, url = front
     env = {"REG_PW": "first-password"}
-    state.load_apps([app(APP)])
+    state.load_apps([docker_app(APP)])
     async with running(url, tmp_path, env, reset_launch_delay=False) as d:
         await d.converged(state)
         env["REG_PW"] = "fixed-password"
         fail_task(state, "team_web.1")
         await eventually(lambda: d.publishes("published") >= 2 and d.idle)
-        assert d.sample("image_pull_failures_total", registry=REG, reason="auth") == 1
+        assert d.sample("image_pull_failures_total", registry=REGISTRY, reason="auth") == 1
     assert queue.resets == []
 
 
@@ -191,7 +194,7 @@ async def test_failures_of_other_apps_and_other_causes_are_not_ours(state, front
     count nothing and reset nothing."""
     queue, url = front
     env = {"REG_PW": "first-password"}
-    state.load_apps([app(APP), app("/team/other", opted_in=False)])
+    state.load_apps([docker_app(APP), docker_app("/team/other", opted_in=False)])
     async with running(url, tmp_path, env) as d:
         await d.converged(state)
         events = d.sample("marathon_events_total", event_type="status_update_event")
@@ -201,6 +204,6 @@ async def test_failures_of_other_apps_and_other_causes_are_not_ours(state, front
         await eventually(lambda: d.sample("marathon_events_total",
                                           event_type="status_update_event") == events + 2)
         for reason in ("auth", "other"):
-            assert d.sample("image_pull_failures_total", registry=REG, reason=reason) == 0
+            assert d.sample("image_pull_failures_total", registry=REGISTRY, reason=reason) == 0
         assert d.entry()["last_pull_failure"] is None
     assert queue.resets == []

@@ -438,7 +438,7 @@ class TestHttp:
                     "message": f"Application /{app_id} not found in tasks queue."}
 
     async def test_marathon_python_reads_tasks_and_queue(self, state, agent, http):
-        marathon = pytest.importorskip("marathon")
+        import marathon
         state.add_app(web_app(backoffSeconds=30, maxLaunchDelaySeconds=300))
         await settle(agent)
         state.finish_all_deployments()

@@ -300,13 +300,16 @@ class TestRegistryReconciler:
         reconciler.request_verification(REG)
         assert queue.added == []
 
-    async def test_unknown_or_unverified_registries_are_ignored(self, tmp_path):
-        """Requests for a registry not configured, or with verify: off, queue nothing."""
+    async def test_unverified_registries_are_read_again_and_unknown_ones_ignored(self, tmp_path):
+        """With verify: off a request only queues a refresh (the source is read again, no
+        login); a registry not configured queues nothing. A new bundle counts as the fix."""
         h = Harness(tmp_path, ScriptedVerifier(), mode="off")
-        reconciler, queue, _ = self.reconciler(h)
+        reconciler, queue, published = self.reconciler(h)
         reconciler.request_verification(REG)
         reconciler.request_verification("elsewhere.example.com")
-        assert queue.added == []
+        assert [registry for registry, _ in queue.added] == [REG]
+        await reconciler.reconcile(REG)
+        assert published == [REG] and h.verifier.tried == []
 
     async def test_on_published_only_for_a_verified_new_bundle(self, tmp_path):
         """The hook fires for an accepted new bundle, not for an unchanged or unconfirmed one."""
