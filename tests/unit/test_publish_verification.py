@@ -309,7 +309,8 @@ class TestRegistryReconciler:
         reconciler.request_verification("elsewhere.example.com")
         assert [registry for registry, _ in queue.added] == [REG]
         await reconciler.reconcile(REG)
-        assert published == [REG] and h.verifier.tried == []
+        assert published == [REG]
+        assert h.verifier.tried == []
 
     async def test_on_published_only_for_a_verified_new_bundle(self, tmp_path):
         """The hook fires for an accepted new bundle, not for an unchanged or unconfirmed one."""
