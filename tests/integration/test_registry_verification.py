@@ -8,9 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +18,15 @@ import yaml
 
 from controller.config import settings_from_mapping
 from controller.manager import DaemonHandle, run
-from controller.plan import is_managed_uri
 from controller.simulator import MarathonSimulator, MarathonState
 from tests.conftest import _start
+from tests.factories import docker_app
+from tests.integration.runner import bundle_uris
 from tests.services import (
     Registry,
+    eventually,
     fetch_into_sandbox,
+    free_port,
     make_htpasswd,
     skopeo_inspect,
     start_registry,
@@ -33,38 +34,7 @@ from tests.services import (
 
 pytestmark = pytest.mark.e2e
 
-LABEL = "pullsecret.enabled"
 PREFIX = "marathon_pullsecret_"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def docker_app(app_id: str, image: str) -> dict[str, Any]:
-    return {"id": app_id, "cmd": "sleep 1000", "labels": {LABEL: "true"},
-            "container": {"type": "DOCKER", "docker": {"image": image}}}
-
-
-def bundle_uris(state: MarathonState, app_id: str) -> list[str]:
-    return [e["uri"] for e in state.get_app(app_id).get("fetch", []) if is_managed_uri(e["uri"])]
-
-
-async def eventually(check: Callable[[], Any], what: str, timeout: float = 15.0) -> None:
-    """Poll ``check`` (sync or async) with a deadline: the daemon runs in this loop."""
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                result = check()
-                if asyncio.iscoroutine(result):
-                    result = await result
-                if result:
-                    return
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"not within {timeout:g} s: {what}") from None
 
 
 class Ops:
@@ -128,7 +98,7 @@ async def test_wrong_password_is_not_published_until_the_file_is_fixed(registry:
                 async def rejected() -> bool:
                     return (await ops.status())["credentials_rejected"]
 
-                await eventually(rejected, "the registry's refusal shows in /status")
+                await eventually(rejected, 15, "the registry's refusal shows in /status")
                 status = await ops.status()
                 assert status["sha256"] is None
                 assert status["login"]["result"] == "rejected"
@@ -145,14 +115,14 @@ async def test_wrong_password_is_not_published_until_the_file_is_fixed(registry:
                 async def published() -> bool:
                     return (await ops.status())["sha256"] is not None
 
-                await eventually(published, "the fixed credential is published")
+                await eventually(published, 15, "the fixed credential is published")
                 status = await ops.status()
                 assert status["credentials_rejected"] is False
                 assert status["login"]["result"] == "accepted"
                 assert status["login"]["detail"] == "ok (basic auth); may pull team-a/hello"
                 assert await ops.metric("registry_credentials_rejected") == 0
                 assert await ops.metric("registry_login_total", result="accepted") == 1
-                await eventually(lambda: bundle_uris(state, "/team-a/web"),
+                await eventually(lambda: bundle_uris(state, "/team-a/web"), 15,
                                  "the app that failed for want of a bundle gets it")
                 for path in ("/status", "/metrics", "/"):
                     assert registry.password not in await ops.text(path)
@@ -227,7 +197,7 @@ async def test_password_changed_at_the_registry_shows_on_request(tmp_path: Path)
                 handle = await asyncio.wait_for(started, 10)
                 async with aiohttp.ClientSession() as session:
                     ops = Ops(session, listen, registry.host)
-                    await eventually(lambda: bundle_uris(state, "/team-a/web"), "first bundle")
+                    await eventually(lambda: bundle_uris(state, "/team-a/web"), 15, "first bundle")
                     first = (await ops.status())["sha256"]
                     assert (await ops.status())["login"]["result"] == "accepted"
 
@@ -238,7 +208,7 @@ async def test_password_changed_at_the_registry_shows_on_request(tmp_path: Path)
                     async def rejected() -> bool:
                         return (await ops.status())["credentials_rejected"]
 
-                    await eventually(rejected, "the requested login sees the refusal")
+                    await eventually(rejected, 15, "the requested login sees the refusal")
                     assert await ops.metric("registry_credentials_rejected") == 1
                     assert (await ops.status())["sha256"] == first
 
@@ -249,7 +219,7 @@ async def test_password_changed_at_the_registry_shows_on_request(tmp_path: Path)
                         status = await ops.status()
                         return status["sha256"] != first and not status["credentials_rejected"]
 
-                    await eventually(republished, "the new password is published")
+                    await eventually(republished, 15, "the new password is published")
                     assert await ops.metric("registry_credentials_rejected") == 0
                     assert await ops.metric("registry_login_total", result="accepted") == 2
             finally:

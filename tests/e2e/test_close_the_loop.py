@@ -1,0 +1,168 @@
+"""Close the loop, end to end: a real htpasswd ``docker-registry``, the simulator's agent pulling
+with real ``skopeo`` (``HOME`` = the task's sandbox), and the daemon.
+
+1. The apps run with the controller's bundle.
+2. The registry's password changes; the apps' next launches fail to pull for ``auth``.
+3. The password file still holds the old password: the login is rejected, nothing is
+   published, and the alert gauge is set.
+4. The file is fixed: a verified bundle goes out and the launch delay is reset.
+5. Every task runs again within 5 s of the fix.
+
+The same story with ``remediation.reset_launch_delay: false`` waits out the app's 30 s launch
+backoff instead, and the test asserts that it is clearly slower.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from controller.config import settings_from_mapping
+from controller.manager import DaemonHandle, run
+from controller.simulator import Agent, MarathonSimulator, MarathonState
+from tests.conftest import _start
+from tests.factories import docker_app
+from tests.integration.runner import bundle_uris
+from tests.services import eventually, free_port, make_htpasswd, start_registry
+from tests.simulator.skopeo_puller import SkopeoPuller
+
+pytestmark = pytest.mark.e2e
+
+APPS = ("/team-a/web", "/team-a/worker")
+BACKOFF = {"backoffSeconds": 30, "backoffFactor": 1.15, "maxLaunchDelaySeconds": 300}
+ROTATED = "rotated-at-the-registry"
+
+
+def running(agent: Agent) -> bool:
+    return all(agent.counts(app_id) == (0, 1) for app_id in APPS)
+
+
+class Ops:
+    """The daemon's ops port, read as an operator would."""
+
+    def __init__(self, session: aiohttp.ClientSession, listen: str) -> None:
+        self.base, self.session = f"http://{listen}", session
+
+    async def text(self, path: str) -> str:
+        async with self.session.get(self.base + path) as response:
+            assert response.status == 200
+            return await response.text()
+
+    async def status(self) -> dict[str, Any]:
+        return dict(json.loads(await self.text("/status")))
+
+    async def metric(self, series: str) -> float | None:
+        """The value of one exact series line of ``/metrics``."""
+        for line in (await self.text("/metrics")).splitlines():
+            name, _, value = line.rpartition(" ")
+            if name == f"marathon_pullsecret_{series}":
+                return float(value)
+        return None
+
+
+async def story(tmp_path: Path, *, reset_launch_delay: bool) -> dict[str, float]:
+    """Run the story once; returns the seconds from the fix to every task running, and more."""
+    registry = _start(start_registry, tmp_path / "registry")
+    agent = Agent(tmp_path / "agent", puller=SkopeoPuller())
+    try:
+        password_file = tmp_path / "registry-password"
+        password_file.write_text(registry.password)
+        state = MarathonState(deployment_seconds=0.05, agent=agent)
+        state.load_apps([docker_app(app_id, registry.ref(), instances=1, **BACKOFF)
+                         for app_id in APPS])
+        listen = f"127.0.0.1:{free_port()}"
+        async with (MarathonSimulator(state, heartbeat_seconds=0.5) as sim,
+                    aiohttp.ClientSession() as session):
+            ops = Ops(session, listen)
+            settings = settings_from_mapping({
+                "marathon": {"urls": [sim.url], "timeout_seconds": 5},
+                "registries": [{"host": registry.host, "verify": "required",
+                                "credentials": {"username": registry.username,
+                                                "password_file": str(password_file)}}],
+                "storage": {"filesystem": {"path": str(tmp_path / "bundles")}},
+                "reconcile": {"max_writes_per_second": 1000, "write_burst": 1000},
+                "remediation": {"reset_launch_delay": reset_launch_delay},
+                "server": {"listen": listen},
+            }, {})
+            stop = asyncio.Event()
+            started: asyncio.Future[DaemonHandle] = asyncio.get_running_loop().create_future()
+            daemon = asyncio.create_task(run(settings, {}, stop=stop,
+                                             started=started.set_result))
+            try:
+                handle = await asyncio.wait_for(started, 10)
+                bundles = handle.parts.bundles.states[registry.host]
+                # 1. The apps get their bundle (a new version, so new tasks) and run.
+                await eventually(lambda: all(bundle_uris(state, a) for a in APPS), 20,
+                                 "every app has its bundle")
+                await eventually(lambda: running(agent), 30, "the first tasks run")
+                published = bundles.manifest.sha256 if bundles.manifest else None
+
+                # 2. The password changes at the registry; relaunched tasks fail to pull.
+                make_htpasswd(registry.workdir / "htpasswd", registry.username, ROTATED)
+                for app_id in APPS:
+                    state.restart_app(app_id)
+
+                async def failed_for_auth() -> bool:
+                    apps = (await ops.status())["apps"]
+                    return all((apps[a]["last_pull_failure"] or {}).get("reason") == "auth"
+                               for a in APPS)
+
+                await eventually(failed_for_auth, 30, "both apps' pulls fail for auth")
+                assert await ops.metric(f'image_pull_failures_total{{reason="auth",'
+                                        f'registry="{registry.host}"}}') >= len(APPS)
+
+                # 3. The failed pulls asked for a login: rejected, nothing published.
+                async def rejected() -> bool:
+                    return bool((await ops.status())["registries"][registry.host]
+                                ["credentials_rejected"])
+
+                await eventually(rejected, 15, "the old password is rejected")
+                assert (bundles.manifest.sha256 if bundles.manifest else None) == published
+                assert await ops.metric(
+                    f'registry_credentials_rejected{{registry="{registry.host}"}}') == 1
+                assert not running(agent)
+
+                # 4. The source is fixed; the registry's retry publishes a verified bundle.
+                fixed_at = time.monotonic()
+                password_file.write_text(ROTATED)
+                handle.registries.queue.add(registry.host)  # the retry would come in <= 10 s
+                await eventually(lambda: not bundles.credentials_rejected
+                                 and bundles.manifest is not None
+                                 and bundles.manifest.sha256 != published, 15,
+                                 "a verified bundle is published")
+                published_after = time.monotonic() - fixed_at
+                # 5. Every task runs again.
+                await eventually(lambda: running(agent), 90, "every task runs again")
+                took = time.monotonic() - fixed_at
+                apps = (await ops.status())["apps"]
+                for text in (await ops.text("/status"), await ops.text("/metrics")):
+                    assert registry.password not in text
+                    assert ROTATED not in text
+                return {"published": published_after, "running": took,
+                        "resets": sum(1 for a in APPS
+                                      if (apps[a]["last_delay_reset"] or {}).get("result") == "ok")}
+            finally:
+                stop.set()
+                assert await asyncio.wait_for(daemon, 15) == 0
+    finally:
+        await agent.close()
+        registry.stop()
+
+
+async def test_a_rotated_password_is_rejected_then_fixed_and_tasks_run_again(tmp_path):
+    with_reset = await story(tmp_path / "reset", reset_launch_delay=True)
+    print(f"with the delay reset: published {with_reset['published']:.2f} s, "
+          f"running {with_reset['running']:.2f} s after the fix")
+    assert with_reset["resets"] == len(APPS)
+    assert with_reset["running"] < 5
+
+    without = await story(tmp_path / "no-reset", reset_launch_delay=False)
+    print(f"without the reset: running {without['running']:.2f} s after the fix")
+    assert without["resets"] == 0
+    assert without["running"] > with_reset["running"] + 10
