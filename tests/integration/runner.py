@@ -4,11 +4,14 @@ test's loop with the config it runs with, or a command as its own process (``cli
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from controller.config import Settings
 from controller.manager import DaemonHandle, run
@@ -77,3 +80,35 @@ class Daemon:
         self.stop.set()
         assert self.task is not None
         assert await asyncio.wait_for(self.task, 15) == 0
+
+
+class Ops:
+    """The daemon's ops port, read as an operator would."""
+
+    def __init__(self, session: aiohttp.ClientSession, listen: str, registry: str) -> None:
+        """``registry`` is the one whose ``/status`` entry and metric series are read."""
+        self.base = f"http://{listen}"
+        self.session = session
+        self.registry = registry
+
+    async def text(self, path: str) -> str:
+        async with self.session.get(self.base + path) as response:
+            assert response.status == 200
+            return await response.text()
+
+    async def document(self) -> dict[str, Any]:
+        """The whole ``/status`` document."""
+        return dict(json.loads(await self.text("/status")))
+
+    async def status(self) -> dict[str, Any]:
+        """The registry's entry in ``/status``."""
+        return dict((await self.document())["registries"][self.registry])
+
+    async def metric(self, name: str, **labels: str) -> float | None:
+        wanted = ",".join(f'{k}="{v}"' for k, v in sorted(
+            {"registry": self.registry, **labels}.items()))
+        for line in (await self.text("/metrics")).splitlines():
+            series, _, value = line.rpartition(" ")
+            if series == f"marathon_pullsecret_{name}{{{wanted}}}":
+                return float(value)
+        return None

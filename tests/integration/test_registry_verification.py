@@ -6,7 +6,6 @@ goes out and skopeo pulls with it."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ from controller.manager import DaemonHandle, run
 from controller.simulator import MarathonSimulator, MarathonState
 from tests.conftest import _start
 from tests.factories import docker_app
-from tests.integration.runner import bundle_uris
+from tests.integration.runner import Ops, bundle_uris
 from tests.services import (
     Registry,
     eventually,
@@ -33,35 +32,6 @@ from tests.services import (
 )
 
 pytestmark = pytest.mark.e2e
-
-PREFIX = "marathon_pullsecret_"
-
-
-class Ops:
-    """The daemon's ops port, read as an operator would."""
-
-    def __init__(self, session: aiohttp.ClientSession, listen: str, registry: str) -> None:
-        self.base = f"http://{listen}"
-        self.session = session
-        self.registry = registry
-
-    async def text(self, path: str) -> str:
-        async with self.session.get(self.base + path) as response:
-            assert response.status == 200
-            return await response.text()
-
-    async def status(self) -> dict[str, Any]:
-        return json.loads(await self.text("/status"))["registries"][self.registry]
-
-    async def metric(self, name: str, **labels: str) -> float | None:
-        wanted = ",".join(f'{k}="{v}"' for k, v in sorted(
-            {"registry": self.registry, **labels}.items()))
-        for line in (await self.text("/metrics")).splitlines():
-            series, _, value = line.rpartition(" ")
-            if series == f"{PREFIX}{name}{{{wanted}}}":
-                return float(value)
-        return None
-
 
 def daemon_settings(sim_url: str, registry: Registry, password_file: Path, tmp_path: Path,
                     listen: str, **options: Any) -> Any:
