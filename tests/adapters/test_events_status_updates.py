@@ -45,6 +45,16 @@ class Watched:
         self.logs: list[dict[str, object]] = []
         self.event_types: list[str] = []
 
+    # -- the watcher's EventObserver -------------------------------------------------------
+    def on_stream_connected(self, connected: bool) -> None:
+        pass
+
+    def on_event(self, event_type: str) -> None:
+        self.kinds.append(event_type)
+
+    def on_reconnect(self) -> None:
+        pass
+
 
 async def watch(aiohttp_server, body: bytes) -> Watched:
     watched = Watched()
@@ -63,7 +73,7 @@ async def watch(aiohttp_server, body: bytes) -> Watched:
         watcher = EventWatcher(
             MarathonClient(MarathonSettings(urls=(url,)), session),
             on_effect=watched.effects.append, on_attached=lambda: None,
-            on_event=watched.kinds.append, on_failed_pull=watched.failed.append)
+            observer=watched, on_failed_pull=watched.failed.append)
         with structlog.testing.capture_logs() as logs:
             await asyncio.wait_for(watcher.run(_iterations=1), 10)
     watched.logs = logs
