@@ -1,9 +1,14 @@
 """``pullsecret-controller demo``: the whole daemon against the built-in Marathon simulator.
 
-It seeds a small cluster, generates registry credentials, keeps bundles in a temporary
-directory, and then walks through what operators care about: apps converge, a new app gets its
-bundle within moments, a credential rotation publishes new content without restarting any app,
-and an app that opts out loses its entry.
+It seeds a small cluster whose tasks really launch (the simulator's agent fetches each app's
+``fetch`` list and pulls its image with what it fetched), starts a small registry that checks
+logins (the controller verifies each credential there before it publishes it), keeps bundles in a
+temporary directory, and then walks through what operators care about: apps converge, a new app
+gets its bundle within moments, a credential rotation publishes new content without restarting
+any app, and an app that opts out loses its entry. Then it closes the loop: the password
+rotates at the registry only, a restarted app's tasks fail to pull, the controller sees the
+failures and finds the source's credential rejected, the source is fixed, a verified bundle goes
+out, the app's launch delay is reset and its task runs again, with the timings printed.
 """
 
 from __future__ import annotations
@@ -13,23 +18,35 @@ import contextlib
 import secrets
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from prometheus_client import CollectorRegistry
 
 from controller.config import settings_from_mapping
 from controller.errors import ConfigError
 from controller.logs import configure
 from controller.manager import DaemonHandle, run
+from controller.metrics import PREFIX
 from controller.model import AppId
 from controller.plan import is_managed_uri
-from controller.simulator import MarathonSimulator, MarathonState
+from controller.settings import Settings
+from controller.simulator import Agent, MarathonSimulator, MarathonState, RegistrySimulator
 from controller.statusbook import StatusBook
 
 __all__ = ["demo", "run_demo"]
 
-REGISTRY = "registry.demo.local:5000"
 LABEL = "pullsecret.enabled"
+USERNAME = "demo-robot"
+PASSWORD_ENV = "DEMO_REGISTRY_PASSWORD"  # noqa: S105 - the variable's name, not a password
+LOOP_APP = "/team-b/api"
+"""The app whose tasks fail to pull, and run again, when the loop is closed."""
+_BACKOFF = {"backoffSeconds": 1, "backoffFactor": 2, "maxLaunchDelaySeconds": 60}
+"""Marathon's launch backoff for every demo app: failures repeat within seconds, and without a
+reset an app that failed long enough would wait up to a minute."""
 _STEP_TIMEOUT = 30.0
 
 
@@ -40,17 +57,33 @@ def _say(text: str = "") -> None:
 def _app(app_id: str, image: str, *, opted_in: bool, **extra: Any) -> dict[str, Any]:
     return {"id": app_id, "cmd": "sleep 3600", "instances": 1, "cpus": 0.1, "mem": 64,
             "labels": {LABEL: "true"} if opted_in else {},
-            "container": {"type": "DOCKER", "docker": {"image": image}}, **extra}
+            "container": {"type": "DOCKER", "docker": {"image": image}}, **_BACKOFF, **extra}
 
 
-SEED = [
-    _app("/team-a/web", f"{REGISTRY}/team-a/web:1.4", opted_in=True,
-         fetch=[{"uri": "https://files.example.com/web-assets.tgz", "cache": True}]),
-    _app("/team-a/worker", f"{REGISTRY}/team-a/worker:2.0", opted_in=True),
-    _app("/team-b/api", f"{REGISTRY}/team-b/api:7", opted_in=True),
-    _app("/public/nginx", "nginx:1.25", opted_in=True),
-    _app("/team-a/batch", f"{REGISTRY}/team-a/batch:1", opted_in=False),
-]
+def _seed(registry: str, assets_uri: str) -> list[dict[str, Any]]:
+    """The cluster: apps on the demo's registry (one not opted in) and one public image."""
+    return [
+        _app("/team-a/web", f"{registry}/team-a/web:1.4", opted_in=True,
+             fetch=[{"uri": assets_uri, "cache": True}]),
+        _app("/team-a/worker", f"{registry}/team-a/worker:2.0", opted_in=True),
+        _app(LOOP_APP, f"{registry}/team-b/api:7", opted_in=True),
+        _app("/public/nginx", "nginx:1.25", opted_in=True),
+        _app("/team-a/batch", f"{registry}/team-a/batch:1", opted_in=False),
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class _Scene:
+    """What the story's steps act on and read."""
+
+    handle: DaemonHandle
+    state: MarathonState
+    agent: Agent
+    metrics: CollectorRegistry
+    env: dict[str, str]
+    registry: str
+    bundles: Path
+    listen: str
 
 
 def _bundle_uri(app: dict[str, Any]) -> str | None:
@@ -71,18 +104,56 @@ def _table(state: MarathonState, book: StatusBook) -> None:
 
 async def _until(what: str, check: Callable[[], bool]) -> float:
     """Poll ``check`` until true (bounded by ``_STEP_TIMEOUT``); return the seconds it took."""
+    return (await _first_seen({what: check}))[what]
+
+
+async def _first_seen(checks: Mapping[str, Callable[[], bool]]) -> dict[str, float]:
+    """Poll every check until all were true once (bounded by ``_STEP_TIMEOUT``); return the
+    seconds until each was first seen true, so that events that follow each other are timed
+    each on its own."""
     started = time.perf_counter()
-    async with asyncio.timeout(_STEP_TIMEOUT):
-        while not check():  # noqa: ASYNC110 - the demo polls the simulator's state
-            await asyncio.sleep(0.02)
-    return time.perf_counter() - started
+    seen: dict[str, float] = {}
+    try:
+        async with asyncio.timeout(_STEP_TIMEOUT):
+            while True:
+                for what, check in checks.items():
+                    if what not in seen and check():
+                        seen[what] = time.perf_counter() - started
+                if len(seen) == len(checks):
+                    return seen
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        missing = ", ".join(what for what in checks if what not in seen)
+        raise TimeoutError(f"not seen within {_STEP_TIMEOUT:g} s: {missing}") from None
 
 
-async def _script(handle: DaemonHandle, state: MarathonState, env: dict[str, str],
-                  bundles: Path, listen: str) -> None:
+def _app_status(scene: _Scene, app_id: str) -> dict[str, Any]:
+    """The app's part of ``/status``, as the controller would serve it now."""
+    snapshot = scene.handle.status.snapshot(scene.handle.parts.bundles.states,
+                                            datetime.now(UTC))
+    app: dict[str, Any] = snapshot["apps"].get(app_id, {})
+    return app
+
+
+async def _script(scene: _Scene) -> None:
+    await _converge_and_rotate(scene)
+    _say()
+    await _close_the_loop(scene)
+    _say()
+    _say("try next, while it runs:")
+    _say(f"  curl -s http://{scene.listen}/status        # what the controller knows, as JSON")
+    _say(f"  curl -s http://{scene.listen}/metrics       # Prometheus metrics")
+    _say("  then on your cluster: README.md, 'First real run' (check-config, plan, ...)")
+    _say("the controller keeps running: press Ctrl-C to stop")
+
+
+async def _converge_and_rotate(scene: _Scene) -> None:
+    """Apps converge, a new app gets its bundle, a rotation restarts nothing, an app opts out."""
+    handle, state, registry, listen = scene.handle, scene.state, scene.registry, scene.listen
     book = handle.status
     _say(f"metrics: http://{listen}/metrics   status: http://{listen}/status")
-    _say(f"bundles: {bundles}")
+    _say(f"bundles: {scene.bundles}")
+    _say(f"registry: {registry} (checks logins; the agent pulls with what the tasks fetched)")
     await _until("initial sync", handle.source.synced.is_set)
     await _until("deployments", lambda: not state.list_deployments())
     _say("initial sync done:")
@@ -90,25 +161,26 @@ async def _script(handle: DaemonHandle, state: MarathonState, env: dict[str, str
 
     _say()
     _say("creating /team-a/new (opted in) ...")
-    state.add_app(_app("/team-a/new", f"{REGISTRY}/team-a/new:1", opted_in=True))
+    state.add_app(_app("/team-a/new", f"{registry}/team-a/new:1", opted_in=True))
     took = await _until("new app", lambda: _bundle_uri(state.get_app("/team-a/new")) is not None)
     _say(f"/team-a/new got its bundle {took * 1000:.0f} ms after it was created")
     _say("  (its creation deployment locked it meanwhile: the controller waited, never forced)")
 
     _say()
-    bundle_states = handle.parts.bundles.states
-    registry_state = bundle_states[REGISTRY]
+    registry_state = handle.parts.bundles.states[registry]
     def digest() -> str:
         return registry_state.manifest.sha256 if registry_state.manifest else "-"
 
     before = digest()
     writes_before = len(state.writes)
-    _say("rotating the registry password ...")
-    env["DEMO_REGISTRY_PASSWORD"] = secrets.token_urlsafe(18)
-    handle.registries.queue.add(REGISTRY)
+    _say("rotating the registry password: at the registry, then in the source ...")
+    password = secrets.token_urlsafe(18)
+    state.accept_credentials(registry, USERNAME, password)
+    scene.env[PASSWORD_ENV] = password
+    handle.registries.queue.add(registry)  # an environment variable tells nobody it changed
     await _until("rotation", lambda: digest() != before)
     after = digest()
-    _say(f"bundle content {before[:12]} -> {after[:12]}")
+    _say(f"bundle content {before[:12]} -> {after[:12]} (the registry accepted the new password)")
     _say(f"Marathon writes during the rotation: {len(state.writes) - writes_before} "
          "(no app restarted: the URI stayed the same)")
 
@@ -119,12 +191,83 @@ async def _script(handle: DaemonHandle, state: MarathonState, env: dict[str, str
     _say("its bundle entry was removed; its other fetch entries were kept")
     _say()
     _table(state, book)
-    _say()
-    _say("try next, while it runs:")
-    _say(f"  curl -s http://{listen}/status        # what the controller knows, as JSON")
-    _say(f"  curl -s http://{listen}/metrics       # Prometheus metrics")
-    _say("  then on your cluster: README.md, 'First real run' (check-config, plan, ...)")
-    _say("the controller keeps running: press Ctrl-C to stop")
+
+
+async def _close_the_loop(scene: _Scene) -> None:
+    """The password rotates at the registry only; a restarted app fails to pull until the
+    controller, once the source is fixed, publishes a verified bundle and resets its delay.
+
+    Timings come from the controller's and the simulator's own timestamps (``/status``, the
+    task's ``startedAt``), not from when the demo happened to look.
+    """
+    state, agent, registry, app_id = scene.state, scene.agent, scene.registry, LOOP_APP
+    registry_state = scene.handle.parts.bundles.states[registry]
+    instances = state.get_app(app_id)["instances"]
+    await _until("running", lambda: agent.counts(app_id) == (0, instances))
+
+    def pull_failures() -> float:
+        return scene.metrics.get_sample_value(
+            f"{PREFIX}image_pull_failures_total", {"registry": registry, "reason": "auth"}) or 0.0
+
+    def digest() -> str:
+        return registry_state.manifest.sha256 if registry_state.manifest else "-"
+
+    def noted(field: str) -> Any:
+        return _app_status(scene, app_id).get(field)
+
+    _say("closing the loop: the password rotates at the registry only; "
+         "the source keeps the old one")
+    rotated = secrets.token_urlsafe(18)
+    state.accept_credentials(registry, USERNAME, rotated)
+    counted, failure_before, published = pull_failures(), noted("last_pull_failure"), digest()
+    _say(f"restarting {app_id}, as a deploy or a lost agent would ...")
+    restarted_at = datetime.now(UTC)
+    state.restart_app(app_id)
+    await _first_seen({"failed pull": lambda: noted("last_pull_failure") != failure_before,
+                       "rejection": lambda: registry_state.credentials_rejected})
+    failure, login = noted("last_pull_failure"), registry_state.login
+    failed_at = datetime.fromisoformat(failure["at"])
+    _say(f"  the controller saw its task fail to pull {_since(restarted_at, failed_at)} after the "
+         f"restart ({failure['reason']}):")
+    _say(f"    {failure['message']}")
+    _say(f"    {PREFIX}image_pull_failures_total{{reason=\"auth\"}}: "
+         f"{counted:g} -> {pull_failures():g}")
+    if login is None or digest() != published:
+        raise RuntimeError("the rejected credential was published")
+    _say(f"  it tried the source's password at the registry {_since(failed_at, login.at)} "
+         "later: credentials rejected")
+    _say(f"    {login.detail}; nothing published (bundle still {published[:12]})")
+    rejected_at = login.at
+    await _until("backoff", lambda: (agent.backoff(app_id) or 0) >= 2)
+    _say(f"  Marathon holds {app_id} back: launch delay {agent.backoff(app_id):g} s, doubling "
+         f"up to {_BACKOFF['maxLaunchDelaySeconds']} s")
+
+    _say("fixing the source: the operator sets the new password in it ...")
+    reset_before = noted("last_delay_reset")
+    fixed_at = datetime.now(UTC)
+    scene.env[PASSWORD_ENV] = rotated
+    await _first_seen({
+        "verified bundle": lambda: digest() != published and registry_state.published_verified,
+        "delay reset": lambda: noted("last_delay_reset") != reset_before,
+        "running task": lambda: agent.counts(app_id) == (0, instances)})
+    login, reset = registry_state.login, noted("last_delay_reset")
+    (task,) = state.list_tasks(app_id)
+    running_at = datetime.fromisoformat(task["startedAt"])
+    accepted_at = login.at if login else fixed_at
+    _say(f"  verified bundle {digest()[:12]} out: login with the new password accepted "
+         f"{_since(fixed_at, accepted_at)} after the fix")
+    _say(f"    (the controller's own retry, {_since(rejected_at, accepted_at)} after the "
+         "rejection, read the source again)")
+    _say(f"  launch delay reset {_since(fixed_at, datetime.fromisoformat(reset['at']))} after "
+         f"the fix ({reset['result']}): the task launches now, not after its delay")
+    _say(f"{app_id} is running again {_since(fixed_at, running_at)} after the fix; "
+         f"{_since(restarted_at, running_at)} after the restart")
+
+
+def _since(start: datetime, end: datetime) -> str:
+    """The time between two moments, in ms below a second (the steps of one reaction)."""
+    seconds = (end - start).total_seconds()
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.3f} s"
 
 
 def run_demo(*, duration: float | None, listen: str, verbose: bool = False) -> int:
@@ -152,46 +295,66 @@ def run_demo(*, duration: float | None, listen: str, verbose: bool = False) -> i
 async def demo(*, duration: float | None, listen: str) -> int:
     """The demo itself, on a running loop (``run_demo`` sets up its logging)."""
     with tempfile.TemporaryDirectory(prefix="pullsecret-demo-") as tmp:
-        bundles = Path(tmp) / "bundles"
-        env = {"DEMO_REGISTRY_PASSWORD": secrets.token_urlsafe(18)}
-        state = MarathonState(deployment_seconds=0.5)
-        state.load_apps(SEED)
-        async with MarathonSimulator(state, heartbeat_seconds=2.0) as sim:
-            settings = settings_from_mapping({
-                "marathon": {"urls": [sim.url]},
-                "registries": [{"host": REGISTRY, "credentials": {
-                    "username": "demo-robot", "password_env": "DEMO_REGISTRY_PASSWORD"},
-                    "apps": ["/team-a/*", "/team-b/*"],
-                    "verify": "off"}],  # the demo's registry is only a name: no login
-                "storage": {"filesystem": {"path": str(bundles)}},
-                "reconcile": {"resync_seconds": 60},
-                "server": {"listen": listen},
-            }, env)
-            stop = asyncio.Event()
-            script: list[asyncio.Task[None]] = []
+        bundles, files = Path(tmp) / "bundles", Path(tmp) / "files"
+        files.mkdir()
+        assets = files / "web-assets.css"
+        assets.write_text("body { margin: 0 }\n")
+        env = {PASSWORD_ENV: secrets.token_urlsafe(18)}
+        agent = Agent(Path(tmp) / "agent")
+        state = MarathonState(deployment_seconds=0.5, agent=agent)
+        try:
+            async with (RegistrySimulator(state.registries) as registry,
+                        MarathonSimulator(state, heartbeat_seconds=2.0) as sim):
+                state.accept_credentials(registry.host, USERNAME, env[PASSWORD_ENV])
+                state.load_apps(_seed(registry.host, assets.as_uri()))
+                settings = settings_from_mapping({
+                    "marathon": {"urls": [sim.url]},
+                    "registries": [{"host": registry.host, "credentials": {
+                        "username": USERNAME, "password_env": PASSWORD_ENV},
+                        "apps": ["/team-a/*", "/team-b/*"]}],
+                    "storage": {"filesystem": {"path": str(bundles)}},
+                    "reconcile": {"resync_seconds": 60},
+                    "server": {"listen": listen},
+                }, env)
+                return await _run_with_script(
+                    settings, env, duration,
+                    lambda handle, metrics: _Scene(
+                        handle=handle, state=state, agent=agent, metrics=metrics, env=env,
+                        registry=registry.host, bundles=bundles, listen=listen))
+        finally:
+            await agent.close()
 
-            def started(handle: DaemonHandle) -> None:
-                task = asyncio.create_task(_script(handle, state, env, bundles, listen),
-                                           name="demo-script")
-                task.add_done_callback(stop_on_failure)
-                script.append(task)
 
-            def stop_on_failure(task: asyncio.Task[None]) -> None:
-                if not task.cancelled() and task.exception() is not None:
-                    stop.set()
+async def _run_with_script(settings: Settings, env: dict[str, str], duration: float | None,
+                           scene: Callable[[DaemonHandle, CollectorRegistry], _Scene]) -> int:
+    """Run the daemon with the story beside it, until ``duration`` is up; the exit code is 1
+    when a step of the story failed."""
+    stop = asyncio.Event()
+    metrics = CollectorRegistry()
+    script: list[asyncio.Task[None]] = []
 
-            daemon = asyncio.create_task(run(settings, env, stop=stop, started=started))
-            try:
-                async with asyncio.timeout(duration):
-                    await asyncio.shield(daemon)
-            except TimeoutError:
-                _say(f"{duration:g} s are up: stopping")
-                stop.set()
-            code = await daemon
-            for task in script:
-                task.cancel()
-            for result in await asyncio.gather(*script, return_exceptions=True):
-                if isinstance(result, Exception):
-                    _say(f"demo step failed: {type(result).__name__}: {result}")
-                    code = code or 1
-            return code
+    def started(handle: DaemonHandle) -> None:
+        task = asyncio.create_task(_script(scene(handle, metrics)), name="demo-script")
+        task.add_done_callback(stop_on_failure)
+        script.append(task)
+
+    def stop_on_failure(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            stop.set()
+
+    daemon = asyncio.create_task(run(settings, env, stop=stop, registry=metrics,
+                                     started=started))
+    try:
+        async with asyncio.timeout(duration):
+            await asyncio.shield(daemon)
+    except TimeoutError:
+        _say(f"{duration:g} s are up: stopping")
+        stop.set()
+    code = await daemon
+    for task in script:
+        task.cancel()
+    for result in await asyncio.gather(*script, return_exceptions=True):
+        if isinstance(result, Exception):
+            _say(f"demo step failed: {type(result).__name__}: {result}")
+            code = code or 1
+    return code

@@ -20,7 +20,8 @@ Modules: ``wire`` (shared encoding, errors, version features), ``apps`` (definit
 ``selectors`` (label selectors), ``deployments``, ``events`` (the bus), ``faults`` (planned
 failures, the write log), ``state`` (``MarathonState``), ``http`` (``MarathonSimulator``),
 ``agent`` (tasks and the launch queue), ``fetcher`` (the Mesos fetcher's rules), ``pullers``
-(the puller port, ``RegistryBook``), ``seed`` and ``cli``.
+(the puller port, ``RegistryBook``), ``registry`` (``RegistrySimulator``: a registry's
+``GET /v2/`` login over the same book), ``seed`` and ``cli``.
 """
 
 from controller.simulator.agent import Agent, Task
@@ -31,6 +32,7 @@ from controller.simulator.faults import Fault, FaultKind, WriteRecord
 from controller.simulator.fetcher import FetchError, FetchLimits, fetch_into_sandbox
 from controller.simulator.http import STATE_KEY, MarathonSimulator
 from controller.simulator.pullers import CredentialPuller, FailedPull, Puller, RegistryBook
+from controller.simulator.registry import RegistrySimulator
 from controller.simulator.seed import seed_apps
 from controller.simulator.state import MarathonState
 from controller.simulator.wire import DEFAULT_VERSION, ApiError, Scheduler
@@ -52,6 +54,7 @@ __all__ = [
     "MarathonState",
     "Puller",
     "RegistryBook",
+    "RegistrySimulator",
     "Scheduler",
     "Subscriber",
     "Task",

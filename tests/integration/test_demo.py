@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -9,14 +10,15 @@ from pathlib import Path
 
 
 def test_demo_runs_and_rotation_restarts_nothing():
-    """The demo converges, rotates without app writes, opts out, and exits 0 on --duration."""
+    """The demo converges, rotates without app writes, opts out, closes the loop after a
+    rotation at the registry only, and exits 0 on --duration."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     result = subprocess.run(
-        [sys.executable, "-m", "controller", "demo", "--duration", "8",
+        [sys.executable, "-m", "controller", "demo", "--duration", "20",
          "--listen", f"127.0.0.1:{port}"],
-        capture_output=True, text=True, timeout=60, check=False)
+        capture_output=True, text=True, timeout=90, check=False)
     out = result.stdout
     assert result.returncode == 0, result.stderr[-3000:] + out[-3000:]
     assert f"metrics: http://127.0.0.1:{port}/metrics" in out
@@ -24,6 +26,18 @@ def test_demo_runs_and_rotation_restarts_nothing():
     assert "/team-a/new got its bundle" in out
     assert "Marathon writes during the rotation: 0" in out
     assert "its bundle entry was removed" in out
+    # The loop closed: failed pulls seen and counted, the old password rejected at the registry,
+    # the fixed source verified and published, the delay reset, the task running again.
+    assert "the controller saw its task fail to pull" in out
+    counted = re.search(r'image_pull_failures_total\{reason="auth"\}: (\d+) -> (\d+)', out)
+    assert counted is not None, out[-3000:]
+    assert int(counted[2]) > int(counted[1])
+    assert "credentials rejected" in out
+    assert "nothing published" in out
+    assert "login with the new password accepted" in out
+    assert "launch delay reset" in out
+    assert "(ok)" in out
+    assert "/team-b/api is running again" in out
     assert "demo step failed" not in out
     # A reason for every app, short lines, what to try next, and the logs kept apart.
     assert "image registry docker.io is not configured" in out
