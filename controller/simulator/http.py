@@ -17,6 +17,7 @@ from aiohttp.typedefs import Handler
 
 from controller.simulator.deployments import DeploymentResult
 from controller.simulator.events import Event
+from controller.simulator.serving import serve
 from controller.simulator.state import MarathonState
 from controller.simulator.wire import LOCAL, ApiError, dumps, no_leader
 
@@ -168,17 +169,8 @@ class MarathonSimulator:
 
     async def start(self, host: str = LOCAL, port: int = 0) -> str:
         """Serve on ``host:port`` (0: a free port); returns ``url``."""
-        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, host, port).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        bound_host, bound_port = runner.addresses[0][:2]
-        self._url = f"http://[{bound_host}]:{bound_port}" if ":" in bound_host else (
-            f"http://{bound_host}:{bound_port}")
+        self._runner, address = await serve(self.app, host, port)
+        self._url = f"http://{address}"
         return self._url
 
     async def stop(self) -> None:

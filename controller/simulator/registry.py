@@ -18,6 +18,7 @@ from typing import Final, Self
 from aiohttp import BasicAuth, hdrs, web
 
 from controller.simulator.pullers import RegistryBook
+from controller.simulator.serving import serve
 from controller.simulator.wire import LOCAL
 
 __all__ = ["RegistrySimulator"]
@@ -51,17 +52,7 @@ class RegistrySimulator:
         """Serve on ``host:port`` (0: a free port); returns ``host``."""
         app = web.Application()
         app.router.add_get("/v2/", self._ping, allow_head=True)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, host, port).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        bound_host, bound_port = runner.addresses[0][:2]
-        self._host = (f"[{bound_host}]:{bound_port}" if ":" in bound_host
-                      else f"{bound_host}:{bound_port}")
+        self._runner, self._host = await serve(app, host, port)
         return self._host
 
     async def stop(self) -> None:
