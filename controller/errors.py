@@ -118,7 +118,14 @@ class InvalidBundleError(StorageError):
 
 
 class CredentialError(TransientError):
-    """A credential source failed; the last good bundle stays in place."""
+    """A credential source failed; the last good bundle stays in place.
+
+    ``retry_after`` is set when the next try should come sooner than the backoff would bring
+    it (a refused password is read again often, to publish the operator's fix quickly)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
 
 
 class NotLeaderError(TransientError):

@@ -37,6 +37,7 @@ from typing import Protocol
 import structlog
 
 from controller.archive import MAX_BUNDLE_BYTES, build_bundle, content_hash, inspect_bundle
+from controller.backoff import Backoff
 from controller.config import RegistrySettings
 from controller.credentials.base import CredentialSource
 from controller.errors import CredentialError, InvalidBundleError, TransientError
@@ -49,6 +50,14 @@ from controller.storage.base import BundleStore
 __all__ = ["BundleManager", "Fence", "LoginCheck", "PublishObserver", "RegistryState", "no_fence"]
 
 log = structlog.get_logger(component="bundles")
+
+REJECTED_RECHECK = Backoff(5.0, 30.0)
+"""While a password or docker config source stands refused, when it is read again: a fixed
+source goes out within 30 s, not after a backoff grown to minutes. Reading it costs no login;
+only a changed credential is tried at the registry."""
+REJECTED_RELOGIN_SECONDS = 300.0
+"""How often the same refused credential is still tried at the registry (its account may be
+fixed there), unless a failed pull asks sooner."""
 
 
 
@@ -257,7 +266,9 @@ class BundleManager:
         digest = content_hash(data)
         login = None
         if digest != recorded or questioned:
-            login = await self._verify(registry, credential, digest)
+            login = await self._verify(registry, credential, digest, requested=verify_current,
+                                       recheck=None if source.expiring
+                                       else REJECTED_RECHECK.delay(state.failures + 1))
         if not due and stored is not None and stored.sha256 == digest:
             return "unchanged"
         if self._dry_run:
@@ -283,21 +294,29 @@ class BundleManager:
         log.info("bundle_published", **fields)
         return "published"
 
-    async def _verify(self, registry: str, credential: RegistryCredential, digest: str
-                      ) -> LoginResult | None:
+    async def _verify(self, registry: str, credential: RegistryCredential, digest: str, *,
+                      requested: bool, recheck: float | None) -> LoginResult | None:
         """Log in with ``credential`` (``None`` when the registry is not verified).
 
         Raises ``CredentialError`` when the ``verify`` mode stops the credential, and when a
         credential the registry refused before could not be confirmed now: either way nothing
-        is published and the engine tries again with backoff.
+        is published and the engine tries again, after ``recheck`` seconds while the refusal
+        stands (else with its backoff). The same refused credential is tried at the registry
+        again only when ``requested`` or once ``REJECTED_RELOGIN_SECONDS`` have passed.
         """
         verifier = self._verifiers.get(registry)
         if verifier is None:
             return None
         state = self.states[registry]
-        login = await verifier.verify(credential)
         refused_before = (state.credentials_rejected and state.login is not None
                           and state.login.sha256 == digest)
+        if (refused_before and not requested and state.login is not None
+                and self._now() - state.login.at < timedelta(seconds=REJECTED_RELOGIN_SECONDS)):
+            raise CredentialError(
+                f"{registry}: the registry rejected this credential at "
+                f"{state.login.at:%Y-%m-%d %H:%M:%S} UTC ({state.login.detail}); nothing is "
+                "published, the last good bundle stays", retry_after=recheck)
+        login = await verifier.verify(credential)
         state.credentials_rejected = login.result == "rejected" or (
             refused_before and login.result != "accepted")
         state.login = LoginCheck(result=login.result, detail=login.detail, at=self._now(),
@@ -316,7 +335,8 @@ class BundleManager:
         log.warning("bundle_publish_blocked", registry=registry, result=login.result,
                     detail=login.detail, verify=state.verify)
         raise CredentialError(f"{registry}: {problem}; nothing is published, the last good "
-                              "bundle stays")
+                              "bundle stays",
+                              retry_after=recheck if state.credentials_rejected else None)
 
     async def _check_served(self, name: str, stored: BundleManifest | None
                             ) -> tuple[BundleManifest | None, str | None]:

@@ -20,7 +20,7 @@ from controller.credentials.password import PasswordSource
 from controller.errors import CredentialError
 from controller.model import RegistryCredential
 from controller.plan import bundle_name
-from controller.publisher import BundleManager
+from controller.publisher import REJECTED_RECHECK, REJECTED_RELOGIN_SECONDS, BundleManager
 from controller.reconcile import RegistryReconciler
 from controller.registry import LOGIN_OUTCOMES, LoginOutcome, LoginResult, RegistryLogin
 from controller.settings import VerifyMode
@@ -74,13 +74,22 @@ class Logins:
         self.seen.append((registry, result, rejected))
 
 
+class TokenLikeSource(PasswordSource):
+    """A password source that says it hands out expiring tokens (as ECR and helpers do)."""
+
+    expiring = True
+
+
 def manager_for(host: str, mode: VerifyMode, password_file: Path, verifier: object,
-                store: MemoryStore, logins: Logins, **options: object) -> BundleManager:
+                store: MemoryStore, logins: Logins, *, expiring: bool = False,
+                **options: object) -> BundleManager:
     settings = registry_settings(host, mode, password_file)
-    source = PasswordSource("ci-puller", env_var=None, file=password_file, env={})
+    kind = TokenLikeSource if expiring else PasswordSource
+    source = kind("ci-puller", env_var=None, file=password_file, env={})
+    options.setdefault("now", lambda: T0)
     return BundleManager({host: settings}, {host: source}, store,
                          verifiers={host: verifier}, observer=logins,  # type: ignore[dict-item]
-                         now=lambda: T0, jitter=lambda: 1.0, **options)  # type: ignore[arg-type]
+                         jitter=lambda: 1.0, **options)  # type: ignore[arg-type]
 
 
 @pytest.mark.e2e
@@ -147,12 +156,13 @@ REG = "registry.example.com"
 
 class Harness:
     def __init__(self, tmp_path: Path, verifier: ScriptedVerifier,
-                 mode: VerifyMode = "best_effort", **options: object) -> None:
+                 mode: VerifyMode = "best_effort", *, expiring: bool = False,
+                 **options: object) -> None:
         self.password_file = tmp_path / "password"
         self.password_file.write_text("old")
         self.store, self.logins, self.verifier = MemoryStore(), Logins(), verifier
         self.manager = manager_for(REG, mode, self.password_file, verifier, self.store,
-                                   self.logins, **options)
+                                   self.logins, expiring=expiring, **options)
 
     @property
     def state(self):
@@ -176,14 +186,26 @@ class TestRejectedThenFixed:
         assert h.state.credentials_rejected
         assert h.state.failures == 1
 
-    async def test_refused_credential_is_tried_again_until_fixed(self, tmp_path):
-        """While refused, each retry logs in again with the unchanged credential; a fixed
-        file is then published, verified, and the refusal clears."""
+    async def test_refused_credential_is_read_again_soon_and_a_fix_goes_out(self, tmp_path):
+        """While refused, the source is read again within REJECTED_RECHECK (5 s, growing to
+        30 s), but the
+        unchanged credential is not tried at the registry again (unless a failed pull asks);
+        a fixed file is then published, verified, and the refusal clears."""
         h = Harness(tmp_path, ScriptedVerifier("rejected", "rejected", "accepted"))
-        with pytest.raises(CredentialError):
+        with pytest.raises(CredentialError) as refused:
             await h.manager.refresh(REG)
-        with pytest.raises(CredentialError):
+        assert refused.value.retry_after == REJECTED_RECHECK.delay(1) == 5
+        with pytest.raises(CredentialError, match="rejected this credential at") as again:
             await h.manager.refresh(REG)
+        assert again.value.retry_after == REJECTED_RECHECK.delay(2) == 10
+        for _ in range(5):
+            with pytest.raises(CredentialError) as later:
+                await h.manager.refresh(REG)
+        assert later.value.retry_after == REJECTED_RECHECK.cap == 30
+        assert h.verifier.tried == ["old"]
+        with pytest.raises(CredentialError):
+            await h.manager.refresh(REG, verify_current=True)  # a failed pull asks: logged in
+        assert h.verifier.tried == ["old", "old"]
         h.password_file.write_text("fixed")
         assert await h.manager.refresh(REG) == "published"
         assert h.verifier.tried == ["old", "old", "fixed"]
@@ -191,13 +213,31 @@ class TestRejectedThenFixed:
         assert h.state.published_verified
         assert [seen[2] for seen in h.logins.seen] == [True, True, False]
 
+    async def test_refused_credential_is_tried_at_the_registry_again_later(self, tmp_path):
+        """The account may be fixed at the registry: after REJECTED_RELOGIN_SECONDS the same
+        credential is tried again (and published once accepted)."""
+        now = [T0]
+        h = Harness(tmp_path, ScriptedVerifier("rejected", "accepted"), now=lambda: now[0])
+        with pytest.raises(CredentialError):
+            await h.manager.refresh(REG)
+        now[0] = T0 + timedelta(seconds=REJECTED_RELOGIN_SECONDS)
+        assert await h.manager.refresh(REG) == "published"
+        assert h.verifier.tried == ["old", "old"]
+
+    async def test_expiring_sources_keep_the_backoff(self, tmp_path):
+        """A token source is not asked every few seconds: no early retry is asked for."""
+        h = Harness(tmp_path, ScriptedVerifier("rejected"), expiring=True)
+        with pytest.raises(CredentialError) as refused:
+            await h.manager.refresh(REG)
+        assert refused.value.retry_after is None
+
     async def test_registry_down_does_not_clear_a_refusal_of_the_same_credential(self, tmp_path):
         """A refused credential that cannot be checked now stays refused and is retried."""
         h = Harness(tmp_path, ScriptedVerifier("rejected", "unreachable"))
         with pytest.raises(CredentialError):
             await h.manager.refresh(REG)
         with pytest.raises(CredentialError, match="rejected this credential before"):
-            await h.manager.refresh(REG)
+            await h.manager.refresh(REG, verify_current=True)
         assert h.state.credentials_rejected
         assert h.stored_sha() is None
 
