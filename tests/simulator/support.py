@@ -1,9 +1,13 @@
-"""What the simulator's tests share: a settable clock, an event recorder, a manual scheduler."""
+"""What the simulator's tests share: a settable clock, an event recorder, a manual scheduler,
+and the simulator run as its own process."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -71,3 +75,24 @@ class ManualScheduler:
             self.clock.moment += timedelta(seconds=max(delay for delay, _ in pending))
         for _, callback in pending:
             callback()
+
+
+@asynccontextmanager
+async def simulator_process(*args: str) -> AsyncIterator[str]:
+    """``python -m controller.simulator --listen 127.0.0.1:0 ARGS`` as its own process; yields
+    its URL, and on the way out asserts that SIGTERM stops it with exit code 0."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "controller.simulator", "--listen", "127.0.0.1:0", *args,
+        stdout=asyncio.subprocess.PIPE)
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(10):
+            url = (await process.stdout.readline()).decode().split()[-1]
+        yield url
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(10):
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

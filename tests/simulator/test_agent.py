@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import signal
-import sys
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -19,7 +17,7 @@ from controller.archive import build_bundle
 from controller.model import RegistryCredential, Secret
 from controller.pullfailure import classify
 from controller.simulator import Agent, MarathonSimulator, MarathonState
-from tests.simulator.support import TIMEOUT, Clock, ManualScheduler, Recorder
+from tests.simulator.support import TIMEOUT, Clock, ManualScheduler, Recorder, simulator_process
 
 REGISTRY = "registry.example.com:5000"
 IMAGE = f"{REGISTRY}/team/web:1"
@@ -337,31 +335,18 @@ class TestCommandLine:
         """``--agent-dir`` runs tasks; ``--registry-credentials`` makes a registry private."""
         credentials = tmp_path / "registries.json"
         credentials.write_text(json.dumps({REGISTRY: {USER: PASSWORD}}))
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "controller.simulator", "--listen", "127.0.0.1:0",
-            "--agent-dir", str(tmp_path / "agent"), "--registry-credentials", str(credentials),
-            stdout=asyncio.subprocess.PIPE)
-        assert process.stdout is not None
-        try:
-            async with asyncio.timeout(10):
-                url = (await process.stdout.readline()).decode().split()[-1]
-            async with aiohttp.ClientSession(url) as http:
-                await http.post("/v2/apps", json=web_app(fetch=[{"uri": bundle(tmp_path)}]))
-                await http.post("/v2/apps", json={**web_app(), "id": "/team/bare"})
-                async with asyncio.timeout(TIMEOUT):
-                    while True:
-                        web = (await (await http.get("/v2/apps/team/web")).json())["app"]
-                        bare = (await (await http.get("/v2/apps/team/bare")).json())["app"]
-                        if web["tasksRunning"] == 1 and "lastTaskFailure" in bare:
-                            break
-                        await asyncio.sleep(0.05)
-            process.send_signal(signal.SIGTERM)
-            async with asyncio.timeout(10):
-                assert await process.wait() == 0
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+        async with (simulator_process("--agent-dir", str(tmp_path / "agent"),
+                                      "--registry-credentials", str(credentials)) as url,
+                    aiohttp.ClientSession(url) as http):
+            await http.post("/v2/apps", json=web_app(fetch=[{"uri": bundle(tmp_path)}]))
+            await http.post("/v2/apps", json={**web_app(), "id": "/team/bare"})
+            async with asyncio.timeout(TIMEOUT):
+                while True:
+                    web = (await (await http.get("/v2/apps/team/web")).json())["app"]
+                    bare = (await (await http.get("/v2/apps/team/bare")).json())["app"]
+                    if web["tasksRunning"] == 1 and "lastTaskFailure" in bare:
+                        break
+                    await asyncio.sleep(0.05)
 
 
 class TestWithoutAnAgent:

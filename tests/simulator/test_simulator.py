@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
-import sys
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -22,7 +20,7 @@ from controller.simulator import (
     seed_apps,
 )
 from tests.services import REFERENCE
-from tests.simulator.support import TIMEOUT, Clock, Recorder
+from tests.simulator.support import TIMEOUT, Clock, Recorder, simulator_process
 
 EXAMPLES = REFERENCE / "examples"
 SCHEMA = json.loads((REFERENCE / "schema" / "AppDefinition.json").read_text())
@@ -983,20 +981,7 @@ class TestSeedAndMain:
 
     async def test_main_serves_until_sigterm(self):
         """``python -m controller.simulator`` seeds, serves, and exits 0 on SIGTERM."""
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "controller.simulator", "--listen", "127.0.0.1:0",
-            "--apps", "30", stdout=asyncio.subprocess.PIPE)
-        assert process.stdout is not None
-        try:
-            async with asyncio.timeout(10):
-                url = (await process.stdout.readline()).decode().split()[-1]
-            async with aiohttp.ClientSession(url) as http:
-                listed = await (await http.get("/v2/apps")).json()
-            assert len(listed["apps"]) == 30
-            process.send_signal(signal.SIGTERM)
-            async with asyncio.timeout(10):
-                assert await process.wait() == 0
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+        async with (simulator_process("--apps", "30") as url,
+                    aiohttp.ClientSession(url) as http):
+            listed = await (await http.get("/v2/apps")).json()
+        assert len(listed["apps"]) == 30
