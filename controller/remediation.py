@@ -7,11 +7,12 @@ when the registry refused the credentials (``auth``), a verification of them.
 
 Marathon then holds the app back for a launch delay that grows with each failure (up to
 ``maxLaunchDelaySeconds``, an hour on Marathon 1.x). Once an app that failed for ``auth`` has
-been fixed (this controller wrote its fetch entry, or a new bundle went out for its registry),
-its launch delay is reset (``DELETE /v2/queue/{id}/delay``) so that it runs again now. The rule
-is the pure ``reset_due``; ``PullRemediator`` keeps the evidence and acts. A reset goes through
-the write rate limit and the leadership fence like any write, is never forced, and kills or
-restarts no task: it only lets Marathon launch the next one.
+been fixed (this controller wrote its fetch entry, or a new bundle that the registry accepted,
+or any new one with ``verify: off``, went out for its registry), its launch delay is reset
+(``DELETE /v2/queue/{id}/delay``) so that it runs again now. The rule is the pure
+``reset_due``; ``PullRemediator`` keeps the evidence and acts. A reset goes through the write
+rate limit and the leadership fence like any write, is never forced, and kills or restarts no
+task: it only lets Marathon launch the next one.
 """
 
 from __future__ import annotations
