@@ -25,6 +25,10 @@ def _goal(name: str, now: str, bar: float | None, moonshot: float, value: float 
             f"{fmt(value)} | {bar_met} | {moon_met} |")
 
 
+def _times(value: float | None) -> str:
+    return "below noise" if value is None else f"{value:.2f}x"
+
+
 def _limit(limit: float | None, unit: str) -> str:
     return "report it" if limit is None else f"≤ {limit:g}{unit}"
 
@@ -93,8 +97,8 @@ def render(report: dict[str, Any]) -> str:
     g = report["growth"]
     lines += ["", f"### Cost growth, {g['from']:,} → {g['to']:,} apps", "",
               "| labelled | no-op pass (above empty) | floor |", "|---|---|---|"]
-    lines += [f"| {'all' if k == 'all' else '10 %'} | {v['pass_growth']:.2f}x | "
-              f"{v['floor_growth']:.2f}x |" for k, v in g.items() if isinstance(v, dict)]
+    lines += [f"| {'all' if k == 'all' else '10 %'} | {_times(v['pass_growth'])} | "
+              f"{_times(v['floor_growth'])} |" for k, v in g.items() if isinstance(v, dict)]
     s = report["startup"]
     lines += ["", "## Start-up", "",
               f"`reconcile --once` against an empty Marathon: {s['reconcile_once_empty_s']} s; "

@@ -34,3 +34,16 @@ def test_bench_runs_and_reports_every_figure(tmp_path):
     text = results.read_text()
     assert "## Goals (issue 12)" in text
     assert "## Memory holders" in text
+
+
+def test_growth_is_below_noise_when_the_small_pass_costs_nothing():
+    """At smoke-test sizes a pass may cost no more than the empty-Marathon run; the growth table
+    says so instead of dividing by zero."""
+    from bench.__main__ import _growth
+    from bench.render import _times
+
+    rows = [{"apps": 100, "labelled": "all", "above_empty_s": 0.0, "floor_s": 0.01},
+            {"apps": 200, "labelled": "all", "above_empty_s": 0.004, "floor_s": 0.02}]
+    growth = _growth(rows, 100, 200)
+    assert growth == {"all": {"pass_growth": None, "floor_growth": 2.0}}
+    assert _times(growth["all"]["pass_growth"]) == "below noise"
