@@ -52,13 +52,14 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from bench.render import render
-from controller.config import MarathonSettings, settings_from_mapping
+from controller.config import settings_from_mapping
 from controller.events import EventWatcher
 from controller.logs import configure
 from controller.manager import DaemonHandle, run
 from controller.marathon import MarathonClient
 from controller.model import AppId
 from controller.plan import bundle_name
+from controller.settings import MarathonSettings
 from controller.sse import SSEDecoder
 
 REGISTRY = "registry.example.com:5000"

@@ -13,7 +13,6 @@ from importlib.metadata import version
 import aiohttp
 import structlog
 
-from controller.config import RegistrySettings, Settings, StorageSettings
 from controller.credentials.base import CredentialSource
 from controller.marathon import MarathonClient
 from controller.metrics import Metrics
@@ -21,6 +20,7 @@ from controller.publisher import BundleManager, Fence, no_fence
 from controller.ratelimit import DeploymentBudget, TokenBucket
 from controller.reconcile import WriteGate
 from controller.registry import CredentialVerifier, RegistryLogin
+from controller.settings import RegistrySettings, Settings, StorageSettings
 from controller.storage.base import BundleStore
 
 __all__ = ["Components", "build", "credential_source", "credential_verifiers",

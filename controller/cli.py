@@ -16,10 +16,11 @@ from importlib.metadata import version
 from pathlib import Path
 
 from controller.archive import build_bundle
-from controller.config import Settings, load_settings
+from controller.config import load_settings
 from controller.errors import ConfigError, ControllerError
 from controller.logs import configure
 from controller.reference import InvalidReferenceError, normalize_registry_host
+from controller.settings import Settings
 
 __all__ = ["main", "run"]
 

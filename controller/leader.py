@@ -22,8 +22,8 @@ from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.recipe.lock import Lock
 
 from controller.backoff import Backoff
-from controller.config import LeaderElectionSettings
 from controller.errors import NotLeaderError
+from controller.settings import LeaderElectionSettings
 
 __all__ = ["ZooKeeperElection"]
 

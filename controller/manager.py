@@ -23,7 +23,6 @@ from prometheus_client import CollectorRegistry
 
 from controller.app import Components, build, user_agent
 from controller.backoff import Backoff
-from controller.config import Settings
 from controller.controller import Controller
 from controller.events import EventWatcher
 from controller.gcpause import collector_paused
@@ -34,6 +33,7 @@ from controller.plan import RegistryRule
 from controller.publisher import no_fence
 from controller.reconcile import AppReconciler, RegistryReconciler
 from controller.remediation import PullRemediator
+from controller.settings import Settings
 from controller.source import AppSource
 from controller.statusbook import StatusBook
 from controller.workqueue import WorkQueue

@@ -43,7 +43,7 @@ from tenacity import (
 from yarl import URL
 
 from controller.applist import AppList, AppListDecoder
-from controller.config import SECRET_FILE_LIMIT, MarathonSettings, read_limited
+from controller.config import SECRET_FILE_LIMIT, read_limited
 from controller.dialect import Dialect
 from controller.errors import (
     MarathonConflict,
@@ -53,6 +53,7 @@ from controller.errors import (
     MarathonUnavailable,
 )
 from controller.model import AppId, RawApp, RawAppUpdate, RawDeployment, Secret
+from controller.settings import MarathonSettings
 
 __all__ = ["MarathonAPI", "MarathonClient", "RequestObserver", "auth_header"]
 

@@ -38,13 +38,12 @@ import structlog
 
 from controller.archive import MAX_BUNDLE_BYTES, build_bundle, content_hash, inspect_bundle
 from controller.backoff import Backoff
-from controller.config import RegistrySettings
 from controller.credentials.base import CredentialSource
 from controller.errors import CredentialError, InvalidBundleError, TransientError
 from controller.model import BundleLocation, BundleManifest, RefreshOutcome, RegistryCredential
 from controller.plan import DEFAULT_OWNER, bundle_name, entry_owner
 from controller.registry import CredentialVerifier, LoginOutcome, LoginResult
-from controller.settings import VerifyMode
+from controller.settings import RegistrySettings, VerifyMode
 from controller.storage.base import BundleStore
 
 __all__ = ["BundleManager", "Fence", "LoginCheck", "PublishObserver", "RegistryState", "no_fence"]

@@ -19,9 +19,9 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
-from controller.config import EcrSettings
 from controller.errors import CredentialError
 from controller.model import RegistryCredential, Secret
+from controller.settings import EcrSettings
 
 __all__ = ["EcrSource"]
 

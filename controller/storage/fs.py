@@ -24,9 +24,9 @@ from pathlib import Path
 
 import structlog
 
-from controller.config import FilesystemStorageSettings
 from controller.errors import InvalidBundleError, StorageError
 from controller.model import BundleLocation, BundleManifest
+from controller.settings import FilesystemStorageSettings
 from controller.storage.manifest import manifest_from_json, manifest_to_json
 
 __all__ = ["FilesystemStore", "is_temp_name", "read_bounded", "write_atomically"]

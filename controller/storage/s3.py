@@ -28,9 +28,9 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
-from controller.config import S3StorageSettings
 from controller.errors import InvalidBundleError, StorageError
 from controller.model import BundleLocation, BundleManifest
+from controller.settings import S3StorageSettings
 from controller.storage.manifest import manifest_from_json, manifest_to_json
 
 __all__ = ["S3Store"]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from controller.config import MarathonSettings
 from controller.marathon import MarathonClient, RequestObserver
+from controller.settings import MarathonSettings
 
 APPS = {"apps": [{"id": "/a"}]}
 

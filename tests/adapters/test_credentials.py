@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from controller.config import EcrSettings
 from controller.credentials.dockerconfig import DockerConfigSource
 from controller.credentials.ecr import EcrSource
 from controller.credentials.helper import HelperSource
 from controller.credentials.password import PasswordSource
 from controller.errors import CredentialError
+from controller.settings import EcrSettings
 
 SECRET = "s3cr3t-never-shown"
 ECR_HOST = "123456789012.dkr.ecr.us-east-1.amazonaws.com"

@@ -10,10 +10,10 @@ import pytest
 from aiohttp import web
 
 from controller.backoff import Backoff
-from controller.config import MarathonSettings
 from controller.errors import MarathonUnavailable
 from controller.events import EVENT_TYPES, EventEffect, EventWatcher
 from controller.marathon import MarathonClient
+from controller.settings import MarathonSettings
 from controller.simulator import MarathonSimulator
 
 ATTACHED = b'event: event_stream_attached\r\ndata: {"remoteAddress":"127.0.0.1"}\r\n\r\n'

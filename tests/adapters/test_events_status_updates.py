@@ -10,10 +10,10 @@ import aiohttp
 import structlog.testing
 from aiohttp import web
 
-from controller.config import MarathonSettings
 from controller.events import EVENT_TYPES, EventEffect, EventWatcher
 from controller.marathon import MarathonClient
 from controller.pullfailure import FailedPull
+from controller.settings import MarathonSettings
 
 ATTACHED = b'event: event_stream_attached\r\ndata: {"remoteAddress":"127.0.0.1"}\r\n\r\n'
 AUTH_FAILURE = ("Failed to launch container: Failed to run 'docker -H unix:///var/run/docker.sock"

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from controller.config import MarathonAuthSettings, MarathonSettings
 from controller.errors import (
     MarathonConflict,
     MarathonNotFound,
@@ -18,6 +17,7 @@ from controller.errors import (
 )
 from controller.marathon import MarathonClient
 from controller.model import AppId
+from controller.settings import MarathonAuthSettings, MarathonSettings
 from tests.adapters.marathon_helpers import APPS, Recorder, client, free_url, ids, server_tls
 
 LOCK_BODY = {

@@ -6,10 +6,10 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
-from controller.config import MarathonAuthSettings, MarathonSettings
 from controller.errors import MarathonNotFound, MarathonUnavailable
 from controller.marathon import MarathonClient
 from controller.model import AppId
+from controller.settings import MarathonAuthSettings, MarathonSettings
 from controller.simulator import MarathonSimulator
 from tests.adapters.marathon_helpers import APPS, Recorder, Statuses, client, ids
 

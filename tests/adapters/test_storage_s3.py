@@ -18,10 +18,10 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 from controller.archive import MAX_BUNDLE_BYTES
-from controller.config import S3StorageSettings
 from controller.errors import InvalidBundleError, StorageError
 from controller.model import BundleManifest
 from controller.plan import bundle_name
+from controller.settings import S3StorageSettings
 from controller.storage.s3 import S3Store
 from tests.adapters.test_storage_fs import password_manager
 

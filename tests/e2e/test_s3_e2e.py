@@ -22,16 +22,16 @@ from datetime import UTC, datetime
 import boto3  # type: ignore[import-untyped]
 import pytest
 
-from controller.config import (
+from controller.credentials.ecr import EcrSource
+from controller.plan import bundle_name
+from controller.publisher import BundleManager
+from controller.settings import (
     CredentialSettings,
     EcrSettings,
     RegistrySettings,
     S3StorageSettings,
     UriStyle,
 )
-from controller.credentials.ecr import EcrSource
-from controller.plan import bundle_name
-from controller.publisher import BundleManager
 from controller.simulator import MarathonSimulator, MarathonState
 from controller.storage.s3 import S3Store
 from tests.factories import config_doc, docker_app, registry_entry, write_config

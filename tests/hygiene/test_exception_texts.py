@@ -17,13 +17,14 @@ from urllib.parse import quote
 import pytest
 
 from controller.archive import build_bundle
-from controller.config import MarathonAuthSettings, MarathonSettings, load_settings
+from controller.config import load_settings
 from controller.credentials.dockerconfig import DockerConfigSource
 from controller.credentials.helper import HelperSource
 from controller.credentials.password import PasswordSource
 from controller.errors import ConfigError, ControllerError
 from controller.marathon import auth_header
 from controller.model import RegistryCredential, Secret
+from controller.settings import MarathonAuthSettings, MarathonSettings
 from tests.factories import config_doc, write_config
 from tests.hygiene.matcher import KnownSecret, find_leaks
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import aiohttp
 
-from controller.config import Settings
 from controller.manager import DaemonHandle, run
 from controller.plan import is_managed_uri
+from controller.settings import Settings
 from controller.simulator import MarathonState
 from tests.factories import REGISTRY, config_doc
 from tests.services import HOST, free_port

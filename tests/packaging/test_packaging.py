@@ -29,9 +29,9 @@ import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.config import ReconcileSettings
 from controller.metrics import Metrics
 from controller.reference import InvalidReferenceError, normalize_registry_host
+from controller.settings import ReconcileSettings
 from tests.services import REFERENCE
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,20 +13,21 @@ import yaml
 from controller import config
 from controller.config import load_schema, settings_from_mapping
 from controller.plan import bundle_name
+from controller.settings import ControllerSettings, Settings
 from controller.simulator import MarathonSimulator, MarathonState
 from tests.unit.test_config import EXAMPLE, check_config, file_problems, minimal, problems
 
 ENV = {"REG_PW": "x"}
 
 
-def settings(doc: dict[str, Any], **kwargs: Any) -> config.Settings:
+def settings(doc: dict[str, Any], **kwargs: Any) -> Settings:
     return settings_from_mapping(doc, ENV, **kwargs)
 
 
 class TestControllerName:
     def test_default(self):
         """Without a controller section the name is "default"."""
-        assert settings(minimal()).controller == config.ControllerSettings(name="default")
+        assert settings(minimal()).controller == ControllerSettings(name="default")
 
     @pytest.mark.parametrize("name", ["prod-east", "a", "0", "a" * 40, "a-b-c9"])
     def test_valid(self, name):

@@ -15,7 +15,6 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from controller.config import CredentialSettings, RegistrySettings
 from controller.credentials.password import PasswordSource
 from controller.errors import CredentialError
 from controller.model import RegistryCredential
@@ -23,7 +22,7 @@ from controller.plan import bundle_name
 from controller.publisher import REJECTED_RECHECK, REJECTED_RELOGIN_SECONDS, BundleManager
 from controller.reconcile import RegistryReconciler
 from controller.registry import LOGIN_OUTCOMES, LoginOutcome, LoginResult, RegistryLogin
-from controller.settings import VerifyMode
+from controller.settings import CredentialSettings, RegistrySettings, VerifyMode
 from controller.statusbook import StatusBook
 from controller.storage.memory import MemoryStore
 from tests.services import free_port
