@@ -273,8 +273,12 @@ class ControllerProcess:
         """Every ``/status`` and ``/metrics`` body read (searched for leaks)."""
 
     async def start(self) -> None:
+        # As another user, the process keeps CAP_DAC_READ_SEARCH: the checkout (and its venv)
+        # may sit under a 0700 directory (mktemp -d, /root) that user cannot enter, while the
+        # storage the test denies it stays unwritable (the capability grants no write).
         prefix = ([] if self.uid is None else
-                  ["setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups"])
+                  ["setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups",
+                   "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"])
         with self.log_path.open("ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
                 *prefix, sys.executable, "-m", "controller", "run",
