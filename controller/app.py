@@ -138,7 +138,7 @@ async def build(
                                   stall_seconds=rc.timeout_seconds)
         yield Components(
             settings=settings, marathon=marathon, bundles=bundles, budget=budget,
-            gate=WriteGate(TokenBucket(rc.max_writes_per_second, rc.write_burst), budget),
+            gate=WriteGate(TokenBucket(rc.max_writes_per_second, rc.write_burst), budget, fence),
             fence=fence, dry_run=dry_run)
 
 

@@ -701,8 +701,14 @@ class _Builder:
     def storage(self, path: str, data: dict[str, Any]) -> StorageSettings:
         if len([k for k in ("filesystem", "s3") if k in data]) != 1:
             self.problem(path, "set exactly one backend: filesystem or s3")
-        return StorageSettings(**self.given(path, data, {"filesystem": self.filesystem,
-                                                         "s3": self.s3}))
+        return StorageSettings(**self.given(path, data, {
+            "filesystem": self.filesystem, "s3": self.s3,
+            "previous_locations": self.previous_locations}))
+
+    def previous_locations(self, path: str, values: list[str]) -> tuple[str, ...]:
+        for i, value in enumerate(values):
+            self.url(f"{path}[{i}]", value.rstrip("/"), schemes=())
+        return tuple(value.rstrip("/") for value in values)
 
     def filesystem(self, path: str, data: dict[str, Any]) -> FilesystemStorageSettings:
         """Files under ``path``; ``uri_prefix`` is derived from it when the file leaves it out."""
@@ -745,7 +751,8 @@ class _Builder:
 
     def reconcile(self, path: str, data: dict[str, Any]) -> ReconcileSettings:
         return ReconcileSettings(**self.given(path, data, dict.fromkeys(
-            ("resync_seconds", "timeout_seconds", "shutdown_timeout_seconds"), self.duration)))
+            ("resync_seconds", "timeout_seconds", "shutdown_timeout_seconds", "fight_window"),
+            self.duration)))
 
     def server(self, path: str, data: dict[str, Any]) -> ServerSettings:
         return ServerSettings(**self.given(path, data, {"listen": self.listen}))

@@ -28,7 +28,7 @@ from controller.model import AppId
 from controller.pullfailure import FailedPull, failed_pull, may_report_failed_task
 from controller.sse import SSEDecoder
 
-__all__ = ["EVENT_TYPES", "EventEffect", "EventObserver", "EventWatcher", "effect_of"]
+__all__ = ["EVENT_TYPES", "EventEffect", "EventObserver", "EventWatcher", "Posted", "effect_of"]
 
 log = structlog.get_logger(component="events")
 
@@ -47,6 +47,17 @@ _RECONNECT_BACKOFF = Backoff(0.5, 30.0)
 
 
 @dataclass(frozen=True, slots=True)
+class Posted:
+    """Who wrote an app through the REST API (``api_post_event``), and the fetch URIs it wrote:
+    to name the other writer when the entry this controller wrote is taken away."""
+
+    app_id: AppId
+    writer: str
+    """The request, as Marathon names it: ``clientIp`` and ``uri``."""
+    uris: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class EventEffect:
     """What one event means for the controller."""
 
@@ -54,18 +65,39 @@ class EventEffect:
     finished_deployment: str | None = None
     failed_pull: FailedPull | None = None
     """A task that failed to pull its image (the evidence is the event's text, not a read)."""
+    posted: Posted | None = None
+
+
+_WRITER_LIMIT = 200
+"""Characters of an ``api_post_event``'s client and request URI kept to name a writer."""
 
 
 def _plan_apps(plan: Any) -> tuple[AppId, ...]:
-    """App ids in a deployment plan's steps (``steps[].actions[].app``, as the code writes it)."""
+    """App ids in a deployment plan's steps: ``steps[].actions[].app`` as Marathon's code writes
+    it, and ``steps[].action``/``steps[].app`` as its event-bus documentation shows it
+    (docs/docs/event-bus.md); both are read."""
     if not isinstance(plan, dict):
         return ()
     apps: list[AppId] = []
     for step in plan.get("steps") or ():
-        for action in (step.get("actions") or ()) if isinstance(step, dict) else ():
+        if not isinstance(step, dict):
+            continue
+        actions = step.get("actions")
+        for action in actions if isinstance(actions, list) else (step,):
             if isinstance(action, dict) and isinstance(action.get("app"), str):
                 apps.append(AppId(action["app"]))
     return tuple(dict.fromkeys(apps))
+
+
+def _posted(app_id: AppId, payload: dict[str, Any], app: dict[str, Any]) -> Posted:
+    client, uri = payload.get("clientIp"), payload.get("uri")
+    writer = " ".join(str(part)[:_WRITER_LIMIT] for part in (client, uri)
+                      if isinstance(part, str) and part)
+    listed = app.get("fetch") if isinstance(app.get("fetch"), list) else app.get("uris")
+    uris = tuple(entry if isinstance(entry, str) else entry.get("uri")
+                 for entry in listed or () if isinstance(entry, str | dict))
+    return Posted(app_id=app_id, writer=writer or "unknown",
+                  uris=tuple(u for u in uris if isinstance(u, str)))
 
 
 def effect_of(event_type: str, payload: dict[str, Any]) -> EventEffect:
@@ -73,7 +105,8 @@ def effect_of(event_type: str, payload: dict[str, Any]) -> EventEffect:
     if event_type == "api_post_event":
         app = payload.get("appDefinition")
         if isinstance(app, dict) and isinstance(app.get("id"), str):
-            return EventEffect(app_ids=(AppId(app["id"]),))
+            app_id = AppId(app["id"])
+            return EventEffect(app_ids=(app_id,), posted=_posted(app_id, payload, app))
     elif event_type == "app_terminated_event" and isinstance(payload.get("appId"), str):
         return EventEffect(app_ids=(AppId(payload["appId"]),))
     elif event_type == "deployment_info":

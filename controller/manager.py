@@ -22,6 +22,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from controller.app import Components, build, user_agent
+from controller.appindex import AppIndex
 from controller.backoff import Backoff
 from controller.controller import Controller
 from controller.events import EventWatcher
@@ -29,9 +30,9 @@ from controller.gcpause import collector_paused
 from controller.metrics import Metrics
 from controller.model import AppId, RawApp
 from controller.passreport import AppOutcome, PassReport
-from controller.plan import RegistryRule
+from controller.plan import Ownership, Planner, RegistryRule, location_of
 from controller.publisher import no_fence
-from controller.reconcile import AppReconciler, RegistryReconciler
+from controller.reconcile import AppPolicy, AppReconciler, RegistryReconciler
 from controller.remediation import PullRemediator
 from controller.settings import Settings
 from controller.source import AppSource
@@ -55,19 +56,35 @@ _ONE_SHOT_CONFLICTS = 3
 _DEPLOYMENT_POLL_SECONDS = 1.0
 
 
-def app_reconciler(parts: Components, metrics: Metrics, status: StatusBook, *,
+def planner(settings: Settings, home: str) -> Planner:
+    """The planning rules of ``settings``, for a store whose bundles live at ``home``."""
+    homes = (home, *settings.storage.previous_locations)
+    return Planner(
+        label=settings.selector.label,
+        rules=tuple(RegistryRule(registry=r.registry, apps=r.apps) for r in settings.registries),
+        ownership=Ownership(owner=settings.controller.name,
+                            homes=tuple(location_of(f"{h.rstrip('/')}/x") for h in homes)))
+
+
+def app_reconciler(parts: Components, metrics: Metrics, status: StatusBook, index: AppIndex, *,
                    wait_for_budget: bool, take_listed: Callable[[AppId], RawApp | None],
                    max_conflicts: int | None = None, report: PassReport | None = None,
                    after_converge: Callable[[AppOutcome], Awaitable[None]] | None = None,
                    ) -> AppReconciler:
     settings = parts.settings
     return AppReconciler(
-        marathon=parts.marathon, bundles=parts.bundles, label=settings.selector.label,
-        rules=[RegistryRule(registry=r.registry, apps=r.apps) for r in settings.registries],
-        gate=parts.gate, budget=parts.budget, status=status, metrics=metrics,
-        owner=settings.controller.name, fence=parts.fence, dry_run=parts.dry_run,
-        wait_for_budget=wait_for_budget, max_conflicts=max_conflicts,
+        marathon=parts.marathon, bundles=parts.bundles,
+        planner=planner(settings, parts.bundles.home), gate=parts.gate, index=index,
+        status=status, metrics=metrics,
+        policy=AppPolicy(wait_for_budget=wait_for_budget, max_conflicts=max_conflicts,
+                         rescue_stuck=settings.remediation.rescue_stuck_deployments,
+                         dry_run=parts.dry_run),
         take_listed=take_listed, report=report, after_converge=after_converge)
+
+
+def app_index(settings: Settings) -> AppIndex:
+    rc = settings.reconcile
+    return AppIndex(fight_limit=rc.fight_limit, fight_window=rc.fight_window)
 
 
 def _registry_workers(parts: Components) -> int:
@@ -91,7 +108,8 @@ async def run_once(parts: Components, *, every_app: bool = False) -> PassReport:
         registries.queue.add(registry)
     await registries.drain()
     listed: dict[AppId, RawApp] = {}
-    reconciler = app_reconciler(parts, metrics, status, wait_for_budget=True,
+    reconciler = app_reconciler(parts, metrics, status, app_index(parts.settings),
+                                wait_for_budget=True,
                                 max_conflicts=_ONE_SHOT_CONFLICTS, report=report,
                                 take_listed=lambda app_id: listed.pop(app_id, None))
     apps = Controller(reconciler, metrics, workers=rc.workers, timeout=None,
@@ -170,12 +188,13 @@ def make_term(parts: Components, metrics: Metrics) -> Term:
     rc = parts.settings.reconcile
     status = StatusBook()
     listed: dict[AppId, RawApp] = {}
+    index = app_index(parts.settings)
     remediator = PullRemediator(
-        status=status, metrics=metrics, queue=parts.marathon, gate=parts.gate,
-        fence=parts.fence, reconcile_app=lambda app_id: apps.queue.add(app_id),
+        status=status, index=index, metrics=metrics, queue=parts.marathon, gate=parts.gate,
+        reconcile_app=lambda app_id: apps.queue.add(app_id),
         verify_registry=lambda registry: registry_reconciler.request_verification(registry),
         reset_launch_delay=parts.settings.remediation.reset_launch_delay and not parts.dry_run)
-    reconciler = app_reconciler(parts, metrics, status, wait_for_budget=False,
+    reconciler = app_reconciler(parts, metrics, status, index, wait_for_budget=False,
                                 take_listed=lambda app_id: listed.pop(app_id, None),
                                 after_converge=remediator.after_converge)
     apps = Controller(reconciler, metrics, workers=rc.workers, timeout=rc.timeout_seconds,
@@ -183,8 +202,8 @@ def make_term(parts: Components, metrics: Metrics) -> Term:
                       on_done=lambda app_id: source.app_done(app_id))
 
     def retry_failed_apps(registry: str) -> None:
-        for app_id, app in status.apps.items():
-            if app.state == "failed":
+        for app_id in index.apps_of(registry):
+            if status.state_of(app_id) == "failed":
                 apps.queue.add(app_id)
 
     registry_reconciler = RegistryReconciler(

@@ -101,7 +101,8 @@ class MarathonAPI(Protocol):
 
     async def get_app(self, app_id: AppId) -> RawApp: ...
 
-    async def update_app(self, app_id: AppId, body: RawAppUpdate) -> str | None: ...
+    async def update_app(self, app_id: AppId, body: RawAppUpdate, *, force: bool = False
+                         ) -> str | None: ...
 
     async def dialect(self) -> Dialect:
         """How this Marathon writes an app (its version's method and body)."""
@@ -530,21 +531,24 @@ class MarathonClient:
         return _object(await self._read("/v2/info", max_bytes=_MAX_ANSWER_BYTES),
                        "GET /v2/info")
 
-    async def update_app(self, app_id: AppId, body: RawAppUpdate) -> str | None:
+    async def update_app(self, app_id: AppId, body: RawAppUpdate, *, force: bool = False
+                         ) -> str | None:
         """Partially update one app; return the deployment id Marathon started, if any.
 
-        Never sends ``force``: a 409 surfaces as ``MarathonConflict`` for the caller to wait,
-        the running-deployment limit as ``MarathonDeploymentLimit``.
+        A 409 surfaces as ``MarathonConflict`` for the caller to wait, the running-deployment
+        limit as ``MarathonDeploymentLimit``. ``force`` (``?force=true``) replaces the
+        deployments that lock the app: only ever to rescue a stuck one.
         """
         dialect = await self.dialect()
         method = dialect.write_method
         path = f"/v2/apps{app_id}"
-        answer = await self._send(method, path, params=dialect.write_params, body=body,
+        params = {**(dialect.write_params or {}), **({"force": "true"} if force else {})}
+        answer = await self._send(method, path, params=params or None, body=body,
                                   max_bytes=_MAX_ANSWER_BYTES)
         if answer.status == 405 and method == "PATCH":
             log.info("marathon_patch_unsupported", fallback="PUT")
             self._dialect = dialect.without_patch()
-            return await self.update_app(app_id, body)
+            return await self.update_app(app_id, body, force=force)
         _raise_for_status(method, path, answer)
         deployment: Any = answer.headers.get("Marathon-Deployment-Id")
         if deployment is None:

@@ -24,6 +24,7 @@ from controller.model import (
     DelayResetOutcome,
     ReconcileOutcome,
     RefreshOutcome,
+    RescueOutcome,
 )
 from controller.pullfailure import PULL_FAILURE_REASONS
 from controller.registry import LOGIN_OUTCOMES
@@ -35,6 +36,9 @@ RECONCILE_RESULTS = get_args(ReconcileOutcome)
 APP_STATES = get_args(AppState)
 PUBLISH_RESULTS = get_args(RefreshOutcome)
 DELAY_RESET_RESULTS = get_args(DelayResetOutcome)
+RESCUE_RESULTS = get_args(RescueOutcome)
+WITHHELD_REASONS = ("fight",)
+"""Why a write the plan wanted was not made (``writes_withheld_total``)."""
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -119,8 +123,22 @@ class Metrics:
             self.reconcile_total.labels(result=result)
         for state in APP_STATES:
             self.apps.labels(state=state)
+        self.deployments_rescued = counter(
+            "deployments_rescued_total",
+            "Stuck deployments (their tasks cannot pull, their definition lacks the entry) the "
+            "controller forced one write over, by result; not_alone: not forced, as the "
+            "deployment changes other apps too.", ["result"])
+        self.writes_withheld = counter(
+            "writes_withheld_total",
+            "Writes the plan wanted and the controller did not make, by reason (fight: another "
+            "writer keeps removing the entry).", ["reason"])
+
         for result in DELAY_RESET_RESULTS:
             self.delay_resets.labels(result=result)
+        for result in RESCUE_RESULTS:
+            self.deployments_rescued.labels(result=result)
+        for reason in WITHHELD_REASONS:
+            self.writes_withheld.labels(reason=reason)
 
     def init_registries(self, registries: Iterable[str]) -> None:
         """Known label sets start at 0, so dashboards and alerts see them before any event."""

@@ -24,6 +24,7 @@ __all__ = [
     "ReconcileOutcome",
     "RefreshOutcome",
     "RegistryCredential",
+    "RescueOutcome",
     "Secret",
     "version_tuple",
 ]
@@ -43,8 +44,14 @@ DelayResetOutcome = Literal["ok", "not_queued", "error"]
 """What one launch delay reset did (the ``result`` label of ``delay_resets_total``): reset,
 nothing to reset (the app was not waiting to launch), or Marathon's error."""
 
-AppState = Literal["converged", "pending", "failed", "skipped", "locked", "conflict"]
+AppState = Literal["converged", "pending", "failed", "skipped", "locked", "stuck", "conflict",
+                   "image_unpullable"]
 """Where an app stands, for ``/status`` and the ``apps`` gauge (a contract: dashboards use it)."""
+
+RescueOutcome = Literal["ok", "error", "not_alone"]
+"""What one rescue of a stuck deployment did (the ``result`` label of
+``deployments_rescued_total``): the forced write landed, Marathon refused it, or it was not
+tried because the deployment changes other apps too (a forced write would cancel them)."""
 
 
 class RawFetch(TypedDict, total=False):
@@ -80,6 +87,8 @@ class RawApp(TypedDict, total=False):
     resourceLimits: dict[str, Any]
     version: str
     deployments: list[dict[str, str]]
+    lastTaskFailure: dict[str, Any]
+    """``GET /v2/apps/{id}`` embeds it: the app's last failed task (state, message, version)."""
 
 
 class RawAppUpdate(TypedDict, total=False):
@@ -94,6 +103,7 @@ class RawAppUpdate(TypedDict, total=False):
 class RawDeployment(TypedDict, total=False):
     id: Required[str]
     affectedApps: list[str]
+    affectedPods: list[str]
     version: str
     currentStep: NotRequired[int]
     totalSteps: NotRequired[int]

@@ -16,7 +16,8 @@ from controller.plan import AppPlan
 
 __all__ = ["Action", "AppOutcome", "PassReport", "format_report"]
 
-Action = Literal["updated", "would_update", "unchanged", "gone", "deferred"]
+Action = Literal["updated", "would_update", "unchanged", "gone", "deferred", "locked", "stuck",
+                 "withheld"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -29,6 +30,14 @@ class AppOutcome:
     deployment_id: str | None = None
     requeue_after: float | None = None
     """Come back then even if nothing happens (the bundle URI expires)."""
+    forced: bool = False
+    """The write was forced over a stuck deployment (a rescue)."""
+    locked_by: tuple[str, ...] = ()
+    """``locked``, ``stuck``: the deployments that lock the app."""
+    version: str | None = None
+    """``locked``, ``stuck``: the app's version then (the definition they roll out)."""
+    detail: str = ""
+    """``stuck``, ``withheld``: why nothing was written, and what to do."""
 
 
 @dataclass(slots=True)

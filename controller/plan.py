@@ -6,12 +6,17 @@ Two steps, because the bundle location is only known once the bundle exists:
 1. ``eligibility(app, …)`` says which configured registry's bundle the app needs, or why none;
 2. ``plan_app(app, eligibility, location)`` returns the desired list and the change.
 
-Entries a controller manages are recognised by their file name, which carries the controller's
-name (``controller.name``): ``pullsecret-<registry>.tar.gz`` for the controller named ``default``
-(the names written before controllers had names), ``pullsecret_<name>_<registry>.tar.gz`` for any
-other. A controller replaces or removes only its own entries, wherever they point, so a bundle that
-moved is replaced in place; an app that already carries another controller's entry is a conflict,
-reported and left alone. Every other entry is kept exactly as the user wrote it, in its place.
+An entry is a controller's by its file name, which carries the controller's name
+(``controller.name``): ``pullsecret-<registry>.tar.gz`` for the controller named ``default`` (the
+names written before controllers had names), ``pullsecret_<name>_<registry>.tar.gz`` for any
+other. It is *this* controller's (``Ownership``) only when it also points into this controller's
+storage location, or into one it used before and the operator listed
+(``storage.previous_locations``), where it is replaced in place. An entry that carries a
+controller's name at any other location is someone else's: another controller's (a second one
+left at the same name, or a storage move not listed) or a user's look-alike. An app this
+controller would manage that carries someone else's controller entry is a conflict, reported and
+left alone; an app it would not manage is never touched for it. Every other entry is kept exactly
+as the user wrote it, in its place.
 """
 
 from __future__ import annotations
@@ -33,18 +38,21 @@ __all__ = [
     "AppPlan",
     "Change",
     "Eligibility",
+    "Ownership",
+    "Planner",
     "Reason",
     "RegistryRule",
     "bundle_name",
     "eligibility",
     "entry_owner",
     "is_managed_uri",
+    "location_of",
     "plan_app",
     "update_body",
 ]
 
-Reason = Literal["eligible", "not_opted_in", "not_docker", "ucr", "unconfigured_registry",
-                 "not_allowed"]
+Reason = Literal["eligible", "not_opted_in", "label_unrecognised", "not_docker", "ucr",
+                 "unconfigured_registry", "not_allowed"]
 Change = Literal["add", "replace", "remove"]
 
 DEFAULT_OWNER = "default"
@@ -83,8 +91,45 @@ def entry_owner(uri: str) -> str | None:
 
 
 def is_managed_uri(uri: str) -> bool:
-    """Whether a fetch URI points at a bundle some controller publishes (at any location)."""
+    """Whether a fetch URI is named like a bundle some controller publishes (at any location)."""
     return entry_owner(uri) is not None
+
+
+def location_of(uri: str) -> str:
+    """The directory or prefix a URI points into, without its file name, query or fragment:
+    ``s3a://bucket/prefix`` for ``s3a://bucket/prefix/pullsecret-x.tar.gz?sig``."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return ""
+    directory = parts.path.rsplit("/", 1)[0]
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{directory}"
+
+
+@dataclass(frozen=True, slots=True)
+class Ownership:
+    """Which fetch entries are this controller's: its name in the file name, and a location it
+    publishes to (``homes``: the configured storage location first, then the
+    ``storage.previous_locations`` it may replace entries from)."""
+
+    owner: str
+    homes: tuple[str, ...]
+    """Locations as ``location_of`` gives them (no trailing slash)."""
+
+    def owns(self, uri: str) -> bool:
+        return entry_owner(uri) == self.owner and location_of(uri) in self.homes
+
+    def foreign(self, uri: str) -> str | None:
+        """Who else's controller entry ``uri`` is, for a conflict report; ``None`` when it is
+        ours or a plain user entry."""
+        owner = entry_owner(uri)
+        if owner is None or self.owns(uri):
+            return None
+        if owner != self.owner:
+            return f"controller {owner}"
+        return (f"an entry named for controller {owner} at {location_of(uri)} (another "
+                f"controller with this name, or an old storage location not listed in "
+                f"storage.previous_locations)")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -132,18 +177,31 @@ def _member(data: Mapping[str, Any], key: str, kind: type, what: str) -> Any:
     raise InvalidAppError(f"{key} is not {what}")
 
 
-def _opted_in(app: RawApp, label: str) -> bool:
+_LABEL_WORDS: dict[str, bool] = {"true": True, "false": False, "": False}
+
+
+def _label_value(app: RawApp, label: str) -> str:
     labels = _member(app, "labels", dict, "a map of labels") or {}
     value = labels.get(label)
     if value is not None and not isinstance(value, str):
         raise InvalidAppError(f"label {label} is not text")
-    return (value or "").strip().lower() == "true"
+    return (value or "").strip().lower()
 
 
 def eligibility(app: RawApp, *, label: str, rules: Sequence[RegistryRule]) -> Eligibility:
-    """Which registry's bundle ``app`` needs; raises ``InvalidAppError`` for a malformed app."""
+    """Which registry's bundle ``app`` needs; raises ``InvalidAppError`` for a malformed app.
+
+    Only ``"true"`` opts in. Any other value opts out, but one that is neither ``"true"`` nor
+    ``"false"`` (``"yes"``, say) is ``label_unrecognised``, so that the mistake shows.
+    """
     app_id = _app_id(app)
-    if not _opted_in(app, label):
+    value = _label_value(app, label)
+    opted_in = _LABEL_WORDS.get(value)
+    if opted_in is None:
+        return Eligibility(registry=None, reason="label_unrecognised",
+                           detail=f"label {label} is {value[:40]!r}: only \"true\" opts in "
+                                  "(\"false\" opts out)")
+    if not opted_in:
         return Eligibility(registry=None, reason="not_opted_in",
                            detail=f"label {label} is not \"true\"")
     container = _member(app, "container", dict, "an object") or {}
@@ -215,18 +273,19 @@ def _desired_entry(field: str, location: BundleLocation) -> RawFetch | str:
 
 
 def plan_app(app: RawApp, decision: Eligibility, location: BundleLocation | None, *,
-             owner: str = DEFAULT_OWNER, dialect: Dialect = _UNKNOWN_MARATHON) -> AppPlan:
-    """The desired fetch (or legacy ``uris``) list of ``app``, for the controller ``owner``.
+             ownership: Ownership, dialect: Dialect = _UNKNOWN_MARATHON) -> AppPlan:
+    """The desired fetch (or legacy ``uris``) list of ``app``, for the controller whose entries
+    ``ownership`` recognises.
 
     ``location`` is the bundle of ``decision.registry``; ``None`` when the app needs none.
     ``dialect`` says which list carries the entries (``Dialect.fetch_field``): ``fetch``, but
-    for a Marathon from before it. Only ``owner``'s entries are ever replaced or removed.
+    for a Marathon from before it. Only this controller's entries are ever replaced or removed.
     """
     field = dialect.fetch_field(app)
     current = _entries(app, field)
-    owners = [entry_owner(_uri(entry)) for entry in current]
-    ours = [i for i, name in enumerate(owners) if name == owner]
-    others = tuple(sorted({name for name in owners if name is not None and name != owner}))
+    uris = [_uri(entry) for entry in current]
+    ours = [i for i, uri in enumerate(uris) if ownership.owns(uri)]
+    others = tuple(sorted({who for uri in uris if (who := ownership.foreign(uri)) is not None}))
     wanted = location if decision.registry is not None else None
 
     change: Change | None
@@ -255,6 +314,22 @@ def plan_app(app: RawApp, decision: Eligibility, location: BundleLocation | None
         removed=tuple(_uri(current[i]) for i in ours) if change else (),
         conflict=others if wanted is not None else (),
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Planner:
+    """One controller's planning rules: its opt-in label, its registries, its entries."""
+
+    label: str
+    rules: tuple[RegistryRule, ...]
+    ownership: Ownership
+
+    def eligibility(self, app: RawApp) -> Eligibility:
+        return eligibility(app, label=self.label, rules=self.rules)
+
+    def plan(self, app: RawApp, decision: Eligibility, location: BundleLocation | None,
+             dialect: Dialect = _UNKNOWN_MARATHON) -> AppPlan:
+        return plan_app(app, decision, location, ownership=self.ownership, dialect=dialect)
 
 
 def update_body(app: RawApp, plan: AppPlan, dialect: Dialect = _UNKNOWN_MARATHON

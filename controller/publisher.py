@@ -163,6 +163,11 @@ class BundleManager:
                                                self._verifiers else "off")
                        for registry, settings in registries.items()}
 
+    @property
+    def home(self) -> str:
+        """Where tasks fetch this controller's bundles from (``BundleStore.home``)."""
+        return self._store.home
+
     async def location(self, registry: str) -> BundleLocation:
         """The bundle of ``registry``, refreshing it first if this process has not checked it.
 

@@ -189,6 +189,8 @@ class FailedPull:
     app_id: AppId
     task_id: str | None
     """Marathon's task id, if the event carried a short enough one."""
+    version: str | None
+    """The app version the task was launched from (the event's ``version``), if it said."""
     failure: PullFailure
     summary: str
     """What the message says, fit to show (``summary``)."""
@@ -210,7 +212,7 @@ def may_report_failed_task(data: str) -> bool:
 
 def failed_pull(event: Mapping[str, object]) -> FailedPull | None:
     """The pull failure a ``status_update_event`` payload reports for its app, if any."""
-    app_id, task_id = event.get("appId"), event.get("taskId")
+    app_id, task_id, version = event.get("appId"), event.get("taskId"), event.get("version")
     if not (isinstance(app_id, str) and app_id.startswith("/") and len(app_id) <= _MAX_ID):
         return None
     failure = classify_status_update(event)
@@ -220,6 +222,7 @@ def failed_pull(event: Mapping[str, object]) -> FailedPull | None:
     return FailedPull(
         app_id=AppId(app_id),
         task_id=task_id if isinstance(task_id, str) and len(task_id) <= _MAX_ID else None,
+        version=version if isinstance(version, str) and len(version) <= _MAX_ID else None,
         failure=failure, summary=summary(message if isinstance(message, str) else ""))
 
 

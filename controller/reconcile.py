@@ -3,48 +3,49 @@
 Level-triggered: ``AppReconciler`` reads the app, asks the pure planner what the fetch list
 should be, and writes only when that differs from what Marathon has, planning the write again
 from a read made once the write slot is held. Every write goes through the write gate (rate
-limit + deployment budget) and the leadership fence. It owns what only apps need: the apps
-waiting for a locking deployment, the apps waiting for a deployment slot, and the status book.
-``RegistryReconciler`` keeps each registry's bundle current. Failures are raised for the
-controller's handler to retry (``controller.controller``).
+limit, deployment budget, leadership fence). What it learns of an app beyond its definition
+(its registry, the deployments that lock it, fights with other writers) goes to the term's
+``AppIndex``. ``RegistryReconciler`` keeps each registry's bundle current. Failures are raised
+for the controller's handler to retry (``controller.controller``).
+
+A write is never forced, with one exception (``remediation.rescue_stuck_deployments``): a
+deployment that rolls out a definition without this controller's entry and whose tasks fail to
+pull is *stuck* (Marathon ends a deployment only when its new tasks run, and has no timeout), so
+the controller forces one write that adds the entry to exactly that definition, once per
+deployment, and only when the deployment changes this app alone.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import structlog
 
+from controller.appindex import AppIndex
 from controller.controller import Result
 from controller.dialect import Dialect
 from controller.errors import (
     MarathonConflict,
     MarathonDeploymentLimit,
     MarathonNotFound,
+    MarathonRejected,
 )
 from controller.marathon import MarathonAPI
 from controller.metrics import APP_STATES, Metrics
-from controller.model import AppId, BundleLocation, RawApp
+from controller.model import AppId, AppState, BundleLocation, RawApp, RescueOutcome
 from controller.passreport import AppOutcome, PassReport
-from controller.plan import (
-    DEFAULT_OWNER,
-    AppPlan,
-    RegistryRule,
-    eligibility,
-    plan_app,
-    update_body,
-)
+from controller.plan import AppPlan, Planner, update_body
 from controller.publisher import BundleManager, Fence, no_fence
+from controller.pullfailure import classify_status_update
 from controller.ratelimit import DeploymentBudget, TokenBucket
 from controller.statusbook import AppStatus, StatusBook
 
-__all__ = ["AppReconciler", "RegistryReconciler", "WriteGate", "WriteSlot"]
+__all__ = ["AppPolicy", "AppReconciler", "RegistryReconciler", "WriteGate", "WriteSlot"]
 
 log = structlog.get_logger(component="reconcile")
 
@@ -56,32 +57,36 @@ _DONE: dict[str | None, str] = {"add": "bundle entry added", "replace": "bundle 
                                 "remove": "bundle entry removed"}
 
 class WriteGate:
-    """Every Marathon write passes here: a deployment slot first, then a rate token."""
+    """Every Marathon write passes here: a deployment slot, a rate token, then the fence."""
 
-    def __init__(self, bucket: TokenBucket, budget: DeploymentBudget) -> None:
+    def __init__(self, bucket: TokenBucket, budget: DeploymentBudget, fence: Fence = no_fence
+                 ) -> None:
         self._bucket = bucket
-        self._budget = budget
+        self.budget = budget
+        self._fence = fence
 
     @asynccontextmanager
     async def write(self, *, wait: bool) -> AsyncIterator[WriteSlot | None]:
         """Yield a slot to record the deployment in, or ``None`` when the budget is spent and
         ``wait`` is false. The slot is given back if the write starts no deployment."""
         if wait:
-            await self._budget.acquire()
-        elif not await self._budget.try_acquire():
+            await self.budget.acquire()
+        elif not await self.budget.try_acquire():
             yield None
             return
         slot = WriteSlot()
         try:
             await self._bucket.acquire()
+            await self._fence()
             yield slot
         finally:
-            self._budget.commit(slot.deployment_id)
+            self.budget.commit(slot.deployment_id)
 
     async def write_token(self) -> None:
-        """Wait for a rate token only: for a write that starts no deployment (a launch delay
-        reset)."""
+        """Wait for a rate token, then the fence: for a write that starts no deployment (a
+        launch delay reset)."""
         await self._bucket.acquire()
+        await self._fence()
 
 
 @dataclass(slots=True)
@@ -89,13 +94,32 @@ class WriteSlot:
     deployment_id: str | None = None
 
 
-class AppReconciler:
-    """Converges one app per call and keeps what the daemon knows of each app.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppPolicy:
+    """Where the daemon and a one-shot pass act differently, and what the operator chose."""
 
-    ``wait_for_budget=False`` (the daemon) defers a write when the deployment budget is spent
-    instead of holding a worker; the one-shot pass waits, and gives up on an app once
-    ``max_conflicts`` 409s in a row leave it locked. ``after_converge`` runs after each converge
-    that did not raise, within the same reconcile (the daemon's launch delay resets).
+    wait_for_budget: bool = True
+    """Wait for a deployment slot (a one-shot pass) or defer the app (the daemon)."""
+    max_conflicts: int | None = None
+    """Give up on an app after this many 409s in a row (a one-shot pass)."""
+    rescue_stuck: bool = True
+    """``remediation.rescue_stuck_deployments``."""
+    dry_run: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Stuck:
+    deployment_ids: tuple[str, ...]
+    version: str | None
+    reason: str
+    """The failed pull's reason (``auth``...)."""
+
+
+class AppReconciler:
+    """Converges one app per call, and records what it learns in the term's ``AppIndex``.
+
+    ``after_converge`` runs after each converge that did not raise, within the same reconcile
+    (the daemon's launch delay resets).
     """
 
     key_field = "app_id"
@@ -105,17 +129,12 @@ class AppReconciler:
         *,
         marathon: MarathonAPI,
         bundles: BundleManager,
-        label: str,
-        rules: Sequence[RegistryRule],
+        planner: Planner,
         gate: WriteGate,
-        budget: DeploymentBudget,
+        index: AppIndex,
         status: StatusBook,
         metrics: Metrics,
-        owner: str = DEFAULT_OWNER,
-        fence: Fence = no_fence,
-        dry_run: bool = False,
-        wait_for_budget: bool = True,
-        max_conflicts: int | None = None,
+        policy: AppPolicy = AppPolicy(),
         take_listed: Callable[[AppId], RawApp | None] = lambda app_id: None,
         report: PassReport | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -123,43 +142,27 @@ class AppReconciler:
     ) -> None:
         self._marathon = marathon
         self._bundles = bundles
-        self._after_converge = after_converge
-        self._label = label
-        self._rules = tuple(rules)
+        self._planner = planner
         self._gate = gate
-        self._budget = budget
-        self._owner = owner
-        self._fence = fence
-        self._dry_run = dry_run
-        self._wait_for_budget = wait_for_budget
-        self._max_conflicts = max_conflicts
+        self.index = index
+        self.status = status
+        self._metrics = metrics
+        self._policy = policy
         self._take_listed = take_listed
         self._report = report
-        self._metrics = metrics
         self._now = now
-        self.status = status
-        self._waiting_on: defaultdict[str, set[AppId]] = defaultdict(set)
-        """Apps locked by a deployment, by its id: they come back when it ends."""
-        self._deferred: set[AppId] = set()
-        """Apps waiting for a deployment slot; they come back as soon as one frees up."""
-        self._conflicts: Counter[AppId] = Counter()
-        self._locked_until: dict[AppId, float] = {}
-        """Until when a locked app is not tried again, unless its deployment ends first: a
-        relist or an event naming it meanwhile would only earn another 409."""
+        self._after_converge = after_converge
 
     # -- the Reconciler protocol ---------------------------------------------------------------
 
     async def reconcile(self, app_id: AppId) -> Result:
-        locked_for = self._locked_until.get(app_id, 0.0) - time.monotonic()
-        if locked_for > 0:
-            return Result(requeue_after=locked_for, waiting=True, log={"action": "locked"})
-        self._locked_until.pop(app_id, None)
+        held_for = self.index.held_for(app_id)
+        if held_for > 0:  # locked: a relist or an event naming it would only earn another 409
+            return Result(requeue_after=held_for, waiting=True, log={"action": "locked"})
         try:
             outcome = await self.converge(app_id, listed=self._take_listed(app_id))
             if self._after_converge is not None:  # remediation: a launch delay reset, say
                 await self._after_converge(outcome)
-        except MarathonConflict as e:
-            return self._locked(app_id, e)
         except MarathonDeploymentLimit as e:
             return self._over_limit(app_id, e)
         except Exception as e:
@@ -169,27 +172,18 @@ class AppReconciler:
             raise
         finally:
             self._update_gauges()
-        self._conflicts.pop(app_id, None)
-        self._deferred.discard(app_id)
-        if self._report is not None and outcome.action != "deferred":
-            self._report.outcomes.append(outcome)
         return self._result(outcome)
 
     def deployment_finished(self, deployment_id: str) -> set[AppId]:
         """A deployment ended: the apps it locked, and every app waiting for a slot, may go on.
         Returns them, for the caller to queue."""
-        self._budget.finished(deployment_id)
-        released = self._waiting_on.pop(deployment_id, set())
-        for app_id in released:
-            self._locked_until.pop(app_id, None)
-        ready = released | self._deferred
-        self._deferred = set()
-        return ready
+        self._gate.budget.finished(deployment_id)
+        return self.index.deployment_finished(deployment_id)
 
     @property
     def waited_on(self) -> set[str]:
         """The deployments some app waits for (a one-shot pass polls Marathon for them)."""
-        return set(self._waiting_on)
+        return self.index.waited_on()
 
     # -- converging one app --------------------------------------------------------------------
 
@@ -199,11 +193,11 @@ class AppReconciler:
         A copy from a relist saves a GET when it needs no change (as an informer cache would).
         A write is planned again from a read made once its write slot is held: waiting for a
         rate token or a deployment slot can take minutes, and an entry a user added meanwhile
-        must not be lost. Between that read and the write nothing else is awaited, so only an
-        edit landing within the same round trip can race it (Marathon has no compare-and-set).
-        That plan, and the body, follow the client's ``Dialect``, learnt before the read; the
-        first plan reads the app's own fields, so that an app that needs nothing costs no
-        ``/v2/info``.
+        must not be lost. Between that read and the write nothing else is awaited but, for a
+        stuck deployment, the look at what it changes, so only an edit landing within that
+        round trip can race it (Marathon has no compare-and-set). That plan, and the body,
+        follow the client's ``Dialect``, learnt before the read; the first plan reads the
+        app's own fields, so that an app that needs nothing costs no ``/v2/info``.
         """
         app = listed if listed is not None else await self._get(app_id)
         if app is None:
@@ -211,38 +205,170 @@ class AppReconciler:
         plan, location = await self.desired(app)
         if not plan.changed:
             return _unchanged(plan, location)
-        if self._dry_run:
+        if self.index.fight(app_id) is not None:
+            return self._withheld(app_id, plan)
+        if self._policy.dry_run:
             return AppOutcome(app_id=app_id, action="would_update", plan=plan)
-        async with self._gate.write(wait=self._wait_for_budget) as slot:
+        async with self._gate.write(wait=self._policy.wait_for_budget) as slot:
             if slot is None:
                 return AppOutcome(app_id=app_id, action="deferred", plan=plan)
-            await self._fence()
             dialect = await self._marathon.dialect()
             fresh = await self._get(app_id)
             if fresh is None:
                 return AppOutcome(app_id=app_id, action="gone")
-            decision = eligibility(fresh, label=self._label, rules=self._rules)
+            decision = self._planner.eligibility(fresh)
             if decision.registry == plan.eligibility.registry:
-                plan = plan_app(fresh, decision, location, owner=self._owner, dialect=dialect)
+                plan = self._planner.plan(fresh, decision, location, dialect)
             else:  # the image moved to another registry meanwhile (rare): find its bundle
                 plan, location = await self.desired(fresh, dialect)
             if not plan.changed:
                 return _unchanged(plan, location)
-            slot.deployment_id = await self._marathon.update_app(
-                app_id, update_body(fresh, plan, dialect))
+            if self._entry_taken(app_id, plan, location):
+                return self._withheld(app_id, plan)
+            version = fresh.get("version")
+            stuck = self._stuck(app_id, fresh)
+            if stuck is not None:
+                refused = await self._rescue_refused(app_id, stuck, plan)
+                if refused is not None:
+                    return refused
+            try:
+                slot.deployment_id = await self._marathon.update_app(
+                    app_id, update_body(fresh, plan, dialect), force=stuck is not None)
+            except MarathonConflict as e:
+                return AppOutcome(app_id=app_id, action="locked", plan=plan,
+                                  locked_by=e.deployment_ids, version=version, detail=str(e))
+            except MarathonRejected as e:
+                if stuck is not None:
+                    self._rescued(app_id, stuck, "error", error=str(e))
+                raise
+            if stuck is not None:
+                self._rescued(app_id, stuck, "ok", deployment_id=slot.deployment_id)
             deployment_id = slot.deployment_id
-        return AppOutcome(app_id=app_id, action="updated", plan=plan,
+        self.index.wrote(app_id, location.uri if plan.eligibility.registry and location
+                         else None)
+        return AppOutcome(app_id=app_id, action="updated", plan=plan, forced=stuck is not None,
                           deployment_id=deployment_id, requeue_after=_renew_in(location))
 
     async def desired(self, app: RawApp, dialect: Dialect | None = None
                       ) -> tuple[AppPlan, BundleLocation | None]:
         """What ``app``'s fetch list should be, publishing its registry's bundle if needed;
-        without a ``dialect``, the app's own fields say which list carries it."""
-        decision = eligibility(app, label=self._label, rules=self._rules)
+        without a ``dialect``, the app's own fields say which list carries it.
+
+        The app is ours for its registry from this first plan on, bundle or not: its failed
+        pulls count even before a bundle could be published."""
+        decision = self._planner.eligibility(app)
+        self.index.track(AppId(app["id"]), decision.registry)
         location = (await self._bundles.location(decision.registry)
                     if decision.registry is not None else None)
-        return plan_app(app, decision, location, owner=self._owner,
-                        dialect=dialect or Dialect()), location
+        return self._planner.plan(app, decision, location, dialect or Dialect()), location
+
+    # -- other writers: fights and stuck deployments -------------------------------------------
+
+    def _entry_taken(self, app_id: AppId, plan: AppPlan, location: BundleLocation | None
+                     ) -> bool:
+        """Whether the app is now in a fight: a fresh read shows the entry this term wrote gone
+        or changed (the plan wants that very entry back), which counts as one removal by
+        another writer, and removals reached ``reconcile.fight_limit`` within the window."""
+        written = self.index.written(app_id)
+        if (written is None or location is None or written != location.uri
+                or plan.change not in ("add", "replace")):
+            return False
+        fight = self.index.removed(app_id)
+        if fight is not None:
+            until = self._now() + timedelta(seconds=max(0.0, fight.until - self.index.clock()))
+            log.warning("app_fight_detected", app_id=app_id, removals=fight.removals,
+                        writer=fight.writer, until=until.isoformat())
+        return fight is not None
+
+    def _withheld(self, app_id: AppId, plan: AppPlan) -> AppOutcome:
+        """No write while the app is in a fight: count it, and say why and until when."""
+        fight = self.index.fight(app_id)
+        assert fight is not None
+        self._metrics.writes_withheld.labels(reason="fight").inc()
+        left = max(0.0, fight.until - self.index.clock())
+        until = self._now() + timedelta(seconds=left)
+        who = f" (last: {fight.writer})" if fight.writer else ""
+        return AppOutcome(
+            app_id=app_id, action="withheld", plan=plan, requeue_after=max(1.0, left),
+            detail=f"another writer keeps removing the entry{who}: {fight.removals} times within "
+                   f"reconcile.fight_window; no write before {until:%Y-%m-%d %H:%M:%S} UTC. Let "
+                   "the other writer carry the entry (pullsecret-controller inject), or stop it")
+
+    def _stuck(self, app_id: AppId, fresh: RawApp) -> _Stuck | None:
+        """The deployments that lock ``fresh`` if they are stuck: the definition they roll out
+        (``fresh``, which lacks our entry) has tasks that failed to pull since (an event the
+        index kept, or the app's ``lastTaskFailure``)."""
+        deployments = tuple(d["id"] for d in fresh.get("deployments") or ()
+                            if isinstance(d, dict) and isinstance(d.get("id"), str))
+        if not deployments:
+            return None
+        version = fresh.get("version")
+        note = self.index.stuck_evidence(app_id, version)
+        if note is not None:
+            return _Stuck(deployment_ids=deployments, version=version, reason=note.reason)
+        failure = fresh.get("lastTaskFailure")
+        if isinstance(failure, dict) and failure.get("version") == version:
+            pull = classify_status_update({"taskStatus": failure.get("state"),
+                                           "message": failure.get("message")})
+            if pull is not None:
+                return _Stuck(deployment_ids=deployments, version=version, reason=pull.reason)
+        return None
+
+    async def _rescue_refused(self, app_id: AppId, stuck: _Stuck, plan: AppPlan
+                              ) -> AppOutcome | None:
+        """Whether the stuck deployment may be rescued; the ``stuck`` outcome if not."""
+        record = self.index.record(app_id)
+        first = set(stuck.deployment_ids).isdisjoint(record.stuck_reported)
+        record.stuck_reported.update(stuck.deployment_ids)
+        if first:
+            log.warning("deployment_stuck", app_id=app_id, deployments=list(stuck.deployment_ids),
+                        reason=stuck.reason, rescue=self._policy.rescue_stuck)
+        others = await self._others_in(stuck.deployment_ids, app_id) if (
+            self._policy.rescue_stuck) else set()
+        shown = ", ".join(stuck.deployment_ids)
+        if not self._policy.rescue_stuck:
+            why = ("remediation.rescue_stuck_deployments is off: deploy the definition with the "
+                   "entry (pullsecret-controller inject), cancel the deployment "
+                   f"(DELETE /v2/deployments/{stuck.deployment_ids[0]}), or turn rescue on")
+        elif others:
+            if first:
+                self._metrics.deployments_rescued.labels(result="not_alone").inc()
+            why = (f"deployment {shown} also changes {', '.join(sorted(others)[:5])}: forcing a "
+                   "write would cancel it for them too; deploy the group with the entry "
+                   "(pullsecret-controller inject), or cancel the deployment")
+        elif not set(stuck.deployment_ids).isdisjoint(record.rescued):
+            why = ("the controller already forced one write over this deployment; cancel it, "
+                   "or deploy a definition with the entry")
+        else:
+            return None
+        return AppOutcome(
+            app_id=app_id, action="stuck", plan=plan, locked_by=stuck.deployment_ids,
+            version=stuck.version,
+            detail=f"deployment {shown} rolls out a definition without this controller's entry "
+                   f"and its tasks fail to pull ({stuck.reason}): {why}")
+
+    async def _others_in(self, deployment_ids: tuple[str, ...], app_id: AppId) -> set[str]:
+        """The other apps and pods the deployments change (a deployment already gone changes
+        none: the write will tell)."""
+        others: set[str] = set()
+        for deployment in await self._marathon.list_deployments():
+            if deployment["id"] in deployment_ids:
+                others.update(a for a in deployment.get("affectedApps") or () if a != app_id)
+                others.update(deployment.get("affectedPods") or ())
+        return others
+
+    def _rescued(self, app_id: AppId, stuck: _Stuck, result: RescueOutcome, *,
+                 deployment_id: str | None = None, error: str | None = None) -> None:
+        self.index.record(app_id).rescued.update(stuck.deployment_ids)
+        self._metrics.deployments_rescued.labels(result=result).inc()
+        fields = {"app_id": app_id, "stuck": list(stuck.deployment_ids), "result": result}
+        if result == "ok":
+            log.warning("deployment_rescued", deployment_id=deployment_id, **fields)
+            self.status.note("write", app_id, f"forced the bundle entry over stuck deployment "
+                             f"{', '.join(stuck.deployment_ids)} (deployment {deployment_id})",
+                             self._now())
+        else:
+            log.error("deployment_rescued", error=error, **fields)
 
     # -- planning listed apps inline ---------------------------------------------------------
 
@@ -251,7 +377,7 @@ class AppReconciler:
         whole list; a registry whose bundle cannot be had is left out (its apps go to workers,
         which report it)."""
         found: dict[str, BundleLocation] = {}
-        for rule in self._rules:
+        for rule in self._planner.rules:
             try:
                 found[rule.registry] = await self._bundles.location(rule.registry)
             except Exception:  # noqa: BLE001, S112 - a worker meets and reports it per app
@@ -261,24 +387,25 @@ class AppReconciler:
     def settle(self, app: RawApp, locations: Mapping[str, BundleLocation]) -> AppOutcome | None:
         """Plan a listed app inline, without a task: if it needs no write, record it as a
         reconcile would and return the outcome (its ``requeue_after`` is the caller's); else
-        ``None``, and the app goes to a worker. So does an app this reconciler is waiting
-        on (locked, deferred, in conflict), a malformed one, and one whose bundle location is
-        not in ``locations``. Pure but for the bookkeeping; call ``settled`` after a list."""
+        ``None``, and the app goes to a worker. So does an app the index says waits for
+        something (locked, deferred, in a fight), a malformed one, and one whose bundle location
+        is not in ``locations``. Pure but for the bookkeeping; call ``settled`` after a list."""
         app_id = AppId(app["id"])
-        if app_id in self._locked_until or app_id in self._deferred or app_id in self._conflicts:
+        if self.index.waiting(app_id):
             return None
         try:
-            decision = eligibility(app, label=self._label, rules=self._rules)
+            decision = self._planner.eligibility(app)
             location = None
             if decision.registry is not None:
                 location = locations.get(decision.registry)
                 if location is None:
                     return None
-            plan = plan_app(app, decision, location, owner=self._owner)
+            plan = self._planner.plan(app, decision, location)
         except Exception:  # noqa: BLE001 - a malformed app: a worker meets and reports it
             return None
         if plan.changed:
             return None
+        self.index.track(app_id, decision.registry)
         outcome = _unchanged(plan, location)
         if self._report is not None:
             self._report.outcomes.append(outcome)
@@ -300,30 +427,70 @@ class AppReconciler:
     # -- bookkeeping ---------------------------------------------------------------------------
 
     def _result(self, outcome: AppOutcome) -> Result:
-        app_id, plan = outcome.app_id, outcome.plan
-        fields: dict[str, object] = {"action": outcome.action}
+        app_id, plan, action = outcome.app_id, outcome.plan, outcome.action
+        fields: dict[str, object] = {"action": action}
         if plan is not None and plan.eligibility.reason != "eligible":
             fields["reason"] = plan.eligibility.reason  # why it gets no bundle
-        if outcome.action == "gone":
+        if plan is not None and plan.change:
+            fields["change"] = plan.change
+        if action == "gone":
             self.status.forget(app_id)
+            self.index.forget(app_id)
             return Result(log=fields)
-        if outcome.action == "deferred":  # back when a deployment ends, or to poll the budget
-            self._deferred.add(app_id)
+        if action in ("locked", "stuck"):
+            return self._locked(outcome, fields)
+        if action == "deferred":  # back when a deployment ends, or to poll the budget
+            self.index.deferred(app_id)
             self._record(outcome, "pending")
             return Result(requeue_after=_DEFERRED_SECONDS, waiting=True, log=fields)
-        if outcome.action == "updated":
+        self.index.went_through(app_id)
+        if self._report is not None:
+            self._report.outcomes.append(outcome)
+        if action == "withheld":
+            self.status.record(app_id, AppStatus(
+                state="conflict", registry=plan.eligibility.registry if plan else None,
+                detail=outcome.detail, last_reconcile=self._now()))
+            fields["withheld"] = "fight"
+            return Result(requeue_after=outcome.requeue_after, waiting=True, log=fields)
+        if action == "updated":
             self._metrics.deployments_triggered.inc()
             fields["deployment_id"] = outcome.deployment_id
+            if outcome.forced:
+                fields["forced"] = True
             if plan is not None:
                 self.status.note("write", app_id, f"{plan.change} the bundle entry "
                                  f"(deployment {outcome.deployment_id})", self._now())
-        if plan is not None and plan.change:
-            fields["change"] = plan.change
         if plan is not None and plan.conflict:
             fields["conflict"] = list(plan.conflict)
-        self._record(outcome, "pending" if outcome.action in ("updated", "would_update")
-                     else None)
+        self._record(outcome, "pending" if action in ("updated", "would_update") else None)
         return Result(requeue_after=outcome.requeue_after, log=fields)
+
+    def _locked(self, outcome: AppOutcome, fields: dict[str, object]) -> Result:
+        """Wait for the locking deployments to end (their end re-adds the app), or for a failed
+        pull to show they are stuck; a one-shot pass gives up after ``max_conflicts``."""
+        app_id = outcome.app_id
+        state: AppState = "stuck" if outcome.action == "stuck" else "locked"
+        lock = self.index.locked(app_id, outcome.locked_by, outcome.version,
+                                 recheck=_LOCKED_RECHECK_SECONDS)
+        record = self.index.record(app_id)
+        limit = self._policy.max_conflicts
+        if limit is not None and record.conflicts > limit:
+            self.index.went_through(app_id)
+            message = outcome.detail or f"locked by deployment {', '.join(outcome.locked_by)}"
+            if self._report is not None:
+                self._report.failures[app_id] = message
+            self.status.fail(app_id, message, self._now(), state=state)
+            raise MarathonConflict(message, deployment_ids=outcome.locked_by)
+        since = self._now() - timedelta(seconds=max(0.0, self.index.clock() - lock.since))
+        registry = outcome.plan.eligibility.registry if outcome.plan is not None else None
+        self.status.record(app_id, AppStatus(
+            state=state, registry=registry, last_reconcile=self._now(), since=since,
+            deployment_id=outcome.locked_by[0] if outcome.locked_by else None,
+            detail=outcome.detail if outcome.action == "stuck" else
+            f"waiting for deployment {', '.join(outcome.locked_by)} to end (never forced)",
+            last_error=outcome.detail if outcome.action == "locked" else None))
+        return Result(requeue_after=_LOCKED_RECHECK_SECONDS, waiting=True,
+                      log={**fields, "waiting_on": list(outcome.locked_by)})
 
     def _record(self, outcome: AppOutcome, state: Literal["pending"] | None) -> None:
         plan = outcome.plan
@@ -334,13 +501,13 @@ class AppReconciler:
             self.status.forget(outcome.app_id)  # not ours: keep the book to opted-in apps
             return
         if plan.conflict:
-            others = ", ".join(plan.conflict)
+            others = "; ".join(plan.conflict)
             if self.status.state_of(outcome.app_id) != "conflict":
                 log.warning("app_ownership_conflict", app_id=outcome.app_id, others=others)
             self.status.record(outcome.app_id, AppStatus(
                 state="conflict", registry=decision.registry, last_reconcile=self._now(),
-                detail=f"also managed by controller {others}: neither changes it; give this "
-                       "app's registry to one controller only"))
+                detail=f"also managed by {others}: neither changes it; give this app's "
+                       "registry to one controller only"))
             return
         self.status.record(outcome.app_id, AppStatus(
             state=state or ("converged" if decision.registry else "skipped"),
@@ -350,23 +517,10 @@ class AppReconciler:
             deployment_id=outcome.deployment_id,
         ))
 
-    def _locked(self, app_id: AppId, error: MarathonConflict) -> Result:
-        """Wait for the locking deployments to end (their end re-adds the app); never force."""
-        self._conflicts[app_id] += 1
-        if self._max_conflicts is not None and self._conflicts[app_id] > self._max_conflicts:
-            self._conflicts.pop(app_id)
-            raise error
-        for deployment in error.deployment_ids:
-            self._waiting_on[deployment].add(app_id)
-        self._locked_until[app_id] = time.monotonic() + _LOCKED_RECHECK_SECONDS
-        self.status.fail(app_id, str(error), self._now(), state="locked")
-        return Result(requeue_after=_LOCKED_RECHECK_SECONDS, waiting=True,
-                      log={"action": "locked", "waiting_on": list(error.deployment_ids)})
-
     def _over_limit(self, app_id: AppId, error: MarathonDeploymentLimit) -> Result:
         """Marathon runs its maximum of deployments: wait like a spent budget, never force."""
-        self._budget.limit_reached()
-        self._deferred.add(app_id)
+        self._gate.budget.limit_reached()
+        self.index.deferred(app_id)
         self.status.fail(app_id, str(error), self._now(), state="pending")
         return Result(requeue_after=_DEFERRED_SECONDS, waiting=True,
                       log={"action": "deferred", "error": str(error)})
@@ -375,7 +529,7 @@ class AppReconciler:
         counts = self.status.counts()
         for state in APP_STATES:
             self._metrics.apps.labels(state=state).set(counts.get(state, 0))
-        self._metrics.deployments_in_flight.set(self._budget.in_flight)
+        self._metrics.deployments_in_flight.set(self._gate.budget.in_flight)
 
 
 class RegistryReconciler:

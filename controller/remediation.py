@@ -24,11 +24,12 @@ from typing import Protocol
 
 import structlog
 
+from controller.appindex import AppIndex
 from controller.errors import MarathonError
+from controller.logthrottle import LogThrottle
 from controller.metrics import Metrics
 from controller.model import AppId, DelayResetOutcome
 from controller.passreport import AppOutcome
-from controller.publisher import Fence, no_fence
 from controller.pullfailure import FailedPull
 from controller.reconcile import WriteGate
 from controller.statusbook import DelayReset, PullFailureNote, StatusBook
@@ -36,6 +37,9 @@ from controller.statusbook import DelayReset, PullFailureNote, StatusBook
 __all__ = ["Evidence", "LaunchQueue", "PullRemediator", "reset_due"]
 
 log = structlog.get_logger(component="remediation")
+
+_WARNING_INTERVAL_SECONDS = 60.0
+"""A failing app's ``image_pull_failed`` warning is logged at most this often."""
 
 
 class LaunchQueue(Protocol):
@@ -81,24 +85,26 @@ class PullRemediator:
         self,
         *,
         status: StatusBook,
+        index: AppIndex,
         metrics: Metrics,
         queue: LaunchQueue,
         gate: WriteGate,
         reconcile_app: Callable[[AppId], None],
         verify_registry: Callable[[str], None],
         reset_launch_delay: bool = True,
-        fence: Fence = no_fence,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        warnings: LogThrottle | None = None,
     ) -> None:
         self._status = status
+        self._index = index
         self._metrics = metrics
         self._queue = queue
         self._gate = gate
         self._reconcile_app = reconcile_app
         self._verify_registry = verify_registry
         self._reset_enabled = reset_launch_delay
-        self._fence = fence
         self._now = now
+        self._warnings = warnings or LogThrottle(_WARNING_INTERVAL_SECONDS)
         self._ticks = 0
         self._evidence: dict[AppId, Evidence] = {}
 
@@ -111,23 +117,27 @@ class PullRemediator:
     def pull_failed(self, failed: FailedPull) -> None:
         """A task failed to pull its image: count it and look again, if the app is ours.
 
-        Ours: in the status book with a configured registry (opted in and eligible), and not
-        claimed by another controller too. A failure that names another registry than the
-        app's (its image changed since) is not the app's.
+        Ours: the index knows the app's registry from its first plan (opted in and eligible,
+        with a bundle or not yet), and it is not claimed by another controller too. A failure
+        that names another registry than the app's (its image changed since) is not the
+        app's. The warning is logged once a minute per app, with the number held back.
         """
         app_id, failure = failed.app_id, failed.failure
-        app = self._status.apps.get(app_id)
-        if app is None or app.registry is None or app.state == "conflict":
+        registry = self._index.registry_of(app_id)
+        if registry is None or self._status.state_of(app_id) == "conflict":
             return
-        registry = app.registry
         if failure.registry is not None and failure.registry != registry:
             return
         self._metrics.image_pull_failures.labels(registry=registry, reason=failure.reason).inc()
         self._status.pull_failed(app_id, PullFailureNote(
             reason=failure.reason, at=self._now(), task_id=failed.task_id,
             message=failed.summary))
-        log.warning("image_pull_failed", app_id=app_id, registry=registry,
-                    reason=failure.reason, task_id=failed.task_id, message=failed.summary)
+        held = self._warnings.allow(app_id)
+        if held is not None:
+            log.warning("image_pull_failed", app_id=app_id, registry=registry,
+                        reason=failure.reason, task_id=failed.task_id, message=failed.summary,
+                        suppressed=held)
+        self._index.pull_failed(app_id, failure.reason, failed.version)
         if failure.reason == "auth":
             evidence = self._evidence.get(app_id)
             if evidence is None or evidence.registry != registry:
@@ -166,7 +176,6 @@ class PullRemediator:
         """Reset the launch delay within the write rate limit; an error is tried again at the
         app's next reconcile."""
         await self._gate.write_token()
-        await self._fence()
         result: DelayResetOutcome
         try:
             result = "ok" if await self._queue.reset_launch_delay(app_id) else "not_queued"

@@ -316,6 +316,11 @@ class StorageSettings:
     """A shared file system."""
     s3: S3StorageSettings | None = None
     """An S3 bucket."""
+    previous_locations: tuple[Text, ...] = ()
+    """Where this controller published its bundles before a storage move (URI prefixes as apps
+    fetch them, e.g. file:///mnt/old/pullsecrets or s3a://old-bucket/prefix): entries there are
+    replaced by the new location. An entry named like this controller's at any other location
+    is not its own: the app is reported as a conflict and left alone."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -338,6 +343,12 @@ class ReconcileSettings:
     """Upper bound of one reconcile, and of waiting for a locking deployment."""
     shutdown_timeout_seconds: Duration = 30.0
     """On SIGTERM, how long to drain the queue before exiting anyway."""
+    fight_limit: Annotated[int, Limits(minimum=1, maximum=1000)] = 3
+    """When another writer removes the entry this controller wrote this many times within
+    fight_window, the app is reported as a conflict and not written again until fight_window has
+    passed since the last removal."""
+    fight_window: Duration = 3600.0
+    """The window of fight_limit."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -350,6 +361,12 @@ class RemediationSettings:
     or a new bundle published for its registry), reset its launch delay (DELETE
     /v2/queue/{app}/delay, once per fix, within the write rate limit), so that it need not wait
     out Marathon's backoff."""
+    rescue_stuck_deployments: bool = True
+    """A deployment that rolls out a definition without this controller's entry, and whose tasks
+    fail to pull, never ends (Marathon waits for its tasks to run): force one write (?force=true)
+    that adds the entry to exactly that definition, once per deployment, and only when the
+    deployment changes this app alone. The only case in which the controller forces. Off: the app
+    is reported stuck and left alone."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -172,6 +172,9 @@ class AppSource:
                             dropped=len(app_ids))
             self.request_relist()  # the relist finds every labelled app the events named
             app_ids = []
+        if effect.posted is not None:
+            posted = effect.posted
+            self._reconciler.index.posted(posted.app_id, posted.writer, posted.uris)
         if effect.finished_deployment is not None:
             for app_id in self._reconciler.deployment_finished(effect.finished_deployment):
                 self._apps.add(app_id)

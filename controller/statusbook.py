@@ -32,6 +32,8 @@ class AppStatus:
     last_reconcile: datetime | None = None
     last_error: str | None = None
     deployment_id: str | None = None
+    since: datetime | None = None
+    """``locked``, ``stuck``: since when the deployment has locked the app."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -151,6 +153,7 @@ class StatusBook:
                     "last_reconcile": _iso(a.last_reconcile),
                     "last_error": a.last_error,
                     "deployment_id": a.deployment_id,
+                    "since": _iso(a.since),
                     "last_pull_failure": _pull_failure(self._pull_failures.get(app_id)),
                     "last_delay_reset": _delay_reset(self._delay_resets.get(app_id)),
                 }

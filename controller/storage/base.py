@@ -17,6 +17,13 @@ class BundleStore(Protocol):
     the bytes of a plain file or object.
     """
 
+    @property
+    def home(self) -> str:
+        """Where tasks fetch every bundle of this store from: the URI of its directory or
+        prefix, without a file name or query (``file:///mnt/shared/pullsecrets``,
+        ``s3a://bucket/prefix``); an entry is this controller's only when it points here."""
+        ...
+
     async def location(self, name: str) -> BundleLocation:
         """What tasks fetch; stable for a name, so a rotation needs no Marathon write."""
         ...

@@ -155,6 +155,10 @@ class FilesystemStore:
     def _manifest_path(self, name: str) -> Path:
         return self._dir / f"{name.removesuffix(_BUNDLE_SUFFIX)}{_RECORD_SUFFIX}"
 
+    @property
+    def home(self) -> str:
+        return self._uri_prefix
+
     async def location(self, name: str) -> BundleLocation:
         return BundleLocation(uri=f"{self._uri_prefix}/{name}")
 

@@ -18,6 +18,10 @@ class MemoryStore:
         self.manifests: dict[str, BundleManifest] = {}
         self.writes = 0
 
+    @property
+    def home(self) -> str:
+        return self.uri_prefix
+
     async def location(self, name: str) -> BundleLocation:
         return BundleLocation(uri=f"{self.uri_prefix}/{name}")
 

@@ -135,6 +135,14 @@ class S3Store:
 
     # -- where tasks fetch from --------------------------------------------------------------
 
+    @property
+    def home(self) -> str:
+        """``s3a://bucket/prefix``, or the object URL of the prefix (https, presigned)."""
+        prefix = f"/{self._settings.prefix}" if self._settings.prefix else ""
+        if self._settings.uri_style == "s3a":
+            return f"s3a://{self._settings.bucket}{prefix}"
+        return self._object_url(self._key("x")).rsplit("/", 1)[0]
+
     async def location(self, name: str) -> BundleLocation:
         style = self._settings.uri_style
         if style == "s3a":

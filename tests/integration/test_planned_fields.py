@@ -75,9 +75,9 @@ async def test_listed_copy_holds_only_planned_fields_and_a_write_resends_from_a_
                 reads.append(app_id)
                 return await get_app(app_id)
 
-            async def write(app_id: AppId, body: Any) -> str | None:
+            async def write(app_id: AppId, body: Any, *, force: bool = False) -> str | None:
                 bodies.append(body)
-                return await update_app(app_id, body)
+                return await update_app(app_id, body, force=force)
 
             monkeypatch.setattr(marathon, "get_app", read)
             monkeypatch.setattr(marathon, "update_app", write)
@@ -104,7 +104,7 @@ async def test_apps_that_need_a_worker_are_queued_not_settled(engine, monkeypatc
         return [*listed, bad]
 
     monkeypatch.setattr(marathon, "list_apps", with_a_bad_app)
-    engine.apps._reconciler._deferred.add(AppId("/e/a"))
+    engine.apps._reconciler.index.deferred(AppId("/e/a"))
     await engine.source.relist()
     assert {"/e/a", "/e/bad"} <= set(engine.source._listed)
     assert AppId("/e/a") in engine.apps.queue

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.events import EVENT_TYPES, EventEffect, effect_of
+from controller.events import EVENT_TYPES, EventEffect, Posted, effect_of
 
 PLAN = {"id": "dep-1", "steps": [{"actions": [{"action": "RestartApplication", "app": "/a"},
                                               {"action": "ScaleApplication", "app": "/b"}]},
@@ -16,8 +16,10 @@ PLAN = {"id": "dep-1", "steps": [{"actions": [{"action": "RestartApplication", "
 
 @pytest.mark.parametrize(("event_type", "payload", "effect"), [
     ("api_post_event", {"clientIp": "10.0.0.1", "uri": "/v2/apps/a",
-                        "appDefinition": {"id": "/a", "cmd": "sleep"}},
-     EventEffect(app_ids=("/a",))),
+                        "appDefinition": {"id": "/a", "cmd": "sleep",
+                                          "fetch": [{"uri": "https://x/a.tgz"}, {"no": "uri"}]}},
+     EventEffect(app_ids=("/a",), posted=Posted(app_id="/a", writer="10.0.0.1 /v2/apps/a",
+                                                uris=("https://x/a.tgz",)))),
     ("app_terminated_event", {"appId": "/gone"}, EventEffect(app_ids=("/gone",))),
     ("deployment_info", {"plan": PLAN, "currentStep": PLAN["steps"][0]},
      EventEffect(app_ids=("/a", "/b"))),
@@ -30,8 +32,11 @@ PLAN = {"id": "dep-1", "steps": [{"actions": [{"action": "RestartApplication", "
     ("status_update_event", {"appId": "/a", "taskStatus": "TASK_RUNNING"}, EventEffect()),
     ("api_post_event", {"appDefinition": "not an object"}, EventEffect()),
     ("deployment_info", {"plan": {"steps": [{"actions": "bad"}, "bad"]}}, EventEffect()),
+    ("deployment_info", {"plan": {"id": "dep-3", "steps": [
+        {"action": "ScaleApplication", "app": "/c"}]}}, EventEffect(app_ids=("/c",))),
 ], ids=["api-post", "terminated", "deployment-info", "deployment-success", "deployment-failed",
-        "attached", "status-update-ignored", "malformed-app", "malformed-plan"])
+        "attached", "status-update-ignored", "malformed-app", "malformed-plan",
+        "deployment-info-as-documented"])
 def test_effect(event_type, payload, effect):
     """Each event type names the apps it concerns, and nothing else."""
     assert effect_of(event_type, payload) == effect

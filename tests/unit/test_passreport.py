@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from controller.model import AppId, BundleLocation
 from controller.passreport import AppOutcome, PassReport, format_report
-from controller.plan import RegistryRule, bundle_name, eligibility, plan_app
+from controller.plan import Ownership, RegistryRule, bundle_name, eligibility, plan_app
 
 REG = "registry.example.com:5000"
 SIGNED = f"https://b.s3.amazonaws.com/{bundle_name(REG)}?X-Amz-Signature=deadbeef"
@@ -12,7 +12,8 @@ SIGNED = f"https://b.s3.amazonaws.com/{bundle_name(REG)}?X-Amz-Signature=deadbee
 
 def outcome(app: dict, uri: str, action: str = "would_update") -> AppOutcome:
     decision = eligibility(app, label="l", rules=[RegistryRule(registry=REG)])
-    plan = plan_app(app, decision, BundleLocation(uri=uri) if decision.registry else None)
+    plan = plan_app(app, decision, BundleLocation(uri=uri) if decision.registry else None,
+                    ownership=Ownership(owner="default", homes=("https://b.s3.amazonaws.com",)))
     return AppOutcome(app_id=AppId(app["id"]), action=action, plan=plan)  # type: ignore[arg-type]
 
 

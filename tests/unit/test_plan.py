@@ -13,18 +13,22 @@ from hypothesis import strategies as st
 from controller.errors import InvalidAppError
 from controller.model import BundleLocation
 from controller.plan import (
+    Ownership,
     RegistryRule,
     bundle_name,
     eligibility,
     entry_owner,
     is_managed_uri,
+    location_of,
     plan_app,
     update_body,
 )
 from tests.factories import LABEL, REGISTRY, docker_app
 
 RULES = [RegistryRule(registry=REGISTRY), RegistryRule(registry="docker.io", apps=("/team-a/*",))]
-URI = f"file:///mnt/pullsecrets/{bundle_name(REGISTRY)}"
+HOME = "file:///mnt/pullsecrets"
+PREVIOUS = "file:///old/place"
+URI = f"{HOME}/{bundle_name(REGISTRY)}"
 WANTED = {"uri": URI, "extract": True, "cache": False}
 USER_ENTRY = {
     "uri": "https://example.com/app.tgz",
@@ -40,9 +44,12 @@ def app(**fields: Any) -> dict[str, Any]:
 
 
 def run(a: dict[str, Any], location: BundleLocation | None = None):
+    """Plan as the default controller publishing at ``HOME`` (or at ``location``'s home), that
+    published at ``PREVIOUS`` before."""
     decision = eligibility(a, label=LABEL, rules=RULES)
     loc = location or BundleLocation(uri=URI)
-    return plan_app(a, decision, loc if decision.registry else None)
+    ours = Ownership(owner="default", homes=(location_of(loc.uri), PREVIOUS))
+    return plan_app(a, decision, loc if decision.registry else None, ownership=ours)
 
 
 class TestEligibility:
@@ -52,6 +59,7 @@ class TestEligibility:
             ({"labels": {}}, "not_opted_in"),
             ({"labels": {LABEL: "false"}}, "not_opted_in"),
             ({"labels": {LABEL: "TRUE"}}, "eligible"),
+            ({"labels": {LABEL: " yes "}}, "label_unrecognised"),
             ({"container": None}, "not_docker"),
             ({"container": {"type": "MESOS", "docker": {"image": f"{REGISTRY}/x"}}}, "ucr"),
             ({"container": {"docker": {"image": f"{REGISTRY}/x"}}}, "eligible"),
@@ -87,6 +95,7 @@ class TestEligibility:
             "no-label",
             "label-false",
             "label-case",
+            "label-yes",
             "no-container",
             "ucr",
             "type-default",
@@ -120,13 +129,30 @@ class TestPlan:
         have = {**WANTED, "executable": False}
         assert run(app(fetch=[USER_ENTRY, have])).change is None
 
-    def test_old_location_is_replaced_in_place(self):
-        """A managed entry at an old location is replaced where it stood."""
-        old = {"uri": f"file:///old/place/{bundle_name(REGISTRY)}", "extract": True}
+    def test_previous_location_is_replaced_in_place(self):
+        """An entry of ours at a listed previous location is replaced where it stood."""
+        old = {"uri": f"{PREVIOUS}/{bundle_name(REGISTRY)}", "extract": True}
         plan = run(app(fetch=[old, USER_ENTRY]))
         assert plan.change == "replace"
         assert plan.desired == (WANTED, USER_ENTRY)
         assert plan.removed == (old["uri"],)
+
+    def test_our_name_at_an_unlisted_location_is_a_conflict(self):
+        """Our file name elsewhere is someone else's: the app is left alone, and the report
+        says where and what to do."""
+        elsewhere = {"uri": f"file:///mnt/other/{bundle_name(REGISTRY)}", "extract": True}
+        plan = run(app(fetch=[elsewhere, USER_ENTRY]))
+        assert plan.change is None
+        (who,) = plan.conflict
+        assert "file:///mnt/other" in who
+        assert "storage.previous_locations" in who
+
+    def test_a_look_alike_user_entry_on_an_app_not_opted_in_is_kept(self):
+        """A user's own pullsecret-*.tar.gz elsewhere is never removed from an app that is not
+        ours."""
+        tools = {"uri": "https://cdn.example/tools/pullsecret-tools.tar.gz"}
+        plan = run(app(fetch=[tools], labels={}))
+        assert (plan.change, plan.desired, plan.conflict) == (None, (tools,), ())
 
     def test_wrong_flags_are_fixed(self):
         """The right URI with cache on is rewritten (the fetcher cache never refreshes)."""
@@ -136,7 +162,7 @@ class TestPlan:
 
     def test_duplicates_collapse_to_one(self):
         """Two managed entries become one."""
-        other = {"uri": f"file:///x/{bundle_name('docker.io')}"}
+        other = {"uri": f"{HOME}/{bundle_name('docker.io')}"}
         plan = run(app(fetch=[WANTED, USER_ENTRY, other]))
         assert plan.desired == (WANTED, USER_ENTRY)
 
@@ -232,7 +258,8 @@ managed_entries = st.sampled_from(
     [
         WANTED,
         {**WANTED, "cache": True},
-        {"uri": f"file:///old/{bundle_name(REGISTRY)}"},
+        {"uri": f"{PREVIOUS}/{bundle_name(REGISTRY)}"},
+        {"uri": f"file:///elsewhere/{bundle_name(REGISTRY)}"},
         {"uri": f"s3a://b/{bundle_name('docker.io')}", "extract": True},
     ]
 )
@@ -271,8 +298,8 @@ def test_decision_does_not_depend_on_entry_order(a, rnd):
     rnd.shuffle(shuffled["fetch"])
     first, second = run(a), run(shuffled)
     assert first.eligibility == second.eligibility
-    managed = [e for e in first.desired if is_managed_uri(e["uri"])]
-    assert managed == [e for e in second.desired if is_managed_uri(e["uri"])]
+    managed = sorted(str(e) for e in first.desired if is_managed_uri(e["uri"]))
+    assert managed == sorted(str(e) for e in second.desired if is_managed_uri(e["uri"]))
     assert sorted(map(str, first.desired)) == sorted(map(str, second.desired))
 
 
@@ -286,8 +313,9 @@ def test_plan_does_not_mutate_its_input(a):
 
 def run_as(owner: str, a: dict[str, Any], uri: str | None = None):
     decision = eligibility(a, label=LABEL, rules=RULES)
-    location = BundleLocation(uri=uri or f"file:///mnt/pullsecrets/{bundle_name(REGISTRY, owner)}")
-    return plan_app(a, decision, location if decision.registry else None, owner=owner)
+    location = BundleLocation(uri=uri or f"{HOME}/{bundle_name(REGISTRY, owner)}")
+    return plan_app(a, decision, location if decision.registry else None,
+                    ownership=Ownership(owner=owner, homes=(HOME,)))
 
 
 class TestOwnership:
@@ -320,7 +348,7 @@ class TestOwnership:
         theirs = {"uri": f"file:///other/{bundle_name(REGISTRY, 'team-b')}", "extract": True}
         plan = run_as("default", app(fetch=[USER_ENTRY, theirs]))
         assert plan.change is None
-        assert plan.conflict == ("team-b",)
+        assert plan.conflict == ("controller team-b",)
 
     def test_both_entries_present_is_a_conflict_for_each(self):
         """After a simultaneous first write, neither removes anything."""
@@ -330,12 +358,12 @@ class TestOwnership:
                   "cache": False}
         for owner, other in (("team-a", "default"), ("default", "team-a")):
             plan = run_as(owner, app(fetch=[mine, theirs]))
-            assert (plan.change, plan.conflict) == (None, (other,))
+            assert (plan.change, plan.conflict) == (None, (f"controller {other}",))
 
     def test_not_managing_the_app_removes_only_its_own_entry(self):
         """An unconfigured registry removes this controller's entry, never another's."""
-        mine = {"uri": f"file:///x/{bundle_name('quay.io', 'team-a')}"}
-        theirs = {"uri": f"file:///x/{bundle_name('quay.io')}"}
+        mine = {"uri": f"{HOME}/{bundle_name('quay.io', 'team-a')}"}
+        theirs = {"uri": f"{HOME}/{bundle_name('quay.io')}"}
         a = app(fetch=[theirs, USER_ENTRY, mine],
                 container={"type": "DOCKER", "docker": {"image": "quay.io/x/y:1"}})
         plan = run_as("team-a", a)

@@ -511,7 +511,8 @@ FAILED_AUTH = mesos_1("registry.example.com/team/app:1.0",
 
 def status_update(state: str, message: str, **fields: object) -> dict[str, object]:
     return {"eventType": "status_update_event", "taskStatus": state, "message": message,
-            "appId": "/team/app", "taskId": "team_app.1", **fields}
+            "appId": "/team/app", "taskId": "team_app.1",
+            "version": "2026-12-01T06:00:00.000Z", **fields}
 
 
 def escaped_json(payload: dict[str, str]) -> str:
@@ -529,7 +530,7 @@ class TestFailedPull:
         """The app, the task and a summary come with the classified failure."""
         failed = failed_pull(status_update("TASK_FAILED", FAILED_AUTH))
         assert failed == FailedPull(
-            app_id="/team/app", task_id="team_app.1",
+            app_id="/team/app", task_id="team_app.1", version="2026-12-01T06:00:00.000Z",
             failure=PullFailure(reason="auth", image="registry.example.com/team/app:1.0",
                                 registry="registry.example.com"),
             summary="Error response from daemon: Get https://registry.example.com/\u2026: "

@@ -10,6 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
+from structlog.testing import capture_logs
+
+from controller.appindex import AppIndex
 from controller.errors import MarathonUnavailable
 from controller.metrics import Metrics
 from controller.model import AppId
@@ -90,6 +93,8 @@ class World:
                  state: str = "converged") -> None:
         self.status = StatusBook()
         self.status.record(APP, AppStatus(state=state, registry=REG))  # type: ignore[arg-type]
+        self.index = AppIndex()
+        self.index.track(APP, REG)
         self.metrics = Metrics(CollectorRegistry())
         self.queue = LaunchQueue(*answers)
         self.reconciled: list[AppId] = []
@@ -100,14 +105,15 @@ class World:
 
         gate = WriteGate(TokenBucket(1000, 10), DeploymentBudget(10, running=running))
         self.remediator = PullRemediator(
-            status=self.status, metrics=self.metrics, queue=self.queue, gate=gate,
+            status=self.status, index=self.index, metrics=self.metrics, queue=self.queue,
+            gate=gate,
             reconcile_app=self.reconciled.append, verify_registry=self.verified.append,
             reset_launch_delay=enabled, now=lambda: NOW)
 
     def fail(self, reason: PullFailureReason = "auth", *, registry: str | None = REG,
              app_id: AppId = APP) -> None:
         self.remediator.pull_failed(FailedPull(
-            app_id=app_id, task_id="team_web.1",
+            app_id=app_id, task_id="team_web.1", version="2026-12-01T06:00:00.000Z",
             failure=PullFailure(reason=reason, image=None, registry=registry),
             summary="unauthorized: authentication required"))
 
@@ -156,6 +162,25 @@ class TestFailedPulls:
         assert world.sample("image_pull_failures_total", registry=REG, reason="auth") == 0
         assert world.snapshot()["last_pull_failure"] is None
         assert (world.reconciled, world.verified) == ([], [])
+
+    def test_an_app_without_a_bundle_yet_is_ours(self):
+        """Cold start: the app's registry is known from its first plan though no bundle could be
+        published, so its failures count (and are evidence for the fix that follows)."""
+        world = World(state="failed")
+        world.status.record(APP, AppStatus(state="failed", registry=None))
+        world.fail()
+        assert world.sample("image_pull_failures_total", registry=REG, reason="auth") == 1
+        assert (world.reconciled, world.verified) == ([APP], [REG])
+
+    def test_a_flood_of_failures_logs_one_warning_a_minute_per_app(self):
+        """Every failure counts; the log says it once, then how many it held back."""
+        world = World()
+        with capture_logs() as logs:
+            for _ in range(500):
+                world.fail()
+        warnings = [e for e in logs if e["event"] == "image_pull_failed"]
+        assert len(warnings) == 1
+        assert world.sample("image_pull_failures_total", registry=REG, reason="auth") == 500
 
     def test_failure_without_a_registry_in_its_text_is_the_apps(self):
         """The Mesos containerizer's messages name no image: the app's registry is meant."""
