@@ -164,15 +164,17 @@ class AppReconciler:
             if self._after_converge is not None:  # remediation: a launch delay reset, say
                 await self._after_converge(outcome)
         except MarathonDeploymentLimit as e:
-            return self._over_limit(app_id, e)
+            result = self._over_limit(app_id, e)
         except Exception as e:
             self.status.fail(app_id, str(e) or type(e).__name__, self._now())
             if self._report is not None:
                 self._report.failures[app_id] = str(e) or type(e).__name__
             raise
+        else:
+            result = self._result(outcome)
         finally:
-            self._update_gauges()
-        return self._result(outcome)
+            self._update_gauges()  # after the book has the outcome
+        return result
 
     def deployment_finished(self, deployment_id: str) -> set[AppId]:
         """A deployment ended: the apps it locked, and every app waiting for a slot, may go on.
