@@ -14,9 +14,14 @@ from pathlib import Path
 from typing import NoReturn, Protocol, TypeVar
 
 import pytest
+from hypothesis import settings
 from pytest_asyncio import is_async_test
 
 from tests import leaks, services
+
+# Properties assert what holds, never how fast: a shared or loaded machine must not fail them.
+settings.register_profile("project", deadline=None)
+settings.load_profile("project")
 
 
 class _Stoppable(Protocol):

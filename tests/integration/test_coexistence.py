@@ -177,7 +177,7 @@ class TestStuckDeployments:
             state.update_app("/team/web", pipeline, partial=False)
             fail_pull(state, "/team/web")
             await eventually(lambda: bundle_uris(state, "/team/web"), 10, "rescued")
-            (forced,) = ours(state, forced=True)
+            assert len(ours(state, forced=True)) == 1
             app = state.get_app("/team/web")
             assert app["container"]["docker"]["image"] == f"{REGISTRY}/team/web:2"
             assert (app["instances"], app["env"]) == (3, {"RELEASE": "2"})

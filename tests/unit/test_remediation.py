@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
-
 from structlog.testing import capture_logs
 
 from controller.appindex import AppIndex
