@@ -25,8 +25,9 @@ refusing the credential); a 404 on ``HEAD`` has no body, so ``GET /v2/<path>/tag
 tells ``manifest_unknown`` (the repository answers, the tag or digest is not in it) from
 ``name_unknown`` (404, error code ``NAME_UNKNOWN``); network failures, time-outs, 5xx and 429
 are ``unreachable``; anything else is ``error``. A check costs 2 requests to the registry (3
-when the manifest is missing), plus 1 to the token service for a Bearer registry; on loopback
-and insecure hosts a refused https attempt comes first. Neither request counts as a pull on
+when the manifest is missing, 1 more when only the manifest asks for the login), plus 1 to the
+token service for a Bearer registry; on loopback and insecure hosts a refused https attempt
+comes first. Neither request counts as a pull on
 Docker Hub, which counts manifest ``GET``s (docker/docs
 ``content/manuals/docker-hub/usage/pulls.md``). Registries that hide private repositories
 (Docker Hub among them) answer 401 for a repository that does not exist, so there a missing
