@@ -16,8 +16,10 @@ pattern with its source and versions):
   quoted command, never from Docker's text;
 * the Mesos containerizer's (UCR) Docker fetcher names the registry request that failed
   (``Unexpected HTTP response '401 Unauthorized' when trying to get the manifest``, ``Failed to
-  perform 'curl' for 'https://REGISTRY/v2/NAME/manifests/REF': curl: (6) …``); its messages name
-  no image, except in a registry API URL.
+  perform 'curl' for 'https://REGISTRY/v2/NAME/manifests/REF': curl: (6) …``) or says how it
+  could not answer the registry's login challenge (``Got unexpected BASIC Authorization
+  response status: 401 Unauthorized from URL``); its messages name no image, except in a
+  registry API URL.
 
 The reason is decided from the failure's own text, checked in a fixed order: rate limiting,
 the local Docker daemon (``other``), the network, authentication, a missing image, anything else
@@ -29,9 +31,9 @@ operator's first check is the credentials; the notes explain).
 
 Pure: no I/O, no logging, no clock. The message is cut to ``MESSAGE_LIMIT`` characters before
 anything else; matching is substring search plus patterns that cannot backtrack (a URL, an
-escaped name between one-character lookarounds). The answer holds only an image reference and a
-registry host that ``controller.reference`` accepts, never other text from the message (which
-can quote signed URLs or a credential helper's output).
+escaped name between one-character lookarounds, a bare ``denied``). The answer holds only an
+image reference and a registry host that ``controller.reference`` accepts, never other text from
+the message (which can quote signed URLs or a credential helper's output).
 """
 
 from __future__ import annotations
@@ -94,6 +96,15 @@ _UCR_MARKERS = (
     "Failed to perform 'curl'",
     "Failed to decode HTTP responses",
     "header WWW-Authenticate",
+    # The fetcher's answers to a registry's 401 (getAuthHeader, getBearerAuthParam) and to its
+    # token service's body, across Mesos versions (docs/pull-failure-messages.md, rows ucr-…).
+    "WWW-Authenticate header",
+    "WWW-Authorization header is not found",
+    "Not a Bearer authentication challenge",
+    "BASIC Authorization response status",
+    "auth-scheme: ",
+    "token in JSON object",
+    "Parsing the JSON object failed",
 )
 
 _URL = re.compile(r"https?://\S+")
@@ -118,10 +129,17 @@ _MISLEADING = (
     "permission denied",  # a local file or socket, not the registry's ``denied:`` code
 )
 
-# Lower-case markers, first matching rule wins: a 429 can mention authenticating, a dead local
-# daemon is not the registry's network, a proxy's 407 says "authentication required", and
-# "pull access denied …, repository does not exist" must be ``auth`` before "not found" is seen.
-_RULES: tuple[tuple[PullFailureReason, tuple[str, ...]], ...] = (
+_BARE_DENIED = re.compile(r"(?:^|[:\"\n])[ \t]{0,3}denied(?![\w-])")
+"""The registry error code ``DENIED`` printed alone (GHCR: ``Error response from daemon:
+denied``, ``…": denied``, ``error from registry: denied``): the word right after a colon, a
+quote or a line break, and not followed by another letter. ``permission denied``, ``access is
+denied`` and ``denied: …`` (a marker of its own) do not match."""
+
+# Lower-case markers (substrings, or a pattern), first matching rule wins: a 429 can mention
+# authenticating, a dead local daemon is not the registry's network, a proxy's 407 says
+# "authentication required", and "pull access denied …, repository does not exist" must be
+# ``auth`` before "not found" is seen.
+_RULES: tuple[tuple[PullFailureReason, tuple[str | re.Pattern[str], ...]], ...] = (
     ("rate_limited", ("toomanyrequests", "too many requests", "response '429'")),
     ("other", ("docker daemon", "dial unix ")),
     ("network", (
@@ -134,9 +152,11 @@ _RULES: tuple[tuple[PullFailureReason, tuple[str, ...]], ...] = (
     )),
     ("auth", (
         "no basic auth credentials", "unauthorized", "authentication required",
-        "pull access denied", "no pull access", "denied: ", "403 forbidden",
-        "status 401", "status 403", "http 401", "http 403",
+        "authentication is required", "pull access denied", "no pull access", "denied: ",
+        _BARE_DENIED, "403 forbidden", "status 401", "status 403", "http 401", "http 403",
         "authorization server did not include a token", "error getting credentials",
+        "empty www-authenticate header", "www-authorization header is not found",
+        "basic authorization response status", "auth-scheme: basic",
     )),
     ("not_found", ("not found", "manifest unknown", "name unknown", "blob unknown")),
 )
@@ -310,9 +330,13 @@ def _reason(cause: str) -> PullFailureReason:
     for noise in _MISLEADING:
         text = text.replace(noise, " ")
     for reason, markers in _RULES:
-        if any(marker in text for marker in markers):
+        if any(_holds(text, marker) for marker in markers):
             return reason
     return "other"
+
+
+def _holds(text: str, marker: str | re.Pattern[str]) -> bool:
+    return marker in text if isinstance(marker, str) else marker.search(text) is not None
 
 
 def _registry_request(text: str) -> tuple[str | None, str | None]:

@@ -6,6 +6,7 @@ import base64
 import datetime
 import secrets
 import socket
+import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +17,19 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from structlog.testing import capture_logs
+from yarl import URL
 
 from controller.errors import ConfigError
 from controller.model import RegistryCredential, Secret
-from controller.registry import Challenge, RegistryLogin, parse_challenges
+from controller.registry import (
+    DETAIL_LIMIT,
+    IMAGE_CHECK_RESULTS,
+    MANIFEST_MEDIA_TYPES,
+    Challenge,
+    ImageCheck,
+    RegistryLogin,
+    parse_challenges,
+)
 from tests.adapters.marathon_helpers import free_url, server_tls
 
 USER = "ci-puller"
@@ -29,6 +39,9 @@ SERVICE = "test-registry"
 PULLABLE = "team-a/app"
 FORBIDDEN = "team-b/app"
 REPOS = (PULLABLE, FORBIDDEN)
+TAG = "1"
+DIGEST = "sha256:" + "ab" * 32
+REFERENCES = (TAG, DIGEST)
 
 
 def password_credential(password: str = PASSWORD) -> RegistryCredential:
@@ -53,20 +66,27 @@ class Seen:
     query: dict[str, list[str]]
     authorization: str | None
     form: dict[str, str]
+    accept: str | None
 
 
 @dataclass
 class FakeRegistry:
     """A registry (``auth`` is ``none``, ``basic`` or ``bearer``) and its token service.
 
-    The token service grants pull on ``PULLABLE`` only; the registry knows ``REPOS``.  Any
+    The token service grants pull on ``PULLABLE`` only; the registry knows ``REPOS``, each with
+    a manifest at ``TAG`` and at ``DIGEST``.  The token service answers at ``/token`` on the
+    registry's own origin (``issuer="same"``), or on another port over plain http
+    (``"http"``) or https (``"https"``, with the certificate ``start`` is given).  Any
     ``*_answer`` override replaces that endpoint's behaviour for one test.
     """
 
     auth: str = "bearer"
+    issuer: str = "same"
     challenge: str | None = None
     token_answer: Any = None
     v2_answer: Any = None
+    manifest_answer: Any = None
+    tags_answer: Any = None
     bogus_tokens: bool = False
     seen: list[Seen] = field(default_factory=list)
     tokens: dict[str, set[str]] = field(default_factory=dict)
@@ -80,7 +100,8 @@ class FakeRegistry:
             query.setdefault(key, []).append(value)
         self.seen.append(Seen(role, request.method, request.path, query,
                               request.headers.get("Authorization"),
-                              {k: str(v) for k, v in form.items()}))
+                              {k: str(v) for k, v in form.items()},
+                              request.headers.get("Accept")))
 
     def of(self, role: str) -> list[Seen]:
         return [s for s in self.seen if s.role == role]
@@ -138,34 +159,56 @@ class FakeRegistry:
 
     async def tags(self, request: web.Request) -> web.StreamResponse:
         await self.record("registry", request)
+        if self.tags_answer is not None:
+            return await self.tags_answer(request)
         name = request.match_info["name"]
         if not self.allowed(request, name):
             return self.refuse(name)
         if name not in REPOS:
             return web.json_response({"errors": [{"code": "NAME_UNKNOWN"}]}, status=404)
-        return web.json_response({"name": name, "tags": ["1"]})
+        return web.json_response({"name": name, "tags": [TAG]})
+
+    async def manifest(self, request: web.Request) -> web.StreamResponse:
+        """``HEAD`` of a manifest: no body, whatever the status (distribution's ``api.md``)."""
+        await self.record("registry", request)
+        if self.manifest_answer is not None:
+            return await self.manifest_answer(request)
+        name, reference = request.match_info["name"], request.match_info["reference"]
+        if not self.allowed(request, name):
+            return self.refuse(name)
+        if name not in REPOS or reference not in REFERENCES:
+            return web.Response(status=404)
+        return web.Response(headers={"Docker-Content-Digest": DIGEST,
+                                     "Content-Type": "application/vnd.oci.image.manifest.v1+json"})
 
     def apps(self) -> tuple[web.Application, web.Application]:
-        issuer = web.Application()
-        issuer.router.add_route("*", "/token", self.token_endpoint)
         registry = web.Application()
         registry.router.add_get("/v2/", self.v2)
         registry.router.add_get("/v2/{name:.+}/tags/list", self.tags)
+        registry.router.add_route("HEAD", "/v2/{name:.+}/manifests/{reference}", self.manifest)
+        issuer = registry if self.issuer == "same" else web.Application()
+        issuer.router.add_route("*", "/token", self.token_endpoint)
         return issuer, registry
 
-    async def start(self, aiohttp_server, **server_kwargs: Any) -> FakeRegistry:
+    async def start(self, aiohttp_server, *, issuer_tls: ssl.SSLContext | None = None,
+                    **server_kwargs: Any) -> FakeRegistry:
         issuer_app, registry_app = self.apps()
-        issuer = await aiohttp_server(issuer_app)
-        self.realm = str(issuer.make_url("/token"))
         registry = await aiohttp_server(registry_app, **server_kwargs)
         self.host = f"{registry.host}:{registry.port}"
+        issuer = registry
+        if issuer_app is not registry_app:
+            assert (self.issuer == "https") == (issuer_tls is not None)
+            issuer = await aiohttp_server(issuer_app, ssl=issuer_tls)
+        self.realm = str(issuer.make_url("/token"))
         return self
 
 
 @pytest.fixture
-def start(aiohttp_server):
+def start(aiohttp_server, tls_files):
     async def start(auth: str = "bearer", **kwargs: Any) -> FakeRegistry:
-        return await FakeRegistry(auth=auth, **kwargs).start(aiohttp_server)
+        fake = FakeRegistry(auth=auth, **kwargs)
+        issuer_tls = server_tls(*tls_files) if fake.issuer == "https" else None
+        return await fake.start(aiohttp_server, issuer_tls=issuer_tls)
     return start
 
 
@@ -483,9 +526,11 @@ class TestNetwork:
         assert time.monotonic() - started < 2.5
 
     async def test_hung_token_service_is_bounded(self, start, session, silent_url):
-        """A token service that never answers is bounded by the same timeout."""
+        """A token service that never answers (not even the TLS handshake) is bounded by the
+        same timeout."""
         fake = await start()
-        fake.challenge = f'Bearer realm="{silent_url}/token",service="{SERVICE}"'
+        realm = silent_url.replace("http://", "https://") + "/token"
+        fake.challenge = f'Bearer realm="{realm}",service="{SERVICE}"'
         started = time.monotonic()
         outcome = await login(session, fake, timeout_seconds=1).verify(password_credential())
         assert outcome.result == "unreachable"
@@ -524,11 +569,12 @@ class PinnedResolver(AbstractResolver):
 
 
 NAME = "registry.test"
+OTHER_NAME = "token.test"
 
 
 @pytest.fixture
 async def pinned_session():
-    connector = aiohttp.TCPConnector(resolver=PinnedResolver(NAME))
+    connector = aiohttp.TCPConnector(resolver=PinnedResolver(NAME, OTHER_NAME))
     async with aiohttp.ClientSession(connector=connector) as s:
         yield s
 
@@ -615,8 +661,122 @@ class TestTransport:
     def test_docker_hub_is_reached_at_its_api_host(self, session):
         """Docker Hub's API is registry-1.docker.io, whatever alias was configured."""
         verifier = RegistryLogin(session, "index.docker.io", repository="ubuntu")
-        assert verifier._origins == ["https://registry-1.docker.io"]
+        assert [str(origin) for origin in verifier._origins] == ["https://registry-1.docker.io"]
         assert verifier._path == "library/ubuntu"
+
+    def test_docker_hub_images_are_checked_at_their_pull_path(self, session):
+        """An image check names the repository as the image does; the Hub's official images
+        are under ``library/``, as docker pulls them."""
+        checker = RegistryLogin(session, "docker.io")
+        assert checker._image_path("ubuntu", "22.04") == "library/ubuntu"
+        assert checker._image_path("team/app", DIGEST) == "team/app"
+
+
+class TestWhereCredentialsGo:
+    """A token service gets the credential on the registry's own origin, over verified https,
+    or on the host of a registry marked insecure; nowhere else (the module docstring's rule)."""
+
+    @pytest.mark.parametrize("credential", [password_credential(), identity_credential()],
+                             ids=["password", "identity-token"])
+    async def test_plain_realm_on_another_local_port_gets_nothing(self, start, session,
+                                                                  credential):
+        """A loopback registry naming a plain-http realm on another port: nothing goes there,
+        neither a Basic credential nor an identity token in a refresh grant."""
+        fake = await start(issuer="http")
+        outcome = await login(session, fake).verify(credential)
+        assert outcome.result == "error"
+        assert outcome.detail == (
+            f"the token service {fake.realm.removesuffix('/token')} is plain http and not the "
+            f"registry's origin (http://{fake.host}); the credential is not sent there")
+        assert fake.of("token") == []
+
+    async def test_image_check_sends_nothing_to_a_plain_realm_elsewhere(self, start, session):
+        """The image check follows the same rule."""
+        fake = await start(issuer="http")
+        check = await login(session, fake).check_image(password_credential(), PULLABLE, TAG)
+        assert check.result == "error"
+        assert "is plain http and not the registry's origin" in check.detail
+        assert fake.of("token") == []
+
+    async def test_realm_on_the_registrys_own_origin_gets_it(self, start, session):
+        """A plain-http loopback registry's own /token gets what the registry would get."""
+        fake = await start()
+        assert fake.realm == f"http://{fake.host}/token"
+        assert (await login(session, fake).verify(password_credential())).result == "accepted"
+        [token_request] = fake.of("token")
+        assert token_request.authorization == basic(USER, PASSWORD)
+
+    async def test_verified_https_realm_on_another_port_gets_it(self, start, session,
+                                                                tls_files):
+        """An https realm whose certificate the CA file vouches for gets the credential."""
+        fake = await start(issuer="https")
+        assert fake.realm.startswith("https://")
+        outcome = await login(session, fake, ca_file=tls_files[0]).verify(password_credential())
+        assert outcome.result == "accepted"
+        [token_request] = fake.of("token")
+        assert token_request.authorization == basic(USER, PASSWORD)
+
+    async def test_unverified_https_realm_gets_nothing(self, start, session):
+        """An https realm no CA vouches for is not trusted, even on loopback: no request."""
+        fake = await start(issuer="https")
+        outcome = await login(session, fake).verify(password_credential())
+        assert (outcome.result, outcome.detail) == (
+            "unreachable", f"{fake.realm.removesuffix('/token')}: TLS: certificate not trusted")
+        assert fake.of("token") == []
+
+    async def test_insecure_registry_may_use_a_plain_realm_on_its_own_host(self, start,
+                                                                           pinned_session):
+        """A registry marked insecure trusts its own host's network: another port of it, over
+        plain http, gets the credential."""
+        fake = await start(issuer="http")
+        fake.challenge = (f'Bearer realm="http://{NAME}:{URL(fake.realm).port}/token",'
+                          f'service="{SERVICE}"')
+        port = fake.host.rsplit(":", 1)[1]
+        outcome = await login(pinned_session, f"{NAME}:{port}", insecure=True).verify(
+            password_credential())
+        assert outcome.result == "accepted"
+        assert [s.authorization for s in fake.of("token")] == [basic(USER, PASSWORD)]
+
+    async def test_insecure_registry_sends_nothing_to_a_plain_realm_on_another_host(
+            self, start, pinned_session):
+        """Marking a registry insecure says nothing about another host."""
+        fake = await start(issuer="http")
+        fake.challenge = (f'Bearer realm="http://{OTHER_NAME}:{URL(fake.realm).port}/token",'
+                          f'service="{SERVICE}"')
+        port = fake.host.rsplit(":", 1)[1]
+        outcome = await login(pinned_session, f"{NAME}:{port}", insecure=True).verify(
+            password_credential())
+        assert outcome.result == "error"
+        assert f"the token service http://{OTHER_NAME}:" in outcome.detail
+        assert fake.of("token") == []
+
+    @pytest.mark.parametrize("userinfo", ["robot:hunter2@", "hunter2@", ":hunter2@"],
+                             ids=["user-password", "user", "password"])
+    async def test_realm_with_user_info_is_an_error_that_does_not_quote_it(self, start, session,
+                                                                           userinfo):
+        """A realm URL with user info is refused as a login error, before anything is sent,
+        and neither the detail nor the log line quotes it."""
+        fake = await start()
+        fake.challenge = f'Bearer realm="http://{userinfo}{fake.host}/token",service="{SERVICE}"'
+        with capture_logs() as logs:
+            outcome = await login(session, fake).verify(password_credential())
+            check = await login(session, fake).check_image(password_credential(), PULLABLE, TAG)
+        expected = ("the registry's token service (realm) has user info in its URL; the "
+                    "credential is not sent there")
+        assert (outcome.result, outcome.detail) == ("error", expected)
+        assert (check.result, check.detail) == ("error", expected)
+        assert fake.of("token") == []
+        assert "hunter2" not in repr(logs)
+
+    async def test_every_detail_is_bounded(self, start, session):
+        """A realm with a 3.6 KB host name is named in a detail of at most DETAIL_LIMIT."""
+        fake = await start()
+        host = ".".join(["a" * 60] * 60)
+        fake.challenge = f'Bearer realm="http://{host}:5000/token",service="{SERVICE}"'
+        outcome = await login(session, fake).verify(password_credential())
+        assert outcome.result == "error"
+        assert len(outcome.detail) == DETAIL_LIMIT
+        assert outcome.detail.endswith("\u2026")
 
 
 class TestSecrets:
@@ -653,3 +813,216 @@ class TestSecrets:
         assert (outcome.result, outcome.detail) == (
             "error", "the credential is not valid UTF-8 text")
 
+
+
+# --------------------------------------------------------------------------- image checks
+
+
+async def check_image(session, fake: FakeRegistry | str, repository: str = PULLABLE,
+                      reference: str = TAG, credential: RegistryCredential | None = None,
+                      **kwargs: Any) -> ImageCheck:
+    return await login(session, fake, **kwargs).check_image(
+        credential or password_credential(), repository, reference)
+
+
+def requests(fake: FakeRegistry) -> list[str]:
+    """What the registry and its token service were asked, in order (no query strings)."""
+    return [f"{s.method} {s.path}" for s in fake.seen]
+
+
+class TestImageCheck:
+    @pytest.mark.parametrize("reference", [TAG, DIGEST], ids=["tag", "digest"])
+    @pytest.mark.parametrize("auth", ["basic", "bearer"])
+    async def test_pullable_image_is_ok(self, start, session, auth, reference):
+        """A manifest the credential may pull is ok, by tag or by digest, asked for with HEAD
+        and every manifest media type docker accepts."""
+        fake = await start(auth)
+        check = await check_image(session, fake, reference=reference)
+        assert check.result == "ok"
+        assert check.answered
+        image = f"{PULLABLE}{'@' if reference == DIGEST else ':'}{reference}"
+        assert check.detail.endswith(f"; may pull {image}")
+        head = fake.seen[-1]
+        assert (head.method, head.path) == ("HEAD", f"/v2/{PULLABLE}/manifests/{reference}")
+        assert head.accept == ", ".join(MANIFEST_MEDIA_TYPES)
+        assert head.authorization is not None
+
+    async def test_token_is_scoped_to_pull_the_repository(self, start, session):
+        """The token asked for is ``repository:<path>:pull`` for the image's repository."""
+        fake = await start()
+        await check_image(session, fake)
+        [token_request] = fake.of("token")
+        assert token_request.query["scope"] == [f"repository:{PULLABLE}:pull"]
+
+    @pytest.mark.parametrize(("auth", "reference", "expected"), [
+        ("basic", TAG, ["GET /v2/", f"HEAD /v2/{PULLABLE}/manifests/{TAG}"]),
+        ("basic", "2", ["GET /v2/", f"HEAD /v2/{PULLABLE}/manifests/2",
+                        f"GET /v2/{PULLABLE}/tags/list"]),
+        ("bearer", TAG, ["GET /v2/", "GET /token", f"HEAD /v2/{PULLABLE}/manifests/{TAG}"]),
+        ("bearer", "2", ["GET /v2/", "GET /token", f"HEAD /v2/{PULLABLE}/manifests/2",
+                         f"GET /v2/{PULLABLE}/tags/list"]),
+    ], ids=["basic-ok", "basic-missing-tag", "bearer-ok", "bearer-missing-tag"])
+    async def test_request_cost(self, start, session, auth, reference, expected):
+        """A check costs 2 registry requests (3 for a missing manifest), plus 1 token request
+        for a Bearer registry, and never a manifest GET (what Docker Hub counts as a pull)."""
+        fake = await start(auth)
+        await check_image(session, fake, reference=reference)
+        assert requests(fake) == expected
+
+    async def test_missing_tag_is_manifest_unknown(self, start, session):
+        """A 404 for the manifest while the repository lists its tags: the tag is wrong."""
+        fake = await start()
+        check = await check_image(session, fake, reference="2")
+        assert (check.result, check.detail) == (
+            "manifest_unknown", f"{PULLABLE}:2 is not on the registry; {PULLABLE} is")
+        assert check.answered
+
+    async def test_missing_digest_is_manifest_unknown(self, start, session):
+        fake = await start("basic")
+        check = await check_image(session, fake, reference="sha256:" + "cd" * 32)
+        assert check.result == "manifest_unknown"
+
+    async def test_missing_repository_is_name_unknown(self, start, session):
+        """A 404 for the manifest and for the repository's tags: no such repository."""
+        fake = await start("basic")
+        check = await check_image(session, fake, repository="team-a/gone")
+        assert (check.result, check.detail) == (
+            "name_unknown", "repository team-a/gone is not on the registry")
+
+    async def test_repository_the_token_does_not_cover_is_denied(self, start, session):
+        """A token without pull access on the repository: the registry answers 401, denied.
+        Registries that hide private repositories answer a missing one the same way."""
+        fake = await start()
+        for repository in (FORBIDDEN, "team-a/gone"):
+            check = await check_image(session, fake, repository=repository)
+            assert check.result == "denied"
+            assert check.detail == (f"the token from http://{fake.host} may not pull "
+                                    f"{repository}:{TAG} (401)")
+
+    @pytest.mark.parametrize(("auth", "credential", "detail"), [
+        ("basic", password_credential("wrong"), f"the basic auth may not pull {PULLABLE}:{TAG} "
+                                                "(401)"),
+        ("bearer", password_credential("wrong"), "the token service refused the credential "
+                                                 "(401)"),
+        ("bearer", identity_credential("stale"), "the token service refused the identity token "
+                                                 "(invalid_grant)"),
+    ], ids=["basic", "bearer", "identity-token"])
+    async def test_refused_credential_is_denied(self, start, session, auth, credential, detail):
+        """A credential the registry or its token service refuses may pull nothing: denied."""
+        fake = await start(auth)
+        check = await check_image(session, fake, credential=credential)
+        assert (check.result, check.detail) == ("denied", detail)
+
+    async def test_forbidden_is_denied(self, start, session):
+        fake = await start("basic")
+
+        async def forbidden(request):
+            return web.Response(status=403)
+
+        fake.manifest_answer = forbidden
+        check = await check_image(session, fake)
+        assert (check.result, check.detail) == (
+            "denied", f"the basic auth may not pull {PULLABLE}:{TAG} (403)")
+
+    async def test_login_asked_by_the_image_only_is_answered(self, start, session):
+        """A registry whose /v2/ needs no login but whose image does: the credential goes with
+        the image's own challenge, as docker pull sends it."""
+        fake = await start("none")
+        fake.auth = "bearer"
+
+        async def open_ping(request):
+            return web.json_response({})
+
+        fake.v2_answer = open_ping
+        check = await check_image(session, fake)
+        assert check.result == "ok"
+        assert requests(fake) == ["GET /v2/", f"HEAD /v2/{PULLABLE}/manifests/{TAG}",
+                                  "GET /token", f"HEAD /v2/{PULLABLE}/manifests/{TAG}"]
+        assert fake.of("token")[0].query["scope"] == [f"repository:{PULLABLE}:pull"]
+
+    async def test_unknown_repository_status_is_still_a_missing_manifest(self, start, session):
+        """When the tags cannot tell whether the repository exists, the manifest is still
+        missing, and the detail says what could not be told."""
+        fake = await start("basic")
+
+        async def broken(request):
+            return web.Response(status=500)
+
+        fake.tags_answer = broken
+        check = await check_image(session, fake, reference="2")
+        assert (check.result, check.detail) == (
+            "manifest_unknown", f"{PULLABLE}:2 is not on the registry; whether {PULLABLE} is "
+                                "could not be told (its tags answered 500)")
+
+    @pytest.mark.parametrize(("status", "result"), [
+        (500, "unreachable"), (503, "unreachable"), (429, "unreachable"), (302, "error"),
+        (400, "error"), (405, "error"),
+    ], ids=lambda v: str(v))
+    async def test_statuses_map_to_results(self, start, session, status, result):
+        """5xx and 429 are unreachable; a redirect (not followed) or another status an error."""
+        fake = await start("basic")
+
+        async def answer(request):
+            headers = {"Location": "http://127.0.0.1:1/elsewhere"} if status == 302 else {}
+            return web.Response(status=status, headers=headers)
+
+        fake.manifest_answer = answer
+        check = await check_image(session, fake)
+        assert check.result == result
+        assert str(status) in check.detail
+        assert not check.answered
+
+    @pytest.mark.parametrize(("repository", "reference"), [
+        ("Team-A/App", TAG), (PULLABLE, ""), (PULLABLE, f"1@{DIGEST}"),
+        (f"{PULLABLE}:1", DIGEST), ("/app", TAG), (PULLABLE, "sha256:abc"),
+        (PULLABLE, "-1"), ("a" * 5000, TAG),
+    ], ids=["uppercase", "empty-reference", "tag-and-digest", "tag-in-repository",
+            "leading-slash", "short-digest", "bad-tag", "huge"])
+    async def test_invalid_names_are_errors_without_a_request(self, start, session, repository,
+                                                              reference):
+        """Names docker would not pull are an error before anything is asked."""
+        fake = await start()
+        check = await check_image(session, fake, repository=repository, reference=reference)
+        assert check.result == "error"
+        assert len(check.detail) <= DETAIL_LIMIT
+        assert fake.seen == []
+
+    async def test_connection_refused_is_unreachable(self, session):
+        check = await check_image(session, free_url().removeprefix("http://"))
+        assert check.result == "unreachable"
+        assert check.detail.endswith(": connection refused")
+
+    async def test_hung_registry_is_bounded(self, session, silent_url):
+        started = time.monotonic()
+        check = await check_image(session, silent_url.removeprefix("http://"),
+                                  timeout_seconds=1)
+        assert check.result == "unreachable"
+        assert "timed out" in check.detail
+        assert time.monotonic() - started < 2.5
+
+    def test_results_are_the_closed_set(self):
+        assert IMAGE_CHECK_RESULTS == ("ok", "denied", "manifest_unknown", "name_unknown",
+                                       "unreachable", "error")
+
+    @pytest.mark.parametrize(("auth", "credential", "reference"), [
+        ("basic", password_credential(), TAG),
+        ("basic", password_credential("wrong-" + PASSWORD), "2"),
+        ("bearer", password_credential(), "2"),
+        ("bearer", identity_credential(), TAG),
+        ("bearer", identity_credential("wrong-" + IDENTITY), TAG),
+    ], ids=["basic-ok", "basic-wrong", "bearer-missing", "identity-ok", "identity-wrong"])
+    async def test_no_secret_in_detail_or_logs(self, start, session, auth, credential,
+                                               reference):
+        """The ``registry_image_checked`` line and the detail hold no password, identity token
+        or bearer token."""
+        fake = await start(auth)
+        with capture_logs() as logs:
+            check = await check_image(session, fake, reference=reference, credential=credential)
+        [line] = logs
+        assert line["event"] == "registry_image_checked"
+        assert (line["result"], line["detail"], line["repository"], line["reference"]) == (
+            check.result, check.detail, PULLABLE, reference)
+        text = repr(logs) + repr(check)
+        secret = credential.password.reveal()
+        for leak in (secret, basic(USER, secret).removeprefix("Basic "), *fake.tokens):
+            assert leak not in text

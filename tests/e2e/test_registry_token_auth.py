@@ -32,7 +32,8 @@ def identity(value: str) -> RegistryCredential:
 async def verify(registry: services.TokenRegistry, credential: RegistryCredential,
                  repository: str | None = None):
     async with aiohttp.ClientSession() as session:
-        login = RegistryLogin(session, registry.host, repository=repository)
+        login = RegistryLogin(session, registry.host, repository=repository,
+                              ca_file=registry.issuer.tls_cert)
         return await login.verify(credential)
 
 
@@ -64,7 +65,7 @@ class TestRealTokenRegistry:
         """The right password gets a token the real registry accepts."""
         outcome = await verify(token_registry, password(token_registry))
         assert outcome.result == "accepted"
-        assert outcome.detail.startswith("ok (token from http://127.0.0.1:")
+        assert outcome.detail.startswith("ok (token from https://127.0.0.1:")
 
     async def test_wrong_password_is_rejected(self, token_registry):
         """A wrong password is refused at the token step: never publish it."""

@@ -237,6 +237,29 @@ CASES = [
          mesos_1("busybox:latest",
                  f"Cannot connect to the Docker daemon at {SOCKET}. Is the docker daemon running?"),
          "other", "busybox:latest", "docker.io"),
+    # GitHub's registry (GHCR) prints the DENIED code alone, and Artifactory its own words.
+    Case("ghcr-head-denied-denied",
+         mesos_1("ghcr.io/riverqueue/riverui:latest",
+                 'Error response from daemon: Head "https://ghcr.io/v2/riverqueue/riverui/'
+                 'manifests/latest": denied: denied'),
+         "auth", "ghcr.io/riverqueue/riverui:latest", "ghcr.io"),
+    Case("ghcr-head-denied-bare",
+         mesos_1("ghcr.io/noslate-project/noslate-demo:0.0.1",
+                 'Error response from daemon: Head "https://ghcr.io/v2/noslate-project/'
+                 'noslate-demo/manifests/0.0.1": denied'),
+         "auth", "ghcr.io/noslate-project/noslate-demo:0.0.1", "ghcr.io"),
+    Case("ghcr-daemon-denied-bare",
+         mesos_1("ghcr.io/inkotake/ojo:latest", "Error response from daemon: denied"),
+         "auth", "ghcr.io/inkotake/ojo:latest", "ghcr.io"),
+    Case("ghcr-error-from-registry-denied",
+         mesos_1("ghcr.io/wolffcatskyy/crowdsec-blocklist-import-python:latest",
+                 "Error response from daemon: error from registry: denied\ndenied"),
+         "auth", "ghcr.io/wolffcatskyy/crowdsec-blocklist-import-python:latest", "ghcr.io"),
+    Case("artifactory-authentication-is-required",
+         mesos_1("artifactory.example.com/docker-local/app:1.0",
+                 "Error response from daemon: Get https://artifactory.example.com/v2/docker-local/"
+                 "app/manifests/1.0: unknown: Authentication is required"),
+         "auth", "artifactory.example.com/docker-local/app:1.0", "artifactory.example.com"),
     # The Mesos containerizer's (UCR) Docker fetcher.
     Case("ucr-manifest-401",
          ucr("Unexpected HTTP response '401 Unauthorized' when trying to get the manifest"),
@@ -283,6 +306,34 @@ CASES = [
          ucr(f"Failed to perform 'curl' for 'https://registry.example.com:5000/v2/team/app/blobs/"
              f"{DIGEST}': curl: (60) SSL certificate problem: self signed certificate\n"),
          "network", None, "registry.example.com:5000"),
+    # The fetcher's own answers to a registry's 401, by Mesos version.
+    Case("ucr-basic-refused-1.10",
+         ucr("Got unexpected BASIC Authorization response status: 401 Unauthorized from "
+             "https://registry.example.com:5000/v2/team/app/manifests/1.0"),
+         "auth", "registry.example.com:5000/team/app:1.0", "registry.example.com:5000"),
+    Case("ucr-basic-refused-1.7",
+         ucr("Unexpected BASIC Authorization response status: 401 Unauthorized"), "auth"),
+    Case("ucr-basic-scheme-1.2", ucr("Unsupported auth-scheme: BASIC"), "auth"),
+    Case("ucr-empty-challenge-1.10",
+         ucr("Got unexpected empty WWW-Authenticate header from "
+             "https://registry.example.com/v2/team/app/manifests/1.4"),
+         "auth", "registry.example.com/team/app:1.4", "registry.example.com"),
+    Case("ucr-empty-challenge-1.2", ucr("Unexpected empty WWW-Authenticate header"), "auth"),
+    Case("ucr-no-challenge-0.27", ucr("WWW-Authorization header is not found"), "auth"),
+    Case("ucr-unsupported-scheme-1.10",
+         ucr("Got unsupported auth-scheme: NEGOTIATE from "
+             "https://registry.example.com/v2/team/app/manifests/1.4"),
+         "other", "registry.example.com/team/app:1.4", "registry.example.com"),
+    Case("ucr-not-bearer-0.27", ucr("Not a Bearer authentication challenge"), "other"),
+    Case("ucr-malformed-challenge-1.10",
+         ucr("Failed to get WWW-Authenticate header from https://registry.example.com/v2/team/"
+             "app/manifests/1.4: Unexpected WWW-Authenticate header format: 'Basic'"),
+         "other", "registry.example.com/team/app:1.4", "registry.example.com"),
+    Case("ucr-missing-realm-fallback",
+         ucr("Missing 'realm' in WWW-Authenticate header obtained from "
+             "https://registry.example.com/v2"),
+         "other"),
+    Case("ucr-token-answer-without-token", ucr("Failed to find token in JSON object"), "other"),
     # Not pull failures.
     Case("not-pull-container-exited", "Container exited with status 1", None),
     Case("not-pull-command-exited", "Command exited with status 1", None),
@@ -386,6 +437,40 @@ class TestImageNames:
                                                 registry="docker.io")
 
 
+class TestNearMisses:
+    """Texts next to the new ``auth`` markers that must not be taken for them."""
+
+    @pytest.mark.parametrize(("stderr", "reason"), [
+        ("Error response from daemon: failed to register layer: open /var/lib/docker/overlay2/"
+         "x/link: permission denied", "other"),
+        ("Error response from daemon: The process cannot access the file. Access is denied.",
+         "other"),
+        ("Error response from daemon: deniedness", "other"),
+        ("Error response from daemon: Get https://r.example.com/v2/: proxyconnect tcp: dial tcp "
+         "10.0.0.1:3128: connect: permission denied", "network"),
+        ("Error response from daemon: Get https://r.example.com/v2/: Proxy Authentication "
+         "Required", "network"),
+        ("Error response from daemon: manifest for r.example.com/denied:1 not found: manifest "
+         "unknown: manifest unknown", "not_found"),
+    ], ids=["permission-denied", "access-is-denied", "longer-word", "proxy-permission",
+            "proxy-407", "denied-as-name"])
+    def test_docker_text_near_an_auth_marker(self, stderr: str, reason: PullFailureReason):
+        image = "r.example.com/denied:1"
+        assert classify(mesos_1(image, stderr)) == PullFailure(reason=reason, image=image,
+                                                               registry="r.example.com")
+
+    @pytest.mark.parametrize("message", [
+        "Error response from daemon: denied",
+        "Error response from daemon: error from registry: denied\ndenied",
+        "unknown: Authentication is required",
+        "Failed to launch container: Failed to run 'docker -H unix:///s inspect x': exited with "
+        "status 1; stderr='Error response from daemon: denied\n'",
+    ], ids=["daemon-denied", "error-from-registry", "artifactory", "inspect-denied"])
+    def test_docker_auth_text_without_a_docker_pull_is_no_pull_failure(self, message: str):
+        """Docker's new auth wordings count only inside a quoted ``docker … pull``."""
+        assert classify(message) is None
+
+
 class TestGate:
     @pytest.mark.parametrize("message", [
         "Failed to run 'git pull origin': exited with status 1; stderr='unauthorized\n'",
@@ -452,8 +537,9 @@ class TestBounds:
         "Failed to '", "Failed to run 'docker pull ", "https://", "https://a/v2/",
         "when trying to get the manifest https://x/v2/a/manifests/", "pull ", "'",
         "Failed to run 'docker pull a': " + "a/" * 40,
+        "Failed to run 'docker pull a': " + ":   denie" * 40, "auth-scheme: ",
     ], ids=["old-prefix", "new-prefix", "url", "registry-url", "ucr-url", "pull-word", "quote",
-            "name-echo"])
+            "name-echo", "bare-denied", "ucr-auth-phrase"])
     def test_adversarial_messages_finish_quickly(self, unit: str):
         """Ten megabytes built to provoke re-scanning are classified in well under a second."""
         message = unit * (10 * 1024 * 1024 // len(unit))
@@ -472,6 +558,16 @@ FRAGMENTS = [
 MESSAGES = st.lists(st.sampled_from(FRAGMENTS) | st.text(max_size=20), max_size=30).map("".join)
 
 
+AUTH_WORDS = [
+    "denied", "denied: denied", "unauthorized", "Authentication is required",
+    "authentication required", "401 Unauthorized", "403 Forbidden", "BASIC", "Bearer",
+    "no basic auth credentials", "pull access denied", "error getting credentials",
+    "Error response from daemon: ", "error from registry: ", "WWW-Authenticate", ": ", "\n",
+    "'", '"',
+]
+NOT_PULL = [case.message for case in CASES if case.reason is None]
+
+
 class TestProperties:
     @given(st.text(max_size=500) | MESSAGES)
     def test_any_text_gives_none_or_a_known_reason(self, message: str):
@@ -483,6 +579,14 @@ class TestProperties:
                 assert parse_image(result.image).registry == result.registry
             elif result.registry is not None:
                 assert normalize_registry_host(result.registry) == result.registry
+
+    @given(st.sampled_from(NOT_PULL), st.lists(st.sampled_from(AUTH_WORDS) | st.text(max_size=8),
+                                               max_size=8).map("".join), st.booleans())
+    def test_auth_words_never_make_another_failure_a_pull_failure(self, message: str, words: str,
+                                                                   before: bool):
+        """A task that failed for another reason (the table's not-pull rows) is no pull failure,
+        so never ``auth``, whatever registry or auth wording is printed around its message."""
+        assert classify(words + message if before else message + words) is None
 
     @given(st.text(max_size=500))
     def test_any_stderr_of_a_docker_pull_is_a_pull_failure(self, stderr: str):
