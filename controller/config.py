@@ -665,8 +665,16 @@ class _Builder:
                 "credentials": self.credentials, "apps": lambda _, apps: tuple(apps),
                 "max_age": self.duration, "min_validity": self.duration,
                 "verify_timeout": self.duration, "ca_file": self.ca_file,
+                "refused_login_interval": functools.partial(self.duration_at_least, 5.0),
                 "verify_repository": functools.partial(self.verify_repository, registry)})))
         return tuple(out)
+
+    def duration_at_least(self, floor: float, path: str, value: str | float) -> float:
+        seconds = self.duration(path, value)
+        if seconds < floor:
+            self.problem(path, f"must be at least {floor:g}s")
+            raise _Invalid
+        return seconds
 
     def verify_repository(self, registry: str, path: str, repository: str) -> str:
         """A repository name docker would pull from ``registry`` (no tag, no digest)."""

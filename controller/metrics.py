@@ -18,6 +18,7 @@ from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from controller.logingate import LOGIN_ATTEMPTS, LoginAttempt
 from controller.model import (
     AppState,
     BundleManifest,
@@ -27,7 +28,6 @@ from controller.model import (
     RescueOutcome,
 )
 from controller.pullfailure import PULL_FAILURE_REASONS
-from controller.registry import LOGIN_OUTCOMES
 
 __all__ = ["PREFIX", "Metrics"]
 
@@ -145,7 +145,7 @@ class Metrics:
         for registry in registries:
             for result in PUBLISH_RESULTS:
                 self.publishes.labels(registry=registry, result=result)
-            for login in LOGIN_OUTCOMES:
+            for login in LOGIN_ATTEMPTS:
                 self.registry_logins.labels(registry=registry, result=login)
             self.credentials_rejected.labels(registry=registry).set(0)
             for reason in PULL_FAILURE_REASONS:
@@ -187,7 +187,7 @@ class Metrics:
                 manifest.expires_at.timestamp() if manifest.expires_at else 0)
 
 
-    def on_login(self, registry: str, result: str, rejected: bool) -> None:
+    def on_login(self, registry: str, result: LoginAttempt, rejected: bool) -> None:
         self.registry_logins.labels(registry=registry, result=result).inc()
         self.credentials_rejected.labels(registry=registry).set(1 if rejected else 0)
 

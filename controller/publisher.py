@@ -13,7 +13,10 @@ A credential that differs from the stored one is first tried against its registr
 registry refuses, or under ``required`` one that could not be confirmed, is not published
 (``CredentialError``: the last good bundle stays and the engine retries with backoff). While the
 source's credential stands refused, and when a caller asks (``verify_current``), the unchanged
-credential is tried again too, so a fix on either side is seen.
+credential is tried again too, so a fix on either side is seen, but never more often than the
+``LoginGate`` allows: a refused credential is tried again only once the source gives another or
+``refused_login_interval`` has passed. A dry run (``plan``) never logs in: it says what a
+refresh would do (``previews``).
 
 Expiring credentials (ECR tokens, helper tokens) are re-fetched at the earlier of ``max_age``
 and half their remaining lifetime, less a little jitter so replicas and registries spread out.
@@ -40,6 +43,7 @@ from controller.archive import MAX_BUNDLE_BYTES, build_bundle, content_hash, ins
 from controller.backoff import Backoff
 from controller.credentials.base import CredentialSource
 from controller.errors import CredentialError, InvalidBundleError, TransientError
+from controller.logingate import LoginAttempt, LoginGate
 from controller.model import BundleLocation, BundleManifest, RefreshOutcome, RegistryCredential
 from controller.plan import DEFAULT_OWNER, bundle_name, entry_owner
 from controller.registry import CredentialVerifier, LoginOutcome, LoginResult
@@ -54,9 +58,6 @@ REJECTED_RECHECK = Backoff(5.0, 30.0)
 """While a password or docker config source stands refused, when it is read again: a fixed
 source goes out within 30 s, not after a backoff grown to minutes. Reading it costs no login;
 only a changed credential is tried at the registry."""
-REJECTED_RELOGIN_SECONDS = 300.0
-"""How often the same refused credential is still tried at the registry (its account may be
-fixed there), unless a failed pull asks sooner."""
 
 
 
@@ -80,9 +81,9 @@ class PublishObserver(Protocol):
     def on_publish(self, registry: str, outcome: RefreshOutcome,
                    manifest: BundleManifest | None) -> None: ...
 
-    def on_login(self, registry: str, result: LoginOutcome, rejected: bool) -> None:
-        """A login with ``registry``: its outcome, and whether the source's credential now
-        stands refused."""
+    def on_login(self, registry: str, result: LoginAttempt, rejected: bool) -> None:
+        """A login with ``registry`` (or one the gate withheld): its outcome, and whether the
+        source's credential now stands refused."""
 
 
 class _Unobserved:
@@ -90,7 +91,7 @@ class _Unobserved:
                    manifest: BundleManifest | None) -> None:
         pass
 
-    def on_login(self, registry: str, result: LoginOutcome, rejected: bool) -> None:
+    def on_login(self, registry: str, result: LoginAttempt, rejected: bool) -> None:
         pass
 
 
@@ -162,6 +163,10 @@ class BundleManager:
         self.states = {registry: RegistryState(verify=settings.verify if registry in
                                                self._verifiers else "off")
                        for registry, settings in registries.items()}
+        self.gate = LoginGate(interval=lambda r: registries[r].refused_login_interval, now=now)
+        """Whether a credential may be tried at its registry now (logins, image checks)."""
+        self.previews: dict[str, str] = {}
+        """In a dry run: what the last refresh of each registry would have done, in words."""
 
     @property
     def home(self) -> str:
@@ -268,16 +273,19 @@ class BundleManager:
         _check_usable(registry, settings, credential, stored, now)
         data = build_bundle(registry, credential, settings.format)
         digest = content_hash(data)
+        unchanged = not due and stored is not None and stored.sha256 == digest
+        if self._dry_run:
+            self.previews[registry] = _preview(
+                stored=stored, damage=state.damage, changed=digest != recorded,
+                unchanged=unchanged, verified=self.verifies(registry))
+            return "unchanged" if unchanged else "dry_run"
         login = None
         if digest != recorded or questioned:
-            login = await self._verify(registry, credential, digest, requested=verify_current,
+            login = await self._verify(registry, credential, digest,
                                        recheck=None if source.expiring
                                        else REJECTED_RECHECK.delay(state.failures + 1))
-        if not due and stored is not None and stored.sha256 == digest:
+        if unchanged:
             return "unchanged"
-        if self._dry_run:
-            log.info("bundle_publish_skipped", registry=registry, reason="dry_run")
-            return "dry_run"
         epoch = await self._fence()
         manifest = BundleManifest(
             registry=registry, sha256=digest, format=settings.format, created_at=now,
@@ -299,14 +307,15 @@ class BundleManager:
         return "published"
 
     async def _verify(self, registry: str, credential: RegistryCredential, digest: str, *,
-                      requested: bool, recheck: float | None) -> LoginResult | None:
-        """Log in with ``credential`` (``None`` when the registry is not verified).
+                      recheck: float | None) -> LoginResult | None:
+        """Log in with ``credential`` (``None`` when the registry is not verified), if the
+        ``LoginGate`` lets it be tried now.
 
-        Raises ``CredentialError`` when the ``verify`` mode stops the credential, and when a
-        credential the registry refused before could not be confirmed now: either way nothing
-        is published and the engine tries again, after ``recheck`` seconds while the refusal
-        stands (else with its backoff). The same refused credential is tried at the registry
-        again only when ``requested`` or once ``REJECTED_RELOGIN_SECONDS`` have passed.
+        Raises ``CredentialError`` when the gate withholds the login (a login counted as
+        ``withheld``), when the ``verify`` mode stops the credential, and when a credential the
+        registry refused before could not be confirmed now: either way nothing is published and
+        the engine tries again, after ``recheck`` seconds while the refusal stands (the source
+        is read again then; only another credential, or the gate's interval, means a login).
         """
         verifier = self._verifiers.get(registry)
         if verifier is None:
@@ -314,13 +323,17 @@ class BundleManager:
         state = self.states[registry]
         refused_before = (state.credentials_rejected and state.login is not None
                           and state.login.sha256 == digest)
-        if (refused_before and not requested and state.login is not None
-                and self._now() - state.login.at < timedelta(seconds=REJECTED_RELOGIN_SECONDS)):
+        until = self.gate.withheld_until(registry, digest)
+        if until is not None:
+            self._observer.on_login(registry, "withheld", state.credentials_rejected)
+            detail = state.login.detail if state.login is not None else "refused"
             raise CredentialError(
-                f"{registry}: the registry rejected this credential at "
-                f"{state.login.at:%Y-%m-%d %H:%M:%S} UTC ({state.login.detail}); nothing is "
-                "published, the last good bundle stays", retry_after=recheck)
+                f"{registry}: the registry rejected this credential ({detail}); the same "
+                f"credential is tried again at {until:%Y-%m-%d %H:%M:%S} UTC at the earliest, "
+                "a changed one at once; nothing is published, the last good bundle stays",
+                retry_after=recheck)
         login = await verifier.verify(credential)
+        self.gate.record(registry, digest, login.result)
         state.credentials_rejected = login.result == "rejected" or (
             refused_before and login.result != "accepted")
         state.login = LoginCheck(result=login.result, detail=login.detail, at=self._now(),
@@ -375,6 +388,22 @@ class BundleManager:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
+
+
+def _preview(*, stored: BundleManifest | None, damage: str | None, changed: bool,
+             unchanged: bool, verified: bool) -> str:
+    """What a refresh would do, in words (``plan``): it publishes the same way, unless the
+    registry refuses the credential at the login the words announce."""
+    if unchanged:
+        return "unchanged: the stored bundle holds the source's credential"
+    login = " (after a login with it)" if verified else ""
+    if damage is not None:
+        return f"would publish the bundle again{login}: {damage}"
+    if stored is None:
+        return f"would publish a new bundle{login}: none is stored yet"
+    if changed:
+        return f"would publish a new bundle{login}: the source's credential changed"
+    return "would publish the bundle again: it is due (max_age or the credential's expiry)"
 
 
 def _check_usable(registry: str, settings: RegistrySettings, credential: RegistryCredential,

@@ -261,6 +261,10 @@ class RegistrySettings:
     verify_repository: Text | None = None
     """A repository (e.g. team-a/app) the credential must be allowed to pull: the login asks for
     its repository:<name>:pull scope and lists its tags; default: the login alone."""
+    refused_login_interval: Duration = 300.0
+    """A credential the registry refused is tried at the registry again only when the source
+    gives another one, or this long after the refusal, whatever asks (failed pulls, resyncs,
+    retries): so retries never lock the account. At least 5s."""
     verify_timeout: Duration = 10.0
     """Upper bound of one login, token request included; a login that takes longer counts as
     unreachable. Set, it must be less than reconcile.timeout_seconds; a login never takes more

@@ -19,7 +19,7 @@ from controller.credentials.password import PasswordSource
 from controller.errors import CredentialError
 from controller.model import RegistryCredential
 from controller.plan import bundle_name
-from controller.publisher import REJECTED_RECHECK, REJECTED_RELOGIN_SECONDS, BundleManager
+from controller.publisher import REJECTED_RECHECK, BundleManager
 from controller.reconcile import RegistryReconciler
 from controller.registry import LOGIN_OUTCOMES, LoginOutcome, LoginResult, RegistryLogin
 from controller.settings import CredentialSettings, RegistrySettings, VerifyMode
@@ -28,6 +28,8 @@ from controller.storage.memory import MemoryStore
 from tests.services import free_port
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
+RELOGIN = timedelta(minutes=5)
+"""``registries[].refused_login_interval``'s default."""
 MODES: tuple[VerifyMode, ...] = ("required", "best_effort", "off")
 
 # Whether a credential with this login outcome is published, per mode.
@@ -71,6 +73,9 @@ class Logins:
 
     def on_login(self, registry: str, result: LoginOutcome, rejected: bool) -> None:
         self.seen.append((registry, result, rejected))
+
+    def results(self) -> list[str]:
+        return [result for _, result, _ in self.seen]
 
 
 class TokenLikeSource(PasswordSource):
@@ -187,14 +192,14 @@ class TestRejectedThenFixed:
 
     async def test_refused_credential_is_read_again_soon_and_a_fix_goes_out(self, tmp_path):
         """While refused, the source is read again within REJECTED_RECHECK (5 s, growing to
-        30 s), but the
-        unchanged credential is not tried at the registry again (unless a failed pull asks);
-        a fixed file is then published, verified, and the refusal clears."""
+        30 s), but the unchanged credential is not tried at the registry again, not even when
+        a failed pull asks (each such attempt is counted as withheld); a fixed file is then
+        published, verified, and the refusal clears."""
         h = Harness(tmp_path, ScriptedVerifier("rejected", "rejected", "accepted"))
         with pytest.raises(CredentialError) as refused:
             await h.manager.refresh(REG)
         assert refused.value.retry_after == REJECTED_RECHECK.delay(1) == 5
-        with pytest.raises(CredentialError, match="rejected this credential at") as again:
+        with pytest.raises(CredentialError, match="rejected this credential") as again:
             await h.manager.refresh(REG)
         assert again.value.retry_after == REJECTED_RECHECK.delay(2) == 10
         for _ in range(5):
@@ -202,24 +207,43 @@ class TestRejectedThenFixed:
                 await h.manager.refresh(REG)
         assert later.value.retry_after == REJECTED_RECHECK.cap == 30
         assert h.verifier.tried == ["old"]
-        with pytest.raises(CredentialError):
-            await h.manager.refresh(REG, verify_current=True)  # a failed pull asks: logged in
-        assert h.verifier.tried == ["old", "old"]
+        with pytest.raises(CredentialError, match="tried again at 2030-01-01 00:05:00"):
+            await h.manager.refresh(REG, verify_current=True)  # a failed pull asks: withheld
+        assert h.verifier.tried == ["old"]
         h.password_file.write_text("fixed")
         assert await h.manager.refresh(REG) == "published"
-        assert h.verifier.tried == ["old", "old", "fixed"]
+        assert h.verifier.tried == ["old", "fixed"]
         assert not h.state.credentials_rejected
         assert h.state.published_verified
-        assert [seen[2] for seen in h.logins.seen] == [True, True, False]
+        assert h.logins.results() == ["rejected", *["withheld"] * 8, "accepted"]
+        assert [rejected for _, _, rejected in h.logins.seen] == [True] * 9 + [False]
+
+    async def test_a_storm_of_requests_costs_one_login_per_interval(self, tmp_path):
+        """Fifty failed pulls over four minutes asking for a login with a refused credential:
+        one refused login; at the interval, one more."""
+        now = [T0]
+        h = Harness(tmp_path, ScriptedVerifier("rejected", "rejected"), now=lambda: now[0])
+        for i in range(50):
+            now[0] = T0 + timedelta(seconds=i * 240 / 50)
+            with pytest.raises(CredentialError):
+                await h.manager.refresh(REG, verify_current=True)
+        assert h.verifier.tried == ["old"]
+        assert h.logins.results().count("withheld") == 49
+        now[0] = T0 + RELOGIN
+        with pytest.raises(CredentialError):
+            await h.manager.refresh(REG, verify_current=True)
+        assert h.verifier.tried == ["old", "old"]
+        assert h.manager.gate.next_attempt(REG) == T0 + 2 * RELOGIN
 
     async def test_refused_credential_is_tried_at_the_registry_again_later(self, tmp_path):
-        """The account may be fixed at the registry: after REJECTED_RELOGIN_SECONDS the same
+        """The account may be fixed at the registry: after refused_login_interval the same
         credential is tried again (and published once accepted)."""
         now = [T0]
         h = Harness(tmp_path, ScriptedVerifier("rejected", "accepted"), now=lambda: now[0])
         with pytest.raises(CredentialError):
             await h.manager.refresh(REG)
-        now[0] = T0 + timedelta(seconds=REJECTED_RELOGIN_SECONDS)
+        assert h.manager.gate.next_attempt(REG) == T0 + RELOGIN
+        now[0] = T0 + RELOGIN
         assert await h.manager.refresh(REG) == "published"
         assert h.verifier.tried == ["old", "old"]
 
@@ -232,9 +256,11 @@ class TestRejectedThenFixed:
 
     async def test_registry_down_does_not_clear_a_refusal_of_the_same_credential(self, tmp_path):
         """A refused credential that cannot be checked now stays refused and is retried."""
-        h = Harness(tmp_path, ScriptedVerifier("rejected", "unreachable"))
+        now = [T0]
+        h = Harness(tmp_path, ScriptedVerifier("rejected", "unreachable"), now=lambda: now[0])
         with pytest.raises(CredentialError):
             await h.manager.refresh(REG)
+        now[0] = T0 + RELOGIN
         with pytest.raises(CredentialError, match="rejected this credential before"):
             await h.manager.refresh(REG, verify_current=True)
         assert h.state.credentials_rejected
@@ -269,12 +295,14 @@ class TestRejectedThenFixed:
         assert h.state.credentials_rejected
         assert h.stored_sha() == good
 
-    async def test_dry_run_logs_in_but_writes_nothing(self, tmp_path):
-        """A dry run still says whether the registry would refuse the credential."""
+    async def test_dry_run_never_logs_in_and_says_what_it_would_do(self, tmp_path):
+        """A dry run (plan) contacts no registry: it says it would log in, then publish."""
         h = Harness(tmp_path, ScriptedVerifier("rejected"), dry_run=True)
-        with pytest.raises(CredentialError):
-            await h.manager.refresh(REG)
-        assert h.state.credentials_rejected
+        assert await h.manager.refresh(REG) == "dry_run"
+        assert h.verifier.tried == []
+        assert not h.state.credentials_rejected
+        assert h.manager.previews[REG] == ("would publish a new bundle (after a login with it): "
+                                           "none is stored yet")
 
     async def test_off_never_logs_in(self, tmp_path):
         """verify: off publishes without a login, even on request."""
