@@ -378,12 +378,15 @@ class TestHttp:
             assert await response.json() == {"message": "App '/team/nope' does not exist"}
 
     async def test_restart_replaces_every_task(self, state, agent, http, recorder, tmp_path):
-        state.add_app(web_app(fetch=[{"uri": bundle(tmp_path)}]))
+        state.add_app(web_app(instances=2, backoffSeconds=30, maxLaunchDelaySeconds=300))
         await settle(agent)
-        before = state.list_tasks("/team/web")
         async with http.post("/v2/apps/team/web/restart") as response:
-            assert response.status == 409  # the create deployment still locks the app
-        state.finish_all_deployments()
+            assert response.status == 409  # the create deployment waits for tasks that fail
+        state.update_app("/team/web", {"fetch": [{"uri": bundle(tmp_path)}], "instances": 1},
+                         force=True)
+        await settle(agent)
+        assert state.list_deployments() == []  # its task ran: the deployment is over
+        before = state.list_tasks("/team/web")
         async with http.post("/v2/apps/team/web/restart") as response:
             assert response.status == 200
             body = await response.json()
