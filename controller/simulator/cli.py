@@ -83,7 +83,8 @@ def main(argv: Sequence[str] | None = None,
     parser.add_argument("--heartbeat-seconds", type=float, default=10.0,
                         help="event stream heartbeat period (Marathon: 10)")
     parser.add_argument("--deployment-seconds", type=float, default=0.0,
-                        help="how long each deployment runs")
+                        help="without --agent-dir, how long each deployment runs (with it, "
+                             "a deployment ends when its tasks run)")
     parser.add_argument("--marathon-version", default=DEFAULT_VERSION,
                         help=f"the version to simulate (default {DEFAULT_VERSION})")
     parser.add_argument("--agent-dir", type=Path, default=None, metavar="DIR",

@@ -295,8 +295,8 @@ class MarathonSimulator:
 
     @web.middleware
     async def _record_writes(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Log every write on ``/v2/apps…`` and ``/v2/queue…`` with its final status, refused
-        ones included."""
+        """Log every write on ``/v2/apps…``, ``/v2/groups…`` and ``/v2/queue…`` with its final
+        status, refused ones included."""
         if request.method not in _WRITE_METHODS or not request.path.startswith(_LOGGED_PATHS):
             return await handler(request)
         text = await request.text()

@@ -147,8 +147,13 @@ class MarathonState:
         deployment step waiting on them may be done."""
         self._wire.pop(app_id, None)
         self._stale[app_id] = None
+        self._drain()
+
+    def _drain(self) -> None:
+        """Advance the deployments of every app whose tasks changed, unless deployments are
+        being advanced or started already (that caller drains them when it is done)."""
         if self._advancing:
-            return  # the loop below picks it up
+            return
         self._advancing = True
         try:
             while self._stale:
@@ -634,8 +639,10 @@ class MarathonState:
         return deployment
 
     def _keeps_roots(self) -> bool:
-        """Whether some stream may want heavy plans: a version before 1.8 with a subscriber."""
-        return bool(self._subscribers) and not self.features.since(1, 8)
+        """Whether a stream may want heavy plans: a subscriber, on a version (and with the
+        deprecated features) that writes them by default."""
+        return bool(self._subscribers) and not self.features.light_plans(
+            [], "api_heavy_events" in self.deprecated_features)
 
     def _roots(self, before: dict[str, Json], after: dict[str, Json], version: str
                ) -> Callable[[], tuple[Json, Json]]:
@@ -677,17 +684,22 @@ class MarathonState:
         agent = self.agent
         if agent is None:
             return
-        for action in step:
-            app_id = action.app_id
-            if action.name == "StopApplication":
-                agent.stop(app_id)
-            elif action.name == "ScaleApplication":
-                app = self._apps[app_id]
-                deployment.to_start[app_id] = max(
-                    0, app["instances"] - agent.active_or_scheduled(app_id))
-                agent.scale(app_id)
-            elif action.name == "RestartApplication":
-                agent.replace(app_id)
+        advancing, self._advancing = self._advancing, True  # no step closes half-started
+        try:
+            for action in step:
+                app_id = action.app_id
+                if action.name == "StopApplication":
+                    agent.stop(app_id)
+                elif action.name == "ScaleApplication":
+                    app = self._apps[app_id]
+                    deployment.to_start[app_id] = max(
+                        0, app["instances"] - agent.active_or_scheduled(app_id))
+                    agent.scale(app_id)
+                elif action.name == "RestartApplication":
+                    agent.replace(app_id)
+        finally:
+            self._advancing = advancing
+        self._drain()
 
     def _done(self, deployment: Deployment, action: Action) -> bool:
         """Whether an action of the running step is done: a start at once; without an agent the

@@ -294,18 +294,32 @@ class TestGroups:
 
 class TestTasks:
     async def test_all_tasks_and_the_status_filter(self, state, agent, http, tmp_path):
-        state.add_app(web_app(fetch=[{"uri": bundle(tmp_path)}]))
-        state.add_app({**web_app(), "id": "/team/bare", "backoffSeconds": 30})
-        await settle(agent)
-        state.add_app({**web_app(fetch=[{"uri": bundle(tmp_path)}]), "id": "/team/late"})
+        held = asyncio.Event()
+
+        class HoldLate:
+            """Pulls at once, except ``late``'s image, which waits until the test is done."""
+
+            async def pull(self, image: str, home: Path) -> None:
+                if "/late:" in image:
+                    await held.wait()
+
+        agent._puller = HoldLate()
+        state.add_app(web_app())
+        state.add_app({**web_app(), "id": "/team/late",
+                       "container": {"type": "DOCKER", "docker": {"image": "nginx/late:1"}}})
+        async with asyncio.timeout(TIMEOUT):
+            while state.get_app("/team/web")["tasksRunning"] == 0:
+                await asyncio.sleep(0.01)
         states = {t["appId"]: t["state"] for t in state.list_all_tasks()}
         assert states == {"/team/web": "TASK_RUNNING", "/team/late": "TASK_STAGING"}
-        for query, expected in ([("status", "running")], ["/team/web"]), \
-                ([("status[]", "STAGING"), ("status[]", "running")], ["/team/late", "/team/web"]), \
-                ([("status", "killed")], ["/team/late", "/team/web"]):
+        for query, expected in (
+                ([("status", "running")], ["/team/web"]),
+                ([("status[]", "STAGING"), ("status[]", "running")], ["/team/late", "/team/web"]),
+                ([("status", "killed")], ["/team/late", "/team/web"])):
             async with http.get("/v2/tasks", params=query) as response:
                 listed = (await response.json())["tasks"]
             assert sorted(t["appId"] for t in listed) == expected
+        held.set()
         await settle(agent)
 
     def test_no_tasks_without_an_agent(self):
