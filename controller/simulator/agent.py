@@ -7,8 +7,15 @@ over the app's ``fetch`` list into the task's own sandbox, "pulls" the Docker im
 ``instance_changed_event`` go out either way). A failure delays the app's next launch by
 Marathon's backoff: ``backoffSeconds * backoffFactor^(n-1)`` after the n-th failure, capped at
 ``maxLaunchDelaySeconds``; a task that runs, a new app version or ``reset_delay`` clears it.
-Tasks follow the deployment model: a new version replaces every task, a scale change starts
-or kills (youngest first) the difference, and nothing else ever kills a running task.
+
+Deployments drive the tasks as Marathon's deployment actors do (``core/deployment/impl/`` at
+v1.10.26): a scale (``TaskStartActor``) kills the excess by ``killSelection`` or launches the
+missing instances; a restart (``TaskReplaceActor``) is a rolling replacement within the app's
+``upgradeStrategy``: it kills ``running - ceil(instances * minimumHealthCapacity)`` old tasks at
+once, keeps at most ``instances * (1 + maximumOverCapacity)`` old and new instances, and kills
+the next old task each time a new one runs. So with the default strategy (1, 1) the old tasks
+keep running until new ones run, for ever if the new version cannot pull; with
+``minimumHealthCapacity: 0`` they are killed first. Nothing else kills a running task.
 
 The agent is opt-in (``MarathonState(agent=Agent(...))``): without it the simulator starts
 no task and fetches nothing, however many apps it holds. It needs a running event loop; timers
@@ -19,18 +26,20 @@ waiting for them.
 from __future__ import annotations
 
 import asyncio
+import math
 import shutil
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from controller.model import version_tuple
 from controller.reference import InvalidReferenceError, parse_image
 from controller.simulator.fetcher import FetchError, FetchLimits, fetch_into_sandbox
 from controller.simulator.pullers import CredentialPuller, FailedPull, Puller, RegistryBook
+from controller.simulator.versions import MarathonVersion
 from controller.simulator.wire import Json, Scheduler, iso
 
 __all__ = ["Agent", "AgentHost", "Task", "fetch_failure_message", "pull_failure_message"]
@@ -104,7 +113,8 @@ class AgentHost(Protocol):
     def publish(self, event_type: str, payload: Mapping[str, Any]) -> None: ...
 
     def tasks_changed(self, app_id: str) -> None:
-        """An app's tasks or counts changed (drop what was cached about them)."""
+        """An app's tasks or counts changed, its events are out: drop what was cached about
+        them, and see whether a deployment step waiting on them is done."""
         ...
 
 
@@ -142,11 +152,27 @@ class _Launcher:
     """Only the newest timer wakes the launcher; older ones find a newer token and do nothing."""
 
 
+@dataclass(slots=True, kw_only=True)
+class _Rollout:
+    """A restart in progress (``TaskReplaceActor.State``): the version it rolls out, how many
+    instances it may keep at most, the old tasks it still kills, and how many new instances it
+    has started (a failed one stays started: the launch queue relaunches it)."""
+
+    version: str
+    instances: int
+    max_capacity: int
+    to_kill: deque[Task]
+    started: int
+
+
 @dataclass(slots=True)
 class _AppTasks:
     tasks: list[Task] = field(default_factory=list)
     launcher: _Launcher | None = None
     last_failure: Json | None = None
+    wanted: int = 0
+    """How many instances the launch queue keeps alive outside a restart."""
+    rollout: _Rollout | None = None
 
 
 class Agent:
@@ -224,23 +250,94 @@ class Agent:
 
     # -- what Marathon asks --------------------------------------------------------------------
 
-    def app_changed(self, app_id: str, action: str) -> None:
-        """A deployment changed ``app_id`` (``StartApplication``, ``ScaleApplication``,
-        ``RestartApplication`` or ``StopApplication``): make its tasks follow."""
-        entry = self._apps.setdefault(app_id, _AppTasks())
-        if action in ("RestartApplication", "StopApplication"):
-            for task in list(entry.tasks):
-                self._kill(task)
-        if action == "StopApplication":
-            self._apps.pop(app_id, None)
-            return
-        app = self.host.app(app_id)
+    def scale(self, app_id: str) -> None:
+        """A scale (or a new app): keep the app's ``instances`` alive, killing the excess by
+        ``killSelection`` (``ScalingProposition``) and launching what is missing."""
+        entry, app = self._follow(app_id)
         if app is None:
             return
-        config_ref = app["versionInfo"]["lastConfigChangeAt"]
-        if entry.launcher is None or entry.launcher.config_ref != config_ref:
-            entry.launcher = _Launcher(config_ref=config_ref)
+        entry.rollout = None
+        entry.wanted = app["instances"]
+        excess = len(entry.tasks) - entry.wanted
+        if excess > 0:
+            youngest_first = app.get("killSelection", "YOUNGEST_FIRST") != "OLDEST_FIRST"
+            by_age = sorted(entry.tasks, key=lambda t: t.staged_at, reverse=youngest_first)
+            for task in by_age[:excess]:
+                self._kill(task)
         self._converge(app_id)
+
+    def replace(self, app_id: str) -> None:
+        """A restart: replace the tasks of other versions by the app's current version, within
+        its ``upgradeStrategy`` (``TaskReplaceActor.computeRestartStrategy@v1.10.26``)."""
+        entry, app = self._follow(app_id)
+        if app is None:
+            return
+        version, instances = app["version"], app["instances"]
+        strategy = app.get("upgradeStrategy") or {}
+        minimum = _number(strategy, "minimumHealthCapacity", 1.0)
+        over = _number(strategy, "maximumOverCapacity", 1.0)
+        checked = bool(app.get("healthChecks"))
+        healthy = sum(1 for t in entry.tasks if not checked or t.state == RUNNING)
+        min_healthy = math.ceil(instances * minimum)
+        max_capacity = int(instances * (1 + over))
+        kill_now = max(0, healthy - min_healthy)
+        if min_healthy == max_capacity <= healthy:
+            max_capacity += 1  # a temporary over-capacity of one, so that a restart can start
+        if instances < len(entry.tasks):
+            kill_now = max(len(entry.tasks) - instances, kill_now)
+        old = [t for t in entry.tasks if t.version != version]
+        # "we always prefer to kill unhealthy tasks first": not yet running ones here
+        old.sort(key=lambda t: t.state == RUNNING)
+        entry.wanted = instances
+        entry.rollout = _Rollout(version=version, instances=instances, max_capacity=max_capacity,
+                                 to_kill=deque(old), started=len(entry.tasks) - len(old))
+        for _ in range(kill_now):
+            self._kill_next_old(entry)
+        self._converge(app_id)
+
+    def stop(self, app_id: str) -> None:
+        """A stop: kill every task of the app and forget it."""
+        entry = self._apps.pop(app_id, None)
+        if entry is None:
+            return
+        entry.rollout = None
+        for task in list(entry.tasks):
+            self._kill(task, entry)
+
+    def cancel(self, app_id: str) -> None:
+        """The deployment driving the app was cancelled: its tasks stay where they are, new and
+        old (a forced deployment that follows decides what happens next)."""
+        entry = self._apps.get(app_id)
+        if entry is not None and entry.rollout is not None:
+            entry.rollout = None
+            entry.wanted = max(entry.wanted, len(entry.tasks))
+
+    def active_or_scheduled(self, app_id: str) -> int:
+        """Instances launched or waiting to launch (what ``TaskStartActor`` subtracts)."""
+        entry = self._apps.get(app_id)
+        return max(len(entry.tasks), entry.wanted) if entry else 0
+
+    def running(self, app_id: str, version: str) -> int:
+        """How many tasks of this app version run."""
+        entry = self._apps.get(app_id)
+        return sum(1 for t in entry.tasks if t.version == version and t.state == RUNNING
+                   ) if entry else 0
+
+    def others(self, app_id: str, version: str) -> int:
+        """How many tasks of the app are of another version (a restart waits for none)."""
+        entry = self._apps.get(app_id)
+        return sum(1 for t in entry.tasks if t.version != version) if entry else 0
+
+    def _follow(self, app_id: str) -> tuple[_AppTasks, Json | None]:
+        """The app's tasks entry, with a fresh launcher when its configuration changed (the
+        backoff belongs to one config ref)."""
+        entry = self._apps.setdefault(app_id, _AppTasks())
+        app = self.host.app(app_id)
+        if app is not None:
+            config_ref = app["versionInfo"]["lastConfigChangeAt"]
+            if entry.launcher is None or entry.launcher.config_ref != config_ref:
+                entry.launcher = _Launcher(config_ref=config_ref)
+        return entry, app
 
     def tasks(self, app_id: str) -> list[Json]:
         """``GET /v2/apps/{id}/tasks``' items: the staged and running tasks."""
@@ -269,7 +366,7 @@ class Agent:
             launcher = entry.launcher
             if app is None or launcher is None:
                 continue
-            waiting = app["instances"] - self.counts(app_id)[1]
+            waiting = self._not_running(entry)
             if waiting <= 0:
                 continue
             until = launcher.backoff_until
@@ -293,7 +390,7 @@ class Agent:
         app = self.host.app(app_id)
         if entry is None or entry.launcher is None or app is None:
             return False
-        if app["instances"] - len(entry.tasks) <= 0:
+        if self._missing(entry) <= 0:
             return False
         entry.launcher.delay = entry.launcher.backoff_until = None
         self._converge(app_id)
@@ -316,21 +413,53 @@ class Agent:
 
     # -- the launch queue ----------------------------------------------------------------------
 
+    @staticmethod
+    def _missing(entry: _AppTasks) -> int:
+        """Instances the launch queue still has to launch (scheduled, not staging)."""
+        rollout = entry.rollout
+        if rollout is None:
+            return entry.wanted - len(entry.tasks)
+        return rollout.started - sum(1 for t in entry.tasks if t.version == rollout.version)
+
+    @staticmethod
+    def _not_running(entry: _AppTasks) -> int:
+        """Instances that should run and do not (``GET /v2/queue``'s ``count``)."""
+        rollout = entry.rollout
+        version = rollout.version if rollout is not None else None
+        target = rollout.instances if rollout is not None else entry.wanted
+        return target - sum(1 for t in entry.tasks
+                            if t.state == RUNNING and version in (None, t.version))
+
+    def _kill_next_old(self, entry: _AppTasks) -> None:
+        """Kill the next old task of a restart that is still there."""
+        rollout = entry.rollout
+        while rollout is not None and rollout.to_kill:
+            task = rollout.to_kill.popleft()
+            if task in entry.tasks:
+                self._kill(task, entry)
+                return
+
+    def _roll(self, entry: _AppTasks, rollout: _Rollout) -> None:
+        """Start what the capacity allows (``TaskReplaceActor.launchInstances``), and end the
+        restart once every new instance runs and no old one is left."""
+        old = sum(1 for t in entry.tasks if t.version != rollout.version)
+        capacity = max(0, rollout.max_capacity - old - rollout.started)
+        rollout.started += min(max(0, rollout.instances - rollout.started), capacity)
+        running = sum(1 for t in entry.tasks if t.version == rollout.version and t.state == RUNNING)
+        if old == 0 and running >= rollout.instances:
+            entry.rollout = None
+
     def _converge(self, app_id: str) -> None:
         app = self.host.app(app_id)
         entry = self._apps.get(app_id)
         if app is None or entry is None or entry.launcher is None:
             return
         launcher = entry.launcher
-        excess = len(entry.tasks) - app["instances"]
-        if excess > 0:
-            youngest_first = app.get("killSelection", "YOUNGEST_FIRST") != "OLDEST_FIRST"
-            by_age = sorted(entry.tasks, key=lambda t: t.staged_at, reverse=youngest_first)
-            for task in by_age[:excess]:
-                self._kill(task)
-            return
-        if excess == 0:
-            if all(task.state == RUNNING for task in entry.tasks):
+        if entry.rollout is not None:
+            self._roll(entry, entry.rollout)
+        missing = self._missing(entry)
+        if missing <= 0:
+            if self._not_running(entry) <= 0:
                 launcher.waiting_since = None
             return
         now = self.host.now()
@@ -339,7 +468,7 @@ class Agent:
         if launcher.backoff_until is not None and launcher.backoff_until > now:
             self._wake_at(app_id, launcher, launcher.backoff_until)
             return
-        for _ in range(-excess):
+        for _ in range(missing):
             self._launch(app)
 
     def _wake_at(self, app_id: str, launcher: _Launcher, due: datetime) -> None:
@@ -377,7 +506,7 @@ class Agent:
         instance id ``path_to_app.<uuid>`` before (``events.txt``)."""
         safe = app_id.strip("/").replace("/", "_")
         unique = uuid.uuid1()
-        if version_tuple(self.host.version) >= (1, 8):
+        if MarathonVersion.of(self.host.version).instance_ids:
             instance_id = f"{safe}.instance-{unique}"
             return instance_id, f"{instance_id}._app.1"
         return f"{safe}.{unique}", f"{safe}.{unique}"
@@ -453,6 +582,9 @@ class Agent:
         task.started_at = self.host.now()
         self._report(task, "")
         entry = self._apps.get(task.app_id)
+        rollout = entry.rollout if entry is not None else None
+        if entry is not None and rollout is not None and task.version == rollout.version:
+            self._kill_next_old(entry)  # "Killing old … because … became reachable"
         if entry is not None and entry.launcher is not None:
             entry.launcher.delay = entry.launcher.backoff_until = None
             self._converge(task.app_id)
@@ -477,9 +609,10 @@ class Agent:
             launcher.backoff_until = now + timedelta(seconds=launcher.delay)
         self._converge(task.app_id)
 
-    def _kill(self, task: Task) -> None:
-        """Kill a staged or running task (a new version replaced it, or a scale-down)."""
-        entry = self._apps[task.app_id]
+    def _kill(self, task: Task, entry: _AppTasks | None = None) -> None:
+        """Kill a staged or running task (a new version replaced it, or a scale-down); the
+        caller converges the app afterwards."""
+        entry = entry or self._apps[task.app_id]
         entry.tasks.remove(task)
         was_running = task.state == RUNNING
         task.state = KILLED  # a launch in flight sees it and cleans up after itself
@@ -490,7 +623,6 @@ class Agent:
     def _report(self, task: Task, message: str) -> None:
         """``status_update_event`` and ``instance_changed_event``, as Marathon 1.10 writes them."""
         host = self.host
-        host.tasks_changed(task.app_id)
         addresses = ([{"ipAddress": self.ip_address, "protocol": "IPv4"}]
                      if task.state == RUNNING else [])
         host.publish("status_update_event", {
@@ -501,6 +633,7 @@ class Agent:
             "instanceId": task.instance_id, "condition": _CONDITIONS[task.state],
             "runSpecId": task.app_id, "agentId": self.agent_id, "host": self.hostname,
             "runSpecVersion": task.version})
+        host.tasks_changed(task.app_id)
 
     def _task_json(self, task: Task) -> Json:
         """One task as ``GET /v2/apps/{id}/tasks`` shows it (RAML ``Task``)."""

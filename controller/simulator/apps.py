@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from controller.dialect import RESENT_FIELDS, Dialect
+from controller.simulator.versions import MarathonVersion
 from controller.simulator.wire import (
     ApiError,
     Json,
@@ -39,6 +39,8 @@ _EXTRACTABLE: Final = (".tar", ".tar.gz", ".tar.bz2", ".tar.xz", ".gz", ".tgz", 
 _ID_SEGMENT: Final = re.compile(r"(([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])\.)*"
                                 r"([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])")
 _NETWORK_MODES: Final = {"BRIDGE": "container/bridge", "HOST": "host", "USER": "container"}
+_UNMERGED: Final = ("executorResources", "resourceLimits")
+"""What a 1.7+ partial update takes from its body alone (``drops_omitted_resources``)."""
 
 
 def _defaults() -> Json:
@@ -52,12 +54,15 @@ def _defaults() -> Json:
     }
 
 
-def _artifact(item: Mapping[str, Any]) -> Json:
-    """A ``fetch[]`` item with ``artifact.raml`` defaults; ``destPath`` only when given."""
+def _artifact(item: Mapping[str, Any], features: MarathonVersion) -> Json:
+    """A ``fetch[]`` item with ``artifact.raml`` defaults. Its output file is kept as ``destPath``
+    whatever the version calls it, and only when the version has one and the body gave it (a
+    name the version does not know is ignored, as Play's reads ignore it)."""
     artifact = {"uri": item["uri"], "extract": item.get("extract", True),
                 "executable": item.get("executable", False), "cache": item.get("cache", False)}
-    if item.get("destPath") is not None:
-        artifact["destPath"] = item["destPath"]
+    dest_field = features.fetch_dest_field
+    if dest_field is not None and item.get(dest_field) is not None:
+        artifact["destPath"] = item[dest_field]
     return artifact
 
 
@@ -127,17 +132,24 @@ def _config(app: Mapping[str, Any]) -> Json:
     return {k: v for k, v in app.items() if k not in ("version", "versionInfo")}
 
 
-def deployment_action(current: Json | None, target: Json | None) -> str | None:
-    """The deployment action a change needs; ``None`` when nothing really changed (§5.3)."""
+def deployment_action(current: Json | None, target: Json | None, *, restart: bool = False
+                      ) -> str | None:
+    """The action a change of one app takes in a deployment's dependency-ordered step
+    (``DeploymentPlan.dependencyOrderedSteps@v1.10.26``): a new app is scaled up (after a
+    ``StartApplication`` step of its own), a scale-only change or a scale to zero is a scale, any
+    other change a restart; a removed app is stopped. ``None``: nothing really changed.
+    ``restart`` (``POST /v2/apps/{id}/restart``) restarts an unchanged app."""
     if current is None:
-        return None if target is None else "StartApplication"
+        return None if target is None else "ScaleApplication"
     if target is None:
         return "StopApplication"
     before, after = _config(current), _config(target)
     if before == after:
-        return None
+        return "RestartApplication" if restart else None
     changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
-    return "ScaleApplication" if changed == {"instances"} else "RestartApplication"
+    if changed == {"instances"} or after.get("instances") == 0:
+        return "ScaleApplication"
+    return "RestartApplication"
 
 
 def embedded(embed: Iterable[str]) -> frozenset[str]:
@@ -177,11 +189,13 @@ def valid_id(raw: str) -> str:
     return app_id
 
 
-def _fields(body: Mapping[str, Any], features: Dialect, *, partial: bool) -> Json:
+def _fields(body: Mapping[str, Any], features: MarathonVersion, *, partial: bool) -> Json:
     """The App fields of a body, copied and normalised the way Marathon normalises them."""
     fields = {k: copy.deepcopy(v) for k, v in body.items()
               if k in APP_FIELDS and k not in _SERVER_FIELDS and v is not None}
     _check_types(fields)
+    if not features.has_fetch:
+        fields.pop("fetch", None)  # not a field yet: ignored like any unknown one
     uris: list[str] = fields.pop("uris", None) or []
     if uris and fields.get("fetch"):
         if features.shows_uris:
@@ -195,7 +209,7 @@ def _fields(body: Mapping[str, Any], features: Dialect, *, partial: bool) -> Jso
             {"uri": uri, "extract": features.shows_uris
              or urlsplit(uri).path.endswith(_EXTRACTABLE)} for uri in uris]
     if "fetch" in fields:
-        fields["fetch"] = [_artifact(item) for item in fields["fetch"]]
+        fields["fetch"] = [_artifact(item, features) for item in fields["fetch"]]
     if "container" in fields:
         fields["container"] = _container(fields["container"])
     if not features.shows_uris:
@@ -203,24 +217,33 @@ def _fields(body: Mapping[str, Any], features: Dialect, *, partial: bool) -> Jso
     return fields
 
 
-def complete(body: Mapping[str, Any], app_id: str, features: Dialect) -> Json:
+def complete(body: Mapping[str, Any], app_id: str, features: MarathonVersion) -> Json:
     """A full definition: the body over the defaults (create, or replace when not partial)."""
     return {"id": app_id, **_defaults(), **_fields(body, features, partial=False)}
 
 
-def merge(current: Json, body: Mapping[str, Any], features: Dialect) -> Json:
+def merge(current: Json, body: Mapping[str, Any], features: MarathonVersion) -> Json:
     """A partial update: the fields given replace the old ones wholesale."""
     update = _fields(body, features, partial=True)
     merged = {**current, **update}
     if features.drops_omitted_resources:
-        for name in RESENT_FIELDS:
+        for name in _UNMERGED:
             if name not in update:
                 merged.pop(name, None)  # AppConversion does not merge these (facts §1.3)
     return merged
 
 
-def public(app: Json, features: Dialect) -> Json:
-    """The definition as Marathon writes it (≤ 1.4 adds ``uris``)."""
+def public(app: Json, features: MarathonVersion) -> Json:
+    """The definition as Marathon writes it: ≤ 1.4 adds ``uris``, < 0.15 has only ``uris``,
+    and 1.3.0-1.4.5 name a fetch item's output file ``outputFile``."""
+    if not features.has_fetch:
+        return {**{k: v for k, v in app.items() if k != "fetch"},
+                "uris": [artifact["uri"] for artifact in app["fetch"]]}
+    shown = dict(app)
+    if features.fetch_dest_field == "outputFile":
+        shown["fetch"] = [
+            {("outputFile" if k == "destPath" else k): v for k, v in artifact.items()}
+            for artifact in app["fetch"]]
     if features.shows_uris:
-        return {**app, "uris": [artifact["uri"] for artifact in app["fetch"]]}
-    return dict(app)
+        shown["uris"] = [artifact["uri"] for artifact in app["fetch"]]
+    return shown

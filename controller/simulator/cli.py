@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import signal
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,7 +53,13 @@ async def _serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await simulator.start(host, port)
+    try:
+        await simulator.start(host, port)
+    except OSError as e:  # the port is taken, or the address is not this machine's
+        print(f"simulator: cannot listen on {host}:{port}: {e.strerror or e}", file=sys.stderr)
+        if agent is not None:
+            await agent.close()
+        return 2
     try:
         print(f"marathon simulator {state.version} listening on {simulator.url}", flush=True)
         await stop.wait()
@@ -76,7 +83,8 @@ def main(argv: Sequence[str] | None = None,
     parser.add_argument("--heartbeat-seconds", type=float, default=10.0,
                         help="event stream heartbeat period (Marathon: 10)")
     parser.add_argument("--deployment-seconds", type=float, default=0.0,
-                        help="how long each deployment runs")
+                        help="without --agent-dir, how long each deployment runs (with it, "
+                             "a deployment ends when its tasks run)")
     parser.add_argument("--marathon-version", default=DEFAULT_VERSION,
                         help=f"the version to simulate (default {DEFAULT_VERSION})")
     parser.add_argument("--agent-dir", type=Path, default=None, metavar="DIR",

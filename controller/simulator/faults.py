@@ -14,8 +14,8 @@ from controller.simulator.wire import ApiError
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WriteRecord:
-    """One write request on ``/v2/apps…`` or ``/v2/queue…`` as a facade received it, refused
-    or not (401, 405, 409, injected faults …)."""
+    """One write request on ``/v2/apps…``, ``/v2/groups…`` or ``/v2/queue…`` as a facade
+    received it, refused or not (401, 405, 409, injected faults …)."""
 
     method: str
     path: str

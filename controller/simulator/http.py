@@ -17,14 +17,15 @@ from aiohttp.typedefs import Handler
 
 from controller.simulator.deployments import DeploymentResult
 from controller.simulator.events import Event
+from controller.simulator.groups import resolve
 from controller.simulator.serving import serve
 from controller.simulator.state import MarathonState
-from controller.simulator.wire import LOCAL, ApiError, dumps, no_leader
+from controller.simulator.wire import LOCAL, ApiError, canonical, dumps, no_leader
 
 _EVENT_STREAM: Final = "text/event-stream"
 _DEPLOYMENT_HEADER: Final = "Marathon-Deployment-Id"
 _WRITE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-_LOGGED_PATHS: Final = ("/v2/apps", "/v2/queue")
+_LOGGED_PATHS: Final = ("/v2/apps", "/v2/queue", "/v2/groups")
 
 STATE_KEY: Final = web.AppKey("marathon_state", MarathonState)
 """Where a facade's ``web.Application`` keeps its state (for ``aiohttp_client(sim.app)`` users)."""
@@ -46,10 +47,12 @@ class EventStream:
     """
 
     def __init__(self, response: web.StreamResponse, transport: asyncio.Transport | None,
-                 event_types: frozenset[str] | None, max_outstanding: int) -> None:
+                 event_types: frozenset[str] | None, max_outstanding: int, *,
+                 light: bool = True) -> None:
         self._response = response
         self._transport = transport
         self._event_types = event_types
+        self._light = light
         self._max_outstanding = max_outstanding
         self._pending: deque[bytes] = deque()
         self._wake = asyncio.Event()
@@ -63,7 +66,8 @@ class EventStream:
         if len(self._pending) >= self._max_outstanding:
             self.close()
             return
-        self._pending.append(event.frame)
+        self._pending.append(event.frame if self._light or event.full_frame is None
+                             else event.full_frame)
         self._wake.set()
 
     def close(self) -> None:
@@ -133,8 +137,9 @@ class MarathonSimulator:
 
     ``credentials`` enables HTTP basic auth and ``token`` DC/OS ``Authorization: token=…`` auth
     (either is accepted) on every path. With ``leader_url`` this instance is a standby: it
-    redirects ``/v2/events`` there and answers the rest itself, which models proxying when it
-    shares the leader's state. Every response names the leader in ``X-Marathon-Leader``.
+    answers requests itself, which models proxying when it shares the leader's state, and
+    redirects ``/v2/events`` there from the versions that do (``MarathonVersion
+    .redirects_events``). Every response names the leader in ``X-Marathon-Leader``.
     """
 
     def __init__(
@@ -230,6 +235,9 @@ class MarathonSimulator:
         router.add_get("/v2/events", self._events, allow_head=False)
         router.add_get("/v2/apps", self._list_apps)
         router.add_post("/v2/apps", self._create_app)
+        router.add_put("/v2/apps", self._put_apps)
+        if self.state.features.has_patch:
+            router.add_patch("/v2/apps", self._patch_apps)
         router.add_get("/v2/apps/{id:.+}/tasks", self._list_tasks)  # before the greedy {id}
         router.add_post("/v2/apps/{id:.+}/restart", self._restart_app)
         router.add_get("/v2/apps/{id:.+}", self._get_app)
@@ -237,6 +245,13 @@ class MarathonSimulator:
         if self.state.features.has_patch:
             router.add_patch("/v2/apps/{id:.+}", self._patch_app)
         router.add_delete("/v2/apps/{id:.+}", self._delete_app)
+        router.add_get("/v2/tasks", self._list_all_tasks)
+        router.add_get("/v2/groups", self._get_group)
+        router.add_get("/v2/groups/{id:.+}", self._get_group)
+        router.add_post("/v2/groups", self._create_group)
+        router.add_post("/v2/groups/{id:.+}", self._create_group)
+        router.add_put("/v2/groups", self._put_group)
+        router.add_put("/v2/groups/{id:.+}", self._put_group)
         router.add_get("/v2/deployments", self._list_deployments)
         router.add_delete("/v2/deployments/{id}", self._delete_deployment)
         router.add_get("/v2/queue", self._queue)
@@ -280,8 +295,8 @@ class MarathonSimulator:
 
     @web.middleware
     async def _record_writes(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Log every write on ``/v2/apps…`` and ``/v2/queue…`` with its final status, refused
-        ones included."""
+        """Log every write on ``/v2/apps…``, ``/v2/groups…`` and ``/v2/queue…`` with its final
+        status, refused ones included."""
         if request.method not in _WRITE_METHODS or not request.path.startswith(_LOGGED_PATHS):
             return await handler(request)
         text = await request.text()
@@ -376,7 +391,9 @@ class MarathonSimulator:
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
         """Jetty's ``EventSourceServlet`` as Marathon uses it (facts §3)."""
-        if self.leader_url is not None:
+        state = self.state
+        if self.leader_url is not None and state.features.redirects_events(
+                "proxy_events" in state.deprecated_features):
             query = f"?{request.query_string}" if request.query_string else ""
             raise web.HTTPFound(f"{self.leader_url}/v2/events{query}")
         if _EVENT_STREAM not in request.headers.getall(hdrs.ACCEPT, ()):
@@ -387,7 +404,10 @@ class MarathonSimulator:
             headers={hdrs.CONTENT_TYPE: f"{_EVENT_STREAM};charset=UTF-8"})
         response.force_close()
         await response.prepare(request)
-        stream = EventStream(response, request.transport, event_types, self.max_outstanding)
+        light = state.features.light_plans(request.query.getall("plan-format", []),
+                                           "api_heavy_events" in state.deprecated_features)
+        stream = EventStream(response, request.transport, event_types, self.max_outstanding,
+                             light=light)
         remote = {"remoteAddress": request.remote or ""}
         self._streams.add(stream)
         self.state.subscribe(stream)
@@ -430,6 +450,43 @@ class MarathonSimulator:
             request.match_info["id"], await _json_body(request), partial=partial,
             force=_flag(request, "force", False), client_ip=request.remote or "")
         return self._deployed(result, 201 if result.created else 200)
+
+    async def _put_apps(self, request: web.Request) -> web.Response:
+        partial = (_flag(request, "partialUpdate", True)
+                   if self.state.features.has_patch else True)
+        result = self.state.update_apps(await _json_body(request), partial=partial,
+                                        force=_flag(request, "force", False))
+        return self._deployed(result, 200)
+
+    async def _patch_apps(self, request: web.Request) -> web.Response:
+        result = self.state.update_apps(await _json_body(request), partial=True,
+                                        force=_flag(request, "force", False),
+                                        allow_creation=False)
+        return self._deployed(result, 200)
+
+    async def _get_group(self, request: web.Request) -> web.Response:
+        return _json(self.state.get_group(request.match_info.get("id", "/")))
+
+    async def _put_group(self, request: web.Request) -> web.Response:
+        result = self.state.update_group(request.match_info.get("id", "/"),
+                                         await _json_body(request),
+                                         force=_flag(request, "force", False))
+        return self._deployed(result, 200)
+
+    async def _create_group(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        base = request.match_info.get("id", "/")
+        result = self.state.update_group(base, body, force=_flag(request, "force", False),
+                                         create=True)
+        response = self._deployed(result, 201)
+        group_id = body.get("id") if isinstance(body, dict) else None
+        path = resolve(group_id, canonical(base)) if isinstance(group_id, str) else canonical(base)
+        response.headers["Location"] = f"{request.url.origin()}{path}"
+        return response
+
+    async def _list_all_tasks(self, request: web.Request) -> web.Response:
+        statuses = [*request.query.getall("status", []), *request.query.getall("status[]", [])]
+        return _json({"tasks": self.state.list_all_tasks(statuses)})
 
     async def _patch_app(self, request: web.Request) -> web.Response:
         result = self.state.update_app(

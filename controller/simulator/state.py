@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, cast
 
-from controller.dialect import Dialect
 from controller.simulator.agent import Agent
 from controller.simulator.apps import (
     APP_FIELDS,
@@ -22,11 +21,26 @@ from controller.simulator.apps import (
     splice,
     valid_id,
 )
-from controller.simulator.deployments import LOCKED, Deployment, DeploymentResult
+from controller.simulator.deployments import (
+    CANCELLED,
+    LOCKED,
+    Action,
+    Deployment,
+    DeploymentResult,
+    plan_steps,
+)
 from controller.simulator.events import Subscriber, encode
 from controller.simulator.faults import Fault, FaultKind, WriteRecord
+from controller.simulator.groups import (
+    group_targets,
+    group_tree,
+    missing_group,
+    parent_of,
+    resolve,
+)
 from controller.simulator.pullers import RegistryBook
 from controller.simulator.selectors import parse_label_selector
+from controller.simulator.versions import MarathonVersion
 from controller.simulator.wire import (
     DEFAULT_VERSION,
     LOCAL,
@@ -46,12 +60,20 @@ from controller.simulator.wire import (
 _MAX_VERSIONS: Final = 50  # Marathon's --zk_max_versions default: the rollback horizon
 
 
+def _unscaled(app: Json) -> Json:
+    """An app's configuration apart from its instance count (a scale keeps its config ref)."""
+    return {k: v for k, v in app.items() if k not in ("instances", "version", "versionInfo")}
+
+
 class MarathonState:
     """Marathon's apps, deployments and event bus, in memory; no I/O, driven directly by tests.
 
-    Operations raise ``ApiError`` with the status and body Marathon would answer. A deployment
-    ends after ``deployment_seconds`` once a facade attached its scheduler (``None``: only when a
-    test calls ``finish_deployment``). ``now`` must return aware datetimes.
+    Operations raise ``ApiError`` with the status and body Marathon would answer. With an agent
+    a deployment's steps end when its tasks run (``deployments`` module, ``agent``); without
+    one, a deployment ends after ``deployment_seconds`` once a facade attached its scheduler
+    (``None``: only when a test calls ``finish_deployment``). ``now`` must return aware
+    datetimes. ``deprecated_features`` are Marathon's ``--deprecated_features`` that change what
+    the simulator does (``api_heavy_events``, ``proxy_events``: 1.7 only).
     """
 
     def __init__(
@@ -61,9 +83,12 @@ class MarathonState:
         now: Callable[[], datetime] = utcnow,
         deployment_seconds: float | None = 0.0,
         agent: Agent | None = None,
+        deprecated_features: Iterable[str] = (),
     ) -> None:
         self._version = version
-        self.features = Dialect.of(version)
+        self.features = MarathonVersion.of(version)
+        self.deprecated_features = frozenset(deprecated_features)
+        self.features.check_deprecated_features(self.deprecated_features)
         self.deployment_seconds = deployment_seconds
         self.writes: list[WriteRecord] = []
         """Every write request a facade received; direct calls on the state are not requests."""
@@ -77,6 +102,10 @@ class MarathonState:
         """Each app as ``GET /v2/apps`` shows it, encoded; dropped whenever it would change."""
         self._deployments: dict[str, Deployment] = {}
         self._locks: dict[str, list[str]] = {}
+        self._root_version: str | None = None
+        self._advancing = False
+        self._stale: dict[str, None] = {}
+        """Apps whose tasks changed while deployments were being advanced (done next)."""
         self._subscribers: tuple[Subscriber, ...] = ()
         self._faults: list[Fault] = []
         self._schedulers: list[Scheduler] = []
@@ -109,13 +138,42 @@ class MarathonState:
         self.registries.revoke_credentials(registry, username)
 
     def app(self, app_id: str) -> Json | None:
-        """The app's definition as GET shows it (no counts), or ``None``."""
-        app = self._apps.get(canonical(app_id))
-        return self._shown(app) if app is not None else None
+        """The app's definition as stored (whatever the version calls a fetch item's output file,
+        it is ``destPath`` here), or ``None``. Do not change it."""
+        return self._apps.get(canonical(app_id))
 
     def tasks_changed(self, app_id: str) -> None:
-        """The agent's word that an app's tasks changed: its cached JSON is stale."""
+        """The agent's word that an app's tasks changed: its cached JSON is stale, and a
+        deployment step waiting on them may be done."""
         self._wire.pop(app_id, None)
+        self._stale[app_id] = None
+        self._drain()
+
+    def _drain(self) -> None:
+        """Advance the deployments of every app whose tasks changed, unless deployments are
+        being advanced or started already (that caller drains them when it is done)."""
+        if self._advancing:
+            return
+        self._advancing = True
+        try:
+            while self._stale:
+                changed = next(iter(self._stale))
+                del self._stale[changed]
+                for deployment_id in list(self._locks.get(changed, ())):
+                    deployment = self._deployments.get(deployment_id)
+                    if deployment is not None:
+                        self._advance(deployment)
+        finally:
+            self._advancing = False
+
+    def list_all_tasks(self, statuses: Iterable[str] = ()) -> list[Json]:
+        """``GET /v2/tasks``' ``tasks``: every app's tasks; ``status`` (``running``,
+        ``staging``, any case; others ignored) keeps those states (``TasksResource@v1.10.26``)."""
+        if self.agent is None:
+            return []
+        states = {f"TASK_{s.upper()}" for s in statuses if s.lower() in ("running", "staging")}
+        return [task for app_id in self._apps for task in self.agent.tasks(app_id)
+                if not states or task["state"] in states]
 
     def list_tasks(self, app_id: str) -> list[Json]:
         """``GET /v2/apps/{id}/tasks``' ``tasks`` (none without an agent)."""
@@ -147,7 +205,7 @@ class MarathonState:
         app_id = definition["id"]
         if app_id in self._apps:
             raise ApiError(409, {"message": f"An app with id [{app_id}] already exists."})
-        deployment = self._change(app_id, definition, force=force, event_uri="/v2/apps",
+        deployment = self._deploy({app_id: definition}, force=force, event_uri="/v2/apps",
                                   client_ip=client_ip)
         shown = self._shown(self._apps[app_id])
         del shown["versionInfo"]  # the POST answer has none (facts §2.4)
@@ -161,9 +219,9 @@ class MarathonState:
             app_id = new_id(app)
             if app_id in self._apps:
                 raise ApiError(409, {"message": f"An app with id [{app_id}] already exists."})
-            self._store(app_id, complete(app, app_id, self.features), version, "StartApplication")
+            self._store(app_id, complete(app, app_id, self.features), version, "ScaleApplication")
             if self.agent is not None:
-                self.agent.app_changed(app_id, "StartApplication")
+                self.agent.scale(app_id)
 
     def get_app(self, app_id: str, *, embed: Iterable[str] = ()) -> Json:
         """``GET /v2/apps/{id}``'s ``app``: always with counts, deployments, tasks and the last
@@ -222,6 +280,33 @@ class MarathonState:
         omitted fields get defaults. A missing app is created from the body (201).
         """
         app_id = canonical(app_id)
+        current = self._apps.get(app_id)
+        target = self._updated(app_id, body, partial=partial, allow_creation=allow_creation)
+        deployment = self._deploy({app_id: target}, force=force, event_uri=f"/v2/apps{app_id}",
+                                  client_ip=client_ip)
+        return DeploymentResult(deployment_id=deployment.id, version=deployment.version,
+                                created=current is None)
+
+    def update_apps(self, bodies: Any, *, partial: bool = True, force: bool = False,
+                    allow_creation: bool = True) -> DeploymentResult:
+        """``PUT`` or ``PATCH /v2/apps`` with a list of apps: one deployment for all of them
+        (``AppsResource.updateMultiple@v1.10.26``: one root update); each item needs its
+        ``id``, and publishes no ``api_post_event``."""
+        if not isinstance(bodies, list):
+            raise invalid_json("", "error.expected.jsarray")
+        targets: dict[str, Json | None] = {}
+        for body in bodies:
+            if not isinstance(body, Mapping) or not isinstance(body.get("id"), str):
+                raise ApiError(422, {"message": "requirement failed: App Update must have app "
+                                                "id set"})
+            app_id = canonical(body["id"])
+            targets[app_id] = self._updated(app_id, body, partial=partial,
+                                            allow_creation=allow_creation)
+        deployment = self._deploy(targets, force=force, group_id="/")
+        return DeploymentResult(deployment_id=deployment.id, version=deployment.version)
+
+    def _updated(self, app_id: str, body: Any, *, partial: bool, allow_creation: bool) -> Json:
+        """The definition an update body makes of an app (``AppHelpers.updateOrCreate``)."""
         if not isinstance(body, Mapping):
             raise invalid_json("", "error.expected.jsobject")
         current = self._apps.get(app_id)
@@ -240,17 +325,14 @@ class MarathonState:
             target = complete(body, valid_id(app_id), self.features)
         else:
             target = merge(current, body, self.features)
-        deployment = self._change(app_id, target, force=force, event_uri=f"/v2/apps{app_id}",
-                                  client_ip=client_ip)
-        return DeploymentResult(deployment_id=deployment.id, version=deployment.version,
-                                created=current is None)
+        return target
 
     def delete_app(self, app_id: str, *, force: bool = True) -> DeploymentResult:
         """``DELETE /v2/apps/{id}``; ``app_terminated_event`` comes when the deployment ends."""
         app_id = canonical(app_id)
         if app_id not in self._apps:
             raise not_found(app_id)
-        deployment = self._change(app_id, None, force=force)
+        deployment = self._deploy({app_id: None}, force=force)
         return DeploymentResult(deployment_id=deployment.id, version=deployment.version)
 
     def restart_app(self, app_id: str, *, force: bool = False) -> DeploymentResult:
@@ -260,8 +342,45 @@ class MarathonState:
         current = self._apps.get(app_id)
         if current is None:
             raise not_found(app_id)
-        deployment = self._change(app_id, current, force=force, restart=True)
+        deployment = self._deploy({app_id: current}, force=force, restart=True)
         return DeploymentResult(deployment_id=deployment.id, version=deployment.version)
+
+    # -- groups --------------------------------------------------------------------------------
+
+    def get_group(self, group_id: str = "/") -> Json:
+        """``GET /v2/groups[/{id}]``: the group and its subgroups, apps as definitions (the
+        default embeds: ``GroupsResource@v1.10.26``); 404 for a group no app is in."""
+        group_id = canonical(group_id)
+        version = self._root_version or iso(self._now())
+        shown = (self._shown(app) for app in self._apps.values())
+        tree = group_tree(shown, group_id, version, pods=self.features.groups_have_pods)
+        if tree is None:
+            raise missing_group(group_id)
+        return tree
+
+    def update_group(self, group_id: str, body: Any, *, force: bool = False,
+                     create: bool = False) -> DeploymentResult:
+        """``PUT /v2/groups/{id}`` (``create``: ``POST /v2/groups[/{id}]``) with a
+        ``GroupUpdate``: one deployment for every app it adds, changes or removes
+        (``GroupsResource.update``/``createWithPath``, ``GroupApiService.updateGroup``)."""
+        base = canonical(group_id)
+        if not isinstance(body, Mapping):
+            raise invalid_json("", "error.expected.jsobject")
+        raw_id = body.get("id")
+        effective = resolve(raw_id, base) if isinstance(raw_id, str) else base
+        if create:
+            if any(parent_of(a) == effective or parent_of(a).startswith(effective + "/")
+                   for a in self._apps) or effective == "/":
+                raise ApiError(409, {"message": f"Group {effective} is already created. Use PUT "
+                                                "to change this group."})
+            if effective in self._apps:
+                raise ApiError(409, {"message": f"An app with the path {effective} already "
+                                                "exists."})
+        targets = group_targets(self._apps, effective, body,
+                                lambda app, app_id: complete(app, valid_id(app_id), self.features))
+        deployment = self._deploy(targets, force=force, group_id=parent_of(base))
+        return DeploymentResult(deployment_id=deployment.id, version=deployment.version,
+                                created=create)
 
     # -- deployments ---------------------------------------------------------------------------
 
@@ -275,20 +394,25 @@ class MarathonState:
         deployment = self._deployments.get(deployment_id)
         if deployment is None:
             raise ApiError(404, {"message": f"DeploymentPlan {deployment_id} does not exist"})
-        self._end(deployment_id, "deployment_failed")
         if force:
+            self._cancel(deployment)
             return None
-        rollback = self._change(deployment.app_id, deployment.original, force=True)
+        # the reverted root, deployed with force: it cancels this one (DeploymentsResource)
+        rollback = self._deploy(dict(deployment.originals), force=True, group_id="/")
         return DeploymentResult(deployment_id=rollback.id, version=rollback.version)
 
     def finish_deployment(self, deployment_id: str) -> None:
-        """End a running deployment successfully (``KeyError`` if it is not running)."""
-        if not self._end(deployment_id, "deployment_success"):
+        """End a running deployment successfully, as if its tasks ran (``KeyError`` if it is
+        not running)."""
+        deployment = self._deployments.get(deployment_id)
+        if deployment is None:
             raise KeyError(deployment_id)
+        deployment.settled = True
+        self._advance(deployment)
 
     def finish_all_deployments(self) -> None:
         for deployment_id in list(self._deployments):
-            self._end(deployment_id, "deployment_success")
+            self.finish_deployment(deployment_id)
 
     def attach_scheduler(self, schedule: Scheduler) -> None:
         """Let ``schedule`` end deployments on their own, unless another one already does
@@ -316,8 +440,10 @@ class MarathonState:
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self._subscribers = tuple(s for s in self._subscribers if s is not subscriber)
 
-    def publish(self, event_type: str, payload: Mapping[str, Any]) -> None:
-        """Deliver an event to every subscriber, encoded once.
+    def publish(self, event_type: str, payload: Mapping[str, Any], *,
+                full: Mapping[str, Any] | None = None) -> None:
+        """Deliver an event to every subscriber, encoded once (``full``: the heavy form of a
+        deployment event, for streams that want ``plan.original``/``plan.target``).
 
         ``eventType`` and ``timestamp`` are appended unless the payload has them.
         """
@@ -327,7 +453,9 @@ class MarathonState:
         body = dict(payload)
         body.setdefault("eventType", event_type)
         body.setdefault("timestamp", iso(self._now()))
-        event = encode(event_type, body)
+        heavy = (None if full is None else
+                 {**full, "eventType": body["eventType"], "timestamp": body["timestamp"]})
+        event = encode(event_type, body, heavy)
         for subscriber in subscribers:
             subscriber.deliver(event)
 
@@ -452,8 +580,10 @@ class MarathonState:
             self._history.pop(app_id, None)
             return
         previous = self._apps.get(app_id)
+        scaled_only = previous is not None and action == "ScaleApplication" and _unscaled(
+            previous) == _unscaled(target)
         config_changed_at = (previous["versionInfo"]["lastConfigChangeAt"]
-                             if previous is not None and action == "ScaleApplication" else version)
+                             if previous is not None and scaled_only else version)
         version_info = {"lastScalingAt": version, "lastConfigChangeAt": config_changed_at}
         stored = {**target, "version": version, "versionInfo": version_info}
         self._apps[app_id] = stored
@@ -462,72 +592,196 @@ class MarathonState:
         if len(history) > _MAX_VERSIONS:
             del history[next(iter(history))]
 
-    def _change(
-        self, app_id: str, target: Json | None, *, force: bool, event_uri: str | None = None,
-        client_ip: str = LOCAL, restart: bool = False,
+    def _deploy(
+        self, targets: Mapping[str, Json | None], *, force: bool, restart: bool = False,
+        group_id: str | None = None, event_uri: str | None = None, client_ip: str = LOCAL,
     ) -> Deployment:
-        """Make ``target`` (``None``: gone) the app's definition and deploy the difference.
+        """Make each target (``None``: gone) its app's definition and deploy the difference as
+        one plan (``GroupManagerImpl.updateRootEither@v1.10.26``).
 
-        A no-op still gets a (step-less) deployment with a new plan version, and
-        ``api_post_event`` when it came from POST/PUT/PATCH (``event_uri``); only a real change
-        needs the app's lock and gets a new app version. ``restart`` deploys ``target`` as a
-        change even when it is the same.
+        A no-op still gets a (step-less) deployment with a new plan version; only a real change
+        needs the apps' locks and gets a new app version. ``restart`` deploys an unchanged
+        target as a restart. ``group_change_success`` names ``group_id`` (by default the one
+        app's group), and ``event_uri`` adds the ``api_post_event`` of an app write.
         """
-        current = self._apps.get(app_id)
-        action = "RestartApplication" if restart else deployment_action(current, target)
-        if action is not None:
-            self._take_lock(app_id, force=force)
+        actions = {}
+        for app_id, target in targets.items():
+            action = deployment_action(self._apps.get(app_id), target, restart=restart)
+            if action is not None:
+                actions[app_id] = action
+        self._take_locks(actions, force=force)
         version = self._next_version()
-        if action is not None:
-            self._store(app_id, target, version, action)
-        if event_uri is not None:
-            self.publish("api_post_event", {"clientIp": client_ip, "uri": event_uri,
-                                            "appDefinition": self._shown(self._apps[app_id])})
-        deployment = Deployment(id=str(uuid.uuid4()), version=version, app_id=app_id,
-                                 action=action, original=current)
+        before = dict(self._apps) if self._keeps_roots() else None
+        originals = {app_id: self._apps.get(app_id) for app_id in actions}
+        new = frozenset(app_id for app_id in actions if app_id not in self._apps)
+        for app_id, action in actions.items():
+            self._store(app_id, targets[app_id], version, action)
+        deployment = Deployment(id=str(uuid.uuid4()), version=version,
+                                steps=plan_steps(actions, new), originals=originals)
+        if before is not None:
+            deployment.roots = self._roots(before, dict(self._apps), version)
+        self._root_version = version
         self._deployments[deployment.id] = deployment
-        if action is not None:
+        for app_id in deployment.affected:
             self._locks.setdefault(app_id, []).append(deployment.id)
             self._wire.pop(app_id, None)
-            self.publish("deployment_info", {"plan": deployment.plan(),
-                                             "currentStep": deployment.steps()[0]})
-            if self.agent is not None:
-                self.agent.app_changed(app_id, action)
+        if group_id is None:
+            group_id = parent_of(next(iter(targets)))
+        self.publish("group_change_success", {"groupId": group_id, "version": version})
+        if event_uri is not None:
+            (app_id,) = targets
+            self.publish("api_post_event", {"clientIp": client_ip, "uri": event_uri,
+                                            "appDefinition": self._shown(self._apps[app_id])})
+        if deployment.steps:
+            self._begin_step(deployment)
         self._schedule_end(deployment)
+        self._advance(deployment)
         return deployment
 
-    def _take_lock(self, app_id: str, *, force: bool) -> None:
-        """409 while deployments run on the app; ``force`` cancels them instead."""
-        locking = self._locks.get(app_id)
+    def _keeps_roots(self) -> bool:
+        """Whether a stream may want heavy plans: a subscriber, on a version (and with the
+        deprecated features) that writes them by default."""
+        return bool(self._subscribers) and not self.features.light_plans(
+            [], "api_heavy_events" in self.deprecated_features)
+
+    def _roots(self, before: dict[str, Json], after: dict[str, Json], version: str
+               ) -> Callable[[], tuple[Json, Json]]:
+        """``plan.original`` and ``plan.target``: the root group before and after, built once
+        and only if a heavy stream asks (the stored definitions are never changed in place)."""
+        previous = self._root_version or version
+        pods = self.features.groups_have_pods
+        made: list[tuple[Json, Json]] = []
+
+        def roots() -> tuple[Json, Json]:
+            if not made:
+                original = group_tree((self._shown(a) for a in before.values()), "/", previous,
+                                      pods=pods)
+                target = group_tree((self._shown(a) for a in after.values()), "/", version,
+                                    pods=pods)
+                assert original is not None  # the root always exists
+                assert target is not None
+                made.append((original, target))
+            return made[0]
+
+        return roots
+
+    def _take_locks(self, actions: Mapping[str, str], *, force: bool) -> None:
+        """409 while deployments run on any of these apps; ``force`` cancels them (every app of
+        their plans: the others are left where they are)."""
+        locking = list(dict.fromkeys(d for app_id in actions for d in self._locks.get(app_id, ())))
         if not locking:
             return
         if not force:
             raise ApiError(409, {"message": LOCKED, "deployments": [{"id": d} for d in locking]})
-        for deployment_id in list(locking):
-            self._end(deployment_id, "deployment_failed")
+        for deployment_id in locking:
+            self._cancel(self._deployments[deployment_id])
+
+    def _begin_step(self, deployment: Deployment) -> None:
+        """Publish the step's ``deployment_info`` and set its actions going (``DeploymentActor
+        .performStep``)."""
+        step = deployment.steps[deployment.current]
+        self._publish_plan("deployment_info", deployment, currentStep=deployment.step_json(step))
+        agent = self.agent
+        if agent is None:
+            return
+        advancing, self._advancing = self._advancing, True  # no step closes half-started
+        try:
+            for action in step:
+                app_id = action.app_id
+                if action.name == "StopApplication":
+                    agent.stop(app_id)
+                elif action.name == "ScaleApplication":
+                    app = self._apps[app_id]
+                    deployment.to_start[app_id] = max(
+                        0, app["instances"] - agent.active_or_scheduled(app_id))
+                    agent.scale(app_id)
+                elif action.name == "RestartApplication":
+                    agent.replace(app_id)
+        finally:
+            self._advancing = advancing
+        self._drain()
+
+    def _done(self, deployment: Deployment, action: Action) -> bool:
+        """Whether an action of the running step is done: a start at once; without an agent the
+        others once the deployment settled; with one, a stop once its tasks are killed, a scale
+        once its new instances of this version run (``TaskStartActor``), a restart once
+        ``instances`` of this version run and no other version is left (``TaskReplaceActor``)."""
+        if action.name == "StartApplication" or deployment.settled:
+            return True
+        agent = self.agent
+        if agent is None:
+            return False
+        app_id = action.app_id
+        if action.name == "StopApplication":
+            return True
+        version = deployment.version
+        if action.name == "ScaleApplication":
+            return agent.running(app_id, version) >= deployment.to_start.get(app_id, 0)
+        return (agent.running(app_id, version) >= self._apps[app_id]["instances"]
+                and agent.others(app_id, version) == 0)
+
+    def _advance(self, deployment: Deployment) -> None:
+        """Close every step that is done, start the next, and end the deployment after the last
+        (without an agent, only once it settled)."""
+        if self._deployments.get(deployment.id) is not deployment:
+            return  # already over
+        while deployment.current < len(deployment.steps):
+            step = deployment.steps[deployment.current]
+            if not all(self._done(deployment, action) for action in step):
+                return
+            for action in step:
+                if action.name == "StopApplication":
+                    self.publish("app_terminated_event", {"appId": action.app_id})
+            self._publish_plan("deployment_step_success", deployment,
+                               currentStep=deployment.step_json(step))
+            deployment.current += 1
+            if deployment.current < len(deployment.steps):
+                self._begin_step(deployment)
+        if self.agent is None and not deployment.settled:
+            return
+        self._release(deployment)
+        self._publish_plan("deployment_success", deployment, id=deployment.id)
+
+    def _cancel(self, deployment: Deployment) -> None:
+        """Stop a deployment where it is (a forced one replaced it, or ``DELETE``): no step
+        event, ``deployment_failed`` with the reason from 1.7 (``MarathonSchedulerActor``)."""
+        if self._deployments.get(deployment.id) is not deployment:
+            return
+        self._release(deployment)
+        if self.agent is not None:
+            for app_id in deployment.affected:
+                self.agent.cancel(app_id)
+        reason = {"reason": CANCELLED} if self.features.failure_reasons else {}
+        self._publish_plan("deployment_failed", deployment, id=deployment.id, **reason)
+
+    def _release(self, deployment: Deployment) -> None:
+        del self._deployments[deployment.id]
+        for app_id in deployment.affected:
+            locks = self._locks[app_id]
+            locks.remove(deployment.id)
+            if not locks:
+                del self._locks[app_id]
+            self._wire.pop(app_id, None)
+
+    def _publish_plan(self, event_type: str, deployment: Deployment, **fields: Any) -> None:
+        """A deployment event: ``id`` first when it has one, then ``plan`` (light, and heavy for
+        streams that want it), then the rest (``Formats.scala`` writes)."""
+        if not self._subscribers:
+            return
+        head = {"id": fields.pop("id")} if "id" in fields else {}
+        light = {**head, "plan": deployment.plan(), **fields}
+        full = ({**head, "plan": deployment.full_plan(), **fields}
+                if deployment.roots is not None else None)
+        self.publish(event_type, light, full=full)
 
     def _schedule_end(self, deployment: Deployment) -> None:
-        if self._schedulers and self.deployment_seconds is not None:
+        """Without an agent, settle the deployment after ``deployment_seconds``."""
+        if self.agent is None and self._schedulers and self.deployment_seconds is not None:
             deployment_id = deployment.id
-            self._schedulers[0](self.deployment_seconds,
-                           lambda: self._end(deployment_id, "deployment_success"))
+            self._schedulers[0](self.deployment_seconds, lambda: self._settle(deployment_id))
 
-    def _end(self, deployment_id: str, outcome: str) -> bool:
-        """Finish or cancel a deployment; ``False`` if it is not running (any more)."""
-        deployment = self._deployments.pop(deployment_id, None)
-        if deployment is None:
-            return False
-        if deployment.action is not None:
-            locks = self._locks[deployment.app_id]
-            locks.remove(deployment_id)
-            if not locks:
-                del self._locks[deployment.app_id]
-            self._wire.pop(deployment.app_id, None)
-            if outcome == "deployment_success":
-                if deployment.action == "StopApplication":
-                    self.publish("app_terminated_event", {"appId": deployment.app_id})
-                self.publish("deployment_step_success", {"plan": deployment.plan(),
-                                                         "currentStep": deployment.steps()[0]})
-        self.publish(outcome, {"id": deployment.id, "plan": deployment.plan()})
-        return True
-
+    def _settle(self, deployment_id: str) -> None:
+        deployment = self._deployments.get(deployment_id)
+        if deployment is not None:
+            deployment.settled = True
+            self._advance(deployment)

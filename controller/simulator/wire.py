@@ -1,5 +1,5 @@
-"""What every part of the simulator shares: JSON encoding, Marathon's timestamps, app ids, and
-the version features; ``ApiError`` and the error bodies Marathon answers."""
+"""What every part of the simulator shares: JSON encoding, Marathon's timestamps, app ids;
+``ApiError`` and the error bodies Marathon answers."""
 
 from __future__ import annotations
 

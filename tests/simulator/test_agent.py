@@ -378,12 +378,15 @@ class TestHttp:
             assert await response.json() == {"message": "App '/team/nope' does not exist"}
 
     async def test_restart_replaces_every_task(self, state, agent, http, recorder, tmp_path):
-        state.add_app(web_app(fetch=[{"uri": bundle(tmp_path)}]))
+        state.add_app(web_app(instances=2, backoffSeconds=30, maxLaunchDelaySeconds=300))
         await settle(agent)
-        before = state.list_tasks("/team/web")
         async with http.post("/v2/apps/team/web/restart") as response:
-            assert response.status == 409  # the create deployment still locks the app
-        state.finish_all_deployments()
+            assert response.status == 409  # the create deployment waits for tasks that fail
+        state.update_app("/team/web", {"fetch": [{"uri": bundle(tmp_path)}], "instances": 1},
+                         force=True)
+        await settle(agent)
+        assert state.list_deployments() == []  # its task ran: the deployment is over
+        before = state.list_tasks("/team/web")
         async with http.post("/v2/apps/team/web/restart") as response:
             assert response.status == 200
             body = await response.json()
@@ -438,3 +441,80 @@ class TestHttp:
             ("/team/web", 30)]
         await asyncio.to_thread(client.reset_delay, "/team/web")
         assert states(state) == ["TASK_STAGING"]
+
+
+def read_marathon_python_events(client: Any, event_types: list[str], until: str) -> list[Any]:
+    """marathon-python's ``event_stream()`` until an event of type ``until`` (or the end)."""
+    events = []
+    for event in client.event_stream(event_types=event_types):
+        events.append(event)
+        if event.event_type == until:
+            break
+    return events
+
+
+class TestMarathonPythonEvents:
+    """marathon-python 0.13's ``event_stream()`` reads the simulator's events as it reads
+    Marathon's: its ``MarathonDeploymentPlan`` needs ``plan.original`` and ``plan.target``, so it
+    parses the deployment events of a Marathon that writes heavy plans by default (before 1.7),
+    and breaks on the light ones of 1.8+ (it sends no ``plan-format``), which a client avoids by
+    not subscribing to ``deployment_info`` and the step events."""
+
+    async def stream(self, state: MarathonState, agent: Agent, event_types: list[str],
+                     tmp_path: Path) -> list[Any]:
+        import marathon
+        recorder = Recorder()
+        state.subscribe(recorder)
+        async with MarathonSimulator(state) as sim:
+            client = marathon.MarathonClient(sim.url)
+            loop = asyncio.get_running_loop()
+            cut = loop.call_later(TIMEOUT, state.disconnect_streams)  # never a hung thread
+            reading = asyncio.ensure_future(asyncio.to_thread(
+                read_marathon_python_events, client, event_types, "deployment_success"))
+            await recorder.wait_for("event_stream_attached")
+            state.add_app(web_app(fetch=[{"uri": bundle(tmp_path)}]))
+            await settle(agent)
+            try:
+                return await reading
+            finally:
+                cut.cancel()
+
+    async def test_heavy_plans_of_1_6_are_read_whole(self, clock, agent, tmp_path):
+        from marathon.models.events import (
+            MarathonDeploymentInfo,
+            MarathonDeploymentSuccess,
+            MarathonStatusUpdateEvent,
+        )
+        state = MarathonState(version="1.6.590", now=clock, agent=agent)
+        events = await self.stream(state, agent, [
+            "deployment_info", "deployment_step_success", "status_update_event",
+            "deployment_success"], tmp_path)
+        assert [type(e).__name__ for e in events] == [
+            "MarathonDeploymentInfo", "MarathonDeploymentStepSuccess", "MarathonDeploymentInfo",
+            "MarathonStatusUpdateEvent", "MarathonDeploymentStepSuccess",
+            "MarathonDeploymentSuccess"]
+        info = events[2]
+        assert isinstance(info, MarathonDeploymentInfo)
+        assert [a.action for s in info.plan.steps for a in s.actions] == [
+            "StartApplication", "ScaleApplication"]
+        assert info.plan.original.id == info.plan.target.id == "/"
+        assert [g["id"] for g in info.plan.target.groups] == ["/team"]
+        update = events[3]
+        assert isinstance(update, MarathonStatusUpdateEvent)
+        assert (update.app_id, update.task_status) == ("/team/web", "TASK_RUNNING")
+        success = events[-1]
+        assert isinstance(success, MarathonDeploymentSuccess)
+        assert success.id == info.plan.id
+
+    async def test_light_plans_of_1_10_are_read_by_type(self, clock, agent, tmp_path):
+        state = MarathonState(now=clock, agent=agent)
+        events = await self.stream(state, agent, [
+            "api_post_event", "status_update_event", "deployment_success"], tmp_path)
+        assert [e.event_type for e in events] == [
+            "api_post_event", "status_update_event", "deployment_success"]
+        assert events[0].app_definition["id"] == "/team/web"
+
+    async def test_light_plans_of_1_10_break_its_deployment_info(self, clock, agent, tmp_path):
+        state = MarathonState(now=clock, agent=agent)
+        with pytest.raises(AttributeError):  # MarathonDeploymentOriginalState.from_json(None)
+            await self.stream(state, agent, ["deployment_info"], tmp_path)

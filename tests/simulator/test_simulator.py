@@ -444,14 +444,18 @@ class TestDeployments:
         assert recorder.types()[-2:] == ["deployment_step_success", "deployment_success"]
 
     def test_deployment_list_shape(self, state):
-        """``GET /v2/deployments`` items look like Marathon's example."""
+        """``GET /v2/deployments`` items look like Marathon's example; a new app's plan starts
+        it (done at once), then scales it, and waits in that second step."""
         state.add_app(web_app())
         deployment = state.list_deployments()[0]
         example = json.loads((EXAMPLES / "deployments.json").read_text())[0]
         assert deployment.keys() == example.keys()
         assert deployment["affectedApps"] == ["/team/web"]
+        assert [step["actions"][0]["action"] for step in deployment["steps"]] == [
+            "StartApplication", "ScaleApplication"]
+        assert (deployment["currentStep"], deployment["totalSteps"]) == (2, 2)
         assert deployment["currentActions"] == [
-            {"action": "StartApplication", "app": "/team/web", "readinessCheckResults": []}]
+            {"action": "ScaleApplication", "app": "/team/web", "readinessCheckResults": []}]
 
     def test_deleting_a_deployment_rolls_back(self, state):
         """``DELETE /v2/deployments/{id}`` cancels and deploys the previous definition."""
