@@ -195,7 +195,7 @@ class TestRejectedThenFixed:
         30 s), but the unchanged credential is not tried at the registry again, not even when
         a failed pull asks (each such attempt is counted as withheld); a fixed file is then
         published, verified, and the refusal clears."""
-        h = Harness(tmp_path, ScriptedVerifier("rejected", "rejected", "accepted"))
+        h = Harness(tmp_path, ScriptedVerifier("rejected", "accepted"))
         with pytest.raises(CredentialError) as refused:
             await h.manager.refresh(REG)
         assert refused.value.retry_after == REJECTED_RECHECK.delay(1) == 5
