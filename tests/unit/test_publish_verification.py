@@ -215,8 +215,8 @@ class TestRejectedThenFixed:
         assert h.verifier.tried == ["old", "fixed"]
         assert not h.state.credentials_rejected
         assert h.state.published_verified
-        assert h.logins.results() == ["rejected", *["withheld"] * 8, "accepted"]
-        assert [rejected for _, _, rejected in h.logins.seen] == [True] * 9 + [False]
+        assert h.logins.results() == ["rejected", *["withheld"] * 7, "accepted"]
+        assert [rejected for _, _, rejected in h.logins.seen] == [True] * 8 + [False]
 
     async def test_a_storm_of_requests_costs_one_login_per_interval(self, tmp_path):
         """Fifty failed pulls over four minutes asking for a login with a refused credential:
