@@ -1,14 +1,16 @@
 """``pullsecret-controller demo``: the whole daemon against the built-in Marathon simulator.
 
 It seeds a small cluster whose tasks really launch (the simulator's agent fetches each app's
-``fetch`` list and pulls its image with what it fetched), starts a small registry that checks
-logins (the controller verifies each credential there before it publishes it), keeps bundles in a
-temporary directory, and then walks through what operators care about: apps converge, a new app
-gets its bundle within moments, a credential rotation publishes new content without restarting
-any app, and an app that opts out loses its entry. Then it closes the loop: the password
-rotates at the registry only, a restarted app's tasks fail to pull, the controller sees the
-failures and finds the source's credential rejected, the source is fixed, a verified bundle goes
-out, the app's launch delay is reset and its task runs again, with the timings printed.
+``fetch`` list and pulls its image with what it fetched, and a deployment ends only once its tasks
+run, as in Marathon), starts a small registry that checks logins (the controller verifies each
+credential there before it publishes it), keeps bundles in a temporary directory, and then walks
+through what operators care about: apps converge; a new app created without the entry, whose
+first deployment cannot finish, is rescued by one forced write and runs within moments; a
+credential rotation publishes new content without restarting any app; and an app that opts out
+loses its entry. Then it closes the loop: the password rotates at the registry only, an app whose
+task died fails to pull its relaunch, the controller sees the failures and finds the source's
+credential rejected, the source is fixed, a verified bundle goes out, the app's launch delay is
+reset and its task runs again, with the timings printed.
 """
 
 from __future__ import annotations
@@ -150,6 +152,7 @@ async def _script(scene: _Scene) -> None:
 async def _converge_and_rotate(scene: _Scene) -> None:
     """Apps converge, a new app gets its bundle, a rotation restarts nothing, an app opts out."""
     handle, state, registry, listen = scene.handle, scene.state, scene.registry, scene.listen
+    agent = scene.agent
     book = handle.status
     _say(f"metrics: http://{listen}/metrics   status: http://{listen}/status")
     _say(f"bundles: {scene.bundles}")
@@ -160,11 +163,16 @@ async def _converge_and_rotate(scene: _Scene) -> None:
     _table(state, book)
 
     _say()
-    _say("creating /team-a/new (opted in) ...")
+    _say("creating /team-a/new (opted in), as a deploy pipeline would: without the entry ...")
     state.add_app(_app("/team-a/new", f"{registry}/team-a/new:1", opted_in=True))
-    took = await _until("new app", lambda: _bundle_uri(state.get_app("/team-a/new")) is not None)
-    _say(f"/team-a/new got its bundle {took * 1000:.0f} ms after it was created")
-    _say("  (its creation deployment locked it meanwhile: the controller waited, never forced)")
+    checks = {"new app": lambda: _bundle_uri(state.get_app("/team-a/new")) is not None,
+              "running": lambda: agent.counts("/team-a/new") == (0, 1)}
+    took = await _first_seen(checks)
+    _say(f"/team-a/new got its bundle {took['new app'] * 1000:.0f} ms after it was created, and "
+         f"its task runs {took['running'] * 1000:.0f} ms after")
+    _say("  (its first deployment could not finish: its task failed to pull without credentials,")
+    _say("  so the controller forced one write over it that added only the entry; the only case")
+    _say("  in which it forces: remediation.rescue_stuck_deployments)")
 
     _say()
     registry_state = handle.parts.bundles.states[registry]
@@ -194,7 +202,7 @@ async def _converge_and_rotate(scene: _Scene) -> None:
 
 
 async def _close_the_loop(scene: _Scene) -> None:
-    """The password rotates at the registry only; a restarted app fails to pull until the
+    """The password rotates at the registry only; an app whose task died fails to pull until the
     controller, once the source is fixed, publishes a verified bundle and resets its delay.
 
     Timings come from the controller's and the simulator's own timestamps (``/status``, the
@@ -220,15 +228,15 @@ async def _close_the_loop(scene: _Scene) -> None:
     rotated = secrets.token_urlsafe(18)
     state.accept_credentials(registry, USERNAME, rotated)
     counted, failure_before, published = pull_failures(), noted("last_pull_failure"), digest()
-    _say(f"restarting {app_id}, as a deploy or a lost agent would ...")
+    _say(f"{app_id}'s task dies (its agent is lost): Marathon launches it again ...")
     restarted_at = datetime.now(UTC)
-    state.restart_app(app_id)
+    agent.fail_tasks(app_id, "Agent lost")
     await _first_seen({"failed pull": lambda: noted("last_pull_failure") != failure_before,
                        "rejection": lambda: registry_state.credentials_rejected})
     failure, login = noted("last_pull_failure"), registry_state.login
     failed_at = datetime.fromisoformat(failure["at"])
-    _say(f"  the controller saw its task fail to pull {_since(restarted_at, failed_at)} after the "
-         f"restart ({failure['reason']}):")
+    _say(f"  the controller saw its new task fail to pull {_since(restarted_at, failed_at)} "
+         f"later ({failure['reason']}):")
     _say(f"    {failure['message']}")
     _say(f"    {PREFIX}image_pull_failures_total{{reason=\"auth\"}}: "
          f"{counted:g} -> {pull_failures():g}")
@@ -261,7 +269,7 @@ async def _close_the_loop(scene: _Scene) -> None:
     _say(f"  launch delay reset {_since(fixed_at, datetime.fromisoformat(reset['at']))} after "
          f"the fix ({reset['result']}): the task launches now, not after its delay")
     _say(f"{app_id} is running again {_since(fixed_at, running_at)} after the fix; "
-         f"{_since(restarted_at, running_at)} after the restart")
+         f"{_since(restarted_at, running_at)} after its task died")
 
 
 def _since(start: datetime, end: datetime) -> str:

@@ -2,7 +2,8 @@
 with real ``skopeo`` (``HOME`` = the task's sandbox), and the daemon.
 
 1. The apps run with the controller's bundle.
-2. The registry's password changes; the apps' next launches fail to pull for ``auth``.
+2. The registry's password changes and the apps restart (killing their tasks first, as their
+   upgrade strategy says); the new tasks fail to pull for ``auth``.
 3. The password file still holds the old password: the login is rejected, nothing is
    published, and the alert gauge is set.
 4. The file is fixed: a verified bundle goes out and the launch delay is reset.
@@ -31,7 +32,9 @@ from tests.simulator.skopeo_puller import SkopeoPuller
 pytestmark = pytest.mark.e2e
 
 APPS = ("/team-a/web", "/team-a/worker")
-BACKOFF = {"backoffSeconds": 30, "backoffFactor": 1.15, "maxLaunchDelaySeconds": 300}
+BACKOFF = {"backoffSeconds": 30, "backoffFactor": 1.15, "maxLaunchDelaySeconds": 300,
+           "upgradeStrategy": {"minimumHealthCapacity": 0, "maximumOverCapacity": 0}}
+"""A restart kills the old task first, so nothing runs until the new one can pull."""
 ROTATED = "rotated-at-the-registry"
 
 

@@ -24,11 +24,12 @@ def test_demo_runs_and_rotation_restarts_nothing():
     assert f"metrics: http://127.0.0.1:{port}/metrics" in out
     assert "initial sync done" in out
     assert "/team-a/new got its bundle" in out
+    assert "forced one write over it that added only the entry" in out
     assert "Marathon writes during the rotation: 0" in out
     assert "its bundle entry was removed" in out
     # The loop closed: failed pulls seen and counted, the old password rejected at the registry,
     # the fixed source verified and published, the delay reset, the task running again.
-    assert "the controller saw its task fail to pull" in out
+    assert "the controller saw its new task fail to pull" in out
     counted = re.search(r'image_pull_failures_total\{reason="auth"\}: (\d+) -> (\d+)', out)
     assert counted is not None, out[-3000:]
     assert int(counted[2]) > int(counted[1])
