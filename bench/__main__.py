@@ -339,8 +339,9 @@ async def bench_daemon(apps: int, creations: int) -> dict[str, Any]:
                 client = handle.parts.marathon
                 original = client.update_app
 
-                async def timed_update(app_id: AppId, body: Any) -> str | None:
-                    result = await original(app_id, body)
+                async def timed_update(app_id: AppId, body: Any, *, force: bool = False
+                                       ) -> str | None:
+                    result = await original(app_id, body, force=force)
                     write_times[app_id] = time.perf_counter()
                     return result
 

@@ -16,7 +16,15 @@ from hypothesis import strategies as st
 
 from controller.errors import InvalidAppError
 from controller.model import BundleLocation
-from controller.plan import RegistryRule, bundle_name, eligibility, plan_app, update_body
+from controller.plan import (
+    Ownership,
+    RegistryRule,
+    bundle_name,
+    eligibility,
+    location_of,
+    plan_app,
+    update_body,
+)
 from tests.fuzz.budget import count, fuzz_settings
 from tests.fuzz.grammar import garbage, references
 
@@ -98,7 +106,8 @@ def plan_one(app: Any, location: BundleLocation) -> None:
     """What the reconciler does with one app from Marathon, short of the write itself."""
     try:
         decision = eligibility(app, label=LABEL, rules=RULES)
-        plan = plan_app(app, decision, location if decision.registry else None)
+        ours = Ownership(owner="default", homes=(location_of(location.uri),))
+        plan = plan_app(app, decision, location if decision.registry else None, ownership=ours)
         if plan.changed:
             json.dumps(update_body(app, plan), allow_nan=True)
     except InvalidAppError:
