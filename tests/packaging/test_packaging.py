@@ -649,16 +649,25 @@ def check_config(text: str, files: list[str], tmp_path: Path) -> subprocess.Comp
         env={"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"})
 
 
-@pytest.mark.parametrize("values_file", [DEFAULT_VALUES, CUSTOM_VALUES])
-def test_rendered_config_passes_check_config(values_file: str, tmp_path: Path) -> None:
-    """The ConfigMap's config passes `check-config` given only the Secret files the pod mounts."""
-    docs = _rendered(values_file)
+def check_rendered_config(docs: tuple[dict[str, Any], ...] | list[dict[str, Any]],
+                          tmp_path: Path, text: str | None = None
+                          ) -> subprocess.CompletedProcess[str]:
+    """`check-config` on the ConfigMap's config (or ``text``, another config for the same pod),
+    given only the Secret files the pod mounts."""
     pod = one(docs, "Deployment")["spec"]["template"]["spec"]
     secrets = {v["name"]: v["secret"] for v in pod["volumes"] if "secret" in v}
     mounted = [f"{mount['mountPath']}/{item['path']}"
                for mount in container(docs)["volumeMounts"] if mount["name"] in secrets
                for item in secrets[mount["name"]]["items"]]
-    result = check_config(one(docs, "ConfigMap")["data"]["config.yaml"], mounted, tmp_path)
+    if text is None:
+        text = one(docs, "ConfigMap")["data"]["config.yaml"]
+    return check_config(text, mounted, tmp_path)
+
+
+@pytest.mark.parametrize("values_file", [DEFAULT_VALUES, CUSTOM_VALUES])
+def test_rendered_config_passes_check_config(values_file: str, tmp_path: Path) -> None:
+    """The ConfigMap's config passes `check-config` given only the Secret files the pod mounts."""
+    result = check_rendered_config(_rendered(values_file), tmp_path)
     assert result.returncode == 0, result.stderr
 
 
