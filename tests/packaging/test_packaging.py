@@ -67,6 +67,8 @@ REQUIRED_ALERTS = {
     "MarathonPullSecretRefreshFailing",
     "MarathonPullSecretEventStreamDisconnected",
     "MarathonPullSecretNoLeader",
+    "MarathonPullSecretAppsFailing",
+    "MarathonPullSecretAppOwnershipConflict",
 }
 
 
@@ -682,8 +684,8 @@ def test_helm_lint_is_clean(values_file: str | None) -> None:
 
 
 class TestAlerts:
-    def test_prometheus_rule_has_the_four_alerts(self) -> None:
-        """The PrometheusRule defines expiry, refresh, event-stream and leader alerts."""
+    def test_prometheus_rule_has_the_required_alerts(self) -> None:
+        """The PrometheusRule defines expiry, refresh, event-stream, leader and app-state alerts."""
         assert set(alert_rules(_rendered(CUSTOM_VALUES))) >= REQUIRED_ALERTS
 
     def test_expiry_alert_fires_under_two_hours(self) -> None:
