@@ -569,14 +569,20 @@ class TestChartValuesSchema:
         "registry.example.com", "registry.example.com:5000", "localhost:5000", "[::1]:5000",
         "https://registry.example.com", "registry.example.com/team", "registry:port",
         "-registry.example.com", "registry_1.example.com", "registry.example.com:",
+        "registry.example.com:0", "registry.example.com:1", "registry.example.com:65535",
+        "registry.example.com:65536", "registry.example.com:70000", "[::1]:0",
+        "registry.example.com:05000", "registry.example.com:000443",
     ])
     def test_registry_host_rule_is_the_controllers(self, host: str) -> None:
-        """The schema accepts a registry host exactly when the controller's parser does."""
+        """The schema accepts a registry host exactly when the controller's parser does and its
+        port, if any, is one a login can reach: 1 to 65535 in at most 5 digits, as the
+        controller reads every other port (its image reference parser takes any digits)."""
         schema = json.loads((CHART / "values.schema.json").read_text())
         host_schema = schema["properties"]["registries"]["items"]["properties"]["host"]
         try:
             normalize_registry_host(host)
-            accepted = True
+            port = re.search(r":([0-9]+)$", host)  # an IPv6 address ends in ]
+            accepted = port is None or (len(port[1]) <= 5 and 0 < int(port[1]) < 65536)
         except InvalidReferenceError:
             accepted = False
         assert jsonschema.Draft7Validator(host_schema).is_valid(host) == accepted
