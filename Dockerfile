@@ -21,7 +21,7 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY controller ./controller
 # pip builds the wheel in an isolated environment; the venv's own pip and setuptools (from
 # ensurepip) are not needed at run time, so they go once the install is checked. So do the test
