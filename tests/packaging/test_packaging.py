@@ -67,6 +67,8 @@ REQUIRED_ALERTS = {
     "MarathonPullSecretRefreshFailing",
     "MarathonPullSecretEventStreamDisconnected",
     "MarathonPullSecretNoLeader",
+    "MarathonPullSecretAppsFailing",
+    "MarathonPullSecretAppOwnershipConflict",
 }
 
 
@@ -567,14 +569,20 @@ class TestChartValuesSchema:
         "registry.example.com", "registry.example.com:5000", "localhost:5000", "[::1]:5000",
         "https://registry.example.com", "registry.example.com/team", "registry:port",
         "-registry.example.com", "registry_1.example.com", "registry.example.com:",
+        "registry.example.com:0", "registry.example.com:1", "registry.example.com:65535",
+        "registry.example.com:65536", "registry.example.com:70000", "[::1]:0",
+        "registry.example.com:05000", "registry.example.com:000443",
     ])
     def test_registry_host_rule_is_the_controllers(self, host: str) -> None:
-        """The schema accepts a registry host exactly when the controller's parser does."""
+        """The schema accepts a registry host exactly when the controller's parser does and its
+        port, if any, is one a login can reach: 1 to 65535 in at most 5 digits, as the
+        controller reads every other port (its image reference parser takes any digits)."""
         schema = json.loads((CHART / "values.schema.json").read_text())
         host_schema = schema["properties"]["registries"]["items"]["properties"]["host"]
         try:
             normalize_registry_host(host)
-            accepted = True
+            port = re.search(r":([0-9]+)$", host)  # an IPv6 address ends in ]
+            accepted = port is None or (len(port[1]) <= 5 and 0 < int(port[1]) < 65536)
         except InvalidReferenceError:
             accepted = False
         assert jsonschema.Draft7Validator(host_schema).is_valid(host) == accepted
@@ -649,16 +657,25 @@ def check_config(text: str, files: list[str], tmp_path: Path) -> subprocess.Comp
         env={"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"})
 
 
-@pytest.mark.parametrize("values_file", [DEFAULT_VALUES, CUSTOM_VALUES])
-def test_rendered_config_passes_check_config(values_file: str, tmp_path: Path) -> None:
-    """The ConfigMap's config passes `check-config` given only the Secret files the pod mounts."""
-    docs = _rendered(values_file)
+def check_rendered_config(docs: tuple[dict[str, Any], ...] | list[dict[str, Any]],
+                          tmp_path: Path, text: str | None = None
+                          ) -> subprocess.CompletedProcess[str]:
+    """`check-config` on the ConfigMap's config (or ``text``, another config for the same pod),
+    given only the Secret files the pod mounts."""
     pod = one(docs, "Deployment")["spec"]["template"]["spec"]
     secrets = {v["name"]: v["secret"] for v in pod["volumes"] if "secret" in v}
     mounted = [f"{mount['mountPath']}/{item['path']}"
                for mount in container(docs)["volumeMounts"] if mount["name"] in secrets
                for item in secrets[mount["name"]]["items"]]
-    result = check_config(one(docs, "ConfigMap")["data"]["config.yaml"], mounted, tmp_path)
+    if text is None:
+        text = one(docs, "ConfigMap")["data"]["config.yaml"]
+    return check_config(text, mounted, tmp_path)
+
+
+@pytest.mark.parametrize("values_file", [DEFAULT_VALUES, CUSTOM_VALUES])
+def test_rendered_config_passes_check_config(values_file: str, tmp_path: Path) -> None:
+    """The ConfigMap's config passes `check-config` given only the Secret files the pod mounts."""
+    result = check_rendered_config(_rendered(values_file), tmp_path)
     assert result.returncode == 0, result.stderr
 
 
@@ -673,8 +690,8 @@ def test_helm_lint_is_clean(values_file: str | None) -> None:
 
 
 class TestAlerts:
-    def test_prometheus_rule_has_the_four_alerts(self) -> None:
-        """The PrometheusRule defines expiry, refresh, event-stream and leader alerts."""
+    def test_prometheus_rule_has_the_required_alerts(self) -> None:
+        """The PrometheusRule defines expiry, refresh, event-stream, leader and app-state alerts."""
         assert set(alert_rules(_rendered(CUSTOM_VALUES))) >= REQUIRED_ALERTS
 
     def test_expiry_alert_fires_under_two_hours(self) -> None:

@@ -257,19 +257,91 @@ The controller's config file (snake_case keys, as config/controller.example.yaml
 {{- $fs := $v.storage.filesystem }}
 {{- $out := dict "path" $fs.path }}
 {{- with $fs.uriPrefix }}{{ $_ := set $out "uri_prefix" . }}{{ end }}
-{{- with $fs.group }}{{ $_ := set $out "group" . }}{{ end }}
+{{- with include "pullsecret-controller.bundleGroup" . }}{{ $_ := set $out "group" (int64 .) }}{{ end }}
 {{- $_ := set $config "storage" (dict "filesystem" $out) }}
 {{- end }}
 
 {{- /* reconcile, server, leader election, logging */}}
 {{- $r := $v.reconcile }}
 {{- $_ := set $config "reconcile" (dict "resync_seconds" $r.resyncSeconds "workers" $r.workers "max_writes_per_second" $r.maxWritesPerSecond "write_burst" $r.writeBurst "max_concurrent_deployments" $r.maxConcurrentDeployments "dry_run" $r.dryRun "timeout_seconds" $r.timeoutSeconds "shutdown_timeout_seconds" $r.shutdownTimeoutSeconds) }}
+{{- $_ := set $config "remediation" (dict "reset_launch_delay" $v.remediation.resetLaunchDelay) }}
 {{- $_ := set $config "server" (dict "listen" (printf "0.0.0.0:%d" (int $v.containerPort))) }}
 {{- if include "pullsecret-controller.leaderElection" . }}
 {{- $_ := set $config "leader_election" (dict "zookeeper" $v.leaderElection.zookeeper "session_timeout_seconds" $v.leaderElection.sessionTimeoutSeconds) }}
 {{- end }}
 {{- $_ := set $config "logging" (dict "level" $v.logging.level "format" $v.logging.format) }}
+{{- include "pullsecret-controller.checkDurations" . }}
 {{- toYaml $config }}
+{{- end }}
+
+{{/*
+Where the credential helper binaries come from: "image" (an init container copies them), "volume",
+or "" (none: the image's PATH has what it has). Fails on half-set or conflicting values.
+*/}}
+{{- define "pullsecret-controller.credentialHelpers" -}}
+{{- $h := .Values.credentialHelpers | default dict }}
+{{- $image := dig "image" "repository" "" $h }}
+{{- $files := $h.files | default list }}
+{{- $volume := $h.volume | default dict }}
+{{- if and $image $volume }}
+{{- fail "credentialHelpers: set image (with files) or volume, not both" }}
+{{- else if and $image (not $files) }}
+{{- fail "credentialHelpers.files: name the helper binaries to copy out of credentialHelpers.image, e.g. [/usr/local/bin/docker-credential-ecr-login]" }}
+{{- else if and $image (not (dig "image" "tag" "" $h)) }}
+{{- fail "credentialHelpers.image.tag: pin the tag of the image that holds the helpers" }}
+{{- else if and $files (not $image) }}
+{{- fail "credentialHelpers.image.repository: set the image that holds credentialHelpers.files" }}
+{{- else if $image }}image
+{{- else if $volume }}volume
+{{- end }}
+{{- end }}
+
+{{/*
+The gid that may read the bundles (storage.filesystem.group) as text, "" when none: the
+controller's config and the pod's supplementalGroups both take it from here.
+*/}}
+{{- define "pullsecret-controller.bundleGroup" -}}
+{{- $group := dig "filesystem" "group" nil (.Values.storage | default dict) }}
+{{- if and (eq (include "pullsecret-controller.storageBackend" .) "filesystem") (not (kindIs "invalid" $group)) }}
+{{- int64 $group }}
+{{- end }}
+{{- end }}
+
+{{/*
+What the controller checks of durations that the schema cannot: the schema bounds each part of
+a duration (400d is refused there), the sum of several parts (300d100d) is checked here, as are
+the rules between keys. The messages name the value to change.
+*/}}
+{{- define "pullsecret-controller.checkDurations" -}}
+{{- $v := .Values }}
+{{- $given := list (list "marathon.timeoutSeconds" $v.marathon.timeoutSeconds) (list "leaderElection.sessionTimeoutSeconds" $v.leaderElection.sessionTimeoutSeconds) }}
+{{- range $key, $value := $v.reconcile }}
+{{- if hasSuffix "Seconds" $key }}{{ $given = append $given (list (printf "reconcile.%s" $key) $value) }}{{ end }}
+{{- end }}
+{{- range $i, $registry := $v.registries }}
+{{- range $key := list "maxAge" "minValidity" "verifyTimeout" }}
+{{- if hasKey $registry $key }}{{ $given = append $given (list (printf "registries[%d].%s" $i $key) (get $registry $key)) }}{{ end }}
+{{- end }}
+{{- end }}
+{{- with dig "s3" "presignTtl" nil ($v.storage | default dict) }}{{ $given = append $given (list "storage.s3.presignTtl" .) }}{{ end }}
+{{- range $given }}
+{{- $seconds := include "pullsecret-controller.seconds" (index . 1) | float64 }}
+{{- if gt $seconds 31536000.0 }}
+{{- fail (printf "%s (%v) must be at most 365d: the controller refuses longer durations" (index . 0) (index . 1)) }}
+{{- end }}
+{{- end }}
+{{- $session := include "pullsecret-controller.seconds" $v.leaderElection.sessionTimeoutSeconds | float64 }}
+{{- if and (include "pullsecret-controller.leaderElection" .) (lt $session 2.0) }}
+{{- fail (printf "leaderElection.sessionTimeoutSeconds (%v) must be at least 2s, ZooKeeper's shortest session" $v.leaderElection.sessionTimeoutSeconds) }}
+{{- end }}
+{{- $reconcile := include "pullsecret-controller.seconds" $v.reconcile.timeoutSeconds | float64 }}
+{{- range $i, $registry := $v.registries }}
+{{- if and (hasKey $registry "verifyTimeout") (ne ($registry.verify | default "best_effort") "off") }}
+{{- if ge (include "pullsecret-controller.seconds" $registry.verifyTimeout | float64) $reconcile }}
+{{- fail (printf "registries[%d].verifyTimeout (%v) must be less than reconcile.timeoutSeconds (%v), which bounds the whole refresh" $i $registry.verifyTimeout $v.reconcile.timeoutSeconds) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
