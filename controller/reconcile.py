@@ -165,7 +165,7 @@ class AppReconciler:
         except Exception as e:
             self.status.fail(app_id, str(e) or type(e).__name__, self._now())
             if self._report is not None:
-                self._report.failures[app_id] = str(e) or type(e).__name__
+                self._report.fail(app_id, e)
             raise
         finally:
             self._update_gauges()
