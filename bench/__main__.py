@@ -138,6 +138,7 @@ class Config:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.bundles = tmp / "bundles"
+        self.bundles.mkdir(exist_ok=True)  # the controller never creates its directory
         self.bundle_uri = f"file://{self.bundles}/{bundle_name(REGISTRY)}"
         self.env = {**os.environ, "BENCH_PW": "bench-password"}
 
@@ -325,6 +326,7 @@ async def bench_daemon(apps: int, creations: int) -> dict[str, Any]:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             env = {"BENCH_PW": "bench-password"}
+            (Path(tmp) / "bundles").mkdir()  # the controller never creates it
             settings = settings_from_mapping({
                 "marathon": {"urls": [url], "timeout_seconds": 60},
                 "registries": [{"host": REGISTRY, "credentials": {

@@ -1,19 +1,25 @@
-"""Command line: argv and env in, exit code out (0 ok, 1 failed, 2 bad config or arguments).
+"""Command line: argv and env in, exit code out (0 ok, 1 failed, 2 bad config or arguments,
+130 interrupted).
 
 Output for people goes to stdout, logs to stderr. Global options (``--config``, ``--quiet``,
-``--log-level``) work before or after the command.
+``--log-level``, ``--log-format``) work before or after the command, on every command. Exit 1
+is for failures of ours (a publish, Marathon or storage, a refused write); an app whose own
+definition is invalid is reported as such and fails nothing (``controller.passreport``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import replace
 from importlib.metadata import version
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from controller.archive import build_bundle
 from controller.config import load_settings
@@ -22,12 +28,17 @@ from controller.logs import configure
 from controller.reference import InvalidReferenceError, normalize_registry_host
 from controller.settings import Settings
 
+if TYPE_CHECKING:
+    from controller.passreport import PassReport
+
 __all__ = ["main", "run"]
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 EXIT_INTERRUPTED = 130
 DEFAULT_CONFIG = "/etc/pullsecret-controller/config.yaml"
 _LEVELS = ("debug", "info", "warning", "error")
+_FORMATS = ("auto", "json", "console")
+_T = TypeVar("_T")
 _ONE_SHOT_LEVEL = "warning"
 """One-shot commands print a report on stdout; their info logs would only interleave with it."""
 
@@ -38,12 +49,15 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     def default(value: object) -> object:
         return argparse.SUPPRESS if suppress else value
 
-    parser.add_argument("--config", "-c", type=Path, default=default(Path(DEFAULT_CONFIG)),
+    parser.add_argument("--config", "-c", type=Path, default=default(None),
                         metavar="FILE", help=f"YAML config file (default {DEFAULT_CONFIG})")
     parser.add_argument("--quiet", "-q", action="store_true", default=default(False),
                         help="print only errors (and a one-shot pass's summary)")
     parser.add_argument("--log-level", choices=_LEVELS, default=default(None),
                         help="override logging.level from the config")
+    parser.add_argument("--log-format", choices=_FORMATS, default=default(None),
+                        help="override logging.format from the config (auto: JSON unless "
+                             "stderr is a terminal)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,8 +66,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Keeps private-registry pull credentials working for Docker apps on "
                     "Marathon.",
         epilog="First run: check-config, then plan, then reconcile --once, then run.\n"
-               "Exit codes: 0 ok, 1 something failed (an app, a registry, or Marathon could not "
-               "be reached), 2 invalid configuration or arguments.",
+               "Exit codes: 0 ok (apps with an invalid definition are listed, not failed), "
+               "1 something of ours failed (a registry's publish, Marathon or storage could not "
+               "be reached, a write was refused), 2 invalid configuration or arguments, "
+               "130 interrupted.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version",
                         version=f"%(prog)s {version('marathon-pullsecret-controller')}")
@@ -70,8 +86,12 @@ def _parser() -> argparse.ArgumentParser:
     run = command("run", "Run the controller daemon (stops on SIGTERM/SIGINT).",
                   "pullsecret-controller run --config /etc/pullsecret-controller/config.yaml")
     run.add_argument("--dry-run", action="store_true", help="log the changes, write nothing")
-    command("check-config", "Validate the config file and report every problem.",
-            "pullsecret-controller check-config -c config.yaml")
+    check = command("check-config", "Validate the config file and report every problem.",
+                    "pullsecret-controller check-config -c config.yaml")
+    check.add_argument("--offline", action="store_true",
+                       help="check syntax and values only: not whether the files it names "
+                            "exist, its variables are set, its group exists or its storage "
+                            "directory is there (a config checked off its target host)")
     plan = command("plan", "Show the change each app would get; write nothing.",
                    "pullsecret-controller plan -v -c config.yaml")
     plan.add_argument("--verbose", "-v", action="store_true",
@@ -99,25 +119,36 @@ def _parser() -> argparse.ArgumentParser:
         "demo", help="Run the daemon against the built-in Marathon simulator.",
         description="Run the whole daemon against the built-in Marathon simulator, with "
                     "generated credentials and a temporary bundle directory.",
-        epilog="example:\n  pullsecret-controller demo --duration 20",
+        epilog="example:\n  pullsecret-controller demo --duration 20\n\n"
+               "--config is not used (the demo makes its own); --quiet prints only errors; "
+               "--log-level and --log-format apply to the daemon's log lines.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
+    _global_options(demo, suppress=True)
     demo.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                       help="stop after this many seconds (default: run until Ctrl-C)")
     demo.add_argument("--listen", default="127.0.0.1:9102", metavar="HOST:PORT",
                       help="where to serve the ops endpoints (default 127.0.0.1:9102)")
     demo.add_argument("--verbose", action="store_true",
                       help="print the daemon's log lines too (default: to a file)")
-    commands.add_parser("simulator", help="Serve the Marathon API simulator "
-                        "(see `simulator --help`).", add_help=False)
+    simulator = commands.add_parser("simulator", help="Serve the Marathon API simulator "
+                                    "(see `simulator --help`).", add_help=False)
+    _global_options(simulator, suppress=True)  # its own options are its parser's
     return parser
 
 
+def _config_path(args: argparse.Namespace) -> Path:
+    return args.config if args.config is not None else Path(DEFAULT_CONFIG)
+
+
 def _load(args: argparse.Namespace, env: Mapping[str, str], *, one_shot: bool) -> Settings:
-    settings = load_settings(args.config, env)
+    """The settings, and logging set up from them and the options. Only ``bundle`` loads
+    without looking for the storage directory: it never touches storage."""
+    settings = load_settings(_config_path(args), env, offline=getattr(args, "offline", False),
+                             storage=args.command != "bundle")
     level = ("error" if args.quiet else args.log_level
              or (_stricter(settings.logging.level, _ONE_SHOT_LEVEL) if one_shot
                  else settings.logging.level))
-    configure(level, settings.logging.format)
+    configure(level, args.log_format or settings.logging.format)
     return settings
 
 
@@ -125,36 +156,63 @@ def _stricter(level: str, floor: str) -> str:
     return max(level, floor, key=_LEVELS.index)
 
 
+def _print_report(report: PassReport, *, verbose: bool = False, quiet: bool = False,
+                  interrupted: bool = False) -> None:
+    """The pass's report on stdout; ``quiet`` keeps the problems and the summary."""
+    from controller.passreport import format_report
+
+    text = format_report(report, verbose=verbose, interrupted=interrupted)
+    if quiet:
+        text = "\n".join(line for line in text.splitlines()
+                         if "FAILED" in line or "INVALID" in line
+                         or line.startswith(("summary:", "interrupted:")))
+    print(text, flush=True)
+
+
+async def _reported(work: Coroutine[Any, Any, _T], report: PassReport, *, verbose: bool = False,
+                    quiet: bool = False) -> _T:
+    """Run one pass's ``work``; if it is interrupted, print what it did so far (the writes
+    already made) before the interruption goes on."""
+    try:
+        return await work
+    except asyncio.CancelledError:
+        _print_report(report, verbose=verbose, quiet=quiet, interrupted=True)
+        raise
+
+
 async def _pass(settings: Settings, env: Mapping[str, str], *, dry_run: bool, verbose: bool,
                 quiet: bool) -> int:
     from controller.app import build
     from controller.manager import run_once
-    from controller.passreport import format_report
+    from controller.passreport import PassReport
 
+    report = PassReport()
     async with build(settings, env, dry_run=dry_run) as parts:
-        report = await run_once(parts)
-    text = format_report(report, verbose=verbose)
-    if quiet:
-        text = "\n".join(line for line in text.splitlines()
-                         if "FAILED" in line or line.startswith("summary:"))
-    print(text, flush=True)
+        await _reported(run_once(parts, report=report), report, verbose=verbose, quiet=quiet)
+    _print_report(report, verbose=verbose, quiet=quiet)
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
 async def _uninstall(settings: Settings, env: Mapping[str, str], *, dry_run: bool,
                      delete_bundles: bool, quiet: bool) -> int:
     """Plan as if no registry were configured: every entry this controller owns goes, and then,
-    if asked, every bundle it owns."""
+    if asked, every bundle it owns (only once no app may still fetch one)."""
     from controller.app import build
     from controller.manager import run_once
-    from controller.passreport import format_report
+    from controller.passreport import PassReport
 
+    report = PassReport()
     async with build(replace(settings, registries=()), env, dry_run=dry_run) as parts:
-        report = await run_once(parts, every_app=True)
-        if not quiet or not report.ok:
-            print(format_report(report), flush=True)
+        await _reported(run_once(parts, every_app=True, report=report), report, quiet=quiet)
+        if not quiet or not report.ok or report.invalid:
+            _print_report(report)
         if not report.ok:
             print("some apps may still carry entries: run uninstall again", file=sys.stderr)
+            return EXIT_FAILED
+        if delete_bundles and report.invalid:
+            print(f"bundles kept: {len(report.invalid)} app(s) could not be read (INVALID above) "
+                  "and may still fetch one; fix or delete them, then run uninstall again",
+                  file=sys.stderr)
             return EXIT_FAILED
         if delete_bundles:
             names = await parts.bundles.prune()
@@ -193,18 +251,51 @@ def _check_output(output: Path) -> None:
         raise ConfigError([f"--output: directory {output.parent} does not exist"])
 
 
-def _check_config(path: Path, settings: Settings, quiet: bool) -> int:
+def _check_config(path: Path, settings: Settings, *, quiet: bool, offline: bool) -> int:
     if not quiet:
         count = len(settings.registries)
-        print(f"{path}: OK ({count} {'registry' if count == 1 else 'registries'})")
+        checked = ("; offline: syntax and values only, not the files, variables, group or "
+                   "storage directory it names" if offline else "")
+        print(f"{path}: OK ({count} {'registry' if count == 1 else 'registries'}{checked})")
     return EXIT_OK
+
+
+def _one_shot(work: Coroutine[Any, Any, int]) -> int:
+    """``asyncio.run(work)``, where SIGINT and SIGTERM cancel the work (so that it can say
+    what it did) and end in exit code 130, rather than killing it mid-write."""
+    async def interruptible() -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGINT, signal.SIGTERM)
+        for sig in signals:
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            return await work
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+
+    try:
+        return asyncio.run(interruptible())
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from controller.demo import run_demo
+
+    if args.config is not None:
+        print(f"demo: --config {args.config} is not used: the demo makes its own config "
+              "(a simulated Marathon, a temporary bundle directory)", file=sys.stderr)
+    return run_demo(duration=args.duration, listen=args.listen, verbose=args.verbose,
+                    quiet=args.quiet, log_level=args.log_level or "info",
+                    log_format=args.log_format)
 
 
 def _command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if args.command == "demo":
-        from controller.demo import run_demo
-
-        return run_demo(duration=args.duration, listen=args.listen, verbose=args.verbose)
+        return _demo(args)
     settings = _load(args, env, one_shot=args.command != "run")
     if args.command == "run":
         from controller.manager import run as run_daemon
@@ -213,26 +304,44 @@ def _command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             settings = replace(settings, reconcile=replace(settings.reconcile, dry_run=True))
         return asyncio.run(run_daemon(settings, env))
     if args.command == "check-config":
-        return _check_config(args.config, settings, args.quiet)
+        return _check_config(_config_path(args), settings, quiet=args.quiet,
+                             offline=args.offline)
     if args.command in ("plan", "reconcile"):
-        return asyncio.run(_pass(settings, env, dry_run=args.command == "plan" or args.dry_run,
-                                 verbose=getattr(args, "verbose", False), quiet=args.quiet))
+        return _one_shot(_pass(settings, env, dry_run=args.command == "plan" or args.dry_run,
+                               verbose=getattr(args, "verbose", False), quiet=args.quiet))
     if args.command == "uninstall":
-        return asyncio.run(_uninstall(settings, env, dry_run=args.dry_run,
-                                      delete_bundles=args.delete_bundles, quiet=args.quiet))
+        return _one_shot(_uninstall(settings, env, dry_run=args.dry_run,
+                                    delete_bundles=args.delete_bundles, quiet=args.quiet))
     if args.command == "bundle":
         _check_output(args.output)
-        return asyncio.run(_bundle(settings, env, args.registry, args.output))
+        return _one_shot(_bundle(settings, env, args.registry, args.output))
     raise AssertionError(f"unhandled command {args.command}")  # pragma: no cover
+
+
+def _simulator(args: argparse.Namespace, argv: list[str]) -> int:
+    """The simulator, with its own argument parser for ``argv``; of the global options,
+    ``--quiet`` silences its banner, the log options set up logging, and ``--config`` is not
+    used."""
+    from controller.simulator import main as simulator_main
+
+    if args.config is not None:
+        print(f"simulator: --config {args.config} is not used: the simulator needs no config",
+              file=sys.stderr)
+    configure(args.log_level or "info", args.log_format or "auto")
+    with contextlib.ExitStack() as banner:
+        if args.quiet:
+            banner.enter_context(contextlib.redirect_stdout(
+                banner.enter_context(open(os.devnull, "w"))))
+        return simulator_main(argv)
 
 
 def run(argv: Sequence[str], env: Mapping[str, str]) -> int:
     """The whole CLI, with argv and env injected for tests."""
-    if argv[:1] == ["simulator"]:  # its own argument parser
-        from controller.simulator import main as simulator_main
-
-        return simulator_main(list(argv[1:]))
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "simulator":  # the rest is for its own parser
+        return _simulator(args, rest)
+    args = parser.parse_args(argv)
     try:
         return _command(args, env)
     except ConfigError as e:

@@ -15,6 +15,7 @@ dataclass, so the default written there applies.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import functools
 import grp
@@ -23,18 +24,21 @@ import math
 import os
 import re
 import stat
+import types
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, Union, cast, get_args, get_origin, get_type_hints
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import yaml
 
 from controller.errors import ConfigError
+from controller.mounts import directory_problem
 from controller.reference import InvalidReferenceError, normalize_registry_host, repository_path
 from controller.schemacheck import conforms
 from controller.settings import (
+    DURATION,
     DURATION_RULE,
     PATTERNS,
     ControllerSettings,
@@ -42,6 +46,7 @@ from controller.settings import (
     CredentialSettings,
     EcrSettings,
     FilesystemStorageSettings,
+    Floor,
     LeaderElectionSettings,
     LoggingSettings,
     MarathonAuthSettings,
@@ -55,6 +60,7 @@ from controller.settings import (
     ServerSettings,
     Settings,
     StorageSettings,
+    duration_text,
 )
 
 if TYPE_CHECKING:
@@ -91,6 +97,9 @@ _SECRET_KEYS = frozenset({"password", "token", "secret", "auth", "identitytoken"
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": _HOUR, "d": 24 * _HOUR}
 _PORT = re.compile(r"[0-9]{1,5}")
+_HOST_PORT = re.compile(r"(?P<host>\[[^]]*\]|[^:]*)(?::(?P<port>[0-9]+))?")
+"""A registry's ``host[:port]`` (an IPv6 address in brackets), as far as the port goes."""
+_DURATION_REF = f"#/$defs/{DURATION.name}"
 _SHOWN_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 """An env var name echoed in messages; a name with lower-case letters may be a misplaced
 password, so it is not shown."""
@@ -234,10 +243,15 @@ def load_schema() -> dict[str, Any]:
     return cast(dict[str, Any], json.loads(text))
 
 
-def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
+def load_settings(path: Path, env: Mapping[str, str], *, offline: bool = False,
+                  storage: bool = True) -> Settings:
     """Read, validate and convert the YAML at ``path``; ``ConfigError`` lists all problems.
 
-    Relative paths in the file are relative to the file's own directory.
+    Relative paths in the file are relative to the file's own directory. ``offline`` checks
+    the file's syntax and values only: whether the files it names exist, its variables are
+    set, its group exists and its storage directory is there is not asked (a config checked
+    off its target host). ``storage=False`` leaves out the storage directory alone (a command
+    that never touches storage).
     """
     try:
         data = read_limited(path, CONFIG_FILE_LIMIT)
@@ -256,7 +270,8 @@ def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
     else:
         if duplicates:
             raise _config_error([f"{path}: {d}" for d in duplicates])
-        return settings_from_mapping(document, env, base_dir=path.absolute().parent)
+        return settings_from_mapping(document, env, base_dir=path.absolute().parent,
+                                     offline=offline, storage=storage)
     # Raised outside the except blocks: a YAML error's marks hold the whole file.
     raise ConfigError([f"{path}: {problem}"])
 
@@ -307,10 +322,12 @@ def _config_error(problems: list[str]) -> ConfigError:
 
 
 def settings_from_mapping(data: object, env: Mapping[str, str], *,
-                          base_dir: Path | None = None) -> Settings:
+                          base_dir: Path | None = None, offline: bool = False,
+                          storage: bool = True) -> Settings:
     """Validate an already-parsed config document and build ``Settings``.
 
-    Relative file paths are resolved against ``base_dir`` (default: the working directory).
+    Relative file paths are resolved against ``base_dir`` (default: the working directory);
+    ``offline`` and ``storage`` as in ``load_settings``.
     """
     if not isinstance(data, dict):
         raise ConfigError([f"(top level): expected a mapping of sections, got {_kind(data)}"])
@@ -318,15 +335,53 @@ def settings_from_mapping(data: object, env: Mapping[str, str], *,
                                          _schema_problems(data))
     if problems:
         raise _config_error(problems)
-    builder = _Builder(env, base_dir or Path.cwd())
+    builder = _Builder(env, base_dir or Path.cwd(), offline=offline, storage=storage)
     settings = builder.settings(data)
     if builder.problems:
         raise _config_error(builder.problems)
     return settings
 
 
-def parse_duration(value: str | float) -> float:
-    """Seconds in ``90s``, ``30m``, ``6h``, ``1d``, ``1h30m`` or a plain number of seconds."""
+@functools.cache
+def _floors() -> dict[str, Floor]:
+    """Each duration key's ``Floor`` (``controller.settings``), by its path with list indexes
+    left out, e.g. ``registries[].max_age``."""
+    found: dict[str, Floor] = {}
+    sections: list[tuple[str, type]] = [("", Settings)]
+    while sections:
+        prefix, cls = sections.pop()
+        for name, hint in get_type_hints(cls, include_extras=True).items():
+            path = f"{prefix}.{name}" if prefix else name
+            metadata: tuple[Any, ...] = ()
+            while True:
+                if get_origin(hint) is Annotated:
+                    metadata += hint.__metadata__
+                    hint = hint.__origin__
+                elif get_origin(hint) in (Union, types.UnionType):
+                    hint = next(a for a in get_args(hint) if a is not type(None))
+                elif get_origin(hint) is tuple:
+                    hint, path = get_args(hint)[0], path + "[]"
+                else:
+                    break
+            for floor in (extra for extra in metadata if isinstance(extra, Floor)):
+                found[path] = floor
+            if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+                sections.append((path, hint))
+    return found
+
+
+def _floor(path: str) -> Floor | None:
+    """The ``Floor`` of the duration key at ``path`` (e.g. ``registries[0].max_age``)."""
+    return _floors().get(re.sub(r"\[[0-9]+\]", "[]", path))
+
+
+def _too_short(floor: Floor) -> str:
+    return f"must be at least {duration_text(floor.seconds)} ({floor.why})"
+
+
+def parse_duration(value: str | float, floor: Floor | None = None) -> float:
+    """Seconds in ``90s``, ``30m``, ``6h``, ``1d``, ``1h30m`` or a plain number of seconds;
+    at least ``floor`` when given."""
     if isinstance(value, int | float):
         seconds = float(value)
     else:
@@ -334,6 +389,8 @@ def parse_duration(value: str | float) -> float:
         if not parts or "".join(n + u for n, u in parts) != value:
             raise ValueError(f"{_shown(value)} is not a duration: {DURATION_RULE}")
         seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    if floor is not None and not seconds >= floor.seconds:  # also NaN
+        raise ValueError(_too_short(floor))
     if not seconds > 0:  # also NaN
         raise ValueError("must be more than 0 seconds")
     if seconds > _MAX_DURATION:
@@ -456,7 +513,8 @@ def _schema_problem(path: str, error: jsonschema.ValidationError) -> list[str]:
         return [f"{path}: must not be empty" if expected == 1 else
                 f"{path}: must have at least {expected} {_LENGTH_UNITS[kind]}"]
     if kind == "minimum":
-        return [f"{path}: must be at least {expected}"]
+        floor = _floor(path) if schema.get("$ref") == _DURATION_REF else None
+        return [f"{path}: {_too_short(floor) if floor else f'must be at least {expected}'}"]
     if kind == "maximum":
         return [f"{path}: must be at most {expected}"]
     if kind == "exclusiveMinimum":
@@ -488,9 +546,14 @@ class _Invalid(Exception):
 class _Builder:
     """Converts a schema-valid document into ``Settings``, collecting semantic problems."""
 
-    def __init__(self, env: Mapping[str, str], base_dir: Path) -> None:
+    def __init__(self, env: Mapping[str, str], base_dir: Path, *, offline: bool,
+                 storage: bool) -> None:
         self.env = env
         self.base_dir = base_dir
+        self.offline = offline
+        """Values only: nothing on this host (files, variables, groups, storage) is asked."""
+        self.check_storage = storage and not offline
+        """Whether the storage directory must be there."""
         self.problems: list[str] = []
 
     def problem(self, path: str, message: str) -> None:
@@ -540,8 +603,11 @@ class _Builder:
     # -- conversions shared by several sections --------------------------------------------
 
     def file(self, path: str, value: str, limit: int) -> tuple[Path, str | None]:
-        """The file ``value`` (relative to the config's directory) and its text, if readable."""
+        """The file ``value`` (relative to the config's directory) and its text, if readable
+        (never read offline)."""
         file = self.base_dir / value
+        if self.offline:
+            return file, None
         try:
             data = read_limited(file, limit)
         except FileNotFoundError:
@@ -573,7 +639,7 @@ class _Builder:
 
     def env_var(self, path: str, name: str) -> str:
         value = self.env.get(name)
-        if not value:
+        if not value and not self.offline:
             state = "is not set" if value is None else "is empty"
             self.problem(path, f"variable {name} {state}" if _SHOWN_ENV_NAME.fullmatch(name) else
                          f"the variable it names {state} (the name is not shown: with "
@@ -581,8 +647,9 @@ class _Builder:
         return name
 
     def duration(self, path: str, value: str | float) -> float:
+        """Seconds, at least the key's ``Floor`` (``controller.settings``)."""
         try:
-            return parse_duration(value)
+            return parse_duration(value, _floor(path))
         except ValueError as e:
             self.problem(path, str(e))
         raise _Invalid
@@ -608,6 +675,8 @@ class _Builder:
             self.problem(path, f"{_shown(url)} is not an http(s) URL")
         elif not parts.scheme:
             self.problem(path, f"{_shown(url)} has no scheme (e.g. file://, https://)")
+        elif parts.port == 0:
+            self.problem(path, f"{_shown(url)}: port 0 is not a number from 1 to 65535")
         else:
             return parts
         return None
@@ -631,6 +700,9 @@ class _Builder:
                                                  query="", fragment=""))
                 self.problem(f"{path}[{i}]", f"{_shown(url)} includes the API path: use the "
                              f"base URL, e.g. {base}")
+            elif parts is not None and (parts.query or parts.fragment):
+                self.problem(f"{path}[{i}]", f"{_shown(url)} has a query or fragment: use the "
+                             "base URL alone, as every API path is added after it")
         return tuple(url.rstrip("/") for url in urls)
 
     def marathon_auth(self, path: str, data: dict[str, Any]) -> MarathonAuthSettings:
@@ -641,6 +713,7 @@ class _Builder:
                          "token_env")
         if password_keys and "username" not in data:
             self.problem(f"{path}.username", "missing required key (basic auth needs a username)")
+        self.basic_auth_username(path, data)
         if token_keys and "username" in data:
             self.problem(f"{path}.username", "a DC/OS token is used without a username")
         return MarathonAuthSettings(**self.given(path, data, {
@@ -657,6 +730,8 @@ class _Builder:
             except InvalidReferenceError as e:
                 self.problem(f"{item}.host", str(e))
                 registry = data["host"]
+            else:
+                self.registry_port(f"{item}.host", registry)
             if registry in seen:
                 self.problem(f"{item}.host", f"{data['host']} is already configured in "
                              f"{path}[{seen[registry]}]")
@@ -665,16 +740,17 @@ class _Builder:
                 "credentials": self.credentials, "apps": lambda _, apps: tuple(apps),
                 "max_age": self.duration, "min_validity": self.duration,
                 "verify_timeout": self.duration, "ca_file": self.ca_file,
-                "refused_login_interval": functools.partial(self.duration_at_least, 5.0),
+                "refused_login_interval": self.duration,
                 "verify_repository": functools.partial(self.verify_repository, registry)})))
         return tuple(out)
 
-    def duration_at_least(self, floor: float, path: str, value: str | float) -> float:
-        seconds = self.duration(path, value)
-        if seconds < floor:
-            self.problem(path, f"must be at least {floor:g}s")
-            raise _Invalid
-        return seconds
+    def registry_port(self, path: str, registry: str) -> None:
+        """The port of a ``host[:port]`` that docker's grammar accepts must still be one TCP
+        has, or every login and pull fails once running."""
+        match = _HOST_PORT.fullmatch(registry)
+        port = match["port"] if match else None
+        if port is not None and _port(port) is None:
+            self.problem(path, f"port {_shown(port)} is not a number from 1 to 65535")
 
     def verify_repository(self, registry: str, path: str, repository: str) -> str:
         """A repository name docker would pull from ``registry`` (no tag, no digest)."""
@@ -699,9 +775,16 @@ class _Builder:
             self.problem(f"{path}.username", "missing required key (a password needs a username)")
         if not needs_username and "username" in data:
             self.problem(f"{path}.username", f"not used with {kind}")
+        self.basic_auth_username(path, data)
         return CredentialSettings(kind=kind, **self.given(path, data, {
             "ecr": self.ecr, "password_env": self.env_var, "password_file": self.secret_file,
             "docker_config": self.docker_config}))
+
+    def basic_auth_username(self, path: str, data: Mapping[str, Any]) -> None:
+        """Basic auth sends ``username:password``, so a ':' in the name would move the rest
+        into the password (RFC 7617); docker reads its config.json's ``auth`` the same way."""
+        if ":" in data.get("username", ""):
+            self.problem(f"{path}.username", "must not contain ':' (basic auth cannot carry it)")
 
     def ecr(self, path: str, data: dict[str, Any]) -> EcrSettings:
         return EcrSettings(**self.given(path, data, {"endpoint_url": self.endpoint_url}))
@@ -719,10 +802,17 @@ class _Builder:
         return tuple(value.rstrip("/") for value in values)
 
     def filesystem(self, path: str, data: dict[str, Any]) -> FilesystemStorageSettings:
-        """Files under ``path``; ``uri_prefix`` is derived from it when the file leaves it out."""
+        """Files under ``path``; ``uri_prefix`` is derived from it when the file leaves it out.
+        The directory must be there (never created: see ``controller.mounts``)."""
         derived = {"uri_prefix": f"file://{Path(data['path'])}"}
-        return FilesystemStorageSettings(**self.given(path, derived | data, {
-            "path": self.absolute_path, "uri_prefix": self.uri_prefix, "group": self.group}))
+        settings = FilesystemStorageSettings(**self.given(path, derived | data, {
+            "path": self.absolute_path, "group": self.group,
+            **({"uri_prefix": self.uri_prefix} if "uri_prefix" in data else {})}))
+        if self.check_storage and settings.path.is_absolute():
+            problem = directory_problem(settings.path, require_mount=settings.require_mount)
+            if problem is not None:
+                self.problem(f"{path}.path", problem)
+        return settings
 
     def absolute_path(self, path: str, value: str) -> Path:
         if not Path(value).is_absolute():
@@ -730,12 +820,21 @@ class _Builder:
         return Path(value)
 
     def uri_prefix(self, path: str, value: str) -> str:
+        """Each bundle's URI is ``<prefix>/<name>``: a query or fragment would end up before
+        the name, and ``file://host/…`` is read by the Mesos fetcher as the relative path
+        ``host/…``."""
         prefix = value.rstrip("/")
-        self.url(path, prefix, schemes=())
+        parts = self.url(path, prefix, schemes=())
+        if parts is not None and (parts.query or parts.fragment):
+            self.problem(path, f"{_shown(value)} has a query or fragment: the bundle's name is "
+                         "added at the end")
+        elif parts is not None and parts.scheme == "file" and parts.netloc:
+            self.problem(path, f"{_shown(value)} names a host: write file:///<absolute path> "
+                         f"(three slashes), e.g. file:///{parts.netloc}{parts.path}")
         return prefix
 
     def group(self, path: str, group: str | int) -> str | int:
-        if isinstance(group, str):
+        if isinstance(group, str) and not self.offline:
             try:
                 grp.getgrnam(group)
             except KeyError:
@@ -748,9 +847,6 @@ class _Builder:
             "presign_ttl": self.duration}))
         if settings.presign_ttl > 7 * 24 * _HOUR:
             self.problem(f"{path}.presign_ttl", "S3 presigned URLs last at most 7 days")
-        if settings.presign_ttl < _HOUR:
-            self.problem(f"{path}.presign_ttl", "at least 1h: every re-sign (at half the TTL) "
-                         "rewrites, and so restarts, every opted-in app")
         if data.get("uri_style") == "https" and "kms_key_id" in data:
             self.problem(f"{path}.kms_key_id", "uri_style https fetches anonymously, which S3 "
                          "refuses for SSE-KMS objects; use s3a or presigned, or drop kms_key_id "
@@ -777,15 +873,14 @@ class _Builder:
         raise _Invalid
 
     def leader_election(self, path: str, data: dict[str, Any]) -> LeaderElectionSettings:
-        hosts = data["zookeeper"].split("/", 1)[0]
+        hosts, slash, chroot = data["zookeeper"].partition("/")
         for i, hostport in enumerate(hosts.split(",")):
             host, _, port = hostport.rpartition(":")
             if not host or _port(port) is None:
                 self.problem(f"{path}.zookeeper",
                              f"server {i + 1} ({_shown(hostport)}) is not host:port")
-        settings = LeaderElectionSettings(**self.given(path, data, {
+        if slash and {".", ".."} & set(chroot.split("/")):
+            self.problem(f"{path}.zookeeper", "the chroot must not have . or .. in it "
+                         "(ZooKeeper paths are absolute)")
+        return LeaderElectionSettings(**self.given(path, data, {
             "session_timeout_seconds": self.duration}))
-        if settings.session_timeout_seconds < 2:
-            self.problem(f"{path}.session_timeout_seconds",
-                         "must be at least 2s (ZooKeeper's shortest session)")
-        return settings

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import os
 import secrets
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -35,7 +38,7 @@ from controller.manager import DaemonHandle, run
 from controller.metrics import PREFIX
 from controller.model import AppId
 from controller.plan import is_managed_uri
-from controller.settings import Settings
+from controller.settings import LogFormat, LogLevel, Settings
 from controller.simulator import Agent, MarathonSimulator, MarathonState, RegistrySimulator
 from controller.statusbook import StatusBook
 
@@ -53,7 +56,13 @@ _STEP_TIMEOUT = 30.0
 
 
 def _say(text: str = "") -> None:
-    print(f"demo | {text}", flush=True)
+    """One line of the story (stdout is line-buffered, see ``run_demo``)."""
+    print(f"demo | {text}")
+
+
+def _complain(text: str) -> None:
+    """A failure, shown even with ``--quiet``."""
+    print(f"demo | {text}", file=sys.stderr)
 
 
 def _app(app_id: str, image: str, *, opted_in: bool, **extra: Any) -> dict[str, Any]:
@@ -278,17 +287,26 @@ def _since(start: datetime, end: datetime) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.3f} s"
 
 
-def run_demo(*, duration: float | None, listen: str, verbose: bool = False) -> int:
+def run_demo(*, duration: float | None, listen: str, verbose: bool = False, quiet: bool = False,
+             log_level: LogLevel = "info", log_format: LogFormat | None = None) -> int:
     """Run the demo until Ctrl-C or ``duration`` seconds; returns the daemon's exit code.
 
-    The daemon's log lines go to a file unless ``verbose``, so the story stays readable.
+    The story is printed a line at a time, also into a pipe; ``quiet`` prints only failures.
+    The daemon's log lines (``log_level``, ``log_format``) go to a file unless ``verbose``, so
+    the story stays readable.
     """
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
     with contextlib.ExitStack() as cleanup:
+        if quiet:
+            cleanup.enter_context(contextlib.redirect_stdout(
+                cleanup.enter_context(open(os.devnull, "w"))))
         if verbose:
-            configure("info", "auto")
+            configure(log_level, log_format or "auto")
         else:
             fd, log_path = tempfile.mkstemp(prefix="pullsecret-demo-", suffix=".log")
-            configure("info", "json", stream=cleanup.enter_context(open(fd, "w")))
+            configure(log_level, log_format or "json",
+                      stream=cleanup.enter_context(open(fd, "w", buffering=1)))
             _say(f"log lines: {log_path} (--verbose prints them here)")
         try:
             return asyncio.run(demo(duration=duration, listen=listen))
@@ -304,6 +322,7 @@ async def demo(*, duration: float | None, listen: str) -> int:
     """The demo itself, on a running loop (``run_demo`` sets up its logging)."""
     with tempfile.TemporaryDirectory(prefix="pullsecret-demo-") as tmp:
         bundles, files = Path(tmp) / "bundles", Path(tmp) / "files"
+        bundles.mkdir()  # as an operator would: the controller never creates it
         files.mkdir()
         assets = files / "web-assets.css"
         assets.write_text("body { margin: 0 }\n")
@@ -363,6 +382,6 @@ async def _run_with_script(settings: Settings, env: dict[str, str], duration: fl
         task.cancel()
     for result in await asyncio.gather(*script, return_exceptions=True):
         if isinstance(result, Exception):
-            _say(f"demo step failed: {type(result).__name__}: {result}")
+            _complain(f"demo step failed: {type(result).__name__}: {result}")
             code = code or 1
     return code

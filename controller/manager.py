@@ -91,15 +91,19 @@ def _registry_workers(parts: Components) -> int:
     return max(1, min(parts.settings.reconcile.workers, len(parts.bundles.states)))
 
 
-async def run_once(parts: Components, *, every_app: bool = False) -> PassReport:
+async def run_once(parts: Components, *, every_app: bool = False,
+                   report: PassReport | None = None) -> PassReport:
     """Publish every registry's bundle, then converge every app that carries the opt-in label
     (whatever its value), or every app at all (``uninstall``: an app whose label was deleted
     may still carry an entry).
 
     One app or registry failing never stops the pass: its error is recorded and the rest go on.
+    ``report`` (a new one if not given) fills in as the pass goes, so that a caller whose pass
+    is interrupted can still say what it wrote.
     """
     rc = parts.settings.reconcile
-    report, status = PassReport(), StatusBook()
+    report = report if report is not None else PassReport()
+    status = StatusBook()
     metrics = Metrics(CollectorRegistry())
     registries = Controller(RegistryReconciler(parts.bundles, status, report=report), metrics,
                             workers=_registry_workers(parts), timeout=None,

@@ -212,7 +212,10 @@ class _Answer:
     status: int
     headers: Mapping[str, str]
     body: bytes | memoryview
-    origin: str
+    where: str
+    """The URL that answered, without its query (``_where``)."""
+    authorized: bool
+    """Whether the request carried credentials."""
 
 
 class _RedirectRefused(Exception):
@@ -312,7 +315,7 @@ def _raise_for_status(method: str, path: str, answer: _Answer) -> None:
     if status == 404:
         if _APP_NOT_FOUND.match(said):
             raise MarathonNotFound(message)
-        raise MarathonUnavailable(f"{request}: {answer.origin} answered 404 but is not Marathon "
+        raise MarathonUnavailable(f"{request}: {answer.where} answered 404 but is not Marathon "
                                   "(no Marathon error body)", status=404)
     if status == 409:
         raise MarathonConflict(message, deployment_ids=_deployment_ids(error))
@@ -322,6 +325,8 @@ def _raise_for_status(method: str, path: str, answer: _Answer) -> None:
         wait = _retry_after(answer.headers.get("Retry-After")) if status in (429, 503) else None
         raise MarathonUnavailable(f"{request}: {status} {message}", status=status,
                                   retry_after=wait)
+    if status == 401 and not answer.authorized:
+        message += " (Marathon asks for credentials: set marathon.auth)"
     raise MarathonRejected(f"{request}: {status} {message}", status=status)
 
 
@@ -382,10 +387,10 @@ def _kept(items: list[Any], event: str, problem_of: Callable[[Any], str | None])
 
 async def _answer(response: aiohttp.ClientResponse, limit: int, request: str) -> _Answer:
     """Read the body, refusing it once past ``limit`` bytes rather than after it is all in."""
-    origin = _origin(str(response.url))
+    where = _where(str(response.url))
     if response.status >= 400:
         limit = _MAX_ANSWER_BYTES
-    refusal = f"{request}: {origin} answered more than {limit // _MIB} MiB, which is refused"
+    refusal = f"{request}: {where} answered more than {limit // _MIB} MiB, which is refused"
     if response.content_length is not None and response.content_length > limit:
         raise MarathonUnavailable(refusal, status=response.status)
     body = _Body(mapped=limit > _MAX_APP_BYTES)  # lists may be tens of MB
@@ -393,7 +398,8 @@ async def _answer(response: aiohttp.ClientResponse, limit: int, request: str) ->
         if body.size + len(chunk) > limit:
             raise MarathonUnavailable(refusal, status=response.status)
         body.append(chunk)
-    return _Answer(response.status, response.headers, body.view(), origin)
+    return _Answer(response.status, response.headers, body.view(), where,
+                   "Authorization" in response.request_info.headers)
 
 
 class _Body:
@@ -599,7 +605,7 @@ class MarathonClient:
                 kind = (_shown(response.content_type) if "Content-Type" in response.headers
                         else "without a Content-Type")
                 raise MarathonUnavailable(
-                    f"{request}: {_origin(str(response.url))} answered {kind}, "
+                    f"{request}: {_where(str(response.url))} answered {kind}, "
                     "not an event stream", status=response.status)
             yield response.content.iter_any()
         except (aiohttp.ClientError, TimeoutError) as e:
@@ -632,7 +638,7 @@ class MarathonClient:
                 _raise_for_status("GET", path, answer)
                 data = decode(answer.body)
                 if data is _NOT_JSON:
-                    raise MarathonUnavailable(f"GET {path}: {answer.origin} answered something "
+                    raise MarathonUnavailable(f"GET {path}: {answer.where} answered something "
                                               "that is not JSON", status=answer.status)
                 return data
         raise AssertionError("unreachable")  # pragma: no cover
@@ -696,7 +702,7 @@ class MarathonClient:
                     self._observer.on_request(method, "connection_error" if unsent else "error",
                                               time.perf_counter() - started)
                     self._forget_leader(url)
-                    problem = f"{_origin(url)}: {_network_problem(e)}"
+                    problem = f"{_where(url)}: {_network_problem(e)}"
                     if not unsent and method != "GET":
                         raise MarathonUnavailable(f"{method} {path}: {problem}") from e
                     errors.append(problem)
@@ -711,7 +717,7 @@ class MarathonClient:
                     try:
                         url = self._redirect(url, location, with_credentials=auth is not None)
                     except _RedirectRefused as e:
-                        errors.append(f"{_origin(url)}: {e}")
+                        errors.append(f"{_where(url)}: {e}")
                         break
                     query = None  # the Location carries the query already
                     continue
@@ -803,6 +809,14 @@ def _origin(url: str) -> str:
         return ""
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     return _shown(f"{scheme}://{host}:{port or _DEFAULT_PORTS[scheme]}")
+
+
+def _where(url: str) -> str:
+    """The Marathon a message names: ``_origin`` and the base path the API path (``/v2…``,
+    which the message names already) follows, so that a Marathon behind a proxy at
+    ``https://dcos.example/service/marathon`` is told from the proxy itself; no query."""
+    origin = _origin(url)
+    return origin and _shown(origin + urlsplit(url).path.partition("/v2")[0])
 
 
 def _downgrades(current: str, target: str) -> bool:

@@ -1,6 +1,13 @@
 """What a pass did to each app, and its human-readable form: a per-app diff of the fetch list
 and a summary.
 
+A failure is either ours or the app owner's. Ours (``failures``, ``registry_failures``: a
+publish failed, Marathon or storage could not be reached, a write was refused) fail the pass,
+and the command exits 1: running it again once the cause is fixed finishes the work. An app
+whose definition cannot be planned (``invalid``: an image reference docker would refuse, a fetch
+entry without a uri) is its owner's to fix: it is listed with the field and counted, and the
+pass still succeeds, or one broken app would fail every pass for ever.
+
 It shows URIs and flags only: bundle contents never reach this module.
 """
 
@@ -11,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
+from controller.errors import InvalidAppError
 from controller.model import AppId, RawFetch
 from controller.plan import AppPlan
 
@@ -44,11 +52,23 @@ class AppOutcome:
 class PassReport:
     outcomes: list[AppOutcome] = field(default_factory=list)
     failures: dict[AppId, str] = field(default_factory=dict)
+    """Apps that could not be converged for a reason of ours (Marathon, storage, a refused
+    write)."""
+    invalid: dict[AppId, str] = field(default_factory=dict)
+    """Apps whose definition cannot be planned; their owners must fix them."""
     registry_failures: dict[str, str] = field(default_factory=dict)
     """Registries whose bundle could not be published (the last good one, if any, still serves)."""
+    registry_plans: dict[str, str] = field(default_factory=dict)
+    """A dry run (``plan``): what each registry's refresh would do, in words."""
+
+    def fail(self, app_id: AppId, error: Exception) -> None:
+        """Record why ``app_id`` could not be converged, as ours or as its owner's."""
+        found = self.invalid if isinstance(error, InvalidAppError) else self.failures
+        found[app_id] = str(error) or type(error).__name__
 
     @property
     def ok(self) -> bool:
+        """Nothing of ours failed (invalid apps do not count)."""
         return not self.failures and not self.registry_failures
 
 
@@ -73,11 +93,16 @@ def _diff(outcome: AppOutcome) -> list[str]:
     return lines
 
 
-def format_report(report: PassReport, *, verbose: bool = False) -> str:
-    """The diff of every app that changes (or would), the failures, then one summary line."""
+def format_report(report: PassReport, *, verbose: bool = False,
+                  interrupted: bool = False) -> str:
+    """The diff of every app that changes (or would), the failures, then one summary line;
+    ``interrupted``: the pass stopped part way, and the summary says so."""
     lines: list[str] = []
     skipped: Counter[str] = Counter()
     actions: Counter[str] = Counter()
+    for registry, preview in sorted(report.registry_plans.items()):
+        if verbose or not preview.startswith("unchanged"):
+            lines.append(f"registry {registry}: {preview}")
     for outcome in sorted(report.outcomes, key=lambda o: o.app_id):
         plan = outcome.plan
         if plan is not None and plan.eligibility.reason != "eligible" and not plan.changed:
@@ -87,8 +112,12 @@ def format_report(report: PassReport, *, verbose: bool = False) -> str:
             continue
         if plan is not None and plan.conflict:
             skipped["conflict"] += 1
-            lines.append(f"{outcome.app_id}: conflict (also managed by controller "
-                         f"{', '.join(plan.conflict)}; left alone)")
+            lines.append(f"{outcome.app_id}: conflict (also managed by "
+                         f"{'; '.join(plan.conflict)}; left alone)")
+            continue
+        if outcome.action == "withheld":
+            skipped["conflict"] += 1
+            lines.append(f"{outcome.app_id}: conflict ({outcome.detail})")
             continue
         actions[outcome.action] += 1
         if plan is not None and plan.change is not None:
@@ -98,6 +127,8 @@ def format_report(report: PassReport, *, verbose: bool = False) -> str:
             lines.extend(_diff(outcome))
     for registry, error in sorted(report.registry_failures.items()):
         lines.append(f"registry {registry}: FAILED: {error}")
+    for app_id, error in sorted(report.invalid.items()):
+        lines.append(f"{app_id}: INVALID: {error} (the app's definition; left as it is)")
     for app_id, error in sorted(report.failures.items()):
         lines.append(f"{app_id}: FAILED: {error}")
     parts = [f"{n} {action.replace('_', ' ')}" for action, n in sorted(actions.items())]
@@ -105,7 +136,13 @@ def format_report(report: PassReport, *, verbose: bool = False) -> str:
         parts.append(f"{sum(skipped.values())} skipped ("
                      + ", ".join(f"{n} {r.replace('_', ' ')}" for r, n in sorted(skipped.items()))
                      + ")")
+    if report.invalid:
+        parts.append(f"{len(report.invalid)} invalid")
     parts.append(f"{len(report.failures)} failed")
-    lines.append(f"summary: {len(report.outcomes) + len(report.failures)} apps: "
-                 + ", ".join(parts))
+    count = len(report.outcomes) + len(report.invalid) + len(report.failures)
+    if interrupted:
+        lines.append(f"interrupted: {count} apps so far: " + ", ".join(parts)
+                     + "; a write under way may have landed too: run it again to finish")
+    else:
+        lines.append(f"summary: {count} apps: " + ", ".join(parts))
     return "\n".join(lines)

@@ -214,6 +214,9 @@ def eligibility(app: RawApp, *, label: str, rules: Sequence[RegistryRule]) -> El
     image = _member(docker, "image", str, "text")
     if kind != "DOCKER" or not image:
         return Eligibility(registry=None, reason="not_docker", detail="no Docker image")
+    if not rules:  # none configured (uninstall): the image need not even be valid to say so
+        return Eligibility(registry=None, reason="unconfigured_registry",
+                           detail="no registry is configured")
     try:
         registry = normalize_registry_host(parse_image(image).registry)  # Hub aliases: one
     except InvalidReferenceError as e:

@@ -168,7 +168,7 @@ class AppReconciler:
         except Exception as e:
             self.status.fail(app_id, str(e) or type(e).__name__, self._now())
             if self._report is not None:
-                self._report.failures[app_id] = str(e) or type(e).__name__
+                self._report.fail(app_id, e)
             raise
         else:
             result = self._result(outcome)
@@ -479,10 +479,11 @@ class AppReconciler:
         if limit is not None and record.conflicts > limit:
             self.index.went_through(app_id)
             message = outcome.detail or f"locked by deployment {', '.join(outcome.locked_by)}"
+            error = MarathonConflict(message, deployment_ids=outcome.locked_by)
             if self._report is not None:
-                self._report.failures[app_id] = message
+                self._report.fail(app_id, error)
             self.status.fail(app_id, message, self._now(), state=state)
-            raise MarathonConflict(message, deployment_ids=outcome.locked_by)
+            raise error
         since = self._now() - timedelta(seconds=max(0.0, self.index.clock() - lock.since))
         registry = outcome.plan.eligibility.registry if outcome.plan is not None else None
         self.status.record(app_id, AppStatus(
@@ -602,6 +603,9 @@ class RegistryReconciler:
             if self._report is not None:
                 self._report.registry_failures[registry] = message
             raise
+        preview = self._bundles.previews.get(registry)
+        if self._report is not None and preview is not None:
+            self._report.registry_plans[registry] = preview
         if failing:  # apps that failed for want of this bundle need not wait out their backoff
             self._on_recovered(registry)
         # A fix went out: verified, or from a registry the operator chose not to verify.

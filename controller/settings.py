@@ -26,6 +26,7 @@ __all__ = [
     "CredentialSettings",
     "EcrSettings",
     "FilesystemStorageSettings",
+    "Floor",
     "LeaderElectionSettings",
     "Limits",
     "LoggingSettings",
@@ -44,6 +45,7 @@ __all__ = [
     "UriStyle",
     "ValueKind",
     "VerifyMode",
+    "duration_text",
 ]
 
 FILE_KEY: Final = "config_file"
@@ -86,6 +88,28 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Floor:
+    """The shortest a duration key may be, and why: a shorter one passes for a duration but
+    floods Marathon, a registry or storage, or cannot work at all."""
+
+    seconds: float
+    why: str
+    """Said in the message that refuses a shorter value, e.g. "each resync lists every app"."""
+
+
+def duration_text(seconds: float) -> str:
+    """``seconds`` as the file would write it, in the largest unit that divides it (6h, 90s,
+    100ms); a value no unit divides is written in seconds."""
+    millis = round(seconds * 1000)
+    if abs(millis - seconds * 1000) < 1e-6 and millis > 0:
+        for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000),
+                           ("ms", 1)):
+            if millis % size == 0:
+                return f"{millis // size}{unit}"
+    return f"{seconds:g}s"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ValueKind:
     """A kind of value that several keys share: one entry in the schema's ``$defs``."""
 
@@ -122,6 +146,9 @@ HELPER_NAME: Final = Pattern(
          "ecr-login")
 AWS_ACCOUNT: Final = Pattern(regex="^[0-9]{12}$", noun="an AWS account id",
                              rule="write its 12 digits in quotes")
+AWS_REGION: Final = Pattern(
+    regex="^[a-z0-9](-?[a-z0-9])*$", noun="an AWS region",
+    rule="use lower-case letters, digits and '-', e.g. us-east-1")
 ROLE_ARN: Final = Pattern(regex="^arn:", noun="a role ARN",
                           rule="ARNs start with arn: (e.g. arn:aws:iam::123456789012:role/pull)")
 CONTROLLER_NAME: Final = Pattern(
@@ -129,7 +156,7 @@ CONTROLLER_NAME: Final = Pattern(
     rule="use 1 to 40 lower-case letters, digits and '-', starting and ending with a letter or "
          "digit (e.g. prod-east)")
 PATTERNS: Final = (DURATION.pattern, ENV_NAME.pattern, APP_GLOB, LABEL_NAME, HELPER_NAME,
-                   AWS_ACCOUNT, ROLE_ARN, CONTROLLER_NAME)
+                   AWS_ACCOUNT, AWS_REGION, ROLE_ARN, CONTROLLER_NAME)
 """Every pattern the settings use (the loader words schema errors with them)."""
 
 Text = Annotated[str, Limits(min_length=1)]
@@ -174,7 +201,8 @@ class MarathonSettings:
     """Basic auth or a DC/OS token; none for a Marathon without authentication."""
     ca_file: Path | None = None
     """CA bundle for an https Marathon with a private CA (default: the system's CAs)."""
-    timeout_seconds: Duration = 10.0
+    timeout_seconds: Annotated[Duration, Floor(
+        seconds=0.1, why="connecting to Marathon and each wait for its data")] = 10.0
     """Connect and per-read timeout; a whole request takes at most twice that."""
     update_method: UpdateMethod = "auto"
     """auto: PATCH on Marathon 1.4 and later (read from /v2/info), else PUT with a partial update;
@@ -201,7 +229,7 @@ class SelectorSettings:
 class EcrSettings:
     """AWS ECR GetAuthorizationToken (12 h tokens) with the default AWS credential chain."""
 
-    region: Text
+    region: Annotated[str, AWS_REGION]
     """AWS region of the registry, e.g. us-east-1."""
     registry_id: Annotated[str, AWS_ACCOUNT] | None = None
     """AWS account id (12 digits) of the registry; default: the caller's account."""
@@ -248,9 +276,13 @@ class RegistrySettings:
     apps: tuple[Annotated[str, APP_GLOB], ...] = ()
     """App id globs allowed to receive these credentials (e.g. /team-a/*); empty: every
     opted-in app."""
-    max_age: Duration = 6 * _HOUR
+    max_age: Annotated[Duration, Floor(
+        seconds=60, why="each refresh reads the source, and may log in to the registry and "
+                        "publish")] = 6 * _HOUR
     """A bundle older than this is rebuilt."""
-    min_validity: Duration = 6 * _HOUR
+    min_validity: Annotated[Duration, Floor(
+        seconds=60, why="tasks fetch the bundle when they start and pull with it after")] = (
+        6 * _HOUR)
     """For expiring credentials (ecr, helper): never publish a bundle valid for less than this when
     the source can give more."""
     verify: VerifyMode = "best_effort"
@@ -261,11 +293,13 @@ class RegistrySettings:
     verify_repository: Text | None = None
     """A repository (e.g. team-a/app) the credential must be allowed to pull: the login asks for
     its repository:<name>:pull scope and lists its tags; default: the login alone."""
-    refused_login_interval: Duration = 300.0
+    refused_login_interval: Annotated[Duration, Floor(
+        seconds=5, why="a registry may lock an account after a few refusals")] = 300.0
     """A credential the registry refused is tried at the registry again only when the source
     gives another one, or this long after the refusal, whatever asks (failed pulls, resyncs,
-    retries): so retries never lock the account. At least 5s."""
-    verify_timeout: Duration = 10.0
+    retries): so retries never lock the account."""
+    verify_timeout: Annotated[Duration, Floor(
+        seconds=0.1, why="a login is a TLS connection and a few requests")] = 10.0
     """Upper bound of one login, token request included; a login that takes longer counts as
     unreachable. Set, it must be less than reconcile.timeout_seconds; a login never takes more
     than half of that."""
@@ -283,12 +317,17 @@ class FilesystemStorageSettings:
     """Bundles on a file system that every agent mounts."""
 
     path: Path
-    """Absolute directory the bundles are written to (mode 0600, or 0640 with group)."""
+    """Absolute directory the bundles are written to (mode 0600, or 0640 with group); it must
+    exist: the controller never creates it."""
     uri_prefix: Text = field(metadata=DERIVED_DEFAULT)
     """What tasks fetch the bundles from; default file://<path>."""
     group: Annotated[str | int, Limits(minimum=0, maximum=4294967294)] | None = None
     """Group (name or id) that may read the bundles, as the Mesos fetcher runs as the task's
     user."""
+    require_mount: bool = False
+    """Also require the path to be on another filesystem than / (the shared one, mounted): a
+    directory left on the local disk while the shared filesystem is not mounted is refused at
+    start-up and before every write."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -299,7 +338,7 @@ class S3StorageSettings:
     """Bucket name."""
     prefix: str = ""
     """Key prefix of the bundles, e.g. marathon/prod."""
-    region: Text | None = None
+    region: Annotated[str, AWS_REGION] | None = None
     """AWS region of the bucket; default: from the AWS configuration."""
     endpoint_url: Text | None = None
     """S3 endpoint, e.g. for an S3-compatible store; default: AWS's endpoint for the region."""
@@ -307,9 +346,11 @@ class S3StorageSettings:
     """SSE-KMS with this key; default: SSE-S3 (AES256)."""
     uri_style: UriStyle = "s3a"
     """What tasks fetch: s3a (Hadoop fetcher), https (allowed by a bucket policy) or presigned."""
-    presign_ttl: Duration = 12 * _HOUR
-    """presigned only: how long a URL lasts (1h to 7d); each re-sign, at half of it, rewrites and
-    so restarts the app."""
+    presign_ttl: Annotated[Duration, Floor(
+        seconds=_HOUR, why="every re-sign, at half the TTL, rewrites and so restarts every "
+                           "opted-in app")] = 12 * _HOUR
+    """presigned only: how long a URL lasts, at most 7d; each re-sign, at half of it, rewrites
+    and so restarts the app."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -331,7 +372,8 @@ class StorageSettings:
 class ReconcileSettings:
     """How often and how fast apps are reconciled; every Marathon write starts a deployment."""
 
-    resync_seconds: Duration = 300.0
+    resync_seconds: Annotated[Duration, Floor(
+        seconds=1, why="each resync lists every opted-in app from Marathon")] = 300.0
     """Full relist period; ±10 % jitter."""
     workers: Annotated[int, Limits(minimum=1, maximum=64)] = 4
     """Concurrent reconciles."""
@@ -343,15 +385,19 @@ class ReconcileSettings:
     """At most this many controller-started deployments run at once."""
     dry_run: bool = False
     """Log the changes, write nothing (neither Marathon nor storage)."""
-    timeout_seconds: Duration = 60.0
+    timeout_seconds: Annotated[Duration, Floor(
+        seconds=0.1, why="it bounds a whole reconcile: reading and writing an app, or a "
+                         "registry's refresh with its login")] = 60.0
     """Upper bound of one reconcile, and of waiting for a locking deployment."""
-    shutdown_timeout_seconds: Duration = 30.0
+    shutdown_timeout_seconds: Annotated[Duration, Floor(
+        seconds=1, why="reconciles in flight need the time to finish their writes")] = 30.0
     """On SIGTERM, how long to drain the queue before exiting anyway."""
     fight_limit: Annotated[int, Limits(minimum=1, maximum=1000)] = 3
     """When another writer removes the entry this controller wrote this many times within
     fight_window, the app is reported as a conflict and not written again until fight_window has
     passed since the last removal."""
-    fight_window: Duration = 3600.0
+    fight_window: Annotated[Duration, Floor(
+        seconds=1, why="removals are counted within it")] = 3600.0
     """The window of fight_limit."""
 
 
@@ -398,8 +444,9 @@ class LeaderElectionSettings:
 
     zookeeper: Text
     """ZooKeeper servers and an optional chroot, e.g. zk-1:2181,zk-2:2181,zk-3:2181/pullsecret."""
-    session_timeout_seconds: Duration = 10.0
-    """ZooKeeper session timeout (at least 2s): how soon another replica takes over."""
+    session_timeout_seconds: Annotated[Duration, Floor(
+        seconds=2, why="ZooKeeper's shortest session")] = 10.0
+    """ZooKeeper session timeout: how soon another replica takes over."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -9,6 +9,7 @@ from the source, so this runs when developing, never when the controller loads i
 
 from __future__ import annotations
 
+import argparse
 import ast
 import inspect
 import json
@@ -19,12 +20,20 @@ from dataclasses import MISSING, Field, fields, is_dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from controller.settings import DURATION, FILE_KEY, Limits, Pattern, Settings, ValueKind
+from controller.settings import (
+    DURATION,
+    FILE_KEY,
+    Floor,
+    Limits,
+    Pattern,
+    Settings,
+    ValueKind,
+    duration_text,
+)
 
 SCHEMA_FILE = Path(__file__).with_name("config_schema.json")
 _WIDTH = 100
 """Columns; a JSON value that fits goes on one line."""
-_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 _SIMPLE_TYPES: Mapping[object, Mapping[str, Any]] = {
     str: {"type": "string"}, Path: {"type": "string", "minLength": 1},
     int: {"type": "integer"}, float: {"type": "number"}, bool: {"type": "boolean"},
@@ -59,12 +68,15 @@ def _object(cls: type, defs: dict[str, Any]) -> dict[str, Any]:
         role = item.metadata.get(FILE_KEY)
         if role == "computed":
             continue
-        prop = {**_value(hints[item.name], defs), "description": docs[item.name]}
-        prop = {"description": prop.pop("description"), **prop}
+        value = _value(hints[item.name], defs)
+        floor = value.get("minimum") if value.get("$ref") == _ref(DURATION) else None
+        at_least = f" At least {duration_text(floor)}." if floor is not None else ""
+        prop = {"description": docs[item.name] + at_least,
+                **{k: v for k, v in value.items() if k != "description"}}
         if item.default is MISSING and role is None:
             required.append(item.name)
         elif (default := _default(item)) is not MISSING:
-            prop["default"] = _duration_text(default) if prop.get("$ref") == _ref(DURATION) \
+            prop["default"] = duration_text(default) if prop.get("$ref") == _ref(DURATION) \
                 else default
         properties[item.name] = prop
     return {"description": _words(cls.__doc__ or ""), "type": "object",
@@ -96,8 +108,11 @@ def _value(hint: Any, defs: dict[str, Any]) -> dict[str, Any]:
             defs[extra.name] = {"description": extra.description,
                                 "type": list(extra.types) if len(extra.types) > 1
                                 else extra.types[0], "pattern": extra.pattern.regex}
-            return {"$ref": _ref(extra)}
-        if isinstance(extra, Pattern):
+            schema = {"$ref": _ref(extra)}
+        elif isinstance(extra, Floor):  # applies to a number of seconds; text is the loader's
+            schema["minimum"] = int(extra.seconds) if float(extra.seconds).is_integer() \
+                else extra.seconds
+        elif isinstance(extra, Pattern):
             schema["pattern"] = extra.regex
         elif isinstance(extra, Limits):
             schema.update(extra.keywords())
@@ -113,12 +128,6 @@ def _default(item: Field[Any]) -> Any:
     if item.default is MISSING or item.default is None or is_dataclass(item.default):
         return MISSING
     return list(item.default) if isinstance(item.default, tuple) else item.default
-
-
-def _duration_text(seconds: float) -> str:
-    """``seconds`` as the file would write it, e.g. 6h, in the largest unit that divides it."""
-    return next(f"{int(seconds // size)}{unit}" for unit, size in _UNITS
-                if seconds % size == 0 or unit == "s")
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -156,10 +165,15 @@ def _json(value: object, indent: int, column: int) -> str:
 
 
 def main(argv: list[str]) -> int:
-    """Write the schema to the path in ``argv`` (default: ``config_schema.json`` here)."""
-    target = Path(argv[0]) if argv else SCHEMA_FILE
-    target.write_text(schema_text(), encoding="utf-8")
-    print(f"wrote {target}", file=sys.stderr)
+    """Write the schema to the file ``argv`` names (default: ``config_schema.json`` here)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m controller.settings_schema",
+        description="Write the config's JSON Schema, generated from controller/settings.py.")
+    parser.add_argument("output", nargs="?", type=Path, default=SCHEMA_FILE, metavar="FILE",
+                        help=f"where to write it (default: {SCHEMA_FILE})")
+    args = parser.parse_args(argv)
+    args.output.write_text(schema_text(), encoding="utf-8")
+    print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
 

@@ -51,6 +51,13 @@ def registry_entry(
             **fields}
 
 
+def filesystem_storage(bundles: Path) -> dict[str, Any]:
+    """A ``storage`` section with the bundles in ``bundles``, which is created here: the
+    controller refuses a storage directory that does not exist, and never creates one."""
+    bundles.mkdir(parents=True, exist_ok=True)
+    return {"filesystem": {"path": str(bundles)}}
+
+
 def config_doc(
     marathon_url: str,
     bundles: Path | str | None = None,
@@ -60,7 +67,9 @@ def config_doc(
     **sections: Any,
 ) -> dict[str, Any]:
     """A controller config document: Marathon at ``marathon_url`` (``marathon`` adds keys to
-    its section), a ``registry_entry`` per host, filesystem storage in ``bundles``; each of
+    its section), a ``registry_entry`` per host, filesystem storage in ``bundles`` (a ``Path``
+    is created, as ``filesystem_storage`` does; text is written as it is, for tests of the
+    config's own checks); each of
     ``sections`` (``reconcile={...}``, ``server={...}``, ``registries=[...]``, ``storage=...``)
     is added or replaces the section of that name."""
     doc: dict[str, Any] = {
@@ -68,7 +77,8 @@ def config_doc(
         "registries": [registry_entry(host) for host in hosts],
     }
     if bundles is not None:
-        doc["storage"] = {"filesystem": {"path": str(bundles)}}
+        doc["storage"] = (filesystem_storage(bundles) if isinstance(bundles, Path)
+                          else {"filesystem": {"path": bundles}})
     return {**doc, **sections}
 
 

@@ -7,6 +7,10 @@ progress, here or in another replica, is never cut short).
 
 Reads never follow a symlink planted in place of a file, never block on a FIFO, and are
 bounded in size.
+
+The store never creates its directory (``controller.mounts``): before every write it checks
+that the directory is there, and with ``require_mount`` that it is on a mounted filesystem, so
+a shared filesystem that went away fails the publish instead of taking it onto the local disk.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import structlog
 
 from controller.errors import InvalidBundleError, StorageError
 from controller.model import BundleLocation, BundleManifest
+from controller.mounts import directory_problem
 from controller.settings import FilesystemStorageSettings
 from controller.storage.manifest import manifest_from_json, manifest_to_json
 
@@ -139,6 +144,7 @@ class FilesystemStore:
 
     def __init__(self, settings: FilesystemStorageSettings) -> None:
         self._dir = settings.path
+        self._require_mount = settings.require_mount
         self._uri_prefix = settings.uri_prefix
         self._gid = self._resolve_group(settings.group)
         self._mode = 0o640 if self._gid is not None else 0o600
@@ -197,7 +203,9 @@ class FilesystemStore:
             raise StorageError(f"cannot publish {name} in {self._dir}: {e.strerror}") from None
 
     def _write(self, name: str, data: bytes, manifest: BundleManifest) -> None:
-        self._dir.mkdir(parents=True, exist_ok=True)
+        problem = directory_problem(self._dir, require_mount=self._require_mount)
+        if problem is not None:
+            raise StorageError(f"cannot publish {name}: storage.filesystem.path: {problem}")
         write_atomically(self._dir / name, data, mode=self._mode, gid=self._gid)
         write_atomically(self._manifest_path(name), manifest_to_json(manifest),
                          mode=self._mode, gid=self._gid)

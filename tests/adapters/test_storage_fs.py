@@ -50,9 +50,53 @@ def manifest(sha: str = "sha256:aa") -> BundleManifest:
                           expires_at=NOW + timedelta(hours=12), leader_epoch=3)
 
 
-def store(tmp_path, **kw) -> FilesystemStore:
+def store(tmp_path, *, create: bool = True, **kw) -> FilesystemStore:
+    """A store in ``tmp_path/bundles``, which is created first (as an operator would) unless
+    ``create`` is false: the store itself never creates it."""
+    if create:
+        (tmp_path / "bundles").mkdir(exist_ok=True)
     return FilesystemStore(FilesystemStorageSettings(
         path=tmp_path / "bundles", uri_prefix="file:///mnt/pullsecrets", **kw))
+
+
+class TestItsDirectory:
+    """The store never creates its directory: a mistyped path, or a shared filesystem that is
+    not mounted, fails the publish rather than publishing where no agent looks."""
+
+    async def test_missing_directory_is_not_created(self, tmp_path):
+        """A publish into a directory that is not there fails naming it; nothing is created."""
+        missing = tmp_path / "shraed" / "pullsecrets"
+        s = FilesystemStore(FilesystemStorageSettings(path=missing, uri_prefix="file:///x"))
+        with pytest.raises(StorageError) as info:
+            await s.put_bundle(NAME, b"x", manifest())
+        assert str(info.value) == (
+            f"cannot publish {NAME}: storage.filesystem.path: {missing} does not exist: is the "
+            "shared filesystem mounted on this host?")
+        assert not (tmp_path / "shraed").exists()
+
+    async def test_a_file_in_its_place_is_refused(self, tmp_path):
+        (tmp_path / "bundles").write_text("not a directory")
+        with pytest.raises(StorageError, match="is not a directory"):
+            await store(tmp_path, create=False).put_bundle(NAME, b"x", manifest())
+
+    async def test_require_mount_refuses_the_root_filesystem(self, tmp_path):
+        """With ``require_mount``, a directory on the same filesystem as / is refused (this
+        test needs tmp_path on the root filesystem)."""
+        if os.stat(tmp_path).st_dev != os.stat("/").st_dev:
+            pytest.skip("tmp_path is not on the root filesystem here")
+        with pytest.raises(StorageError, match="is on the root filesystem, not on a mounted "
+                                               "one \\(require_mount is set\\)"):
+            await store(tmp_path, require_mount=True).put_bundle(NAME, b"x", manifest())
+        assert list((tmp_path / "bundles").iterdir()) == []
+
+    async def test_require_mount_takes_a_mounted_filesystem(self, tiny_fs):
+        """A directory on a mounted filesystem (a tmpfs here), or below one, is taken."""
+        (tiny_fs / "pullsecrets").mkdir()
+        for path in (tiny_fs, tiny_fs / "pullsecrets"):
+            s = FilesystemStore(FilesystemStorageSettings(path=path, uri_prefix="file:///x",
+                                                          require_mount=True))
+            await s.put_bundle(NAME, b"x", manifest())
+            assert (path / NAME).read_bytes() == b"x"
 
 
 class TestFilesystemStore:
@@ -243,12 +287,13 @@ class TestCleanup:
             [*others, directory / f".a.tmp-{'1' * 16}", directory / f".b.tmp-{'2' * 16}"])
 
     async def test_missing_directory_is_clean(self, tmp_path):
-        """Before the first publish there is nothing to clean."""
-        assert await store(tmp_path).cleanup() == []
+        """A directory that is not there has nothing to clean (and is not created)."""
+        assert await store(tmp_path, create=False).cleanup() == []
+        assert not (tmp_path / "bundles").exists()
 
     @staticmethod
     def old_leftover(tmp_path):
-        (tmp_path / "bundles").mkdir()
+        (tmp_path / "bundles").mkdir(exist_ok=True)
         leftover = tmp_path / "bundles" / f".{NAME}.tmp-0123456789abcdef"
         leftover.write_bytes(b"the-credential")
         age(leftover, 120)

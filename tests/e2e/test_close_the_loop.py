@@ -24,7 +24,7 @@ import pytest
 from controller.config import settings_from_mapping
 from controller.simulator import Agent, MarathonSimulator, MarathonState
 from tests.conftest import _start
-from tests.factories import docker_app
+from tests.factories import docker_app, filesystem_storage
 from tests.integration.runner import Daemon, Ops, bundle_uris
 from tests.services import eventually, free_port, make_htpasswd, start_registry
 from tests.simulator.skopeo_puller import SkopeoPuller
@@ -60,7 +60,7 @@ async def story(tmp_path: Path, *, reset_launch_delay: bool) -> dict[str, float]
                 "registries": [{"host": registry.host, "verify": "required",
                                 "credentials": {"username": registry.username,
                                                 "password_file": str(password_file)}}],
-                "storage": {"filesystem": {"path": str(tmp_path / "bundles")}},
+                "storage": filesystem_storage(tmp_path / "bundles"),
                 "reconcile": {"max_writes_per_second": 1000, "write_burst": 1000},
                 "remediation": {"reset_launch_delay": reset_launch_delay},
                 "server": {"listen": listen},

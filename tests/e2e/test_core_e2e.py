@@ -67,8 +67,8 @@ async def test_reconcile_once_gives_working_pull_credentials(registry, tmp_path,
     async with MarathonSimulator(state) as sim:
         config = controller_config(tmp_path, sim.url, registry, fmt)
         code, out, err = await reconcile_once(config, registry)
-        assert code == 1, out + err  # /team-a/bad fails; the pass goes on
-        assert "/team-a/bad: FAILED" in out
+        assert code == 0, out + err  # /team-a/bad is its owner's to fix: listed, not failed
+        assert "/team-a/bad: INVALID: container.docker.image" in out
         assert "summary: 6 apps" in out  # listed by label: /team-a/plain has none
         assert registry.password not in out + err
 
@@ -100,7 +100,7 @@ async def test_reconcile_once_gives_working_pull_credentials(registry, tmp_path,
 
         writes, stored = len(state.writes), storage_snapshot(tmp_path / "bundles")
         code, out, _ = await reconcile_once(config, registry)
-        assert code == 1
+        assert code == 0  # still only /team-a/bad, which is invalid
         assert len(state.writes) == writes
         assert storage_snapshot(tmp_path / "bundles") == stored
 

@@ -72,7 +72,7 @@ class TestPlan:
         assert "/a/pub: skipped (image registry docker.io is not configured)" in out
         assert "summary: 2 apps: 1 would update, 1 skipped (1 unconfigured registry)" in out
         assert state.writes == []
-        assert not (tmp_path / "bundles").exists()
+        assert list((tmp_path / "bundles").iterdir()) == []
         assert SECRET not in out + err
         assert not any(is_managed_uri(e["uri"]) for e in state.get_app("/a/web")["fetch"])
 

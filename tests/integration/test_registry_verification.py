@@ -19,7 +19,7 @@ from controller.config import settings_from_mapping
 from controller.manager import DaemonHandle, run
 from controller.simulator import MarathonSimulator, MarathonState
 from tests.conftest import _start
-from tests.factories import docker_app
+from tests.factories import docker_app, filesystem_storage
 from tests.integration.runner import Ops, bundle_uris
 from tests.services import (
     Registry,
@@ -40,7 +40,7 @@ def daemon_settings(sim_url: str, registry: Registry, password_file: Path, tmp_p
         "registries": [{"host": registry.host, **options,
                         "credentials": {"username": registry.username,
                                         "password_file": str(password_file)}}],
-        "storage": {"filesystem": {"path": str(tmp_path / "bundles")}},
+        "storage": filesystem_storage(tmp_path / "bundles"),
         "reconcile": {"max_writes_per_second": 1000, "write_burst": 1000},
         "server": {"listen": listen},
     }, {})
@@ -119,7 +119,7 @@ async def test_one_shot_pass_refuses_a_wrong_password(registry: Registry, tmp_pa
             "marathon": {"urls": [sim.url]},
             "registries": [{"host": registry.host, "verify": "required", "credentials": {
                 "username": registry.username, "password_file": str(password_file)}}],
-            "storage": {"filesystem": {"path": str(bundles)}},
+            "storage": filesystem_storage(bundles),
         }))
 
         async def reconcile_once() -> tuple[int, str]:

@@ -643,12 +643,18 @@ def rendered_config(docs: tuple[dict[str, Any], ...]) -> dict[str, Any]:
 
 def check_config(text: str, files: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     """`check-config` on ``text``, with placeholder files at ``files`` (absolute paths in the pod
-    or container): each is created under ``tmp_path`` and the config is pointed there."""
+    or container): each is created under ``tmp_path`` and the config is pointed there; so is
+    its storage directory, which must exist (the controller never creates it)."""
     for path in files:
         file = tmp_path / path.lstrip("/")
         file.parent.mkdir(parents=True, exist_ok=True)
         file.write_text("placeholder\n")
         text = text.replace(path, str(file))
+    storage = (yaml.safe_load(text)["storage"].get("filesystem") or {}).get("path")
+    if storage is not None:
+        directory = tmp_path / storage.lstrip("/")
+        directory.mkdir(parents=True, exist_ok=True)
+        text = text.replace(f"path: {storage}", f"path: {directory}")
     config = tmp_path / "config.yaml"
     config.write_text(text)
     return subprocess.run(

@@ -12,14 +12,14 @@ from controller.config import load_settings, settings_from_mapping
 from controller.credentials.dockerconfig import DockerConfigSource
 from controller.credentials.password import PasswordSource
 from controller.errors import ConfigError, CredentialError
-from tests.unit.test_config import check_config, file_problems, minimal, problems
+from tests.unit.test_config import STORAGE, check_config, file_problems, minimal, problems
 
 SECRET = "hunter2"
-BASE = """\
-marathon: {urls: ["http://127.0.0.1:8080"]}
+BASE = f"""\
+marathon: {{urls: ["http://127.0.0.1:8080"]}}
 registries:
-  - {host: "registry.example.com:5000", credentials: {username: robot, password_env: REG_PW}}
-storage: {filesystem: {path: /srv/pullsecrets}}
+  - {{host: "registry.example.com:5000", credentials: {{username: robot, password_env: REG_PW}}}}
+storage: {{filesystem: {{path: {STORAGE}}}}}
 """
 ALIAS_BOMB = """\
 a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
@@ -139,13 +139,12 @@ class TestFileLevel:
 
     def test_str_tag_makes_text(self, tmp_path):
         """!!str is the one tag allowed: it makes a number text."""
-        path = write(tmp_path, BASE.replace("/srv/pullsecrets", "!!str 2024"))
+        path = write(tmp_path, BASE.replace(STORAGE, "!!str 2024"))
         assert file_problems(path) == ["storage.filesystem.path: must be an absolute path"]
 
     def test_dates_stay_text(self, tmp_path):
         """An unquoted date is text (YAML 1.1 would make it a date object the schema can't name)."""
-        path = write(tmp_path, BASE.replace("/srv/pullsecrets", "/srv/pullsecrets, uri_prefix: "
-                                            "2024-01-01"))
+        path = write(tmp_path, BASE.replace(STORAGE, f"{STORAGE}, uri_prefix: 2024-01-01"))
         (found,) = file_problems(path)
         assert found == ("storage.filesystem.uri_prefix: '2024-01-01' has no scheme (e.g. file://, "
                          "https://)")
@@ -221,7 +220,7 @@ class TestUrls:
          (minimal(registries=[{"host": "r", "credentials": {
              "ecr": {"region": "us-east-1", "endpoint_url": "https://[vpce"}}}]),
           "registries[0].credentials.ecr.endpoint_url"),
-         (minimal(storage={"filesystem": {"path": "/srv/b", "uri_prefix": "https://[cdn/x"}}),
+         (minimal(storage={"filesystem": {"path": STORAGE, "uri_prefix": "https://[cdn/x"}}),
           "storage.filesystem.uri_prefix")],
         ids=["ipv6-marathon", "port-marathon", "s3-endpoint", "ecr-endpoint", "uri-prefix"],
     )

@@ -15,7 +15,13 @@ from controller.config import load_schema, settings_from_mapping
 from controller.plan import bundle_name
 from controller.settings import ControllerSettings, Settings
 from controller.simulator import MarathonSimulator, MarathonState
-from tests.unit.test_config import EXAMPLE, check_config, file_problems, minimal, problems
+from tests.unit.test_config import (
+    check_config,
+    example_here,
+    file_problems,
+    minimal,
+    problems,
+)
 
 ENV = {"REG_PW": "x"}
 
@@ -124,10 +130,12 @@ class TestDurations:
         assert problems(doc) == ["leader_election.session_timeout_seconds: must be at least 2s "
                                  "(ZooKeeper's shortest session)"]
 
-    def test_zero_is_refused(self):
+    @pytest.mark.parametrize("zero", [0, "0s"])
+    def test_zero_is_refused(self, zero):
         """A zero duration is refused with what is allowed."""
-        assert problems(minimal(reconcile={"timeout_seconds": 0})) == [
-            "reconcile.timeout_seconds: must be more than 0 seconds"]
+        assert problems(minimal(reconcile={"timeout_seconds": zero})) == [
+            "reconcile.timeout_seconds: must be at least 100ms (it bounds a whole reconcile: "
+            "reading and writing an app, or a registry's refresh with its login)"]
 
 
 class TestMarathonUrls:
@@ -290,6 +298,7 @@ class TestNoRegistries:
     async def test_reconcile_removes_the_controllers_entries(self, tmp_path):
         """With no registries, reconcile --once removes the controller's fetch entry only."""
         bundles = tmp_path / "bundles"
+        bundles.mkdir()
         ours = {"uri": f"file://{bundles}/{bundle_name('registry.example.com:5000')}",
                 "extract": True, "cache": False, "executable": False}
         theirs = {"uri": "https://example.com/app.tgz", "extract": True, "cache": False,
@@ -312,14 +321,16 @@ class TestNoRegistries:
 
 
 class TestShippedExample:
-    def test_passes_check_config_with_its_variables_set(self):
-        """The example as shipped passes check-config once the two variables it names are set."""
-        result = check_config(EXAMPLE, {"REGISTRY_PASSWORD": "x", "MARATHON_PASSWORD": "y"})
+    def test_passes_check_config_with_its_variables_set(self, tmp_path):
+        """The example passes check-config once the two variables it names are set, on a host
+        that has its storage directory."""
+        result = check_config(example_here(tmp_path),
+                              {"REGISTRY_PASSWORD": "x", "MARATHON_PASSWORD": "y"})
         assert (result.returncode, result.stderr) == (0, "")
         assert result.stdout.endswith("OK (1 registry)\n")
 
-    def test_names_the_variables_it_needs(self):
+    def test_names_the_variables_it_needs(self, tmp_path):
         """Without them, check-config names exactly those two variables."""
-        assert file_problems(EXAMPLE, {}) == [
+        assert file_problems(example_here(tmp_path), {}) == [
             "marathon.auth.password_env: variable MARATHON_PASSWORD is not set",
             "registries[0].credentials.password_env: variable REGISTRY_PASSWORD is not set"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from controller.errors import InvalidAppError, MarathonUnavailable
 from controller.model import AppId, BundleLocation
 from controller.passreport import AppOutcome, PassReport, format_report
 from controller.plan import Ownership, RegistryRule, bundle_name, eligibility, plan_app
@@ -38,3 +39,27 @@ def test_summary_counts_actions_skips_and_failures():
     assert "/bad: FAILED: container.docker.image: bad" in lines
     assert lines[-1] == ("summary: 3 apps: 1 updated, 1 skipped (1 unconfigured registry), "
                          "1 failed")
+
+
+def test_an_invalid_app_is_its_owners_and_fails_nothing():
+    """An app whose definition cannot be planned is listed as INVALID and counted, but the pass
+    is ok; any other error is ours, and fails it."""
+    report = PassReport()
+    report.fail(AppId("/bad"), InvalidAppError("container.docker.image: invalid image reference"))
+    assert report.ok
+    report.fail(AppId("/down"), MarathonUnavailable("GET /v2/apps/down: 503 busy"))
+    assert not report.ok
+    lines = format_report(report).splitlines()
+    assert lines == [
+        "/bad: INVALID: container.docker.image: invalid image reference (the app's definition; "
+        "left as it is)",
+        "/down: FAILED: GET /v2/apps/down: 503 busy",
+        "summary: 2 apps: 1 invalid, 1 failed"]
+
+
+def test_an_interrupted_pass_says_so_in_its_last_line():
+    report = PassReport(outcomes=[outcome(APP, "file:///x/" + bundle_name(REG), "updated")])
+    lines = format_report(report, interrupted=True).splitlines()
+    assert lines[0] == "/a: add"
+    assert lines[-1] == ("interrupted: 1 apps so far: 1 updated, 0 failed; a write under way may "
+                         "have landed too: run it again to finish")

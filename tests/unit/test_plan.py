@@ -116,6 +116,16 @@ class TestEligibility:
         with pytest.raises(InvalidAppError, match=r"container\.docker\.image"):
             eligibility(bad, label=LABEL, rules=RULES)
 
+    def test_without_registries_the_image_is_not_parsed(self):
+        """With no registry configured (uninstall), every app gets none, whatever its image:
+        its entries go by their owner, so a malformed image cannot hold the way out."""
+        bad = app(container={"type": "DOCKER", "docker": {"image": "Registry:5000/UPPER"}},
+                  fetch=[{"uri": URI, "extract": True, "cache": False}])
+        decision = eligibility(bad, label=LABEL, rules=())
+        assert (decision.registry, decision.reason, decision.detail) == (
+            None, "unconfigured_registry", "no registry is configured")
+        assert plan_app(bad, decision, None).change == "remove"
+
 
 class TestPlan:
     def test_missing_entry_is_appended(self):

@@ -40,7 +40,7 @@ def test_a_valid_config_loads_no_jsonschema(tmp_path):
     """Loading a valid config file imports no jsonschema."""
     code = ("import sys, os; from pathlib import Path; from controller.config import "
             "load_settings; load_settings(Path(sys.argv[1]), {'MARATHON_PASSWORD': 'x', "
-            "'REGISTRY_PASSWORD': 'x'}); "
+            "'REGISTRY_PASSWORD': 'x'}, storage=False); "
             "print('jsonschema' in sys.modules)")
     example = str(ROOT / "config/controller.example.yaml")
     out = subprocess.run([sys.executable, "-c", code, example], capture_output=True, text=True,
