@@ -234,10 +234,12 @@ def load_schema() -> dict[str, Any]:
     return cast(dict[str, Any], json.loads(text))
 
 
-def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
+def load_settings(path: Path, env: Mapping[str, str], *, offline: bool = False) -> Settings:
     """Read, validate and convert the YAML at ``path``; ``ConfigError`` lists all problems.
 
-    Relative paths in the file are relative to the file's own directory.
+    Relative paths in the file are relative to the file's own directory. ``offline`` checks
+    the file alone: the files and variables it names need not exist (``inject`` reads no
+    credential, and a deploy pipeline has none).
     """
     try:
         data = read_limited(path, CONFIG_FILE_LIMIT)
@@ -256,7 +258,8 @@ def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
     else:
         if duplicates:
             raise _config_error([f"{path}: {d}" for d in duplicates])
-        return settings_from_mapping(document, env, base_dir=path.absolute().parent)
+        return settings_from_mapping(document, env, base_dir=path.absolute().parent,
+                                     offline=offline)
     # Raised outside the except blocks: a YAML error's marks hold the whole file.
     raise ConfigError([f"{path}: {problem}"])
 
@@ -307,10 +310,11 @@ def _config_error(problems: list[str]) -> ConfigError:
 
 
 def settings_from_mapping(data: object, env: Mapping[str, str], *,
-                          base_dir: Path | None = None) -> Settings:
+                          base_dir: Path | None = None, offline: bool = False) -> Settings:
     """Validate an already-parsed config document and build ``Settings``.
 
     Relative file paths are resolved against ``base_dir`` (default: the working directory).
+    ``offline``: the files and variables the document names are not looked at.
     """
     if not isinstance(data, dict):
         raise ConfigError([f"(top level): expected a mapping of sections, got {_kind(data)}"])
@@ -318,7 +322,7 @@ def settings_from_mapping(data: object, env: Mapping[str, str], *,
                                          _schema_problems(data))
     if problems:
         raise _config_error(problems)
-    builder = _Builder(env, base_dir or Path.cwd())
+    builder = _Builder(env, base_dir or Path.cwd(), offline=offline)
     settings = builder.settings(data)
     if builder.problems:
         raise _config_error(builder.problems)
@@ -488,9 +492,11 @@ class _Invalid(Exception):
 class _Builder:
     """Converts a schema-valid document into ``Settings``, collecting semantic problems."""
 
-    def __init__(self, env: Mapping[str, str], base_dir: Path) -> None:
+    def __init__(self, env: Mapping[str, str], base_dir: Path, *, offline: bool = False
+                 ) -> None:
         self.env = env
         self.base_dir = base_dir
+        self.offline = offline
         self.problems: list[str] = []
 
     def problem(self, path: str, message: str) -> None:
@@ -542,6 +548,8 @@ class _Builder:
     def file(self, path: str, value: str, limit: int) -> tuple[Path, str | None]:
         """The file ``value`` (relative to the config's directory) and its text, if readable."""
         file = self.base_dir / value
+        if self.offline:
+            return file, None
         try:
             data = read_limited(file, limit)
         except FileNotFoundError:
@@ -573,7 +581,7 @@ class _Builder:
 
     def env_var(self, path: str, name: str) -> str:
         value = self.env.get(name)
-        if not value:
+        if not value and not self.offline:
             state = "is not set" if value is None else "is empty"
             self.problem(path, f"variable {name} {state}" if _SHOWN_ENV_NAME.fullmatch(name) else
                          f"the variable it names {state} (the name is not shown: with "
@@ -735,7 +743,7 @@ class _Builder:
         return prefix
 
     def group(self, path: str, group: str | int) -> str | int:
-        if isinstance(group, str):
+        if isinstance(group, str) and not self.offline:
             try:
                 grp.getgrnam(group)
             except KeyError:
