@@ -377,6 +377,28 @@ class TestStores:
         assert presigned.fixed_location("b.tar.gz") is None
 
 
+class TestOfflineConfig:
+    """``inject`` loads the config offline: what it names for credentials is not looked at."""
+
+    @pytest.mark.parametrize("credentials", [
+        {"username": "robot", "password_env": "UNSET_PASSWORD"},
+        {"username": "robot", "password_file": "no-such-file"},
+        {"docker_config": "no-such-config.json"},
+    ], ids=["variable", "password-file", "docker-config"])
+    def test_named_credentials_need_not_exist(self, credentials):
+        doc = {**config("/b"), "registries": [{"host": REGISTRY, "credentials": credentials,
+                                               "ca_file": "no-such-ca.pem"}]}
+        with pytest.raises(ConfigError):
+            settings_from_mapping(doc, {})
+        assert settings_from_mapping(doc, {}, offline=True).registries[0].registry == REGISTRY
+
+    def test_the_rest_is_still_checked(self):
+        doc = {**config("/b"), "storage": {"filesystem": {"path": "relative"}}}
+        with pytest.raises(ConfigError) as raised:
+            settings_from_mapping(doc, {}, offline=True)
+        assert raised.value.problems == ["storage.filesystem.path: must be an absolute path"]
+
+
 # -- the command --------------------------------------------------------------------------------
 
 
