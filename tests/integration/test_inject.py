@@ -24,6 +24,8 @@ from tests.integration.runner import Daemon, bundle_uris, cli, daemon_config
 from tests.services import eventually
 
 PIPELINE = "deploy-pipeline/1.0"
+ENV = {"REG_PW": "pipeline-never-sees-this"}
+"""The daemon's environment; ``inject`` runs without it."""
 USER_ENTRY = {"uri": "https://files.example.com/static.tgz", "cache": True}
 
 
@@ -51,8 +53,7 @@ def config(doc, tmp_path) -> Path:
 
 @pytest.fixture
 def daemon(doc) -> Daemon:
-    env = {"REG_PW": "pipeline-never-sees-this"}
-    return Daemon(settings_from_mapping(doc, env), env)
+    return Daemon(settings_from_mapping(doc, ENV), ENV)
 
 
 async def deploy(url: str, app_id: str, body: str) -> None:
@@ -104,6 +105,39 @@ async def test_an_injected_deploy_needs_no_write(state, sim, config, daemon, tmp
     assert bundle_uris(state, app_id) == [f"file://{bundle}"]
     assert bundle.is_file()  # the daemon published it where inject said it would be
     assert state.get_app(app_id)["fetch"][0]["uri"] == USER_ENTRY["uri"]
+
+
+async def test_an_injected_group_needs_no_write(state, sim, doc, tmp_path):
+    """A group with relative ids, POSTed to ``/v2/groups``: inject resolves the ids as
+    Marathon does, so the allow-list gives the entry to the same apps as the daemon, and the
+    controller writes to none of them."""
+    doc["registries"][0]["apps"] = ["/shop/back/*"]
+    config = write_config(tmp_path, doc)
+    image = f"{REGISTRY}/shop/app:1"
+    group = {"id": "/shop", "apps": [docker_app("web", image, fetch=[USER_ENTRY])],
+             "groups": [{"id": "back", "apps": [docker_app("api", image)],
+                         "groups": [{"id": "jobs", "apps": [docker_app("cron", image)]}]}]}
+    raw = tmp_path / "group.json"
+    raw.write_text(json.dumps(group))
+    injected_text = await inject_file(config, raw)
+    apps = {"/shop/web": "skipped", "/shop/back/api": "converged",
+            "/shop/back/jobs/cron": "converged"}
+    async with Daemon(settings_from_mapping(doc, ENV), ENV) as d, \
+            aiohttp.ClientSession(headers={"User-Agent": PIPELINE}) as session:
+        async with session.post(f"{sim.url}/v2/groups", data=injected_text.encode(),
+                                headers={"Content-Type": "application/json"}) as response:
+            assert response.status == 201, await response.text()
+        assert d.handle is not None
+        handle = d.handle
+        await eventually(lambda: not state.list_deployments(), what="the group deployed")
+        await handle.source.relist()
+        await eventually(lambda: all(handle.status.state_of(a) == s for a, s in apps.items())
+                         and not handle.apps.queue.depth and not handle.apps.queue.processing,
+                         what="every app of the group reconciled")
+    assert [w for w in state.writes if w.client.startswith("marathon-pullsecret-controller/")
+            ] == []
+    assert {a: len(bundle_uris(state, a)) for a in apps} == {
+        "/shop/web": 0, "/shop/back/api": 1, "/shop/back/jobs/cron": 1}
 
 
 async def test_a_raw_deploy_costs_a_second_deployment(state, sim, daemon, tmp_path):
