@@ -115,6 +115,16 @@ def _parser() -> argparse.ArgumentParser:
     bundle.add_argument("--registry", required=True, help="a configured registry host")
     bundle.add_argument("--output", "-o", type=lambda p: Path(p).absolute(), required=True,
                         metavar="FILE", help="where to write the archive (mode 0600)")
+    inject = command(
+        "inject", "Print app definitions with this controller's entry, as the daemon would "
+        "write it, so that a deploy needs no second one. Offline: no Marathon, no registry, "
+        "no credential. Exit 1 if an app is invalid (printed unchanged).",
+        "pullsecret-controller inject -c config.yaml app.json > app.injected.json")
+    inject.add_argument("file", nargs="?", default="-", metavar="FILE",
+                        help="an app, a list of apps or a group, as JSON (default -: stdin)")
+    inject.add_argument("--check", action="store_true",
+                        help="print nothing but the apps that lack their entry or carry a "
+                             "wrong one, and exit 1 if there are any")
     demo = commands.add_parser(
         "demo", help="Run the daemon against the built-in Marathon simulator.",
         description="Run the whole daemon against the built-in Marathon simulator, with "
@@ -140,10 +150,13 @@ def _config_path(args: argparse.Namespace) -> Path:
     return args.config if args.config is not None else Path(DEFAULT_CONFIG)
 
 
-def _load(args: argparse.Namespace, env: Mapping[str, str], *, one_shot: bool) -> Settings:
+def _load(args: argparse.Namespace, env: Mapping[str, str], *, one_shot: bool,
+          offline: bool = False) -> Settings:
     """The settings, and logging set up from them and the options. Only ``bundle`` loads
-    without looking for the storage directory: it never touches storage."""
-    settings = load_settings(_config_path(args), env, offline=getattr(args, "offline", False),
+    without looking for the storage directory: it never touches storage. ``offline`` (or the
+    ``--offline`` option) checks the file's values alone."""
+    settings = load_settings(_config_path(args), env,
+                             offline=offline or getattr(args, "offline", False),
                              storage=args.command != "bundle")
     level = ("error" if args.quiet else args.log_level
              or (_stricter(settings.logging.level, _ONE_SHOT_LEVEL) if one_shot
@@ -293,9 +306,48 @@ def _demo(args: argparse.Namespace) -> int:
                     log_format=args.log_format)
 
 
+def _inject(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """Plan as the daemon does (``manager.planner``), with the config alone: the files and
+    variables it names need not exist, and the store is built without the filesystem
+    ``group`` (it only sets the mode of files written; the pipeline's host need not know it).
+    Building a store has no other side effect: no directory is made, no client created."""
+    from controller.app import store_from_settings
+    from controller.inject import Injector, inject, parse_document, render
+    from controller.manager import planner
+
+    settings = _load(args, env, one_shot=True, offline=True)
+    storage = settings.storage
+    if storage.filesystem is not None:
+        storage = replace(storage, filesystem=replace(storage.filesystem, group=None))
+    store = store_from_settings(storage)
+    injector = Injector.of(planner(settings, store.home), store.fixed_location)
+    source = "stdin" if args.file == "-" else args.file
+    if args.file == "-" and sys.stdin.isatty():
+        raise ConfigError(["inject reads the JSON from stdin, which is a terminal: name a FILE "
+                           "or pipe the JSON in"])
+    try:
+        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+        text = data.decode("utf-8")
+    except OSError as e:
+        raise ConfigError([f"{source}: cannot read it ({e.strerror})"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{source}: is not UTF-8 text"]) from None
+    result = inject(parse_document(text, source), injector)
+    for finding in result.invalid + (() if args.quiet else result.conflicts):
+        print(finding, file=sys.stderr)
+    if args.check:
+        for finding in result.changes:
+            print(finding)
+        return EXIT_FAILED if result.changes or result.invalid else EXIT_OK
+    sys.stdout.write(render(result.document))
+    return EXIT_FAILED if result.invalid else EXIT_OK
+
+
 def _command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if args.command == "demo":
         return _demo(args)
+    if args.command == "inject":
+        return _inject(args, env)
     settings = _load(args, env, one_shot=args.command != "run")
     if args.command == "run":
         from controller.manager import run as run_daemon

@@ -392,17 +392,17 @@ def _iso(value: datetime | None) -> str | None:
 
 def _preview(*, stored: BundleManifest | None, damage: str | None, changed: bool,
              unchanged: bool, verified: bool) -> str:
-    """What a refresh would do, in words (``plan``): it publishes the same way, unless the
-    registry refuses the credential at the login the words announce."""
+    """What a refresh would do, in words (``plan``): the same as a refresh with a login, unless
+    the registry refuses the credential at the login the words announce."""
     if unchanged:
         return "unchanged: the stored bundle holds the source's credential"
-    login = " (after a login with it)" if verified else ""
+    verb = "would verify, then publish" if verified else "would publish"
     if damage is not None:
-        return f"would publish the bundle again{login}: {damage}"
+        return f"{verb} the bundle again: {damage}"
     if stored is None:
-        return f"would publish a new bundle{login}: none is stored yet"
+        return f"{verb} a new bundle: none is stored yet"
     if changed:
-        return f"would publish a new bundle{login}: the source's credential changed"
+        return f"{verb} a new bundle: the source's credential changed"
     return "would publish the bundle again: it is due (max_age or the credential's expiry)"
 
 

@@ -346,7 +346,10 @@ def _registry_request(text: str) -> tuple[str | None, str | None]:
     A token server's URL names neither: it is not the registry.
     """
     for match in _URL.finditer(text):
-        parts = urlsplit(match.group().rstrip("'\":,;)"))
+        try:
+            parts = urlsplit(match.group().rstrip("'\":,;)"))
+        except ValueError:  # e.g. an unclosed IPv6 bracket: not a registry's URL
+            continue
         if not parts.path.startswith("/v2/"):
             continue
         try:

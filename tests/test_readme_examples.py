@@ -6,8 +6,8 @@ block the commands (``$ pullsecret-controller …``) and the lines after each on
 run as operators run them (their own process, in a directory holding ``config.yaml``) against
 the in-process Marathon simulator, holding the two apps the examples show. Only what must vary
 is normalised: the simulator's URL, a temporary storage directory shown as the README's, the
-registry (which does not exist here, so it is not logged in to: ``verify: off``), and the ops
-port. A log line of ``run`` that ends in ``...}`` stands for every real line that starts with
+registry for the commands that log in to it (it does not exist here: ``verify: off``; ``plan``
+never logs in, so it runs with the README's config as it is), and the ops port. A log line of ``run`` that ends in ``...}`` stands for every real line that starts with
 the text before the ``...``; the README's lines must appear in that order.
 
 When an output changes on purpose, the failure shows the real output to paste into README.md.
@@ -96,16 +96,22 @@ class World:
         self.storage.mkdir()
         self.listen = f"{HOST}:{free_port()}"
         (config_block,) = blocks("yaml")
-        config: dict[str, Any] = yaml.safe_load(config_block)
-        config["marathon"]["urls"] = [url]
-        config["storage"]["filesystem"]["path"] = str(self.storage)
-        for registry in config["registries"]:
-            registry["verify"] = "off"
+        self.config: dict[str, Any] = yaml.safe_load(config_block)
+        self.config["marathon"]["urls"] = [url]
+        self.config["storage"]["filesystem"]["path"] = str(self.storage)
+        for registry in self.config["registries"]:
             for key in ("password_file", "token_file"):
                 if key in registry["credentials"]:
                     (directory / registry["credentials"][key]).write_text("s3cret\n")
-        config["server"] = {"listen": self.listen}
-        (directory / "config.yaml").write_text(yaml.safe_dump(config))
+        self.config["server"] = {"listen": self.listen}
+
+    def prepare(self, command: str) -> None:
+        """The config as ``command`` runs with it: a command that would log in to the
+        registry, which does not exist here, runs with ``verify: off``."""
+        config = dict(self.config)
+        if shlex.split(command)[1] not in ("check-config", "plan"):
+            config["registries"] = [{**r, "verify": "off"} for r in config["registries"]]
+        (self.directory / "config.yaml").write_text(yaml.safe_dump(config))
 
     def argv(self, command: str) -> list[str]:
         words = shlex.split(command)
@@ -177,6 +183,7 @@ async def test_every_example_prints_what_the_readme_says(world: World):
     """Each command in turn, as the README runs them: the one-shot commands' stdout is the
     README's text, line for line, and the daemon logs the README's lines in order."""
     for example in examples():
+        world.prepare(example.command)
         if shlex.split(example.command)[1] == "run":
             lines = await world.daemon_log(example.command, example.output)
             assert in_order(example.output, lines), (

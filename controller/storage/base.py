@@ -24,6 +24,12 @@ class BundleStore(Protocol):
         ``s3a://bucket/prefix``); an entry is this controller's only when it points here."""
         ...
 
+    def fixed_location(self, name: str) -> BundleLocation | None:
+        """What tasks fetch, when the config alone says it (no I/O, no credential); ``None``
+        when it must be obtained from the store (a presigned URL is signed). ``inject`` plans
+        with it offline; ``location`` returns it whenever it is not ``None``."""
+        ...
+
     async def location(self, name: str) -> BundleLocation:
         """What tasks fetch; stable for a name, so a rotation needs no Marathon write."""
         ...

@@ -165,8 +165,11 @@ class FilesystemStore:
     def home(self) -> str:
         return self._uri_prefix
 
-    async def location(self, name: str) -> BundleLocation:
+    def fixed_location(self, name: str) -> BundleLocation:
         return BundleLocation(uri=f"{self._uri_prefix}/{name}")
+
+    async def location(self, name: str) -> BundleLocation:
+        return self.fixed_location(name)
 
     async def get_manifest(self, name: str) -> BundleManifest | None:
         return await asyncio.to_thread(self._read_manifest, name)

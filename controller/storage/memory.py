@@ -22,8 +22,11 @@ class MemoryStore:
     def home(self) -> str:
         return self.uri_prefix
 
-    async def location(self, name: str) -> BundleLocation:
+    def fixed_location(self, name: str) -> BundleLocation:
         return BundleLocation(uri=f"{self.uri_prefix}/{name}")
+
+    async def location(self, name: str) -> BundleLocation:
+        return self.fixed_location(name)
 
     async def get_manifest(self, name: str) -> BundleManifest | None:
         return self.manifests.get(name)

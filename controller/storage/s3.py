@@ -143,13 +143,18 @@ class S3Store:
             return f"s3a://{self._settings.bucket}{prefix}"
         return self._object_url(self._key("x")).rsplit("/", 1)[0]
 
-    async def location(self, name: str) -> BundleLocation:
+    def fixed_location(self, name: str) -> BundleLocation | None:
+        """The stable URI of ``s3a`` and ``https``; a presigned URL must be signed first."""
         style = self._settings.uri_style
         if style == "s3a":
             return BundleLocation(uri=f"s3a://{self._settings.bucket}/{self._key(name)}")
         if style == "https":
             return BundleLocation(uri=self._object_url(self._key(name)))
-        return await self._presigned_location(name)
+        return None
+
+    async def location(self, name: str) -> BundleLocation:
+        fixed = self.fixed_location(name)
+        return fixed if fixed is not None else await self._presigned_location(name)
 
     def _object_url(self, key: str) -> str:
         """Path-style under ``endpoint_url``; else virtual-hosted, or path-style for a bucket

@@ -27,7 +27,8 @@ class TestDurationFloors:
         "registries[].min_validity": 60, "registries[].verify_timeout": 0.1,
         "storage.s3.presign_ttl": 3600, "reconcile.resync_seconds": 1,
         "reconcile.timeout_seconds": 0.1, "reconcile.shutdown_timeout_seconds": 1,
-        "leader_election.session_timeout_seconds": 2,
+        "leader_election.session_timeout_seconds": 2, "reconcile.fight_window": 1,
+        "registries[].refused_login_interval": 5,
     }
 
     def test_every_duration_key_has_its_floor(self):

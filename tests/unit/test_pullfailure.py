@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NamedTuple, get_args
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from controller.pullfailure import (
@@ -570,6 +570,7 @@ NOT_PULL = [case.message for case in CASES if case.reason is None]
 
 class TestProperties:
     @given(st.text(max_size=500) | MESSAGES)
+    @example("when trying to get the manifesthttp://[")  # a URL urlsplit refuses
     def test_any_text_gives_none_or_a_known_reason(self, message: str):
         """No string raises; the answer is None or a known reason with a valid image/registry."""
         result = classify(message)
