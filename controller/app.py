@@ -14,16 +14,17 @@ import aiohttp
 import structlog
 
 from controller.credentials.base import CredentialSource
+from controller.imagecheck import ImageChecks
 from controller.marathon import MarathonClient
 from controller.metrics import Metrics
 from controller.publisher import BundleManager, Fence, no_fence
 from controller.ratelimit import DeploymentBudget, TokenBucket
 from controller.reconcile import WriteGate
-from controller.registry import CredentialVerifier, RegistryLogin
+from controller.registry import ImageCheckResult, RegistryLogin
 from controller.settings import RegistrySettings, Settings, StorageSettings
 from controller.storage.base import BundleStore
 
-__all__ = ["Components", "build", "credential_source", "credential_verifiers",
+__all__ = ["Components", "build", "checks_images", "credential_source", "registry_logins",
            "store_from_settings", "user_agent"]
 
 log = structlog.get_logger(component="app")
@@ -54,23 +55,28 @@ def credential_source(registry: RegistrySettings, env: Mapping[str, str]) -> Cre
                           env=env)
 
 
-def credential_verifiers(registries: Iterable[RegistrySettings], session: aiohttp.ClientSession,
-                         *, reconcile_seconds: float) -> dict[str, CredentialVerifier]:
-    """A login per registry whose ``verify`` is not ``off``, taking at most half a reconcile
-    (``reconcile_seconds``); an insecure one is named in a warning, as docker names its
-    insecure registries. Raises ``ConfigError`` for a CA file that holds no certificate."""
-    verifiers: dict[str, CredentialVerifier] = {}
+def checks_images(registry: RegistrySettings) -> bool:
+    """``check_images``, which defaults to on unless ``verify`` is off."""
+    return registry.verify != "off" if registry.check_images is None else registry.check_images
+
+
+def registry_logins(registries: Iterable[RegistrySettings], session: aiohttp.ClientSession,
+                    *, reconcile_seconds: float) -> dict[str, RegistryLogin]:
+    """A login per registry that is verified or whose images are checked, taking at most half
+    a reconcile (``reconcile_seconds``); an insecure one is named in a warning, as docker names
+    its insecure registries. Raises ``ConfigError`` for a CA file that holds no certificate."""
+    logins: dict[str, RegistryLogin] = {}
     for r in registries:
-        if r.verify == "off":
+        if r.verify == "off" and not checks_images(r):
             continue
         if r.insecure:
             log.warning("registry_insecure", registry=r.registry,
                         detail="its login may use plain http and unverified TLS")
-        verifiers[r.registry] = RegistryLogin(
+        logins[r.registry] = RegistryLogin(
             session, r.registry, repository=r.verify_repository, insecure=r.insecure,
             ca_file=r.ca_file, timeout_seconds=min(r.verify_timeout, reconcile_seconds / 2),
             user_agent=user_agent())
-    return verifiers
+    return logins
 
 
 def store_from_settings(settings: StorageSettings) -> BundleStore:
@@ -102,6 +108,7 @@ class Components:
     budget: DeploymentBudget
     gate: WriteGate
     fence: Fence
+    images: ImageChecks
     dry_run: bool
 
 
@@ -120,15 +127,20 @@ async def build(
         marathon = MarathonClient(settings.marathon, session, env=env, user_agent=user_agent(),
                                   observer=metrics, planned_label=settings.selector.label)
         registries = {r.registry: r for r in settings.registries}
+        logins = registry_logins(settings.registries, session,
+                                 reconcile_seconds=settings.reconcile.timeout_seconds)
         bundles = BundleManager(
             registries,
             {r.registry: credential_source(r, env) for r in settings.registries},
             store_from_settings(settings.storage),
             fence=fence, dry_run=dry_run, observer=metrics,
             owner=settings.controller.name,
-            verifiers=credential_verifiers(settings.registries, session,
-                                           reconcile_seconds=settings.reconcile.timeout_seconds),
+            verifiers={r: login for r, login in logins.items() if registries[r].verify != "off"},
         )
+        images = ImageChecks(  # a dry run (plan) contacts no registry
+            {} if dry_run else {r: login for r, login in logins.items()
+                                if checks_images(registries[r])},
+            bundles.credential, bundles.gate, metrics or _Uncounted())
 
         async def running_deployments() -> set[str]:
             return {d["id"] for d in await marathon.list_deployments()}
@@ -139,6 +151,11 @@ async def build(
         yield Components(
             settings=settings, marathon=marathon, bundles=bundles, budget=budget,
             gate=WriteGate(TokenBucket(rc.max_writes_per_second, rc.write_burst), budget, fence),
-            fence=fence, dry_run=dry_run)
+            fence=fence, images=images, dry_run=dry_run)
+
+
+class _Uncounted:
+    def on_image_check(self, registry: str, result: ImageCheckResult) -> None:
+        pass
 
 

@@ -79,7 +79,8 @@ def app_reconciler(parts: Components, metrics: Metrics, status: StatusBook, inde
         policy=AppPolicy(wait_for_budget=wait_for_budget, max_conflicts=max_conflicts,
                          rescue_stuck=settings.remediation.rescue_stuck_deployments,
                          dry_run=parts.dry_run),
-        take_listed=take_listed, report=report, after_converge=after_converge)
+        take_listed=take_listed, report=report, after_converge=after_converge,
+        images=parts.images)
 
 
 def app_index(settings: Settings) -> AppIndex:
@@ -210,9 +211,17 @@ def make_term(parts: Components, metrics: Metrics) -> Term:
             if status.state_of(app_id) == "failed":
                 apps.queue.add(app_id)
 
+    def published(registry: str) -> None:
+        """A new bundle the registry accepted: a fix for apps that failed to pull, and a new
+        credential whose images are asked about again."""
+        remediator.bundle_published(registry)
+        parts.images.forget(registry)
+        for app_id in index.apps_of(registry):
+            apps.queue.add(app_id)
+
     registry_reconciler = RegistryReconciler(
         parts.bundles, status, on_recovered=retry_failed_apps,
-        on_published=remediator.bundle_published,
+        on_published=published,
         enqueue_after=lambda registry, delay: registries.queue.add_after(registry, delay))
     registries = Controller(
         registry_reconciler, metrics,

@@ -28,6 +28,7 @@ from controller.model import (
     RescueOutcome,
 )
 from controller.pullfailure import PULL_FAILURE_REASONS
+from controller.registry import IMAGE_CHECK_RESULTS, ImageCheckResult
 
 __all__ = ["PREFIX", "Metrics"]
 
@@ -128,6 +129,10 @@ class Metrics:
             "Stuck deployments (their tasks cannot pull, their definition lacks the entry) the "
             "controller forced one write over, by result; not_alone: not forced, as the "
             "deployment changes other apps too.", ["result"])
+        self.image_checks = counter(
+            "image_checks_total",
+            "Questions to a registry whether its credential may pull an app's image (asked "
+            "once per image and credential), by registry and answer.", ["registry", "result"])
         self.writes_withheld = counter(
             "writes_withheld_total",
             "Writes the plan wanted and the controller did not make, by reason (fight: another "
@@ -150,6 +155,8 @@ class Metrics:
             self.credentials_rejected.labels(registry=registry).set(0)
             for reason in PULL_FAILURE_REASONS:
                 self.image_pull_failures.labels(registry=registry, reason=reason)
+            for result in IMAGE_CHECK_RESULTS:
+                self.image_checks.labels(registry=registry, result=result)
 
     # -- MarathonClient's RequestObserver -----------------------------------------------------
 
@@ -190,6 +197,11 @@ class Metrics:
     def on_login(self, registry: str, result: LoginAttempt, rejected: bool) -> None:
         self.registry_logins.labels(registry=registry, result=result).inc()
         self.credentials_rejected.labels(registry=registry).set(1 if rejected else 0)
+
+    # -- ImageChecks' CheckObserver -----------------------------------------------------------
+
+    def on_image_check(self, registry: str, result: ImageCheckResult) -> None:
+        self.image_checks.labels(registry=registry, result=result).inc()
 
     # -- WorkQueue's QueueObserver (the app queue's: one set of workqueue_* gauges) ------------
 

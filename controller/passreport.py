@@ -21,6 +21,7 @@ from typing import Literal
 from controller.errors import InvalidAppError
 from controller.model import AppId, RawFetch
 from controller.plan import AppPlan
+from controller.registry import ImageCheck
 
 __all__ = ["Action", "AppOutcome", "PassReport", "format_report"]
 
@@ -46,6 +47,8 @@ class AppOutcome:
     """``locked``, ``stuck``: the app's version then (the definition they roll out)."""
     detail: str = ""
     """``stuck``, ``withheld``: why nothing was written, and what to do."""
+    image_check: ImageCheck | None = None
+    """What the registry said of the app's image with the credential it is given, if asked."""
 
 
 @dataclass(slots=True)

@@ -167,6 +167,13 @@ class BundleManager:
         """Whether a credential may be tried at its registry now (logins, image checks)."""
         self.previews: dict[str, str] = {}
         """In a dry run: what the last refresh of each registry would have done, in words."""
+        self._current: dict[str, tuple[RegistryCredential, str]] = {}
+
+    def credential(self, registry: str) -> tuple[RegistryCredential, str] | None:
+        """The credential the served bundle holds, and the bundle's digest, once this process
+        has published or confirmed it (``None`` before); never shown, only used (image
+        checks)."""
+        return self._current.get(registry)
 
     @property
     def home(self) -> str:
@@ -285,6 +292,7 @@ class BundleManager:
                                        recheck=None if source.expiring
                                        else REJECTED_RECHECK.delay(state.failures + 1))
         if unchanged:
+            self._current[registry] = (credential, digest)
             return "unchanged"
         epoch = await self._fence()
         manifest = BundleManifest(
@@ -294,6 +302,7 @@ class BundleManager:
         )
         await self._store.put_bundle(name, data, manifest)
         state.manifest = manifest
+        self._current[registry] = (credential, digest)
         state.published_verified = login is not None and login.result == "accepted"
         fields = {"registry": registry, "sha256": digest,
                   "refresh_at": manifest.refresh_at.isoformat(),

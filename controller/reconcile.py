@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -35,6 +35,7 @@ from controller.errors import (
     MarathonNotFound,
     MarathonRejected,
 )
+from controller.imagecheck import UNPULLABLE, ImageChecks
 from controller.marathon import MarathonAPI
 from controller.metrics import APP_STATES, Metrics
 from controller.model import AppId, AppState, BundleLocation, RawApp, RescueOutcome
@@ -139,8 +140,10 @@ class AppReconciler:
         report: PassReport | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         after_converge: Callable[[AppOutcome], Awaitable[None]] | None = None,
+        images: ImageChecks | None = None,
     ) -> None:
         self._marathon = marathon
+        self._images = images
         self._bundles = bundles
         self._planner = planner
         self._gate = gate
@@ -204,6 +207,15 @@ class AppReconciler:
         app = listed if listed is not None else await self._get(app_id)
         if app is None:
             return AppOutcome(app_id=app_id, action="gone")
+        outcome = await self._converge(app_id, app)
+        registry = outcome.plan.eligibility.registry if outcome.plan is not None else None
+        image = _image(app)
+        if registry is None or image is None or self._images is None:
+            return outcome
+        check = await self._images.check(registry, image)
+        return outcome if check is None else replace(outcome, image_check=check)
+
+    async def _converge(self, app_id: AppId, app: RawApp) -> AppOutcome:
         plan, location = await self.desired(app)
         if not plan.changed:
             return _unchanged(plan, location)
@@ -407,8 +419,14 @@ class AppReconciler:
             return None
         if plan.changed:
             return None
+        image = _image(app)
+        check = None
+        if decision.registry is not None and image is not None and self._images is not None:
+            if self._images.needs_asking(decision.registry, image):
+                return None  # a worker asks the registry
+            check = self._images.known(decision.registry, image)
         self.index.track(app_id, decision.registry)
-        outcome = _unchanged(plan, location)
+        outcome = replace(_unchanged(plan, location), image_check=check)
         if self._report is not None:
             self._report.outcomes.append(outcome)
         self._record(outcome, None)
@@ -512,12 +530,22 @@ class AppReconciler:
                 detail=f"also managed by {others}: neither changes it; give this app's "
                        "registry to one controller only"))
             return
+        check = outcome.image_check
+        if check is not None and check.result in UNPULLABLE:
+            self.status.record(outcome.app_id, AppStatus(
+                state="image_unpullable", registry=decision.registry,
+                detail=f"the registry says its credential cannot pull the image: {check.result} "
+                       f"({check.detail}); tasks would fail to pull it",
+                last_reconcile=self._now(), deployment_id=outcome.deployment_id,
+                image_check=check))
+            return
         self.status.record(outcome.app_id, AppStatus(
             state=state or ("converged" if decision.registry else "skipped"),
             detail=decision.detail or _DONE.get(plan.change, "its bundle entry is in place"),
             registry=decision.registry,
             last_reconcile=self._now(),
             deployment_id=outcome.deployment_id,
+            image_check=check,
         ))
 
     def _over_limit(self, app_id: AppId, error: MarathonDeploymentLimit) -> Result:
@@ -614,6 +642,14 @@ class RegistryReconciler:
         if trusted and action in ("published", "repaired"):
             self._on_published(registry)
         return Result(requeue_after=self._bundles.refresh_in(registry), log={"action": action})
+
+
+def _image(app: RawApp) -> str | None:
+    """The app's Docker image, if it names one (the planner has checked the shapes)."""
+    container = app.get("container") or {}
+    docker = container.get("docker") if isinstance(container, dict) else None
+    image = docker.get("image") if isinstance(docker, dict) else None
+    return image if isinstance(image, str) else None
 
 
 def _renew_in(location: BundleLocation | None) -> float | None:

@@ -290,6 +290,11 @@ class RegistrySettings:
     best_effort: a credential the registry refuses (401/403) is not published and the last good
     bundle stays; a registry that cannot be reached does not stop publishing. required: only a
     credential the registry accepted is published. off: never log in."""
+    check_images: bool | None = None
+    """Ask the registry, ahead of any task, whether the credential may pull each opted-in app's
+    image (a token for the repository and a HEAD of its manifest, once per image and credential):
+    an app whose image it cannot pull is reported image_unpullable. Default: on unless verify is
+    off."""
     verify_repository: Text | None = None
     """A repository (e.g. team-a/app) the credential must be allowed to pull: the login asks for
     its repository:<name>:pull scope and lists its tags; default: the login alone."""

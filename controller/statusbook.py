@@ -16,6 +16,7 @@ from typing import Any
 from controller.model import AppId, AppState, DelayResetOutcome
 from controller.publisher import RegistryState
 from controller.pullfailure import PullFailureReason
+from controller.registry import ImageCheck
 
 __all__ = ["AppStatus", "DelayReset", "PullFailureNote", "StatusBook"]
 
@@ -34,6 +35,8 @@ class AppStatus:
     deployment_id: str | None = None
     since: datetime | None = None
     """``locked``, ``stuck``: since when the deployment has locked the app."""
+    image_check: ImageCheck | None = None
+    """What the registry last said of the app's image with the credential it is given."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -154,6 +157,9 @@ class StatusBook:
                     "last_error": a.last_error,
                     "deployment_id": a.deployment_id,
                     "since": _iso(a.since),
+                    "image_check": {"result": a.image_check.result,
+                                    "detail": a.image_check.detail}
+                    if a.image_check else None,
                     "last_pull_failure": _pull_failure(self._pull_failures.get(app_id)),
                     "last_delay_reset": _delay_reset(self._delay_resets.get(app_id)),
                 }

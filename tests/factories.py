@@ -46,9 +46,10 @@ def registry_entry(
     **fields: Any,
 ) -> dict[str, Any]:
     """One ``registries`` item: a username and a password from ``password_env``, plus
-    ``fields`` (``format``, ``apps``...)."""
+    ``fields`` (``format``, ``apps``...). Its images are not checked (nothing listens at the
+    tests' registries) unless ``fields`` say ``check_images``."""
     return {"host": host, "credentials": {"username": username, "password_env": password_env},
-            **fields}
+            "check_images": False, **fields}
 
 
 def filesystem_storage(bundles: Path) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
-from controller.app import credential_verifiers
+from controller.app import checks_images, registry_logins
 from controller.config import settings_from_mapping
 from controller.errors import ConfigError
 from controller.registry import RegistryLogin
@@ -88,21 +88,26 @@ class TestVerifiers:
         async with aiohttp.ClientSession() as session:
             yield session
 
-    async def test_off_gets_no_verifier(self, tmp_path, session):
-        """verify: off builds no login; the others do."""
+    async def test_off_gets_no_login_unless_its_images_are_checked(self, tmp_path, session):
+        """verify: off builds no login, and checks no image unless check_images says so; the
+        others log in and check images by default."""
         data = doc(tmp_path, verify="off")
-        data["registries"].append({"host": "other.example.com",
-                                   "credentials": {"username": "u", "password_env": "REG_PW"}})
+        data["registries"] += [
+            {"host": "other.example.com",
+             "credentials": {"username": "u", "password_env": "REG_PW"}},
+            {"host": "checked.example.com", "verify": "off", "check_images": True,
+             "credentials": {"username": "u", "password_env": "REG_PW"}}]
         settings = settings_from_mapping(data, {"REG_PW": "x"})
-        verifiers = credential_verifiers(settings.registries, session, reconcile_seconds=60)
-        assert list(verifiers) == ["other.example.com"]
-        assert isinstance(verifiers["other.example.com"], RegistryLogin)
+        logins = registry_logins(settings.registries, session, reconcile_seconds=60)
+        assert list(logins) == ["other.example.com", "checked.example.com"]
+        assert isinstance(logins["other.example.com"], RegistryLogin)
+        assert [checks_images(r) for r in settings.registries] == [False, True, True]
 
     async def test_insecure_registry_is_warned_about(self, tmp_path, session):
         """An insecure registry is named in a warning at start-up, as docker does."""
         settings = settings_from_mapping(doc(tmp_path, insecure=True), {"REG_PW": "x"})
         with capture_logs() as logs:
-            credential_verifiers(settings.registries, session, reconcile_seconds=60)
+            registry_logins(settings.registries, session, reconcile_seconds=60)
         assert [(e["event"], e["log_level"], e["registry"]) for e in logs] == [
             ("registry_insecure", "warning", HOST)]
 
@@ -112,4 +117,4 @@ class TestVerifiers:
         settings = settings_from_mapping(doc(tmp_path, ca_file="ca.pem"), {"REG_PW": "x"},
                                          base_dir=tmp_path)
         with pytest.raises(ConfigError, match=r"ca\.pem: not a PEM certificate file"):
-            credential_verifiers(settings.registries, session, reconcile_seconds=60)
+            registry_logins(settings.registries, session, reconcile_seconds=60)

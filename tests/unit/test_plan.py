@@ -124,7 +124,8 @@ class TestEligibility:
         decision = eligibility(bad, label=LABEL, rules=())
         assert (decision.registry, decision.reason, decision.detail) == (
             None, "unconfigured_registry", "no registry is configured")
-        assert plan_app(bad, decision, None).change == "remove"
+        ours = Ownership(owner="default", homes=(HOME,))
+        assert plan_app(bad, decision, None, ownership=ours).change == "remove"
 
 
 class TestPlan:
