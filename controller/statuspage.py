@@ -46,10 +46,12 @@ dt{font-weight:600}dd{margin:0}
 .scroll{overflow-x:auto;max-width:100%}
 .scroll:focus{outline:2px solid #0969da}
 table{border-collapse:collapse;margin:.2rem 0}
-caption{text-align:left;font-weight:600;padding:.2rem 0}
-th,td{border:1px solid #d0d7de;padding:.25rem .5rem;text-align:left;vertical-align:top}
+.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);
+white-space:nowrap}
+th,td{border:1px solid #d0d7de;padding:.25rem .5rem;text-align:left;vertical-align:top;
+white-space:nowrap}
 th{background:#f6f8fa}
-td{max-width:40rem;overflow-wrap:anywhere}
+td.text{white-space:normal;min-width:14rem;max-width:30rem;overflow-wrap:anywhere}
 .bad{color:#a40e26}.ok{color:#116329}.muted{color:#59636e}
 strong.bad,strong.ok{font-weight:700}
 footer{margin:2rem 0 1rem;color:#59636e}
@@ -80,15 +82,24 @@ class _Problems:
         self.notes: list[str] = []
 
 
-def _cell(value: object) -> str:
+_LONG = 24
+"""Characters beyond which a cell's text wraps (in a column at least 14rem wide); shorter
+ones keep to one line, and a table wider than the screen scrolls in its own region."""
+
+
+def _cell(value: object, html: str | None = None) -> str:
+    """A cell for ``value``, or for ``html`` already made (whose text is ``value``)."""
     if value is None or value == "":
         return '<td class="muted">-</td>'
-    return f"<td>{escape(str(value))}</td>"
+    text = str(value)
+    kind = ' class="text"' if len(text) > _LONG else ""
+    return f"<td{kind}>{escape(text) if html is None else html}</td>"
 
 
 def _table(caption: str, headers: Sequence[str], rows: Iterable[Sequence[object]],
            empty: str, *, first: Sequence[str] = ()) -> str:
-    """A table in its own scrolling region (narrow screens scroll it, not the page).
+    """A table in its own scrolling region (narrow screens scroll it, not the page); its
+    caption is for screen readers, as a heading names it on screen.
 
     ``first`` holds HTML already made for the first cell of each row (a status with words).
     """
@@ -99,7 +110,8 @@ def _table(caption: str, headers: Sequence[str], rows: Iterable[Sequence[object]
         return f'<p class="muted">{escape(empty)}</p>'
     head = "".join(f'<th scope="col">{escape(h)}</th>' for h in headers)
     return (f'<div class="scroll" role="region" aria-label="{escape(caption)}" tabindex="0">'
-            f"<table><caption>{escape(caption)}</caption><thead><tr>{head}</tr></thead>"
+            f'<table><caption class="sr">{escape(caption)}</caption><thead>'
+            f"<tr>{head}</tr></thead>"
             f"<tbody>{body}</tbody></table></div>")
 
 
@@ -144,15 +156,16 @@ def _registry_problem(r: Mapping[str, Any], dry_run: bool) -> str | None:
 
 def _status_cell(problem: str | None, ok: str) -> str:
     if problem is None:
-        return f'<td><strong class="ok">OK</strong>: {escape(ok)}</td>'
-    return f'<td><strong class="bad">Problem</strong>: {escape(problem)}</td>'
+        return _cell(f"OK: {ok}", f'<strong class="ok">OK</strong>: {escape(ok)}')
+    return _cell(f"Problem: {problem}",
+                 f'<strong class="bad">Problem</strong>: {escape(problem)}')
 
 
 def _registries(registries: Mapping[str, Mapping[str, Any]], dry_run: bool) -> str:
     rows, first = [], []
     for name, r in registries.items():
         problem = _registry_problem(r, dry_run)
-        first.append(f"<td>{escape(name)}</td>"
+        first.append(_cell(name)
                      + _status_cell(problem, "bundle served" if r.get("fingerprint")
                                     else "dry run: nothing is published"))
         rows.append((r.get("fingerprint"), _when(r.get("created_at")),
@@ -170,9 +183,9 @@ def _app_rows(apps: Iterable[tuple[str, Mapping[str, Any]]]
     first: list[str] = []
     for app_id, a in apps:
         state = str(a.get("state"))
-        label = (f'<strong class="bad">Problem</strong>: {escape(state)}' if is_problem(state)
-                 else escape(state))
-        first.append(f"<td>{escape(app_id)}</td><td>{label}</td>")
+        label = (_cell(f"Problem: {state}", f'<strong class="bad">Problem</strong>: '
+                       f"{escape(state)}") if is_problem(state) else _cell(state))
+        first.append(_cell(app_id) + label)
         rows.append((a.get("registry"), a.get("detail"), a.get("last_error"),
                      _pull_failure(a.get("last_pull_failure")),
                      _delay_reset(a.get("last_delay_reset"))))
