@@ -55,6 +55,8 @@ class LocalPaths:
         return cls(dict(_paths_in(config, "")), roots)
 
     def __call__(self, text: str) -> str:
+        if "/" not in text:  # most texts: no path at all, at the cost of one scan
+            return text
         if self._named is not None:
             text = self._named.sub(lambda m: f"<{self._keys[m.group(0)]}>", text)
         return _PATH.sub(self._cut, text)

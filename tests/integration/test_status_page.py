@@ -120,16 +120,23 @@ class Browser:
         await self.send("Page.navigate", url=url)
         await asyncio.wait_for(self._loaded.wait(), 30)
 
-    async def screenshot(self, path: Path) -> None:
+    async def screenshot(self, name: str) -> Path:
+        """The whole page as a PNG in test-artifacts/."""
         shot = await self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)
-        ARTIFACTS.mkdir(exist_ok=True)
-        path.write_bytes(base64.b64decode(shot["data"]))
+        return await asyncio.to_thread(_keep, name, base64.b64decode(shot["data"]))
 
     def console_errors(self) -> list[str]:
         """What the page logged as errors or warnings (a style the CSP refused, say)."""
         return [e["params"]["entry"]["text"] for e in self.events
                 if e["method"] == "Log.entryAdded"
                 and e["params"]["entry"]["level"] in ("error", "warning")]
+
+
+def _keep(name: str, png: bytes) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    path.write_bytes(png)
+    return path
 
 
 @contextlib.asynccontextmanager
@@ -178,7 +185,7 @@ async def check_page(page: Browser, url: str, name: str, axe: str) -> str:
     border = await page.evaluate(
         "getComputedStyle(document.querySelector('.headline')).borderTopWidth")
     assert border == "2px", f"{name}: the page's style did not apply"
-    await page.screenshot(ARTIFACTS / f"status-page-{name}-{NARROW}.png")
+    await page.screenshot(f"status-page-{name}-{NARROW}.png")
     await page.evaluate(axe)
     report = await page.evaluate(
         f"axe.run(document, {{runOnly: {{type: 'tag', values: {json.dumps(WCAG)}}}}})"
@@ -205,14 +212,14 @@ async def test_a_running_daemons_page(tmp_path, axe_source):
             async with browser() as page:
                 text = await check_page(page, url, "daemon", axe_source)
                 await page.open(url, 1280)
-                await page.screenshot(ARTIFACTS / "status-page.png")
+                wide = await page.screenshot("status-page.png")
     for words in ("marathon-pullsecret-controller", "Needs attention", "leader", REGISTRY,
                   "/page/web", "converged", "/page/pub",
                   "image registry docker.io is not configured", "/page/bad",
                   "1 app failed", "Recent writes and failures", "add the bundle entry"):
         assert words in text, words
     assert SECRET not in text
-    assert (ARTIFACTS / "status-page.png").stat().st_size > 10_000
+    assert wide.stat().st_size > 10_000
 
 
 def troubled_document(now: datetime) -> dict[str, Any]:
