@@ -31,11 +31,13 @@ from prometheus_client import CollectorRegistry
 from controller.config import settings_from_mapping
 from controller.http import make_app, serve
 from controller.model import AppId, BundleManifest
+from controller.plan import bundle_name
 from controller.publisher import LoginCheck, RegistryState
 from controller.simulator import MarathonSimulator, MarathonState
 from controller.statusbook import AppStatus, PullFailureNote, StatusBook
 from tests.factories import REGISTRY, docker_app
 from tests.integration.runner import Daemon, daemon_config
+from tests.services.process import eventually
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 SECRET = "Pw-for-the-status-page-9f3a"
@@ -292,3 +294,31 @@ async def test_problems_and_a_standby_read_as_such(axe_source):
     assert "Standby: this replica waits to take over" in standby
     for broken in ("Problem:", "disconnected", "no bundle published"):
         assert broken not in standby, broken
+
+
+async def test_errors_shown_name_no_local_path(tmp_path):
+    """A storage error names the bundle's path (controller/storage/fs.py, here a directory
+    stands where the bundle goes); /status and the page show the config key in its place, for
+    the registry and for the app that failed for want of a bundle."""
+    (tmp_path / "bundles" / bundle_name(REGISTRY)).mkdir(parents=True)
+    env = {"REG_PW": SECRET}
+    state = MarathonState(deployment_seconds=0)
+    state.load_apps([docker_app("/page/web")])
+    async with MarathonSimulator(state, heartbeat_seconds=0.5) as sim:
+        settings = settings_from_mapping(daemon_config(sim.url, tmp_path), env)
+        base = f"http://{settings.server.listen}"
+        async with Daemon(settings, env), aiohttp.ClientSession() as session:
+            async def read(path: str) -> str:
+                async with session.get(base + path) as response:
+                    return await response.text()
+
+            async def failed() -> bool:
+                status = json.loads(await read("/status"))
+                return bool(status["registries"][REGISTRY]["failures"]
+                            and status["apps"]["/page/web"]["last_error"])
+
+            await eventually(failed, 15, "the storage error to show")
+            shown = {path: await read(path) for path in ("/status", "/")}
+    assert str(tmp_path) not in shown["/status"] + shown["/"]
+    assert "<storage.filesystem.path>" in shown["/status"]
+    assert "&lt;storage.filesystem.path&gt;" in shown["/"]
