@@ -104,7 +104,8 @@ async def _add_security_headers(request: web.Request, response: web.StreamRespon
 
 
 def _encode_json(document: Mapping[str, Any]) -> bytes:
-    """Indented JSON with sorted keys (msgspec: about ten times ``json.dumps``'s pace)."""
+    """Indented JSON with sorted keys: what ``json.dumps(indent=2, sort_keys=True)`` wrote
+    (non-ASCII as UTF-8, not escaped), some eight times faster for a page of 500 apps."""
     return msgspec.json.format(msgspec.json.encode(document, order="sorted"), indent=2)
 
 

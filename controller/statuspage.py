@@ -51,7 +51,7 @@ white-space:nowrap}
 th,td{border:1px solid #d0d7de;padding:.25rem .5rem;text-align:left;vertical-align:top;
 white-space:nowrap}
 th{background:#f6f8fa}
-td.text{white-space:normal;min-width:14rem;max-width:30rem;overflow-wrap:anywhere}
+td.text{white-space:normal;min-width:12rem;max-width:30rem;overflow-wrap:anywhere}
 .bad{color:#a40e26}.ok{color:#116329}.muted{color:#59636e}
 strong.bad,strong.ok{font-weight:700}
 footer{margin:2rem 0 1rem;color:#59636e}
@@ -83,7 +83,7 @@ class _Problems:
 
 
 _LONG = 24
-"""Characters beyond which a cell's text wraps (in a column at least 14rem wide); shorter
+"""Characters beyond which a cell's text wraps (in a column at least 12rem wide); shorter
 ones keep to one line, and a table wider than the screen scrolls in its own region."""
 
 
@@ -255,6 +255,8 @@ def _role(status: Mapping[str, Any]) -> str:
 
 def _find_problems(status: Mapping[str, Any], role: str) -> _Problems:
     found = _Problems()
+    if role == "inactive":  # starting or stopping: the headline says so, nothing else holds
+        return found
     ready: Mapping[str, bool] = status.get("ready") or {}
     for check, ok in ready.items():
         if ok:

@@ -210,6 +210,12 @@ class TestStandby:
             "Problem: ZooKeeper does not answer: this replica could not take over."]
 
 
+def test_a_replica_starting_or_stopping_says_so():
+    page = render_page(TestStandby.STANDBY | {"role": "inactive", "ready": {"standby": False}})
+    assert headline(page) == ("warn", "Not working now: this replica is starting or stopping.")
+    assert problems(page) == []
+
+
 class TestPages:
     def test_next_and_first_page_links_carry_the_cursor(self):
         doc = document(page={"limit": 2, "after": "/a/b c", "next": "/a/x&y", "total": 9})
