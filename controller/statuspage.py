@@ -183,8 +183,9 @@ def _app_rows(apps: Iterable[tuple[str, Mapping[str, Any]]]
     first: list[str] = []
     for app_id, a in apps:
         state = str(a.get("state"))
-        label = (_cell(f"Problem: {state}", f'<strong class="bad">Problem</strong>: '
-                       f"{escape(state)}") if is_problem(state) else _cell(state))
+        shown = f"{state} since {_when(a['since'])}" if a.get("since") else state
+        label = (_cell(f"Problem: {shown}", f'<strong class="bad">Problem</strong>: '
+                       f"{escape(shown)}") if is_problem(state) else _cell(shown))
         first.append(_cell(app_id) + label)
         rows.append((a.get("registry"), a.get("detail"), a.get("last_error"),
                      _pull_failure(a.get("last_pull_failure")),

@@ -168,6 +168,11 @@ class TestProblems:
             "Problem: 1 app in state waiting_for_godot."]
         assert headline(page)[0] == "bad"
 
+    def test_a_locked_or_stuck_app_says_since_when(self):
+        page = render_page(document(counts={"stuck": 1}, problems={"total": 1, "apps": [
+            {"app_id": "/a/x", "state": "stuck", "since": "2026-12-01T09:30:00+00:00"}]}))
+        assert "Problem</strong>: stuck since 2026-12-01 09:30:00 UTC</td>" in page
+
     def test_every_known_problem_state_has_its_words(self):
         assert set(_STATE_WORDS) == set(PROBLEM_STATES)
 
