@@ -47,6 +47,7 @@ def test_app_ids_and_urls_are_left_alone(text):
 def test_the_config_names_its_paths(tmp_path):
     """Every path anywhere in the settings is found, under the key the config gives it."""
     (tmp_path / "pw").write_text("not read here\n")
+    (tmp_path / "bundles").mkdir()
     settings = settings_from_mapping({
         "marathon": {"urls": ["http://marathon:8080"]},
         "registries": [{"host": "r.example.com", "credentials": {
