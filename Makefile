@@ -24,7 +24,8 @@ demo: $(RUNTIME)
 	$(BIN)/pullsecret-controller demo $(DEMO_ARGS)
 
 # Installs the real services and tools the end-to-end tests run (needs root, as CI is):
-# a registry, skopeo, htpasswd, ZooKeeper, a headless browser and systemd-analyze; and promtool,
+# a registry, skopeo, htpasswd, ZooKeeper, a headless browser, npm (the status page test installs
+# axe-core with it) and systemd-analyze; and promtool,
 # which runs the chart's alert tests. It comes with the Prometheus server (package prometheus:
 # 19 MB download, 96 MB installed, about 15 s), which is not left running.
 system-deps:
@@ -34,6 +35,7 @@ system-deps:
 	command -v htpasswd >/dev/null || missing="$$missing apache2-utils"; \
 	[ -x /usr/share/zookeeper/bin/zkServer.sh ] || missing="$$missing zookeeper"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \

@@ -13,6 +13,8 @@ Prints one JSON document and writes ``bench/RESULTS.md`` (``--results``). Figure
 - **compressed lists**: ``list_apps`` with and without ``Accept-Encoding: gzip``, on loopback
   and through a 1 Gbit/s token-bucket proxy;
 - **memory holders**: ``tracemalloc`` top lines once the list is decoded and after the relist;
+- **the ops port under load**: 32 clients looping ``/status`` and ``/`` on the daemon at 50k
+  apps, ``/healthz`` probed every 50 ms meanwhile: its latency, and the daemon's RSS growth;
 - **first full sync** (10k apps, 1k writes) and **event → write latency** (50k apps) of the
   daemon against the project's simulator, write limits lifted so that the controller is
   measured, not the rate limiter (5 writes/s would take 200 s for 1,000 apps, by design);
@@ -215,37 +217,125 @@ def _ratio(high: float, low: float) -> float | None:
     return round(high / low, 2) if low > 0 else None
 
 
-def _vm_hwm_mb(pid: int) -> float:
+def _vm_mb(pid: int, field: str) -> float:
+    """``VmRSS`` (now) or ``VmHWM`` (the peak) of a process, in MB."""
     status = Path(f"/proc/{pid}/status").read_text()
-    match = re.search(r"VmHWM:\s+(\d+) kB", status)
+    match = re.search(rf"{field}:\s+(\d+) kB", status)
     assert match is not None
     return int(match.group(1)) / 1024
 
 
+@contextlib.asynccontextmanager
+async def _daemon_process(config: Config, url: str) -> AsyncIterator[tuple[int, str, float]]:
+    """``pullsecret-controller run`` as its own process against Marathon at ``url``; yields
+    its pid, its ops address and the seconds until ``/readyz`` answered 200."""
+    listen = f"127.0.0.1:{_free_port()}"
+    path = config.write(url, listen=listen)
+    started = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "controller", "run", "-c", str(path), "--log-level",
+        "warning", cwd=ROOT, env=config.env, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL)
+    try:
+        async with aiohttp.ClientSession() as session, asyncio.timeout(300):
+            while True:
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with session.get(f"http://{listen}/readyz") as response:
+                        if response.status == 200:
+                            break
+                await asyncio.sleep(0.05)  # polling another process: nothing to wait on
+        yield proc.pid, listen, time.perf_counter() - started
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await proc.wait()
+
+
 async def bench_daemon_rss(config: Config, apps: int) -> dict[str, Any]:
     """Peak RSS of the daemon process once its first sync is done (all apps labelled)."""
-    async with _stub(apps, "all", config.bundle_uri) as (url, _):
-        listen = f"127.0.0.1:{_free_port()}"
-        path = config.write(url, listen=listen)
-        started = time.perf_counter()
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "controller", "run", "-c", str(path), "--log-level",
-            "warning", cwd=ROOT, env=config.env, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL)
-        try:
-            async with aiohttp.ClientSession() as session, asyncio.timeout(300):
-                while True:
-                    with contextlib.suppress(aiohttp.ClientError):
-                        async with session.get(f"http://{listen}/readyz") as response:
-                            if response.status == 200:
-                                break
-                    await asyncio.sleep(0.05)  # polling another process: nothing to wait on
-            synced = time.perf_counter() - started
-            rss = _vm_hwm_mb(proc.pid)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            await proc.wait()
+    async with _stub(apps, "all", config.bundle_uri) as (url, _), \
+            _daemon_process(config, url) as (pid, _, synced):
+        rss = _vm_mb(pid, "VmHWM")
     return {"apps": apps, "peak_rss_mb": round(rss, 1), "ready_after_s": round(synced, 2)}
+
+
+async def _quiet(base: str) -> None:
+    """Wait until the daemon's loop is quiet: ten ``/healthz`` answers in a row under 50 ms.
+
+    Right after its first sync the daemon relists once more (its event stream attached),
+    which holds the loop for a while at 50k apps: the load must not be measured over that.
+    """
+    async with aiohttp.ClientSession() as session, asyncio.timeout(120):
+        quick = 0
+        while quick < 10:
+            asked = time.perf_counter()
+            async with session.get(f"{base}/healthz") as response:
+                await response.read()
+            quick = quick + 1 if time.perf_counter() - asked < 0.05 else 0
+            await asyncio.sleep(0.05)  # polling another process: nothing to wait on
+
+
+async def _probe_healthz(base: str, until: float) -> list[float]:
+    """``/healthz`` on a new connection every 50 ms until ``until`` (as a liveness probe
+    asks); the seconds each answer took."""
+    seconds = []
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        while time.perf_counter() < until:
+            asked = time.perf_counter()
+            async with session.get(f"{base}/healthz",
+                                   timeout=aiohttp.ClientTimeout(total=120)) as response:
+                await response.read()
+                assert response.status == 200, response.status
+            seconds.append(time.perf_counter() - asked)
+            await asyncio.sleep(0.05)  # the probe's pace, not a synchronisation
+    return seconds
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
+
+
+async def bench_ops_load(config: Config, apps: int, clients: int, seconds: float
+                         ) -> dict[str, Any]:
+    """``clients`` looping ``/status`` and ``/`` (``bench.opsload``, its own process) on the
+    daemon (its own process) at ``apps`` apps, every one opted in (so all are in its status
+    book), while ``/healthz`` is probed every 50 ms: the probe's latency, and how far the
+    daemon's RSS rose above what it held before the load."""
+    async with _stub(apps, "opted", config.bundle_uri) as (url, _), \
+            _daemon_process(config, url) as (pid, listen, _):
+        base = f"http://{listen}"
+        await _quiet(base)
+        async with aiohttp.ClientSession() as session:
+            for path in ("/status", "/"):  # the first answers come before the baseline
+                async with session.get(base + path) as response:
+                    await response.read()
+        rss = [_vm_mb(pid, "VmRSS")]
+        load = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.opsload", "--url", base, "--clients", str(clients),
+            "--seconds", str(seconds), cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        probe = asyncio.create_task(_probe_healthz(base, time.perf_counter() + seconds))
+        answered = asyncio.create_task(load.communicate())
+        async with asyncio.timeout(seconds + 300):
+            while not answered.done():  # RSS every 0.25 s while the clients run
+                rss.append(_vm_mb(pid, "VmRSS"))
+                await asyncio.wait([answered], timeout=0.25)
+        out, err = answered.result()
+        if load.returncode != 0:
+            raise RuntimeError(f"bench.opsload failed: {err.decode()[-2000:]}")
+        latencies = await probe
+    report = json.loads(out)
+    answers = report["answers"]
+    return {"apps": apps, "clients": clients, "seconds": report["seconds"],
+            "answers": answers, "answers_per_second": round(
+                sum(answers.values()) / report["seconds"], 1),
+            "mb_read": round(report["bytes"] / 1e6, 1),
+            "healthz_ms": {"probes": len(latencies),
+                           "p50": round(statistics.median(latencies) * 1000, 1),
+                           "p99": round(_percentile(latencies, 0.99) * 1000, 1),
+                           "max": round(max(latencies) * 1000, 1)},
+            "rss_before_mb": round(rss[0], 1), "rss_growth_mb": round(max(rss) - rss[0], 1)}
 
 
 async def _list_seconds(url: str) -> float:
@@ -539,6 +629,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         report["gzip"] = [await bench_gzip(config, n, args.repeat)
                           for n in _sizes(args.gzip_sizes)]
         report["holders"] = await bench_holders(config, sizes[-1])
+        report["ops_load"] = await bench_ops_load(config, args.ops_apps, args.ops_clients,
+                                                  args.ops_seconds)
     report["first_sync"] = await bench_daemon(args.first_sync_apps, 0)
     report["latency"] = await bench_daemon(args.latency_apps, args.creations)
     report["sse_ingest"] = await bench_sse(args.events)
@@ -555,6 +647,10 @@ if __name__ == "__main__":
                         help="app counts of the no-op passes (the last two give the growth)")
     parser.add_argument("--rss-sizes", default="0,10000,50000")
     parser.add_argument("--gzip-sizes", default="10000,50000")
+    parser.add_argument("--ops-apps", type=int, default=50_000,
+                        help="apps of the daemon whose /status and / are loaded")
+    parser.add_argument("--ops-clients", type=int, default=32)
+    parser.add_argument("--ops-seconds", type=float, default=20.0)
     parser.add_argument("--first-sync-apps", type=int, default=10_000)
     parser.add_argument("--latency-apps", type=int, default=50_000)
     parser.add_argument("--creations", type=int, default=200)

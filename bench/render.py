@@ -7,7 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 _NOW = {"noop_all": "1.9-2.2x", "noop_tenth": "—", "startup": "—", "rss_10k": "103 MB",
-        "rss_50k": "340 MB", "growth": "6.7x", "first_sync": "1.5 s", "latency": "2.2 ms"}
+        "rss_50k": "340 MB", "growth": "6.7x", "first_sync": "1.5 s", "latency": "2.2 ms",
+        "ops_healthz": "40 s", "ops_rss": "537 MB"}
 
 
 def _find(rows: list[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
@@ -41,6 +42,7 @@ def render(report: dict[str, Any]) -> str:
     growth = report["growth"].get("all", {}).get("pass_growth")
     first = report["first_sync"]
     latency = report["latency"].get("event_to_write_ms", {}).get("p99")
+    ops = report["ops_load"]
     ratio: Callable[[float], str] = lambda v: f"{v:.2f}x"  # noqa: E731
     mb: Callable[[float], str] = lambda v: f"{v:.0f} MB"  # noqa: E731
     m = report["machine"]
@@ -79,6 +81,11 @@ def render(report: dict[str, Any]) -> str:
               first["first_sync"]["seconds"], " s", lambda v: f"{v:.2f} s"),
         _goal(f"event → write latency p99 at {report['latency']['apps']:,} apps (loopback)",
               _NOW["latency"], 10, 5, latency, " ms", lambda v: f"{v:.1f} ms"),
+        _goal(f"`/healthz` p99 while {ops['clients']} clients loop `/status` and `/` at "
+              f"{ops['apps']:,} apps", _NOW["ops_healthz"], 100, 100, ops["healthz_ms"]["p99"],
+              " ms", lambda v: f"{v:.1f} ms"),
+        _goal("the daemon's RSS growth meanwhile", _NOW["ops_rss"], 30, 30,
+              ops["rss_growth_mb"], " MB", lambda v: f"{v:.1f} MB"),
         "",
         "## No-op `reconcile --once` passes",
         "",
@@ -151,6 +158,21 @@ def render(report: dict[str, Any]) -> str:
                      f"{r['first_sync']['writes']:,} | {r['noop_resync']['seconds']:.3f} s "
                      f"({r['noop_resync']['writes']} writes) | {e.get('p50', '—')} ms | "
                      f"{e.get('p99', '—')} ms |")
+    lines += ["", "## The ops port under load", "",
+              f"`pullsecret-controller run` as its own process at {ops['apps']:,} apps (the "
+              f"list stub, all labelled); {ops['clients']} clients (`bench/opsload.py`, their own "
+              "process) loop `GET /status` and `GET /`, half each, reading whole answers, while "
+              "the benchmark asks `/healthz` on a new connection every 50 ms, as a liveness "
+              "probe does. RSS is the daemon's `VmRSS` every 0.25 s, against what it held "
+              "after its first two status answers.", "",
+              "| apps | clients | seconds | answers | answers/s | read | `/healthz` p50 | p99 | "
+              "max | RSS before | RSS growth |", "|---|---|---|---|---|---|---|---|---|---|---|",
+              f"| {ops['apps']:,} | {ops['clients']} | {ops['seconds']} | "
+              + ", ".join(f"{n:,} x {status}" for status, n in sorted(ops["answers"].items()))
+              + f" | {ops['answers_per_second']} | {ops['mb_read']} MB | "
+              f"{ops['healthz_ms']['p50']} ms | {ops['healthz_ms']['p99']} ms | "
+              f"{ops['healthz_ms']['max']} ms | {ops['rss_before_mb']} MB | "
+              f"{ops['rss_growth_mb']} MB |"]
     sse, failing = report["sse_ingest"], report["sse_ingest_with_failures"]
     lines += ["", "## SSE ingest", "",
               "| stream | events | decoder | whole watcher |", "|---|---|---|---|",

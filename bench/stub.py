@@ -12,7 +12,8 @@ Apps are realistic (about 1.2 KB each, as the issue's stub: env, health checks, 
 mappings, several labels). Every tenth opts in (``"true"``) and already fetches its bundle
 (``--bundle-uri``), so every pass is a no-op. With ``--labels all`` every other app carries
 the label as ``"false"`` (the worst case: the server-side filter keeps every app); with
-``tenth`` they carry none. With ``--gzip`` a client that accepts gzip gets the body
+``tenth`` they carry none; with ``opted`` every app opts in (and fetches its bundle), so every
+app is in the controller's status book. With ``--gzip`` a client that accepts gzip gets the body
 compressed (once, at start-up: the server's own cost is not what is measured).
 """
 
@@ -36,7 +37,7 @@ _PUBLIC = ("nginx:1.25", "python:3.12-slim", "redis:7.2", "busybox:1.36", "postg
 
 def realistic_app(i: int, *, labels: str, bundle_uri: str) -> dict[str, Any]:
     team = f"team-{i % 20:02d}"
-    opted_in = i % 10 == 0
+    opted_in = labels == "opted" or i % 10 == 0
     image = (f"{REGISTRY}/{team}/service-{i:05d}:1.4.{i % 10}" if opted_in
              else _PUBLIC[i % len(_PUBLIC)])
     fetch = [{"uri": f"https://artifacts.example.com/{team}/config-{i}.tgz", "extract": True,
@@ -162,7 +163,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench.stub", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--apps", type=int, required=True)
-    parser.add_argument("--labels", choices=("all", "tenth"), default="all")
+    parser.add_argument("--labels", choices=("all", "tenth", "opted"), default="all")
     parser.add_argument("--bundle-uri", required=True)
     parser.add_argument("--gzip", action="store_true")
     parser.add_argument("--port", type=int, default=0)

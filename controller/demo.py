@@ -33,11 +33,13 @@ from prometheus_client import CollectorRegistry
 
 from controller.config import settings_from_mapping
 from controller.errors import ConfigError
+from controller.fingerprint import fingerprint
 from controller.logs import configure
 from controller.manager import DaemonHandle, run
 from controller.metrics import PREFIX
 from controller.model import AppId
 from controller.plan import is_managed_uri
+from controller.publisher import RegistryState
 from controller.settings import LogFormat, LogLevel, Settings
 from controller.simulator import Agent, MarathonSimulator, MarathonState, RegistrySimulator
 from controller.statusbook import StatusBook
@@ -185,8 +187,9 @@ async def _converge_and_rotate(scene: _Scene) -> None:
 
     _say()
     registry_state = handle.parts.bundles.states[registry]
+
     def digest() -> str:
-        return registry_state.manifest.sha256 if registry_state.manifest else "-"
+        return _bundle_fingerprint(registry_state)
 
     before = digest()
     writes_before = len(state.writes)
@@ -197,7 +200,7 @@ async def _converge_and_rotate(scene: _Scene) -> None:
     handle.registries.queue.add(registry)  # an environment variable tells nobody it changed
     await _until("rotation", lambda: digest() != before)
     after = digest()
-    _say(f"bundle content {before[:12]} -> {after[:12]} (the registry accepted the new password)")
+    _say(f"bundle content {before} -> {after} (the registry accepted the new password)")
     _say(f"Marathon writes during the rotation: {len(state.writes) - writes_before} "
          "(no app restarted: the URI stayed the same)")
 
@@ -227,7 +230,7 @@ async def _close_the_loop(scene: _Scene) -> None:
             f"{PREFIX}image_pull_failures_total", {"registry": registry, "reason": "auth"}) or 0.0
 
     def digest() -> str:
-        return registry_state.manifest.sha256 if registry_state.manifest else "-"
+        return _bundle_fingerprint(registry_state)
 
     def noted(field: str) -> Any:
         return _app_status(scene, app_id).get(field)
@@ -253,7 +256,7 @@ async def _close_the_loop(scene: _Scene) -> None:
         raise RuntimeError("the rejected credential was published")
     _say(f"  it tried the source's password at the registry {_since(failed_at, login.at)} "
          "later: credentials rejected")
-    _say(f"    {login.detail}; nothing published (bundle still {published[:12]})")
+    _say(f"    {login.detail}; nothing published (bundle still {published})")
     rejected_at = login.at
     await _until("backoff", lambda: (agent.backoff(app_id) or 0) >= 2)
     _say(f"  Marathon holds {app_id} back: launch delay {agent.backoff(app_id):g} s, doubling "
@@ -271,7 +274,7 @@ async def _close_the_loop(scene: _Scene) -> None:
     (task,) = state.list_tasks(app_id)
     running_at = datetime.fromisoformat(task["startedAt"])
     accepted_at = login.at if login else fixed_at
-    _say(f"  verified bundle {digest()[:12]} out: login with the new password accepted "
+    _say(f"  verified bundle {digest()} out: login with the new password accepted "
          f"{_since(fixed_at, accepted_at)} after the fix")
     _say(f"    (the controller's own retry, {_since(rejected_at, accepted_at)} after the "
          "rejection, read the source again)")
@@ -279,6 +282,11 @@ async def _close_the_loop(scene: _Scene) -> None:
          f"the fix ({reset['result']}): the task launches now, not after its delay")
     _say(f"{app_id} is running again {_since(fixed_at, running_at)} after the fix; "
          f"{_since(restarted_at, running_at)} after its task died")
+
+
+def _bundle_fingerprint(state: RegistryState) -> str:
+    """The served bundle as ``/status`` names it (a keyed fingerprint, never its hash)."""
+    return fingerprint(state.manifest.sha256) if state.manifest else "-"
 
 
 def _since(start: datetime, end: datetime) -> str:

@@ -4,6 +4,16 @@ Health checks are named (as controller-runtime's healthz): each answers true or 
 endpoint is 200 only when all are true. ``/status`` (and the page rendered from it) never
 carries a secret: it is built from ``StatusBook`` and bundle manifests, which hold none.
 
+``/status`` and ``/`` serve one page of apps (``?limit=&after=``, ``AppPage``), so each costs
+O(page) however many apps there are. The document is built on the event loop (it reads the
+book, which the loop changes), then encoded or rendered in a thread; at most ``renders`` of
+them are made at once, the others wait up to ``render_wait`` seconds and then get a 503, so
+memory stays bounded and ``/healthz`` and ``/readyz`` never queue behind them.
+
+Every response carries the security headers (``SECURITY_HEADERS``: a Content-Security-Policy
+that allows only the page's own style, no framing, no sniffing, no referrer), also 404s and the
+errors aiohttp makes for malformed requests; ``/status`` and ``/`` are never cached.
+
 The server is often bound to 0.0.0.0, so any client may hold its connections open. ``serve``
 bounds what one can take (``ServerLimits``): a connection must deliver a whole request head within
 ``idle_timeout``, request bodies are never read, and at ``max_connections`` a new connection
@@ -17,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import functools
-import json
 import logging
 import socket
 import time
@@ -25,6 +34,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -32,13 +42,25 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from controller.errors import ConfigError
-from controller.statuspage import render_page
+from controller.statusbook import AppPage
+from controller.statuspage import STYLE_SOURCE, render_page
 
-__all__ = ["Checks", "ServerLimits", "make_app", "serve"]
+__all__ = ["SECURITY_HEADERS", "Checks", "ServerLimits", "StatusSource", "make_app", "serve"]
 
 log = structlog.get_logger(component="http")
 
 Checks = Callable[[], Mapping[str, bool]]
+StatusSource = Callable[[AppPage], Mapping[str, Any]]
+"""Builds the ``/status`` document of one page of apps (on the event loop: O(page))."""
+
+SECURITY_HEADERS: Mapping[str, str] = {
+    "Content-Security-Policy": f"default-src 'none'; style-src {STYLE_SOURCE}; "
+                               "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+_NO_STORE = {"Cache-Control": "no-store"}
 
 _BACKLOG = 128  # the kernel's queue of connections not yet accepted: these hold no fd of ours
 _ACCEPT_RETRY_FIRST = 0.05  # seconds; doubled after each failed accept, up to the max
@@ -55,15 +77,20 @@ def _checks_handler(checks: Checks) -> Callable[[web.Request], Any]:
 
 
 def make_app(*, registry: CollectorRegistry, health: Checks, ready: Checks,
-             status: Callable[[], Mapping[str, Any]]) -> web.Application:
+             status: StatusSource, renders: int = 2, render_wait: float = 2.0
+             ) -> web.Application:
+    """The ops application; ``renders`` and ``render_wait`` bound the ``/status`` and ``/``
+    documents made at once, and how long a request waits for its turn before a 503."""
+    slots = _RenderSlots(renders, render_wait)
+
     async def status_handler(request: web.Request) -> web.Response:
-        return web.json_response(status(), dumps=_dumps)
+        return await slots.respond(request, status, _encode_json, "application/json")
 
     async def page_handler(request: web.Request) -> web.Response:
-        return web.Response(text=render_page(status()), content_type="text/html",
-                            headers={"Cache-Control": "no-store"})
+        return await slots.respond(request, status, _encode_page, "text/html")
 
     app = web.Application()
+    app.on_response_prepare.append(_add_security_headers)
     app.router.add_get("/", page_handler)
     app.router.add_get("/healthz", _checks_handler(health))
     app.router.add_get("/readyz", _checks_handler(ready))
@@ -72,8 +99,56 @@ def make_app(*, registry: CollectorRegistry, health: Checks, ready: Checks,
     return app
 
 
-def _dumps(data: Any) -> str:
-    return json.dumps(data, indent=2, sort_keys=True)
+async def _add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.update(SECURITY_HEADERS)
+
+
+def _encode_json(document: Mapping[str, Any]) -> bytes:
+    """Indented JSON with sorted keys: what ``json.dumps(indent=2, sort_keys=True)`` wrote
+    (non-ASCII as UTF-8, not escaped), some eight times faster for a page of 500 apps."""
+    return msgspec.json.format(msgspec.json.encode(document, order="sorted"), indent=2)
+
+
+def _encode_page(document: Mapping[str, Any]) -> bytes:
+    return render_page(document).encode()
+
+
+class _RenderSlots:
+    """At most ``limit`` documents made at once; a request waits ``wait`` s for a slot."""
+
+    def __init__(self, limit: int, wait: float) -> None:
+        self._free = asyncio.Semaphore(limit)
+        self._wait = wait
+
+    async def respond(self, request: web.Request, status: StatusSource,
+                      encode: Callable[[Mapping[str, Any]], bytes], content_type: str
+                      ) -> web.Response:
+        try:
+            page = AppPage.parse(request.query)
+        except ValueError as e:
+            return web.Response(status=400, text=f"{e}\n", headers=_NO_STORE)
+        try:
+            async with asyncio.timeout(self._wait):
+                await self._free.acquire()
+        except TimeoutError:
+            return web.Response(status=503, text="busy: too many status pages at once\n",
+                                headers={"Retry-After": "1", **_NO_STORE})
+        try:
+            document = status(page)
+        except BaseException:
+            self._free.release()
+            raise
+        # The slot is freed when the thread is done, even if this request is cancelled.
+        work = asyncio.ensure_future(asyncio.to_thread(encode, document))
+        work.add_done_callback(self._done)
+        body = await asyncio.shield(work)
+        return web.Response(body=body, content_type=content_type, charset="utf-8",
+                            headers=_NO_STORE)
+
+    def _done(self, work: asyncio.Future[bytes]) -> None:
+        self._free.release()
+        if not work.cancelled():
+            work.exception()  # retrieved here: the request may have gone
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,6 +238,15 @@ class _OpsConnection(web.RequestHandler):
     def connection_lost(self, exc: BaseException | None) -> None:
         self._connections.remove(self)
         super().connection_lost(exc)
+
+    def handle_error(self, request: web.BaseRequest, status: int = 500,
+                     exc: BaseException | None = None, message: str | None = None
+                     ) -> web.StreamResponse:
+        """aiohttp's answer to a malformed request or a failed handler, with our headers (no
+        application signal sees these)."""
+        response = super().handle_error(request, status, exc, message)
+        response.headers.update(SECURITY_HEADERS)
+        return response
 
     def log_exception(self, *args: Any, **kwargs: Any) -> None:
         """Throttle aiohttp's per-request error tracebacks: any client can cause one at will.

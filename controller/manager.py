@@ -27,6 +27,7 @@ from controller.backoff import Backoff
 from controller.controller import Controller
 from controller.events import EventWatcher
 from controller.gcpause import collector_paused
+from controller.localpaths import LocalPaths
 from controller.metrics import Metrics
 from controller.model import AppId, RawApp
 from controller.passreport import AppOutcome, PassReport
@@ -36,7 +37,7 @@ from controller.reconcile import AppPolicy, AppReconciler, RegistryReconciler
 from controller.remediation import PullRemediator
 from controller.settings import Settings
 from controller.source import AppSource
-from controller.statusbook import StatusBook
+from controller.statusbook import FIRST_PAGE, AppPage, StatusBook
 from controller.workqueue import WorkQueue
 
 if TYPE_CHECKING:
@@ -253,6 +254,7 @@ class _Daemon:
         self.parts = parts
         self.election = election
         self.term: DaemonHandle | None = None
+        self.cut_paths = LocalPaths.of(settings)
 
     # -- ops endpoints -------------------------------------------------------------------------
 
@@ -273,12 +275,13 @@ class _Daemon:
                                                       and now - last_relist < fresh),
         }
 
-    def status(self) -> dict[str, Any]:
+    def status(self, page: AppPage = FIRST_PAGE) -> dict[str, Any]:
         term = self.term
         book = term.status if term else StatusBook()
         return book.snapshot(
-            self.parts.bundles.states, datetime.now(UTC),
+            self.parts.bundles.states, datetime.now(UTC), page, cut=self.cut_paths,
             leader=term is not None, ready=self.ready(),
+            role="leader" if term else "standby" if self.election else "inactive",
             event_stream={"connected": term.watcher.connected if term else False},
             queue={"depth": term.apps.queue.depth, "processing": term.apps.queue.processing}
             if term else None,

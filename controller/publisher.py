@@ -43,6 +43,7 @@ from controller.archive import MAX_BUNDLE_BYTES, build_bundle, content_hash, ins
 from controller.backoff import Backoff
 from controller.credentials.base import CredentialSource
 from controller.errors import CredentialError, InvalidBundleError, TransientError
+from controller.fingerprint import fingerprint
 from controller.logingate import LoginAttempt, LoginGate
 from controller.model import BundleLocation, BundleManifest, RefreshOutcome, RegistryCredential
 from controller.plan import DEFAULT_OWNER, bundle_name, entry_owner
@@ -304,7 +305,7 @@ class BundleManager:
         state.manifest = manifest
         self._current[registry] = (credential, digest)
         state.published_verified = login is not None and login.result == "accepted"
-        fields = {"registry": registry, "sha256": digest,
+        fields = {"registry": registry, "fingerprint": fingerprint(digest),
                   "refresh_at": manifest.refresh_at.isoformat(),
                   "expires_at": _iso(manifest.expires_at)}
         if state.damage is not None:

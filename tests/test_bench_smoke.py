@@ -17,7 +17,8 @@ def test_bench_runs_and_reports_every_figure(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "bench", "--sizes", "100,200", "--rss-sizes", "200",
          "--gzip-sizes", "200", "--first-sync-apps", "200", "--latency-apps", "200",
-         "--creations", "3", "--events", "2000", "--repeat", "1", "--results", str(results)],
+         "--creations", "3", "--events", "2000", "--ops-apps", "200", "--ops-clients", "4",
+         "--ops-seconds", "1", "--repeat", "1", "--results", str(results)],
         cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout)
@@ -31,9 +32,15 @@ def test_bench_runs_and_reports_every_figure(tmp_path):
     assert report["latency"]["event_to_write_ms"]["creations"] == 3
     assert report["sse_ingest"]["watcher_dispatched"] == 100
     assert report["sse_ingest_with_failures"]["failed_pulls_seen"] == 100
+    ops = report["ops_load"]
+    assert (ops["apps"], ops["clients"]) == (200, 4)
+    assert ops["answers"].get("200", 0) > 0
+    assert set(ops["answers"]) <= {"200", "503"}  # every answer a page, or "busy"
+    assert ops["healthz_ms"]["probes"] > 0
     text = results.read_text()
     assert "## Goals (issue 12)" in text
     assert "## Memory holders" in text
+    assert "## The ops port under load" in text
 
 
 def test_growth_is_below_noise_when_the_small_pass_costs_nothing():

@@ -7,8 +7,9 @@ run as operators run them (their own process, in a directory holding ``config.ya
 the in-process Marathon simulator, holding the two apps the examples show. Only what must vary
 is normalised: the simulator's URL, a temporary storage directory shown as the README's, the
 registry for the commands that log in to it (it does not exist here: ``verify: off``; ``plan``
-never logs in, so it runs with the README's config as it is), and the ops port. A log line of ``run`` that ends in ``...}`` stands for every real line that starts with
-the text before the ``...``; the README's lines must appear in that order.
+never logs in, so it runs with the README's config as it is), and the ops port. A log line of
+``run`` that ends in ``...}`` stands for every real line that starts with the text before the
+``...``; the README's lines must appear in that order.
 
 When an output changes on purpose, the failure shows the real output to paste into README.md.
 """

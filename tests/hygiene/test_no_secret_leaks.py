@@ -259,10 +259,10 @@ async def daemon_phase(state: MarathonState, daemon: Command, endpoints: Endpoin
                    for a in labelled) and not state.list_deployments()
 
     await eventually(converged, SECONDS, "the opted-in apps to get their bundles")
-    await endpoints.poll_status(lambda s: all(registry_status(s, r).get("sha256")
+    await endpoints.poll_status(lambda s: all(registry_status(s, r).get("fingerprint")
                                               for r in REGISTRIES), "every bundle")
     await endpoints.capture("converged")
-    before = {r: registry_status(endpoints.status, r)["sha256"] for r in REGISTRIES}
+    before = {r: registry_status(endpoints.status, r)["fingerprint"] for r in REGISTRIES}
 
     state.fail_next("^/v2/apps$", 500, count=2, method="GET")
     state.add_app(docker_app("/hyg/bad-image", "Bad//Image:1"))
@@ -278,7 +278,7 @@ async def daemon_phase(state: MarathonState, daemon: Command, endpoints: Endpoin
     layout.password_file.write_text(FILE_PW_ROTATED.value + "\n")
     layout.docker_config.write_bytes(docker_config(CFG_REG, CFG_PW_ROTATED))
     await endpoints.poll_status(
-        lambda s: all(registry_status(s, r).get("sha256") not in (None, before[r])
+        lambda s: all(registry_status(s, r).get("fingerprint") not in (None, before[r])
                       and not registry_status(s, r).get("failures") for r in (FILE_REG, CFG_REG)),
         "the rotated credentials to be published")
     await endpoints.capture("rotated")
@@ -340,8 +340,8 @@ class TestScenario:
                    for e in events)
         converged, rotated = captured.status["converged"], captured.status["rotated"]
         for registry in (FILE_REG, CFG_REG):
-            assert (registry_status(converged, registry)["sha256"]
-                    != registry_status(rotated, registry)["sha256"])
+            assert (registry_status(converged, registry)["fingerprint"]
+                    != registry_status(rotated, registry)["fingerprint"])
 
 
 class TestNoSecretLeaks:

@@ -210,7 +210,7 @@ class TestOpsEndpoints:
                 async with session.get(f"http://127.0.0.1:{port}/healthz") as r:
                     healthy = r.status
         status = json.loads(status_text)
-        assert status["registries"][REGISTRY]["sha256"]
+        assert status["registries"][REGISTRY]["fingerprint"]
         assert status["apps"]["/ops/a"]["registry"] == REGISTRY
         assert status["apps"]["/ops/pub"]["state"] == "skipped"
         assert ready == (200, {"ok": True, "checks": {"synced": True, "marathon": True,

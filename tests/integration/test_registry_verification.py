@@ -70,7 +70,7 @@ async def test_wrong_password_is_not_published_until_the_file_is_fixed(registry:
 
                 await eventually(rejected, 15, "the registry's refusal shows in /status")
                 status = await ops.status()
-                assert status["sha256"] is None
+                assert status["fingerprint"] is None
                 assert status["login"]["result"] == "rejected"
                 assert status["login"]["detail"] == "the registry refused the basic auth (401)"
                 assert await ops.metric("registry_credentials_rejected") == 1
@@ -83,7 +83,7 @@ async def test_wrong_password_is_not_published_until_the_file_is_fixed(registry:
                 handle.registries.queue.add(registry.host)  # else its backoff retry, in 5 s
 
                 async def published() -> bool:
-                    return (await ops.status())["sha256"] is not None
+                    return (await ops.status())["fingerprint"] is not None
 
                 await eventually(published, 15, "the fixed credential is published")
                 status = await ops.status()
@@ -168,7 +168,7 @@ async def test_password_changed_at_the_registry_shows_on_request(tmp_path: Path)
                 async with aiohttp.ClientSession() as session:
                     ops = Ops(session, listen, registry.host)
                     await eventually(lambda: bundle_uris(state, "/team-a/web"), 15, "first bundle")
-                    first = (await ops.status())["sha256"]
+                    first = (await ops.status())["fingerprint"]
                     assert (await ops.status())["login"]["result"] == "accepted"
 
                     make_htpasswd(registry.workdir / "htpasswd", registry.username,
@@ -180,14 +180,14 @@ async def test_password_changed_at_the_registry_shows_on_request(tmp_path: Path)
 
                     await eventually(rejected, 15, "the requested login sees the refusal")
                     assert await ops.metric("registry_credentials_rejected") == 1
-                    assert (await ops.status())["sha256"] == first
+                    assert (await ops.status())["fingerprint"] == first
 
                     password_file.write_text("rotated-at-the-registry")
                     handle.registries.queue.add(registry.host)  # else its backoff, in 5 s
 
                     async def republished() -> bool:
                         status = await ops.status()
-                        return status["sha256"] != first and not status["credentials_rejected"]
+                        return status["fingerprint"] != first and not status["credentials_rejected"]
 
                     await eventually(republished, 15, "the new password is published")
                     assert await ops.metric("registry_credentials_rejected") == 0

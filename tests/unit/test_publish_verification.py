@@ -301,7 +301,8 @@ class TestRejectedThenFixed:
         assert await h.manager.refresh(REG) == "dry_run"
         assert h.verifier.tried == []
         assert not h.state.credentials_rejected
-        assert h.manager.previews[REG] == "would verify, then publish a new bundle: none is stored yet"
+        assert h.manager.previews[REG] == (
+            "would verify, then publish a new bundle: none is stored yet")
 
     async def test_off_never_logs_in(self, tmp_path):
         """verify: off publishes without a login, even on request."""

@@ -29,8 +29,9 @@ class TestStatusDocument:
                                 "detail": "the registry refused the basic auth (401)"}
 
     def test_existing_fields_are_kept(self):
-        """The fields /status had before logins are all still there."""
-        assert {"sha256", "format", "created_at", "age_seconds", "expires_at", "refresh_at",
+        """The fields /status had before logins are all still there (the bundle's hash became a
+        keyed fingerprint: a hash of the bundle would confirm guessed passwords)."""
+        assert {"fingerprint", "format", "created_at", "age_seconds", "expires_at", "refresh_at",
                 "failures", "last_error", "damage", "repairs"} <= snapshot(RegistryState()).keys()
 
     def test_no_login_yet_is_null(self):
