@@ -15,7 +15,8 @@ or repeated). The ways:
   directory, ``..data`` re-linked to it by a rename, the old one removed): the watched path is
   ``<volume>/<name> -> ..data/<name>``, so the path itself never changes;
 - ``recreate``: deleted and written again (the inode number is often reused);
-- ``appear``: a missing file is created (its removal, before, is waited for and not timed);
+- ``appear``: a missing file is created (its removal, before, is waited for and not timed,
+  but a removal never seen counts as missed);
 - ``chmod``: the file made unreadable, mode 000 (its mode restored before, likewise).
 
 Watchers, each alone in turn:
@@ -244,6 +245,7 @@ async def measure_kind(watcher: str, kind: str, changes: int, within: float,
     wrong = sum(1 for key, _ in calls.seen if key != layout.key(kind))
     return {
         "changes": changes,
+        "waits": expected,
         "median_ms": round(statistics.median(delays) * 1000, 1) if delays else None,
         "max_ms": round(max(delays) * 1000, 1) if delays else None,
         "missed": missed,
@@ -340,7 +342,7 @@ def render(report: dict[str, Any]) -> str:
             cell = (f"{f['median_ms']:.0f} / {f['max_ms']:.0f}" if f["median_ms"] is not None
                     else "-")
             if f["missed"]:
-                cell += f" ({f['missed']}/{f['changes']} missed)"
+                cell += f" ({f['missed']}/{f['waits']} missed)"
             if f["extra"] or f["wrong_key"]:
                 cell += f" (+{f['extra']} extra)"
             cells.append(cell)

@@ -9,15 +9,36 @@ number is reused), a Kubernetes Secret or ConfigMap update (the path is a link t
 inode), a file that appears, and a ``chmod`` (new ctime). Nothing here opens a watched file:
 no secret passes through this module.
 
-FIGURES
+Why a poll rather than inotify, by ``python -m bench.filewatch`` (2 cores, Linux 6.18, ext4;
+ten watched files, 50 changes of each of the six kinds above, each after a random pause):
 
-Timestamps come from a clock that may be coarse: on a kernel without multigrain timestamps
-(before Linux 6.13) a file's stamps advance only once per tick (1 to 10 ms), and on some
-filesystems once per second, so a same-size rewrite within the tick of the pass that saw the
-first write would leave every field as it was. Like git's "racily clean" entries, a state whose
-stamps are that close to the pass's clock is therefore not taken as settled: it is looked at
-again once the window has passed (the loop then wakes early, so it costs no interval), and
-only then compared and reported, once.
+| watcher                        | delay median / max   | missed      | CPU/h | wake-ups/h |
+|--------------------------------|----------------------|-------------|-------|------------|
+| poll every 1 s (this module)   | 0.39-0.60 s / 0.96 s | 0 of 300    | 1.9 s | 12,900     |
+| poll every 2 s                 | not timed            |             | 1.0 s | 6,540      |
+| watchfiles 1.3, directories(a) | 73-81 ms / 108 ms    | 0 of 300    | 3.7 s | 73,650     |
+| watchfiles 1.3, file paths     | 68-92 ms             | 4 of 5 (b)  |       |            |
+
+(a) non-recursive watches on the files' directories, each batch followed by this module's
+comparison; (b) every change after the first rename, Kubernetes swap or re-creation, 5 each.
+CPU/h and wake-ups/h: ten files watched for 120 s while nothing changes, scaled to an hour
+(a process whose event loop only sleeps: 0.01 s and 30).
+
+Both see every kind within a second; inotify sooner, which a rotation does not need (the resync
+this replaces came minutes later). The poll costs half the idle CPU (watchfiles wakes 20 times a
+second, its 50 ms step), adds no dependency, and decides by itself, whereas inotify cannot: on a
+file path it loses its watch at the first rename, Kubernetes swap or re-creation, so it must
+watch the directories and then compare stats all the same; it refuses a directory that does not
+exist yet; and it reports nothing of a change made by another host of a network filesystem
+(man-pages, inotify(7), "Limitations and caveats").
+
+Timestamps come from a clock that may be coarse: without multigrain timestamps (Linux 6.13 and
+later, on ext4, xfs, btrfs and tmpfs) a file's stamps advance only once per tick (1 to 10 ms),
+and on some filesystems once per second, so a same-size rewrite within the tick of the pass that
+saw the first write would leave every field as it was. Like git's "racily clean" entries, a
+state whose stamps are that close to the pass's clock is therefore not taken as settled: it is
+looked at again once the window has passed (the loop then wakes early, so it costs no interval),
+and only then compared and reported, once.
 """
 
 from __future__ import annotations
