@@ -22,7 +22,9 @@ ten watched files, 50 changes of each of the six kinds above, each after a rando
 (a) non-recursive watches on the files' directories, each batch followed by this module's
 comparison; (b) every change after the first rename, Kubernetes swap or re-creation, 5 each.
 CPU/h and wake-ups/h: ten files watched for 120 s while nothing changes, scaled to an hour
-(a process whose event loop only sleeps: 0.01 s and 30).
+(a process whose event loop only sleeps: 0.01 s and 30). On tmpfs, where Kubernetes mounts
+Secrets, 20 changes of each kind gave the same within noise: 0.35-0.64 s / 0.95 s and 2.1 s/h
+for the poll, 68-82 ms / 103 ms and 3.9 s/h for watchfiles on the directories.
 
 Both see every kind within a second; inotify sooner, which a rotation does not need (the resync
 this replaces came minutes later). The poll costs half the idle CPU (watchfiles wakes 20 times a
