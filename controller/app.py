@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
+from pathlib import Path
 
 import aiohttp
 import structlog
@@ -109,7 +110,24 @@ class Components:
     gate: WriteGate
     fence: Fence
     images: ImageChecks
+    logins: Mapping[str, RegistryLogin]
     dry_run: bool
+
+    def source_files(self) -> dict[str, list[Path]]:
+        """Per registry, the files its credential comes from (password or docker config, CA):
+        watched, so that a rotation is picked up within seconds."""
+        found: dict[str, list[Path]] = {}
+        for r in self.settings.registries:
+            files = [r.credentials.password_file, r.credentials.docker_config, r.ca_file]
+            found[r.registry] = [f for f in files if f is not None]
+        return {registry: files for registry, files in found.items() if files}
+
+    def source_changed(self, registry: str) -> None:
+        """A file of ``registry``'s credential changed: trust its CA file as it is now (the
+        credential itself is read again by the refresh the caller queues)."""
+        login = self.logins.get(registry)
+        if login is not None:
+            login.reload_trust()
 
 
 @asynccontextmanager
@@ -151,7 +169,7 @@ async def build(
         yield Components(
             settings=settings, marathon=marathon, bundles=bundles, budget=budget,
             gate=WriteGate(TokenBucket(rc.max_writes_per_second, rc.write_burst), budget, fence),
-            fence=fence, images=images, dry_run=dry_run)
+            fence=fence, images=images, logins=logins, dry_run=dry_run)
 
 
 class _Uncounted:

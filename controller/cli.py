@@ -115,6 +115,9 @@ def _parser() -> argparse.ArgumentParser:
     bundle.add_argument("--registry", required=True, help="a configured registry host")
     bundle.add_argument("--output", "-o", type=lambda p: Path(p).absolute(), required=True,
                         metavar="FILE", help="where to write the archive (mode 0600)")
+    bundle.add_argument("--no-verify", action="store_true",
+                        help="write it without logging in to the registry first (the registry's "
+                             "verify setting is ignored)")
     inject = command(
         "inject", "Print app definitions with this controller's entry, as the daemon would "
         "write it, so that a deploy needs no second one. Offline: no Marathon, no registry, "
@@ -235,8 +238,13 @@ async def _uninstall(settings: Settings, env: Mapping[str, str], *, dry_run: boo
     return EXIT_OK
 
 
-async def _bundle(settings: Settings, env: Mapping[str, str], host: str, output: Path) -> int:
-    from controller.app import credential_source
+async def _bundle(settings: Settings, env: Mapping[str, str], host: str, output: Path, *,
+                  verify: bool) -> int:
+    """The registry's bundle in ``output``, tried at the registry first as its ``verify``
+    says (as the daemon would before publishing it), unless ``verify`` is false."""
+    import aiohttp
+
+    from controller.app import credential_source, registry_logins
     from controller.storage.fs import write_atomically
 
     try:
@@ -248,6 +256,19 @@ async def _bundle(settings: Settings, env: Mapping[str, str], host: str, output:
         known = ", ".join(r.host for r in settings.registries) or "none"
         raise ConfigError([f"--registry: {host} is not configured (configured: {known})"])
     credential = await credential_source(registry, env).fetch()
+    if verify and registry.verify != "off":
+        async with aiohttp.ClientSession() as session:
+            (login,) = registry_logins([registry], session, reconcile_seconds=60).values()
+            result = await login.verify(credential)
+        if result.blocks_publishing(registry.verify):
+            print(f"error: {registry.host}: the login was not accepted ({result.result}: "
+                  f"{result.detail}); verify is {registry.verify}: nothing written "
+                  "(--no-verify writes it anyway)", file=sys.stderr)
+            return EXIT_FAILED
+        if result.result != "accepted":
+            print(f"warning: {registry.host}: the login could not confirm the credential "
+                  f"({result.result}: {result.detail}); written, as verify is best_effort",
+                  file=sys.stderr)
     data = build_bundle(registry.registry, credential, registry.format)
     await asyncio.to_thread(write_atomically, output, data)
     print(f"wrote {output} ({registry.format} for {registry.host}, {len(data)} bytes, "
@@ -366,7 +387,8 @@ def _command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                                     delete_bundles=args.delete_bundles, quiet=args.quiet))
     if args.command == "bundle":
         _check_output(args.output)
-        return _one_shot(_bundle(settings, env, args.registry, args.output))
+        return _one_shot(_bundle(settings, env, args.registry, args.output,
+                                 verify=not args.no_verify))
     raise AssertionError(f"unhandled command {args.command}")  # pragma: no cover
 
 

@@ -26,6 +26,7 @@ from controller.appindex import AppIndex
 from controller.backoff import Backoff
 from controller.controller import Controller
 from controller.events import EventWatcher
+from controller.filewatch import FileWatch
 from controller.gcpause import collector_paused
 from controller.localpaths import LocalPaths
 from controller.metrics import Metrics
@@ -55,6 +56,8 @@ REGISTRY_BACKOFF = Backoff(5.0, 300.0)
 _ONE_SHOT_CONFLICTS = 3
 """A one-shot pass waits for an app's locking deployment this often before giving up on it."""
 _DEPLOYMENT_POLL_SECONDS = 1.0
+_SOURCES = ("events", "resync", "filewatch")
+"""A term's root tasks that bring work (stopped first); the others are its workers."""
 
 
 def planner(settings: Settings, home: str) -> Planner:
@@ -188,6 +191,13 @@ class Term:
     """Takes ``request_verification`` calls (evidence that a credential may be wrong)."""
     remediator: PullRemediator
 
+    def source_changed(self, registry: str) -> None:
+        """A file of the registry's credential changed (or SIGHUP asks): refresh that registry
+        now, reading its source again."""
+        log.info("credential_source_changed", registry=registry)
+        self.parts.source_changed(registry)
+        self.registries.queue.add(registry)
+
 
 def make_term(parts: Components, metrics: Metrics) -> Term:
     """The app and registry controllers, wired to one source of keys (not started)."""
@@ -287,6 +297,13 @@ class _Daemon:
             if term else None,
             dry_run=self.settings.reconcile.dry_run)
 
+    def reread_sources(self) -> None:
+        """SIGHUP: read every registry's credential source again now (on the leader)."""
+        log.info("sighup_received", leader=self.term is not None)
+        if self.term is not None:
+            for registry in self.parts.bundles.states:
+                self.term.source_changed(registry)
+
     # -- terms ---------------------------------------------------------------------------------
 
     async def lead(self, stop: asyncio.Event, lost: asyncio.Event,
@@ -304,6 +321,9 @@ class _Daemon:
         roots |= {f"registry-worker-{i}": registries.worker()
                   for i in range(registries.workers)}
         roots |= {"resync": source.resync(), "events": watcher.run()}
+        files = FileWatch(parts.source_files(), on_change=term.source_changed)
+        files.check_now()  # the baseline, before the first refresh reads a credential
+        roots["filewatch"] = files.run()
         stopping = asyncio.Event()
         tasks = {name: asyncio.create_task(_guard(coro, name, stopping), name=name)
                  for name, coro in roots.items()}
@@ -340,7 +360,7 @@ async def _stop_term(tasks: dict[str, asyncio.Task[None]],
                      queues: tuple[WorkQueue[AppId], WorkQueue[str]], *, drain: bool,
                      grace_seconds: float) -> None:
     """Stop the sources, let workers finish (draining the queues if asked), cancel the rest."""
-    for name in ("events", "resync"):
+    for name in _SOURCES:
         tasks[name].cancel()
     for queue in queues:
         queue.shutdown(drain=drain)
@@ -399,6 +419,7 @@ async def run(
         async with build(settings, env, metrics=metrics,
                          fence=election.fence if election else no_fence) as parts:
             daemon = _Daemon(settings, metrics, parts, election)
+            loop.add_signal_handler(signal.SIGHUP, daemon.reread_sources)
             runner = await serve(make_app(registry=metrics.registry, health=daemon.health,
                                           ready=daemon.ready, status=daemon.status),
                                  settings.server.host, settings.server.port)
@@ -416,7 +437,7 @@ async def run(
     finally:  # the clients are closed by now: the HTTP server stops last
         if runner is not None:
             await runner.cleanup()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
     log.info("controller_stopped", exit_code=1 if crashed else 0)
     return 1 if crashed else 0

@@ -446,6 +446,7 @@ class RegistryLogin:
             raise ConfigError([str(e)]) from None
         self._session = session
         self._path = None if repository is None else _pull_path(self._registry, repository)
+        self._ca_file = ca_file
         self._trust = _trust(ca_file)
         self._timeout = timeout_seconds
         self._request_timeout = aiohttp.ClientTimeout(
@@ -457,6 +458,15 @@ class RegistryLogin:
         self._insecure = insecure or _is_loopback(self._host)
         schemes = ("https", "http") if self._insecure else ("https",)
         self._origins = [URL(f"{scheme}://{api_host}") for scheme in schemes]
+
+    def reload_trust(self) -> None:
+        """Read ``ca_file`` again (it was replaced); a file that holds no certificate now keeps
+        the trust read before, and is logged."""
+        try:
+            self._trust = _trust(self._ca_file)
+        except ConfigError as e:
+            log.warning("registry_ca_file_unusable", registry=self._registry,
+                        error=e.problems[0], kept="the CA file read before")
 
     async def verify(self, credential: RegistryCredential) -> LoginResult:
         """Log in with ``credential``; never raises for what the registry or network does."""

@@ -135,3 +135,24 @@ async def test_bundle_command_replaces_the_manual_recipe(registry, tmp_path):
     sandbox.mkdir()
     fetch_into_sandbox(out.as_uri(), sandbox)
     assert skopeo_inspect(registry.ref(), sandbox).returncode == 0
+
+
+@pytest.mark.parametrize("verify", ["required", "best_effort"])
+async def test_bundle_command_refuses_a_credential_the_registry_rejects(registry, tmp_path,
+                                                                        verify):
+    """`bundle` logs in first as the daemon would before publishing: a refused password is not
+    written (exit 1), unless --no-verify says so."""
+    config = write_config(tmp_path, config_doc(
+        "http://127.0.0.1:1", tmp_path / "bundles",
+        registries=[registry_entry(registry.host, username=registry.username,
+                                   password_env="E2E_REGISTRY_PASSWORD", verify=verify)]))
+    out = tmp_path / "docker.tar.gz"
+    wrong = {"E2E_REGISTRY_PASSWORD": "not-the-password"}
+    code, _, stderr = await cli("bundle", "-c", config, "--registry", registry.host, "-o", out,
+                                env=wrong)
+    assert code == 1
+    assert "nothing written" in stderr
+    assert not out.exists()
+    code, _, stderr = await cli("bundle", "-c", config, "--registry", registry.host, "-o", out,
+                                "--no-verify", env=wrong)
+    assert (code, out.exists()) == (0, True), stderr
