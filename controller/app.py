@@ -18,6 +18,7 @@ from controller.credentials.base import CredentialSource
 from controller.imagecheck import ImageChecks
 from controller.marathon import MarathonClient
 from controller.metrics import Metrics
+from controller.presence import Presence, config_fingerprint
 from controller.publisher import BundleManager, Fence, no_fence
 from controller.ratelimit import DeploymentBudget, TokenBucket
 from controller.reconcile import WriteGate
@@ -111,6 +112,7 @@ class Components:
     fence: Fence
     images: ImageChecks
     logins: Mapping[str, RegistryLogin]
+    presence: Presence
     dry_run: bool
 
     def source_files(self) -> dict[str, list[Path]]:
@@ -147,10 +149,11 @@ async def build(
         registries = {r.registry: r for r in settings.registries}
         logins = registry_logins(settings.registries, session,
                                  reconcile_seconds=settings.reconcile.timeout_seconds)
+        store = store_from_settings(settings.storage)
         bundles = BundleManager(
             registries,
             {r.registry: credential_source(r, env) for r in settings.registries},
-            store_from_settings(settings.storage),
+            store,
             fence=fence, dry_run=dry_run, observer=metrics,
             owner=settings.controller.name,
             verifiers={r: login for r, login in logins.items() if registries[r].verify != "off"},
@@ -169,7 +172,9 @@ async def build(
         yield Components(
             settings=settings, marathon=marathon, bundles=bundles, budget=budget,
             gate=WriteGate(TokenBucket(rc.max_writes_per_second, rc.write_burst), budget, fence),
-            fence=fence, images=images, logins=logins, dry_run=dry_run)
+            fence=fence, images=images, logins=logins, dry_run=dry_run,
+            presence=Presence(store, settings.controller.name,
+                              config_fingerprint(settings, store.home)))
 
 
 class _Uncounted:

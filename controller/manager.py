@@ -25,6 +25,7 @@ from controller.app import Components, build, user_agent
 from controller.appindex import AppIndex
 from controller.backoff import Backoff
 from controller.controller import Controller
+from controller.errors import ConfigError
 from controller.events import EventWatcher
 from controller.filewatch import FileWatch
 from controller.gcpause import collector_paused
@@ -56,7 +57,7 @@ REGISTRY_BACKOFF = Backoff(5.0, 300.0)
 _ONE_SHOT_CONFLICTS = 3
 """A one-shot pass waits for an app's locking deployment this often before giving up on it."""
 _DEPLOYMENT_POLL_SECONDS = 1.0
-_SOURCES = ("events", "resync", "filewatch")
+_SOURCES = ("events", "resync", "filewatch", "presence")
 """A term's root tasks that bring work (stopped first); the others are its workers."""
 
 
@@ -104,8 +105,11 @@ async def run_once(parts: Components, *, every_app: bool = False,
 
     One app or registry failing never stops the pass: its error is recorded and the rest go on.
     ``report`` (a new one if not given) fills in as the pass goes, so that a caller whose pass
-    is interrupted can still say what it wrote.
+    is interrupted can still say what it wrote. A pass that writes first makes sure no other
+    controller runs under this name (``NameTakenError``).
     """
+    if not parts.dry_run:
+        await parts.presence.check()
     rc = parts.settings.reconcile
     report = report if report is not None else PassReport()
     status = StatusBook()
@@ -170,6 +174,9 @@ async def _guard(coro: Coroutine[Any, Any, None], name: str, stopping: asyncio.E
     try:
         await coro
     except asyncio.CancelledError:
+        raise
+    except ConfigError as e:  # e.g. another controller took this one's name
+        log.error("task_refused", task=name, error=e.problems[0])
         raise
     except Exception:
         log.exception("task_crashed", task=name)
@@ -320,7 +327,9 @@ class _Daemon:
             f"worker-{i}": apps.worker() for i in range(apps.workers)}
         roots |= {f"registry-worker-{i}": registries.worker()
                   for i in range(registries.workers)}
-        roots |= {"resync": source.resync(), "events": watcher.run()}
+        await parts.presence.claim()
+        roots |= {"resync": source.resync(), "events": watcher.run(),
+                  "presence": parts.presence.keep()}
         files = FileWatch(parts.source_files(), on_change=term.source_changed)
         files.check_now()  # the baseline, before the first refresh reads a credential
         roots["filewatch"] = files.run()
@@ -353,7 +362,22 @@ class _Daemon:
             metrics.leader.set(0)
             metrics.sse_connected.set(0)
             self.term = None
+        presence = tasks["presence"]
+        refused = (presence.exception() if presence.done() and not presence.cancelled()
+                   else None)
+        if isinstance(refused, ConfigError):
+            raise refused  # the name is another controller's: exit 2, as for a bad config
+        if reason == "signal":
+            await _chore_quietly(parts.presence.release(), "presence_release_failed")
         return crashed
+
+
+async def _chore_quietly(chore: Coroutine[Any, Any, None], event: str) -> None:
+    """Best effort on the way out: a failure is logged, never raised."""
+    try:
+        await chore
+    except Exception as e:  # noqa: BLE001 - shutting down anyway
+        log.warning(event, error=str(e) or type(e).__name__)
 
 
 async def _stop_term(tasks: dict[str, asyncio.Task[None]],
@@ -418,6 +442,7 @@ async def run(
     try:
         async with build(settings, env, metrics=metrics,
                          fence=election.fence if election else no_fence) as parts:
+            await parts.presence.check()  # another controller with this name: exit 2 now
             daemon = _Daemon(settings, metrics, parts, election)
             loop.add_signal_handler(signal.SIGHUP, daemon.reread_sources)
             runner = await serve(make_app(registry=metrics.registry, health=daemon.health,

@@ -53,7 +53,16 @@ class BundleStore(Protocol):
         ...
 
     async def delete(self, name: str) -> None:
-        """Remove a bundle and its record; a missing one is fine."""
+        """Remove a bundle and its record (or a note); a missing one is fine."""
+        ...
+
+    async def read_note(self, name: str, limit: int) -> bytes | None:
+        """A small record that is not a bundle (``controller.presence``), at most ``limit``
+        bytes, or ``None`` when there is none; ``StorageError`` when it cannot be read."""
+        ...
+
+    async def write_note(self, name: str, data: bytes) -> None:
+        """Write a note atomically, readable as the bundles are."""
         ...
 
     async def list_names(self) -> list[str]:

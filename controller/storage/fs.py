@@ -213,6 +213,24 @@ class FilesystemStore:
         write_atomically(self._manifest_path(name), manifest_to_json(manifest),
                          mode=self._mode, gid=self._gid)
 
+    async def read_note(self, name: str, limit: int) -> bytes | None:
+        try:
+            return await asyncio.to_thread(read_bounded, self._dir / name, limit)
+        except (OSError, InvalidBundleError) as e:
+            raise StorageError(f"cannot read {name}: {e}") from None
+
+    async def write_note(self, name: str, data: bytes) -> None:
+        def write() -> None:
+            problem = directory_problem(self._dir, require_mount=self._require_mount)
+            if problem is not None:
+                raise StorageError(f"cannot write {name}: storage.filesystem.path: {problem}")
+            write_atomically(self._dir / name, data, mode=self._mode, gid=self._gid)
+
+        try:
+            await asyncio.to_thread(write)
+        except OSError as e:
+            raise StorageError(f"cannot write {name} in {self._dir}: {e.strerror}") from None
+
     async def delete(self, name: str) -> None:
         def remove() -> None:
             for path in (self._dir / name, self._manifest_path(name)):

@@ -16,6 +16,7 @@ class MemoryStore:
         self.uri_prefix = uri_prefix
         self.bundles: dict[str, bytes] = {}
         self.manifests: dict[str, BundleManifest] = {}
+        self.notes: dict[str, bytes] = {}
         self.writes = 0
 
     @property
@@ -45,6 +46,14 @@ class MemoryStore:
     async def delete(self, name: str) -> None:
         self.bundles.pop(name, None)
         self.manifests.pop(name, None)
+        self.notes.pop(name, None)
+
+    async def read_note(self, name: str, limit: int) -> bytes | None:
+        data = self.notes.get(name)
+        return None if data is None else data[:limit]
+
+    async def write_note(self, name: str, data: bytes) -> None:
+        self.notes[name] = data
 
     async def list_names(self) -> list[str]:
         return sorted(self.bundles.keys() | self.manifests.keys())

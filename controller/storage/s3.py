@@ -99,6 +99,13 @@ def _signature_window(uri: str) -> tuple[datetime, float] | None:
     return signed_at, ttl
 
 
+def _encryption(settings: S3StorageSettings) -> dict[str, str]:
+    """SSE-KMS with the configured key, else SSE-S3: every object we write is encrypted."""
+    if settings.kms_key_id:
+        return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": settings.kms_key_id}
+    return {"ServerSideEncryption": "AES256"}
+
+
 def _without_query(uri: str) -> str:
     return urlsplit(uri)._replace(query="", fragment="").geturl()
 
@@ -247,9 +254,7 @@ class S3Store:
         """
         settings = self._settings
         checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
-        encryption: dict[str, str] = (
-            {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": settings.kms_key_id}
-            if settings.kms_key_id else {"ServerSideEncryption": "AES256"})
+        encryption = _encryption(settings)
         try:
             async with asyncio.timeout(_TIMEOUT_SECONDS), self._client() as s3:
                 await s3.put_object(
@@ -274,6 +279,28 @@ class S3Store:
             raise StorageError(
                 f"s3://{settings.bucket}/{self._key(name)} does not read back as written "
                 f"(different {' and '.join(differences)}; changed by another writer?)")
+
+    async def read_note(self, name: str, limit: int) -> bytes | None:
+        try:
+            async with asyncio.timeout(_TIMEOUT_SECONDS), self._client() as s3:
+                response = await s3.get_object(Bucket=self._settings.bucket, Key=self._key(name))
+                async with response["Body"] as body:
+                    return await _read_at_most(body, limit)
+        except _FAILURES as e:
+            if _is_not_found(e):
+                return None
+            raise self._failure("read", name, e) from e
+
+    async def write_note(self, name: str, data: bytes) -> None:
+        settings = self._settings
+        encryption = _encryption(settings)
+        try:
+            async with asyncio.timeout(_TIMEOUT_SECONDS), self._client() as s3:
+                await s3.put_object(Bucket=settings.bucket, Key=self._key(name), Body=data,
+                                    ContentType="application/json", CacheControl="no-store",
+                                    **encryption)
+        except _FAILURES as e:
+            raise self._failure("write", name, e) from e
 
     async def delete(self, name: str) -> None:
         self._presigned.pop(name, None)

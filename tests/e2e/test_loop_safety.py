@@ -139,7 +139,7 @@ async def test_a_cold_start_with_a_refused_password_catches_up_once_the_file_is_
     finally:
         await agent.close()
     assert counted >= 1
-    assert sum(resets.values()) == len(apps)  # one reset per app, once fixed
+    assert sum(resets.values()) == len(apps), resets  # one reset per app, once fixed
     assert all(document["apps"][a]["last_delay_reset"] is not None for a in apps)
 
 

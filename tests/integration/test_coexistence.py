@@ -18,8 +18,9 @@ import structlog.testing
 
 from controller.app import build
 from controller.config import settings_from_mapping
-from controller.manager import run_once
+from controller.manager import run, run_once
 from controller.plan import bundle_name
+from controller.presence import NameTakenError
 from controller.simulator import MarathonSimulator, MarathonState
 from tests.factories import REGISTRY, docker_app
 from tests.integration.runner import Daemon, Ops, bundle_uris, daemon_config
@@ -267,3 +268,22 @@ class TestWhatIsOurs:
         (write,) = ours(state)
         assert write.body["fetch"][1] == USER_FETCH
         assert write.body["fetch"][0]["uri"] == f"file://{tmp_path}/bundles/{bundle_name(REGISTRY)}"
+
+
+class TestOneNameOneController:
+    async def test_a_second_controller_with_the_same_name_refuses_to_run(
+            self, state, sim, env, tmp_path):
+        """Two controllers left at the default name, each with its own registry, one Marathon,
+        one storage: the second refuses (exit 2, naming controller.name) and writes nothing;
+        the first converges its apps once."""
+        other = "registry.other.example:5000"
+        state.load_apps([docker_app(f"/one/a{i}") for i in range(3)]
+                        + [docker_app(f"/two/b{i}", f"{other}/two/b{i}:1") for i in range(3)])
+        first = settings_from_mapping(daemon_config(sim.url, tmp_path), env)
+        second = settings_from_mapping(daemon_config(sim.url, tmp_path, hosts=(other,)), env)
+        async with Daemon(first, env):
+            await eventually(lambda: all(bundle_uris(state, f"/one/a{i}") for i in range(3)), 10)
+            with pytest.raises(NameTakenError, match=r"controller\.name"):
+                await asyncio.wait_for(run(second, env), 30)
+        assert len(ours(state, status=200)) == 3
+        assert not any(bundle_uris(state, f"/two/b{i}") for i in range(3))
