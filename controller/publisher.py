@@ -130,6 +130,9 @@ class RegistryState:
     fixed."""
     published_verified: bool = False
     """The last write by this process was of a credential the registry accepted right before."""
+    next_login: datetime | None = None
+    """While the registry's refusal of the source's credential holds a login back: when the
+    same credential may be tried again (``LoginGate``)."""
 
 
 class BundleManager:
@@ -344,6 +347,7 @@ class BundleManager:
                 retry_after=recheck)
         login = await verifier.verify(credential)
         self.gate.record(registry, digest, login.result)
+        state.next_login = self.gate.next_attempt(registry)
         state.credentials_rejected = login.result == "rejected" or (
             refused_before and login.result != "accepted")
         state.login = LoginCheck(result=login.result, detail=login.detail, at=self._now(),

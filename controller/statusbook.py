@@ -309,7 +309,9 @@ def _registry(s: RegistryState, now: datetime, shown: Callable[[str], str]) -> d
         "verify": s.verify,
         "credentials_rejected": s.credentials_rejected,
         "login": {"result": s.login.result, "at": _iso(s.login.at),
-                  "detail": shown(s.login.detail)} if s.login else None,
+                  "detail": shown(s.login.detail),
+                  "next_attempt": _iso(s.next_login) if s.next_login and s.next_login > now
+                  else None} if s.login else None,
     }
 
 

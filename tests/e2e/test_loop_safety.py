@@ -90,6 +90,7 @@ async def test_a_storm_of_failed_pulls_costs_one_refused_login_per_interval(tmp_
                 await asyncio.sleep(0.3)  # the storm's pace: a failed task every 0.3 s
             refused = await ops.metric("registry_login_total", result="rejected")
             withheld = await ops.metric("registry_login_total", result="withheld")
+
             password_file.write_text(ROTATED)
 
             async def accepted() -> bool:

@@ -26,7 +26,18 @@ class TestStatusDocument:
         assert doc["credentials_rejected"] is True
         assert doc["verify"] == "best_effort"
         assert doc["login"] == {"result": "rejected", "at": NOW.isoformat(),
-                                "detail": "the registry refused the basic auth (401)"}
+                                "detail": "the registry refused the basic auth (401)",
+                                "next_attempt": None}
+
+    def test_the_next_login_the_gate_allows_is_shown_until_it_passes(self):
+        """While a refusal holds the same credential back, /status says until when."""
+        later = NOW.replace(minute=5)
+        state = RegistryState(verify="required", credentials_rejected=True, next_login=later,
+                              login=LoginCheck(result="rejected", at=NOW, sha256="ab" * 32,
+                                               detail="refused"))
+        assert snapshot(state)["login"]["next_attempt"] == later.isoformat()
+        passed = StatusBook().snapshot({REG: state}, later)["registries"][REG]
+        assert passed["login"]["next_attempt"] is None
 
     def test_existing_fields_are_kept(self):
         """The fields /status had before logins are all still there (the bundle's hash became a
