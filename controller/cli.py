@@ -12,9 +12,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
+import threading
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import replace
 from importlib.metadata import version
@@ -31,10 +33,12 @@ from controller.settings import Settings
 if TYPE_CHECKING:
     from controller.passreport import PassReport
 
-__all__ = ["main", "run"]
+__all__ = ["exit_after", "main", "run"]
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 EXIT_INTERRUPTED = 130
+_EXIT_MARGIN_SECONDS = 5.0
+"""After SIGTERM, the process ends at most this long after ``shutdown_timeout_seconds``."""
 DEFAULT_CONFIG = "/etc/pullsecret-controller/config.yaml"
 _LEVELS = ("debug", "info", "warning", "error")
 _FORMATS = ("auto", "json", "console")
@@ -166,6 +170,25 @@ def _load(args: argparse.Namespace, env: Mapping[str, str], *, one_shot: bool,
                  else settings.logging.level))
     configure(level, args.log_format or settings.logging.format)
     return settings
+
+
+def exit_after(seconds: float, code: int = EXIT_FAILED) -> None:
+    """End the process after ``seconds`` whatever it waits for: the hard bound of a shutdown.
+
+    The daemon drains within ``shutdown_timeout_seconds``, but a thread stuck in the kernel (an
+    fsync on a hung mount, say) cannot be cancelled, and the interpreter waits for it on the way
+    out. A daemon thread cannot hold the process: if it is still alive when the time is up, it
+    says so on stderr and exits with ``code``.
+    """
+    def force() -> None:
+        sys.stderr.write(json.dumps({"component": "cli", "event": "shutdown_forced",
+                                     "after_seconds": seconds, "level": "error"}) + "\n")
+        sys.stderr.flush()
+        os._exit(code)
+
+    timer = threading.Timer(seconds, force)
+    timer.daemon = True
+    timer.start()
 
 
 def _stricter(level: str, floor: str) -> str:
@@ -375,7 +398,9 @@ def _command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
         if args.dry_run:
             settings = replace(settings, reconcile=replace(settings.reconcile, dry_run=True))
-        return asyncio.run(run_daemon(settings, env))
+        deadline = settings.reconcile.shutdown_timeout_seconds + _EXIT_MARGIN_SECONDS
+        return asyncio.run(run_daemon(settings, env,
+                                      on_stop_signal=lambda: exit_after(deadline)))
     if args.command == "check-config":
         return _check_config(_config_path(args), settings, quiet=args.quiet,
                              offline=args.offline)

@@ -418,18 +418,25 @@ async def run(
     stop: asyncio.Event | None = None,
     registry: CollectorRegistry | None = None,
     started: Callable[[DaemonHandle], None] | None = None,
+    on_stop_signal: Callable[[], None] = lambda: None,
 ) -> int:
     """The daemon. Returns the exit code: 0 after SIGTERM/SIGINT (or ``stop``), 1 on a crash.
 
     The HTTP server starts first and stops last. With leader election, a replica serves the
     ops endpoints as a standby and runs the work only while it holds the lock.
+    ``on_stop_signal`` is told when SIGTERM or SIGINT asks the daemon to stop (the command line
+    arms its hard deadline then).
     """
     from controller.http import make_app, serve  # the web server: the daemon's alone
 
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+    def stop_signal() -> None:
+        stop.set()
+        on_stop_signal()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stop_signal)
     metrics = Metrics(registry or CollectorRegistry())
     metrics.init_registries(r.registry for r in settings.registries)
     election: ZooKeeperElection | None = None

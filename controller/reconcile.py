@@ -17,6 +17,7 @@ deployment, and only when the deployment changes this app alone.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -52,6 +53,8 @@ log = structlog.get_logger(component="reconcile")
 
 _LOCKED_RECHECK_SECONDS = 30.0
 _DEFERRED_SECONDS = 10.0
+_CONCURRENT_LOCATIONS = 4
+"""Registries whose bundles are looked up (and refreshed, the first time) at once."""
 _VERIFY_REQUEST_INTERVAL_SECONDS = 5.0
 """Asked-for logins with one registry are at least this far apart."""
 _DONE: dict[str | None, str] = {"add": "bundle entry added", "replace": "bundle entry replaced",
@@ -390,13 +393,18 @@ class AppReconciler:
         """Every configured registry's bundle location that can be had now, read once for a
         whole list; a registry whose bundle cannot be had is left out (its apps go to workers,
         which report it)."""
-        found: dict[str, BundleLocation] = {}
-        for rule in self._planner.rules:
-            try:
-                found[rule.registry] = await self._bundles.location(rule.registry)
-            except Exception:  # noqa: BLE001, S112 - a worker meets and reports it per app
-                continue
-        return found
+        slots = asyncio.Semaphore(_CONCURRENT_LOCATIONS)
+
+        async def location(registry: str) -> BundleLocation | None:
+            async with slots:  # one slow registry must not hold up the others
+                try:
+                    return await self._bundles.location(registry)
+                except Exception:  # noqa: BLE001 - a worker meets and reports it per app
+                    return None
+
+        registries = [rule.registry for rule in self._planner.rules]
+        found = await asyncio.gather(*(location(r) for r in registries))
+        return {r: loc for r, loc in zip(registries, found, strict=True) if loc is not None}
 
     def settle(self, app: RawApp, locations: Mapping[str, BundleLocation]) -> AppOutcome | None:
         """Plan a listed app inline, without a task: if it needs no write, record it as a

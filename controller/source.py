@@ -131,13 +131,14 @@ class AppSource:
 
     async def resync(self) -> None:
         """The initial sync, then a relist every period (±10 % jitter) and whenever one is
-        requested; a failed relist is retried with backoff. Leftovers of interrupted writes are
-        removed first, and stale bundles after each relist once the sync has settled."""
+        requested; a failed relist is retried with backoff. Before each relist, leftovers of
+        interrupted writes (temp files, which hold a credential) are removed; after it, stale
+        bundles, once the sync has settled."""
         period = self._resync_seconds
         failures = 0
-        await _chore(self._bundles.cleanup)
         while True:
             self._relist_wanted.clear()
+            await _chore(self._bundles.cleanup)
             try:
                 await self.relist()
                 failures = 0
@@ -158,7 +159,7 @@ class AppSource:
         still on its way (its new tasks might still fetch a stale bundle)."""
         counts = self._reconciler.status.counts()
         return (self._synced_at is not None and time.monotonic() - self._synced_at >= grace
-                and not any(counts[s] for s in ("pending", "failed", "locked")))
+                and not any(counts[s] for s in ("pending", "failed", "locked", "stuck")))
 
     # -- events ----------------------------------------------------------------------------
 
