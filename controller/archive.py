@@ -5,11 +5,13 @@ fetcher extracts ``docker.tar.gz`` into the sandbox root, so the archive holds e
 ``.docker/config.json`` (or the legacy ``.dockercfg``), as Marathon's private-registry recipe
 (``tar -czf docker.tar.gz .docker``) produces it.
 
-The bytes depend only on the input: fixed mtime (0, so ``tar -tv`` shows 1970-01-01), owner
-``root/root`` (uid/gid 0, as the recipe's listing shows), GNU tar format (GNU tar's default),
-sorted members, and a gzip header without name or timestamp. The content hash of the bundle
-therefore tells whether a stored bundle is current; a different zlib build may compress
-differently, which costs one extra publish and nothing else.
+The tar inside (``bundle_content``) depends only on the input: fixed mtime (0, so ``tar -tv``
+shows 1970-01-01), owner ``root/root`` (uid/gid 0, as the recipe's listing shows), GNU tar format
+(GNU tar's default), sorted members; its hash tells whether a stored bundle holds the current
+credential. The gzip around it (``pack``) carries a random comment, so the same credential never
+gives the same bytes twice: a hash of the published bytes (S3 shows its MD5 as the ETag to
+anyone who may list the bucket) cannot confirm a guessed password offline. Every gzip reader
+(zlib, GNU tar, libarchive, which the Mesos fetcher uses) skips the comment.
 
 Stored bundles are read back to verify them; ``inspect_bundle`` checks such bytes as hostile
 input: bounded in size (compressed and unpacked), and holding exactly the members we write.
@@ -20,10 +22,11 @@ Pure: no I/O besides building bytes in memory. The secret is revealed only in ``
 from __future__ import annotations
 
 import base64
-import gzip
 import hashlib
 import io
 import json
+import secrets
+import struct
 import tarfile
 import zlib
 from collections.abc import Mapping
@@ -33,13 +36,18 @@ from controller.errors import CredentialError, InvalidBundleError
 from controller.model import BundleFormat, RegistryCredential, Secret
 from controller.reference import auth_key
 
-__all__ = ["MAX_BUNDLE_BYTES", "build_bundle", "config_json", "content_hash", "dockercfg_json",
-           "inspect_bundle"]
+__all__ = ["MAX_BUNDLE_BYTES", "build_bundle", "bundle_content", "config_json", "content_hash",
+           "dockercfg_json", "inspect_bundle", "pack"]
 
 MAX_BUNDLE_BYTES = 1 << 20
 """The most a stored bundle may take, compressed and unpacked alike (ours take a few KiB)."""
 
 _MTIME = 0
+_NONCE_BYTES = 16
+"""Random bytes in each archive's gzip comment (written as hex)."""
+_FCOMMENT = 0x10
+_XFL_BEST = 2
+_OS_UNKNOWN = 255
 _FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE)
 _DOCKER_DIR = ".docker"
 _CONFIG_FILE: dict[BundleFormat, str] = {"config.json": ".docker/config.json",
@@ -96,7 +104,7 @@ def dockercfg_json(registry: str, credential: RegistryCredential) -> bytes:
     return _dump({auth_key(registry): {**_entry(credential), "email": ""}})
 
 
-def _tar_gz(members: list[_Member]) -> bytes:
+def _tar(members: list[_Member]) -> bytes:
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for name, mode, content in sorted(members, key=lambda m: m[0]):
@@ -111,12 +119,28 @@ def _tar_gz(members: list[_Member]) -> bytes:
             else:
                 info.size = len(content)
                 tar.addfile(info, io.BytesIO(content))
-    return gzip.compress(raw.getvalue(), compresslevel=9, mtime=_MTIME)
+    return raw.getvalue()
+
+
+def pack(content: bytes) -> bytes:
+    """``content`` gzip'd (RFC 1952), with a random comment in the header (``FCOMMENT``): no
+    name, no timestamp, the best compression."""
+    comment = secrets.token_hex(_NONCE_BYTES).encode()
+    header = (b"\x1f\x8b\x08" + bytes([_FCOMMENT]) + struct.pack("<I", _MTIME)
+              + bytes([_XFL_BEST, _OS_UNKNOWN]) + comment + b"\x00")
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    body = deflate.compress(content) + deflate.flush()
+    return header + body + struct.pack("<II", zlib.crc32(content), len(content) & 0xFFFFFFFF)
 
 
 def build_bundle(registry: str, credential: RegistryCredential, fmt: BundleFormat) -> bytes:
-    """The ``.tar.gz`` for ``registry``: ``.docker/`` (0700) + ``.docker/config.json`` (0600),
-    or ``.dockercfg`` (0600) at the root; byte-identical for equal input."""
+    """The ``.tar.gz`` for ``registry`` (``pack`` of ``bundle_content``)."""
+    return pack(bundle_content(registry, credential, fmt))
+
+
+def bundle_content(registry: str, credential: RegistryCredential, fmt: BundleFormat) -> bytes:
+    """The tar for ``registry``: ``.docker/`` (0700) + ``.docker/config.json`` (0600), or
+    ``.dockercfg`` (0600) at the root; byte-identical for equal input."""
     members: list[_Member]
     if fmt == "config.json":
         members = [(_DOCKER_DIR, 0o700, None),
@@ -125,7 +149,7 @@ def build_bundle(registry: str, credential: RegistryCredential, fmt: BundleForma
         members = [(_CONFIG_FILE[fmt], 0o600, dockercfg_json(registry, credential))]
     else:
         assert_never(fmt)
-    return _tar_gz(members)
+    return _tar(members)
 
 
 def content_hash(data: bytes) -> str:
@@ -183,17 +207,19 @@ def _check_member(info: tarfile.TarInfo, expected: dict[str, bool]) -> None:
         raise InvalidBundleError("the bundle holds a member we never write")
 
 
-def inspect_bundle(data: bytes, fmt: BundleFormat, *, limit: int = MAX_BUNDLE_BYTES) -> None:
+def inspect_bundle(data: bytes, fmt: BundleFormat, *, limit: int = MAX_BUNDLE_BYTES) -> bytes:
     """Check stored bytes as hostile input: raise ``InvalidBundleError`` unless they are a
     gzip'd tar of at most ``limit`` bytes (packed and unpacked) holding exactly the members
-    ``build_bundle`` writes for ``fmt``, the config file being a JSON object."""
+    ``build_bundle`` writes for ``fmt``, the config file being a JSON object. Returns the tar
+    (to compare with ``bundle_content``)."""
     if len(data) > limit:
         raise InvalidBundleError(f"the bundle is larger than {limit} bytes")
     config = _CONFIG_FILE[fmt]
     expected = {config: False, **({_DOCKER_DIR: True} if fmt == "config.json" else {})}
     seen: set[str] = set()
     content: bytes | None = None
-    for info, body in _members(_gunzip(data, limit)):
+    content_tar = _gunzip(data, limit)
+    for info, body in _members(content_tar):
         _check_member(info, expected)
         if info.name in seen:
             raise InvalidBundleError(f"the bundle holds {info.name} twice")
@@ -209,3 +235,4 @@ def inspect_bundle(data: bytes, fmt: BundleFormat, *, limit: int = MAX_BUNDLE_BY
         document = None
     if not isinstance(document, dict):
         raise InvalidBundleError(f"the {config} in the bundle is not a JSON object")
+    return content_tar

@@ -32,7 +32,7 @@ from typing import Any
 
 import structlog
 
-from controller.errors import ConfigError
+from controller.errors import ConfigError, StorageError
 from controller.settings import Settings
 from controller.storage.base import BundleStore
 
@@ -159,10 +159,17 @@ class Presence:
             "controller.name"])
 
     async def _read(self) -> PresenceRecord | None:
-        return _parse(await self._store.read_note(self._name, _LIMIT))
+        try:
+            return _parse(await self._store.read_note(self._name, _LIMIT))
+        except StorageError as e:
+            log.warning("presence_record_unreadable", error=str(e))
+            return None
 
     async def _write(self, *, released: bool = False) -> None:
         record = PresenceRecord(instance=self.instance, host=socket.gethostname(),
                                 pid=os.getpid(), fingerprint=self._fingerprint,
                                 heartbeat=datetime.now(UTC).isoformat(), released=released)
-        await self._store.write_note(self._name, json.dumps(asdict(record)).encode())
+        try:
+            await self._store.write_note(self._name, json.dumps(asdict(record)).encode())
+        except StorageError as e:
+            log.warning("presence_record_unwritable", error=str(e))

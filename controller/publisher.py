@@ -39,7 +39,13 @@ from typing import Protocol
 
 import structlog
 
-from controller.archive import MAX_BUNDLE_BYTES, build_bundle, content_hash, inspect_bundle
+from controller.archive import (
+    MAX_BUNDLE_BYTES,
+    bundle_content,
+    content_hash,
+    inspect_bundle,
+    pack,
+)
 from controller.backoff import Backoff
 from controller.credentials.base import CredentialSource
 from controller.errors import CredentialError, InvalidBundleError, TransientError
@@ -104,7 +110,8 @@ class LoginCheck:
     detail: str
     at: datetime
     sha256: str
-    """The bundle built from the credential tried (to tell one credential from another)."""
+    """The hash of the tar built from the credential tried (``bundle_content``): tells one
+    credential from another; never shown."""
 
 
 @dataclass(slots=True)
@@ -269,8 +276,7 @@ class BundleManager:
         source = self._sources[registry]
         name = bundle_name(registry, self._owner)
         stored = await self._store.get_manifest(name)
-        recorded = stored.sha256 if stored is not None else None
-        state.manifest, state.damage = await self._check_served(name, stored)
+        state.manifest, state.damage, recorded = await self._check_served(name, stored)
         if state.damage is not None:
             log.warning("bundle_damaged", registry=registry, reason=state.damage)
             stored = None  # no floor to defend, nothing to keep: publish what is current
@@ -282,9 +288,9 @@ class BundleManager:
             return "not_due"
         credential = await source.fetch()
         _check_usable(registry, settings, credential, stored, now)
-        data = build_bundle(registry, credential, settings.format)
-        digest = content_hash(data)
-        unchanged = not due and stored is not None and stored.sha256 == digest
+        content = bundle_content(registry, credential, settings.format)
+        digest = content_hash(content)  # the credential's identity: it never leaves the process
+        unchanged = not due and stored is not None and recorded == digest
         if self._dry_run:
             self.previews[registry] = _preview(
                 stored=stored, damage=state.damage, changed=digest != recorded,
@@ -299,8 +305,9 @@ class BundleManager:
             self._current[registry] = (credential, digest)
             return "unchanged"
         epoch = await self._fence()
+        data = pack(content)
         manifest = BundleManifest(
-            registry=registry, sha256=digest, format=settings.format, created_at=now,
+            registry=registry, sha256=content_hash(data), format=settings.format, created_at=now,
             refresh_at=self._refresh_at(settings, credential, now),
             expires_at=credential.expires_at, leader_epoch=epoch,
         )
@@ -308,7 +315,7 @@ class BundleManager:
         state.manifest = manifest
         self._current[registry] = (credential, digest)
         state.published_verified = login is not None and login.result == "accepted"
-        fields = {"registry": registry, "fingerprint": fingerprint(digest),
+        fields = {"registry": registry, "fingerprint": fingerprint(manifest.sha256),
                   "refresh_at": manifest.refresh_at.isoformat(),
                   "expires_at": _iso(manifest.expires_at)}
         if state.damage is not None:
@@ -370,26 +377,27 @@ class BundleManager:
                               retry_after=recheck if state.credentials_rejected else None)
 
     async def _check_served(self, name: str, stored: BundleManifest | None
-                            ) -> tuple[BundleManifest | None, str | None]:
+                            ) -> tuple[BundleManifest | None, str | None, str | None]:
         """The record with the hash of the bytes actually served (``None`` when none could be
-        read), and what is wrong with them (``None`` when nothing is, or when there is no
-        record to check them against)."""
+        read), what is wrong with them (``None`` when nothing is, or when there is no record
+        to check them against), and the hash of the credential they hold (their tar, as
+        ``bundle_content`` builds it; ``None`` unless they are sound)."""
         if stored is None:
-            return None, None
+            return None, None, None
         try:
             data = await self._store.read_bundle(name, MAX_BUNDLE_BYTES)
         except InvalidBundleError as e:
-            return None, str(e)
+            return None, str(e), None
         if data is None:
-            return None, "the bundle is missing while its record is there"
+            return None, "the bundle is missing while its record is there", None
         served = replace(stored, sha256=content_hash(data))
         if served.sha256 != stored.sha256:
-            return served, "the bundle's bytes differ from the recorded hash"
+            return served, "the bundle's bytes differ from the recorded hash", None
         try:
-            inspect_bundle(data, stored.format)
+            content = inspect_bundle(data, stored.format)
         except InvalidBundleError as e:
-            return served, str(e)
-        return served, None
+            return served, str(e), None
+        return served, None, content_hash(content)
 
     def _refresh_at(self, settings: RegistrySettings, credential: RegistryCredential,
                     now: datetime) -> datetime:

@@ -11,13 +11,14 @@ of one) in any answer; the fingerprint shown is keyed by a secret of the process
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import hmac
 import json
 
 import aiohttp
 
-from controller.archive import build_bundle, config_json
+from controller.archive import build_bundle, bundle_content, config_json
 from controller.config import settings_from_mapping
 from controller.fingerprint import fingerprint
 from controller.model import RegistryCredential, Secret
@@ -71,9 +72,11 @@ async def test_no_answer_holds_a_digest_of_the_credential(tmp_path):
                     headers[path] = json.dumps(dict(response.headers))
     bundle = (tmp_path / "bundles" / bundle_name(REGISTRY)).read_bytes()
     guess = RegistryCredential(username=USER, password=Secret(PASSWORD))
-    assert bundle == build_bundle(REGISTRY, guess, "config.json")  # what the attacker builds
+    tar = bundle_content(REGISTRY, guess, "config.json")  # what an attacker can build
+    assert gzip.decompress(bundle) == tar
+    assert bundle != build_bundle(REGISTRY, guess, "config.json")  # but never the bytes served
 
-    secrets = {"bundle": bundle, "config.json": config_json(REGISTRY, guess),
+    secrets = {"bundle": bundle, "tar": tar, "config.json": config_json(REGISTRY, guess),
                "password": PASSWORD.encode(), "user:password": f"{USER}:{PASSWORD}".encode()}
     forbidden = [(f"{name} {algorithm}", piece.lower())
                  for name, data in secrets.items()

@@ -120,7 +120,7 @@ async def test_only_the_leader_writes(cluster):
     async with aiohttp.ClientSession() as session, session.get(
             f"http://127.0.0.1:{standby.port}/readyz") as response:
         assert (response.status, (await response.json())["checks"]) == (200, {"standby": True})
-    (record,) = (leader.config.parent / "bundles").glob("*.json")
+    (record,) = (leader.config.parent / "bundles").glob("pullsecret*.json")
     assert isinstance(json.loads(record.read_text())["leader_epoch"], int)
 
 

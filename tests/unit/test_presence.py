@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from controller.errors import StorageError
 from controller.presence import NameTakenError, Presence, record_name
 from controller.storage.memory import MemoryStore
 
@@ -110,3 +111,18 @@ class TestKeep:
         with pytest.raises(RuntimeError, match="enough"):
             await mine.keep()
         assert beats[-1] != first
+
+
+class Unreachable(MemoryStore):
+    """A store that answers every note request with a storage error."""
+
+    async def read_note(self, name: str, limit: int) -> bytes | None:
+        raise StorageError("cannot read: permission denied")
+
+    async def write_note(self, name: str, data: bytes) -> None:
+        raise StorageError("cannot write: permission denied")
+
+
+async def test_storage_that_fails_keeps_no_controller_from_running():
+    """Storage down or not writable is the publisher's to report: the record is skipped."""
+    await presence(Unreachable(), "aaa", Time()).claim()
