@@ -3,7 +3,7 @@
 Pure. The client keeps one (``MarathonClient.dialect()``, read from ``/v2/info`` once, or
 forced by ``marathon.update_method``); the planner asks it which list carries an app's entries
 and what the write body holds; the simulator's feature table can read its flags off it. Each
-flag cites ``marathon-facts.md``. An unknown version behaves as the newest, except that the
+flag cites its section of ``docs/marathon.md``. An unknown version behaves as the newest, except that the
 app's own fields then tell whether it predates ``fetch``.
 """
 
@@ -21,7 +21,7 @@ WriteMethod = Literal["PATCH", "PUT"]
 FetchField = Literal["fetch", "uris"]
 
 RESENT_FIELDS: Final = ("executorResources", "resourceLimits")
-"""A partial update drops these when its body omits them (1.7+, §1.3): they are re-sent as the
+"""A partial update drops these when its body omits them (1.6.352+, §1.3): they are re-sent as the
 app has them. Every version gets them, as the version may be unknown and older ones merge them
 anyway (sending what the app has changes nothing)."""
 
@@ -67,8 +67,8 @@ class Dialect:
 
     @property
     def drops_omitted_resources(self) -> bool:
-        """Since 1.7 a partial update drops the ``RESENT_FIELDS`` its body omits (§1.3)."""
-        return self._since((1, 7))
+        """Since 1.6.352 a partial update drops the ``RESENT_FIELDS`` its body omits (§1.3)."""
+        return self._since((1, 6, 352))
 
     # -- how to write ----------------------------------------------------------------------
 

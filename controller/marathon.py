@@ -1,6 +1,6 @@
 """Marathon REST client: a thin aiohttp wrapper that maps HTTP failures onto ``controller.errors``.
 
-What it knows about real Marathon (``marathon-facts.md``): how a version writes an app is its
+What it knows about real Marathon (``docs/marathon.md``): how a version writes an app is its
 ``Dialect`` (``controller.dialect``), read from ``/v2/info`` once; a 409 body names the
 deployments that lock the app; standbys proxy or redirect to the leader, whose address every
 response carries in ``X-Marathon-Leader``; the event stream wants ``Accept: text/event-stream``
@@ -77,11 +77,11 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 # `` in version …``): mesosphere/marathon src/main/scala/mesosphere/marathon/Exception.scala:16
 # and api/RestResource.scala:57 at 90619da7. A proxy's or another server's 404 never says it.
 _APP_NOT_FOUND = re.compile(r"App '[^']*' does not exist")
-# Marathon's answer to DELETE /v2/queue/{id}/delay for an app with nothing to launch (or that
-# the caller may not update): 404 {"message": "Application /x not found in tasks queue."},
+# Marathon's answer to DELETE /v2/queue/{id}/delay for an app with nothing to launch (a reset
+# answers 204, though queue.raml says 200; docs/marathon.md §6): 404 {"message": "Application /x not found in tasks queue."},
 # mesosphere/marathon src/main/scala/mesosphere/marathon/api/v2/QueueResource.scala (1.x).
 _NOT_QUEUED = re.compile(r"Application \S* not found in tasks queue")
-# HTTP 403 when --max_running_deployments is reached (Marathon >= 1.6.549). The text, unchanged
+# HTTP 403 when --max_running_deployments is reached (Marathon >= 1.6.486, docs/marathon.md §6). The text, unchanged
 # since it was added (3e49e3fe, #6178), at mesosphere/marathon 90619da7
 # src/main/scala/mesosphere/marathon/Exception.scala:39-44:
 #   s"Max number ($maxNum) of running deployments is achieved. Wait for existing deployments to
@@ -249,7 +249,7 @@ def _shown(text: str) -> str:
 
 
 def _error_body(body: bytes | memoryview) -> dict[str, Any] | None:
-    """A Marathon error body (``{"message": "…", …}``, facts 1.7), or None for anything else."""
+    """A Marathon error body (``{"message": "…", …}``, docs/marathon.md §1.7), or None for anything else."""
     data = _loads(body)
     return data if isinstance(data, dict) and isinstance(data.get("message"), str) else None
 
@@ -272,7 +272,7 @@ def _joined(errors: Any) -> str:
 
 
 def _deployment_ids(error: dict[str, Any] | None) -> tuple[str, ...]:
-    """The ids a 409 names as locking the app (facts 1.6); anything else is skipped."""
+    """The ids a 409 names as locking the app (docs/marathon.md §1.6); anything else is skipped."""
     deployments = error.get("deployments") if error else None
     if not isinstance(deployments, list):
         return ()

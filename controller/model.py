@@ -185,6 +185,6 @@ class BundleLocation:
 
 def version_tuple(version: str) -> tuple[int, ...]:
     """``"1.10.26"`` → ``(1, 10, 26)``, tolerant of suffixes (``"1.4.0-RC1"``): Marathon's
-    behaviour changed at known versions (``marathon-facts.md``)."""
+    behaviour changed at known versions (``docs/marathon.md``)."""
     return tuple(int("0" + "".join(c for c in part if c.isdigit()))
                  for part in version.split(".")[:3])

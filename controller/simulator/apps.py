@@ -229,7 +229,7 @@ def merge(current: Json, body: Mapping[str, Any], features: MarathonVersion) -> 
     if features.drops_omitted_resources:
         for name in _UNMERGED:
             if name not in update:
-                merged.pop(name, None)  # AppConversion does not merge these (facts §1.3)
+                merged.pop(name, None)  # AppConversion does not merge these (docs/marathon.md §1.3)
     return merged
 
 

@@ -390,7 +390,7 @@ class MarathonSimulator:
         return _json({"leader": self._leader_address(request)})
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
-        """Jetty's ``EventSourceServlet`` as Marathon uses it (facts §3)."""
+        """Jetty's ``EventSourceServlet`` as Marathon uses it (docs/marathon.md §3)."""
         state = self.state
         if self.leader_url is not None and state.features.redirects_events(
                 "proxy_events" in state.deprecated_features):

@@ -29,7 +29,7 @@ def _tokens(query: str) -> list[tuple[str, str]] | None:
 
 
 def parse_label_selector(query: str) -> Callable[[Mapping[str, str]], bool]:
-    """Compile Marathon's selector grammar (``LabelSelector.scala``, facts §1.1).
+    """Compile Marathon's selector grammar (``LabelSelector.scala``, docs/marathon.md §1.1).
 
     Each clause is ``(key, operator, values)``; every operator needs the label to exist.
     """

@@ -208,7 +208,7 @@ class MarathonState:
         deployment = self._deploy({app_id: definition}, force=force, event_uri="/v2/apps",
                                   client_ip=client_ip)
         shown = self._shown(self._apps[app_id])
-        del shown["versionInfo"]  # the POST answer has none (facts §2.4)
+        del shown["versionInfo"]  # the POST answer has none (docs/marathon.md §1.2, §2.4)
         return {**shown, "tasksStaged": 0, "tasksRunning": 0, "tasksHealthy": 0,
                 "tasksUnhealthy": 0, "deployments": [{"id": deployment.id}]}
 

@@ -87,10 +87,10 @@ class MarathonVersion:
 
     @property
     def drops_omitted_resources(self) -> bool:
-        """Since 1.7 a partial update that omits ``executorResources`` (and, in 1.10,
-        ``resourceLimits``) drops them: ``AppConversion.appUpdateRamlReader@v1.7.236`` takes them
-        from the update alone."""
-        return self.since(1, 7)
+        """Since 1.6.352 a partial update that omits ``executorResources`` (and, in 1.10,
+        ``resourceLimits``) drops them: ``AppConversion.appUpdateRamlReader`` takes them from the
+        update alone (commit 5d2b7970, in v1.6.352; docs/marathon.md §1.3)."""
+        return self.since(1, 6, 352)
 
     @property
     def instance_ids(self) -> bool:
@@ -136,9 +136,9 @@ class MarathonVersion:
 
     @property
     def failure_reasons(self) -> bool:
-        """``deployment_failed`` carries ``reason`` since 1.7 (``core/event/Events.scala``
-        @v1.7.37 vs @v1.6.322)."""
-        return self.since(1, 7)
+        """``deployment_failed`` carries ``reason`` since 1.6.352 (``core/event/Events.scala``,
+        commit 0177db13; docs/marathon.md §3.1)."""
+        return self.since(1, 6, 352)
 
     def redirects_events(self, proxy_events: bool) -> bool:
         """A standby redirects ``/v2/events`` to the leader since 1.7.50 unless

@@ -1,4 +1,4 @@
-"""The Mesos fetcher's rules as the simulated agent runs them (marathon-facts.md §4.2)."""
+"""The Mesos fetcher's rules as the simulated agent runs them (docs/marathon.md §4.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Marathon simulator, checked against marathon-facts.md and Marathon's own reference data."""
+"""The Marathon simulator, checked against docs/marathon.md and Marathon's own reference data."""
 
 from __future__ import annotations
 

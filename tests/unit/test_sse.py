@@ -134,7 +134,7 @@ class TestLineEnds:
 
 
 class TestMarathonFraming:
-    """What Jetty's EventSourceServlet writes for Marathon (marathon-facts.md §3)."""
+    """What Jetty's EventSourceServlet writes for Marathon (docs/marathon.md §3)."""
 
     PAYLOAD = '{"appId":"/my-app","taskStatus":"TASK_RUNNING","eventType":"status_update_event"}'
 
