@@ -3,8 +3,8 @@
 Pure. The client keeps one (``MarathonClient.dialect()``, read from ``/v2/info`` once, or
 forced by ``marathon.update_method``); the planner asks it which list carries an app's entries
 and what the write body holds; the simulator's feature table can read its flags off it. Each
-flag cites its section of ``docs/marathon.md``. An unknown version behaves as the newest, except that the
-app's own fields then tell whether it predates ``fetch``.
+flag cites its section of ``docs/marathon.md``. An unknown version behaves as the newest,
+except that the app's own fields then tell whether it predates ``fetch``.
 """
 
 from __future__ import annotations

@@ -78,11 +78,12 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 # and api/RestResource.scala:57 at 90619da7. A proxy's or another server's 404 never says it.
 _APP_NOT_FOUND = re.compile(r"App '[^']*' does not exist")
 # Marathon's answer to DELETE /v2/queue/{id}/delay for an app with nothing to launch (a reset
-# answers 204, though queue.raml says 200; docs/marathon.md §6): 404 {"message": "Application /x not found in tasks queue."},
-# mesosphere/marathon src/main/scala/mesosphere/marathon/api/v2/QueueResource.scala (1.x).
+# answers 204, though queue.raml says 200; docs/marathon.md §6):
+# 404 {"message": "Application /x not found in tasks queue."}, mesosphere/marathon
+# src/main/scala/mesosphere/marathon/api/v2/QueueResource.scala (1.x).
 _NOT_QUEUED = re.compile(r"Application \S* not found in tasks queue")
-# HTTP 403 when --max_running_deployments is reached (Marathon >= 1.6.486, docs/marathon.md §6). The text, unchanged
-# since it was added (3e49e3fe, #6178), at mesosphere/marathon 90619da7
+# HTTP 403 when --max_running_deployments is reached (Marathon >= 1.6.486, docs/marathon.md §6).
+# The text, unchanged since it was added (3e49e3fe, #6178), at mesosphere/marathon 90619da7
 # src/main/scala/mesosphere/marathon/Exception.scala:39-44:
 #   s"Max number ($maxNum) of running deployments is achieved. Wait for existing deployments to
 #   complete or cancel one" + "using force=true parameter. You can increase max deployment
@@ -249,7 +250,8 @@ def _shown(text: str) -> str:
 
 
 def _error_body(body: bytes | memoryview) -> dict[str, Any] | None:
-    """A Marathon error body (``{"message": "…", …}``, docs/marathon.md §1.7), or None for anything else."""
+    """A Marathon error body (``{"message": "…", …}``, docs/marathon.md §1.7), or None for
+    anything else."""
     data = _loads(body)
     return data if isinstance(data, dict) and isinstance(data.get("message"), str) else None
 

@@ -1,4 +1,5 @@
-"""The Mesos fetcher's rules for one ``fetch`` entry (docs/marathon.md §4.2), as the simulated agent runs them.
+"""The Mesos fetcher's rules for one ``fetch`` entry (docs/marathon.md §4.2), as the simulated
+agent runs them.
 
 ``file://`` (or an absolute path) is copied and ``http(s)://`` downloaded (200 only, bounded in
 size and time). The local name is ``destPath`` (Mesos ``output_file``) or the URI's basename

@@ -189,8 +189,9 @@ class TestDeploymentEvents:
         (action,) = info["currentStep"]["actions"]
         assert set(action) <= raml_properties("deploymentAction.raml")
 
-    @pytest.mark.parametrize(("version", "reason"), [("1.6.590", False), ("1.10.26", True)])
-    def test_a_cancelled_deployment_fails_with_a_reason_from_1_7(self, version, reason):
+    @pytest.mark.parametrize(("version", "reason"), [("1.6.322", False), ("1.6.590", True),
+                                                     ("1.10.26", True)])
+    def test_a_cancelled_deployment_fails_with_a_reason_from_1_6_352(self, version, reason):
         state = MarathonState(version=version, deployment_seconds=None)
         recorder_events: list[tuple[str, dict[str, Any]]] = []
 

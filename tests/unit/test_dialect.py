@@ -1,4 +1,5 @@
-"""The Marathon dialect: which method and which body a version takes (docs/marathon.md §1.3, §1.4, §2.2, §3)."""
+"""The Marathon dialect: which method and which body a version takes (docs/marathon.md §1.3,
+§1.4, §2.2, §3)."""
 
 from __future__ import annotations
 
