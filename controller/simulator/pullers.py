@@ -4,8 +4,9 @@ The built-in ``CredentialPuller`` does what ``docker pull`` with ``HOME=<sandbox
 credentials (docs/marathon.md §4.1): it reads ``.docker/config.json`` (else ``.dockercfg``) in
 the sandbox, looks the image's registry up the way the docker CLI does, and checks what it finds
 against the credentials the simulator was told that registry accepts (``RegistryBook``). A
-registry never told about is public. Refusals carry the Docker daemon's own wording (docs/pull-failure-messages.md).
-Another puller, such as one running real ``skopeo`` against a real registry, plugs in instead.
+registry never told about is public. Refusals carry the Docker daemon's own wording
+(docs/pull-failure-messages.md). Another puller, such as one running real ``skopeo`` against a
+real registry, plugs in instead.
 """
 
 from __future__ import annotations
