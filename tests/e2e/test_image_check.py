@@ -201,3 +201,57 @@ async def test_unreachable_registry_is_unreachable():
             RegistryCredential(username="robot", password=Secret("x")), "team-a/hello", "1")
     assert (check.result, check.answered) == ("unreachable", False)
     assert check.detail == f"http://{host}: connection refused"
+
+
+class TestTheDaemonFindsUnpullableImages:
+    """The daemon asks about each opted-in app's image, with the credential it publishes, before
+    any task launches (this simulator runs no tasks at all)."""
+
+    async def test_denied_and_unknown_images_are_image_unpullable_until_fixed(
+            self, token_registry, tmp_path):
+        from controller.config import settings_from_mapping
+        from controller.simulator import MarathonSimulator, MarathonState
+        from tests.factories import docker_app, filesystem_storage
+        from tests.integration.runner import Daemon, Ops
+
+        apps = {"/img/ok": token_registry.image, "/img/private": token_registry.private_image,
+                "/img/typo": "team-a/hello:l"}
+        state = MarathonState(deployment_seconds=0.05)
+        state.load_apps([docker_app(a, token_registry.ref(image)) for a, image in apps.items()])
+        async with MarathonSimulator(state, heartbeat_seconds=0.5) as sim, \
+                aiohttp.ClientSession() as session:
+            settings = settings_from_mapping({
+                "marathon": {"urls": [sim.url]},
+                "registries": [{"host": token_registry.host, "verify": "required",
+                                "ca_file": str(token_registry.issuer.tls_cert),
+                                "credentials": {"username": token_registry.username,
+                                                "password_env": "PW"}}],
+                "storage": filesystem_storage(tmp_path / "bundles"),
+                "reconcile": {"max_writes_per_second": 1000, "write_burst": 1000},
+                "server": {"listen": f"127.0.0.1:{services.free_port()}"},
+            }, {"PW": token_registry.password})
+            async with Daemon(settings, {"PW": token_registry.password}):
+                ops = Ops(session, settings.server.listen, token_registry.host)
+
+                async def states() -> dict[str, tuple[str, str | None]]:
+                    found = (await ops.document())["apps"]
+                    return {a: (found[a]["state"], (found[a]["image_check"] or {}).get("result"))
+                            for a in apps if a in found}
+
+                async def judged() -> bool:
+                    return all(check is not None for _, check in (await states()).values()) \
+                        and len(await states()) == len(apps)
+
+                await services.eventually(judged, 15, "every image is asked about")
+                assert await states() == {
+                    "/img/ok": ("converged", "ok"),
+                    "/img/private": ("image_unpullable", "denied"),
+                    "/img/typo": ("image_unpullable", "manifest_unknown")}
+                assert await ops.metric("image_checks_total", result="denied") == 1
+                state.update_app("/img/typo", {"container": {"type": "DOCKER", "docker": {
+                    "image": token_registry.ref(token_registry.image)}}})
+
+                async def fixed() -> bool:
+                    return (await states())["/img/typo"] == ("converged", "ok")
+
+                await services.eventually(fixed, 15, "the fixed tag clears the state")
