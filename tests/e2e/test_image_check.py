@@ -16,9 +16,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from controller.config import settings_from_mapping
 from controller.model import RegistryCredential, Secret
 from controller.registry import ImageCheck, RegistryLogin
+from controller.simulator import MarathonSimulator, MarathonState
 from tests import services
+from tests.factories import docker_app, filesystem_storage
+from tests.integration.runner import Daemon, Ops
 from tests.services.token_auth import TokenRegistry
 
 pytestmark = pytest.mark.e2e
@@ -209,11 +213,6 @@ class TestTheDaemonFindsUnpullableImages:
 
     async def test_denied_and_unknown_images_are_image_unpullable_until_fixed(
             self, token_registry, tmp_path):
-        from controller.config import settings_from_mapping
-        from controller.simulator import MarathonSimulator, MarathonState
-        from tests.factories import docker_app, filesystem_storage
-        from tests.integration.runner import Daemon, Ops
-
         apps = {"/img/ok": token_registry.image, "/img/private": token_registry.private_image,
                 "/img/typo": "team-a/hello:l"}
         state = MarathonState(deployment_seconds=0.05)
