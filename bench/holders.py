@@ -17,11 +17,11 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from controller.app import build
 from controller.config import load_settings
 from controller.logs import configure
 from controller.manager import make_term
 from controller.metrics import Metrics
+from controller.wiring import build
 
 _TOP = 8
 

@@ -221,9 +221,9 @@ async def _reported(work: Coroutine[Any, Any, _T], report: PassReport, *, verbos
 
 async def _pass(settings: Settings, env: Mapping[str, str], *, dry_run: bool, verbose: bool,
                 quiet: bool) -> int:
-    from controller.app import build
     from controller.manager import run_once
     from controller.passreport import PassReport
+    from controller.wiring import build
 
     report = PassReport()
     async with build(settings, env, dry_run=dry_run) as parts:
@@ -236,9 +236,9 @@ async def _uninstall(settings: Settings, env: Mapping[str, str], *, dry_run: boo
                      delete_bundles: bool, quiet: bool) -> int:
     """Plan as if no registry were configured: every entry this controller owns goes, and then,
     if asked, every bundle it owns (only once no app may still fetch one)."""
-    from controller.app import build
     from controller.manager import run_once
     from controller.passreport import PassReport
+    from controller.wiring import build
 
     report = PassReport()
     async with build(replace(settings, registries=()), env, dry_run=dry_run) as parts:
@@ -267,8 +267,8 @@ async def _bundle(settings: Settings, env: Mapping[str, str], host: str, output:
     says (as the daemon would before publishing it), unless ``verify`` is false."""
     import aiohttp
 
-    from controller.app import credential_source, registry_logins
     from controller.storage.fs import write_atomically
+    from controller.wiring import credential_source, registry_logins
 
     try:
         wanted = normalize_registry_host(host)
@@ -355,9 +355,9 @@ def _inject(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     variables it names need not exist, and the store is built without the filesystem
     ``group`` (it only sets the mode of files written; the pipeline's host need not know it).
     Building a store has no other side effect: no directory is made, no client created."""
-    from controller.app import store_from_settings
     from controller.inject import Injector, inject, parse_document, render
     from controller.manager import planner
+    from controller.wiring import store_from_settings
 
     settings = _load(args, env, one_shot=True, offline=True)
     storage = settings.storage

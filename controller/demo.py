@@ -31,6 +31,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from controller.bundles import RegistryState
 from controller.config import settings_from_mapping
 from controller.errors import ConfigError
 from controller.fingerprint import fingerprint
@@ -39,7 +40,6 @@ from controller.manager import DaemonHandle, run
 from controller.metrics import PREFIX
 from controller.model import AppId
 from controller.plan import is_managed_uri
-from controller.publisher import RegistryState
 from controller.settings import LogFormat, LogLevel, Settings
 from controller.simulator import Agent, MarathonSimulator, MarathonState, RegistrySimulator
 from controller.statusbook import StatusBook

@@ -21,25 +21,25 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from prometheus_client import CollectorRegistry
 
-from controller.app import Components, build, user_agent
 from controller.appindex import AppIndex
 from controller.backoff import Backoff
-from controller.controller import Controller
+from controller.bundles import no_fence
 from controller.errors import ConfigError
 from controller.events import EventWatcher
 from controller.filewatch import FileWatch
 from controller.gcpause import collector_paused
+from controller.handler import Controller
 from controller.localpaths import LocalPaths
 from controller.metrics import Metrics
 from controller.model import AppId, RawApp
 from controller.passreport import AppOutcome, PassReport
 from controller.plan import Ownership, Planner, RegistryRule, location_of
-from controller.publisher import no_fence
 from controller.reconcile import AppPolicy, AppReconciler, RegistryReconciler
 from controller.remediation import PullRemediator
 from controller.settings import Settings
 from controller.source import AppSource
 from controller.statusbook import FIRST_PAGE, AppPage, StatusBook
+from controller.wiring import Components, build, user_agent
 from controller.workqueue import WorkQueue
 
 if TYPE_CHECKING:
@@ -427,7 +427,7 @@ async def run(
     ``on_stop_signal`` is told when SIGTERM or SIGINT asks the daemon to stop (the command line
     arms its hard deadline then).
     """
-    from controller.http import make_app, serve  # the web server: the daemon's alone
+    from controller.opsserver import make_app, serve  # the web server: the daemon's alone
 
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -6,7 +6,7 @@ from a read made once the write slot is held. Every write goes through the write
 limit, deployment budget, leadership fence). What it learns of an app beyond its definition
 (its registry, the deployments that lock it, fights with other writers) goes to the term's
 ``AppIndex``. ``RegistryReconciler`` keeps each registry's bundle current. Failures are raised
-for the controller's handler to retry (``controller.controller``).
+for the controller's handler to retry (``controller.handler``).
 
 A write is never forced, with one exception (``remediation.rescue_stuck_deployments``): a
 deployment that rolls out a definition without this controller's entry and whose tasks fail to
@@ -28,7 +28,7 @@ from typing import Literal
 import structlog
 
 from controller.appindex import AppIndex
-from controller.controller import Result
+from controller.bundles import BundleManager, Fence, no_fence
 from controller.dialect import Dialect
 from controller.errors import (
     MarathonConflict,
@@ -36,13 +36,13 @@ from controller.errors import (
     MarathonNotFound,
     MarathonRejected,
 )
+from controller.handler import Result
 from controller.imagecheck import UNPULLABLE, ImageChecks
 from controller.marathon import MarathonAPI
 from controller.metrics import APP_STATES, Metrics
 from controller.model import AppId, AppState, BundleLocation, RawApp, RescueOutcome
 from controller.passreport import AppOutcome, PassReport
 from controller.plan import AppPlan, Planner, update_body
-from controller.publisher import BundleManager, Fence, no_fence
 from controller.pullfailure import classify_status_update
 from controller.ratelimit import DeploymentBudget, TokenBucket
 from controller.statusbook import AppStatus, StatusBook

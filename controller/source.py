@@ -20,12 +20,12 @@ from collections.abc import Awaitable, Callable, Hashable
 import structlog
 
 from controller.backoff import Backoff
+from controller.bundles import BundleManager
 from controller.events import EventEffect
 from controller.gcpause import collector_paused
 from controller.marathon import MarathonAPI
 from controller.metrics import Metrics
 from controller.model import AppId, RawApp
-from controller.publisher import BundleManager
 from controller.reconcile import AppReconciler
 from controller.workqueue import WorkQueue
 

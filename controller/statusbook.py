@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from controller.bundles import RegistryState
 from controller.fingerprint import fingerprint
 from controller.model import AppId, AppState, DelayResetOutcome
-from controller.publisher import RegistryState
 from controller.pullfailure import PullFailureReason
 from controller.registry import ImageCheck
 

@@ -1,2 +1,2 @@
 """Registry credential sources: the port (``base``) and its sources (``password``,
-``dockerconfig``, ``helper``, ``ecr``). Only the wiring (``controller.app``) picks a source."""
+``dockerconfig``, ``helper``, ``ecr``). Only the wiring (``controller.wiring``) picks a source."""

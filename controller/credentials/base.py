@@ -1,5 +1,5 @@
 """The ``CredentialSource`` port: where a registry's credential comes from, and the helpers its
-sources share. Only the wiring (``controller.app``) names a source."""
+sources share. Only the wiring (``controller.wiring``) names a source."""
 
 from __future__ import annotations
 

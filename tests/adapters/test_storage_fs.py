@@ -15,11 +15,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from controller.archive import MAX_BUNDLE_BYTES, build_bundle, inspect_bundle
+from controller.bundles import BundleManager
 from controller.credentials.password import PasswordSource
 from controller.errors import InvalidBundleError, NotLeaderError, StorageError
 from controller.model import BundleManifest, RegistryCredential, Secret
 from controller.plan import bundle_name
-from controller.publisher import BundleManager
 from controller.settings import CredentialSettings, FilesystemStorageSettings, RegistrySettings
 from controller.storage.base import BundleStore
 from controller.storage.fs import FilesystemStore, is_temp_name, write_atomically

@@ -22,9 +22,9 @@ from datetime import UTC, datetime
 import boto3  # type: ignore[import-untyped]
 import pytest
 
+from controller.bundles import BundleManager
 from controller.credentials.ecr import EcrSource
 from controller.plan import bundle_name
-from controller.publisher import BundleManager
 from controller.settings import (
     CredentialSettings,
     EcrSettings,

@@ -16,12 +16,12 @@ import aiohttp
 import pytest
 import structlog.testing
 
-from controller.app import build
 from controller.config import settings_from_mapping
 from controller.manager import run, run_once
 from controller.plan import bundle_name
 from controller.presence import NameTakenError
 from controller.simulator import MarathonSimulator, MarathonState
+from controller.wiring import build
 from tests.factories import REGISTRY, docker_app
 from tests.integration.runner import Daemon, Ops, bundle_uris, daemon_config
 from tests.services import eventually

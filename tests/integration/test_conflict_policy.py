@@ -8,10 +8,10 @@ from collections import Counter
 
 import pytest
 
-from controller.app import build
 from controller.config import settings_from_mapping
 from controller.manager import run_once
 from controller.simulator import MarathonSimulator, MarathonState
+from controller.wiring import build
 from tests.factories import docker_app
 from tests.integration.runner import Daemon, bundle_uris, daemon_config
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from controller.app import build
 from controller.config import settings_from_mapping
 from controller.manager import run_once
 from controller.plan import bundle_name
 from controller.simulator import MarathonSimulator, MarathonState
+from controller.wiring import build
 from tests.integration.test_engine import REG, app, config
 
 RESOURCES = {"cpus": 0.1, "mem": 32}

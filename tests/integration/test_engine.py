@@ -10,7 +10,6 @@ import pytest
 import structlog.testing
 from prometheus_client import CollectorRegistry
 
-from controller.app import build
 from controller.config import settings_from_mapping
 from controller.events import EventEffect
 from controller.manager import Term, make_term
@@ -18,6 +17,7 @@ from controller.metrics import Metrics
 from controller.model import AppId
 from controller.plan import bundle_name
 from controller.simulator import MarathonSimulator, MarathonState
+from controller.wiring import build
 from tests.factories import REGISTRY, config_doc, docker_app
 
 REG = REGISTRY

@@ -7,13 +7,13 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from controller.app import build
 from controller.config import settings_from_mapping
 from controller.manager import make_term
 from controller.metrics import Metrics
 from controller.model import AppId
 from controller.plan import bundle_name
 from controller.simulator import MarathonSimulator, MarathonState
+from controller.wiring import build
 from tests.integration import test_engine
 from tests.integration.test_engine import REG, app, config
 

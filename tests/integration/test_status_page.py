@@ -28,11 +28,11 @@ import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 
+from controller.bundles import LoginCheck, RegistryState
 from controller.config import settings_from_mapping
-from controller.http import make_app, serve
 from controller.model import AppId, BundleManifest
+from controller.opsserver import make_app, serve
 from controller.plan import bundle_name
-from controller.publisher import LoginCheck, RegistryState
 from controller.simulator import MarathonSimulator, MarathonState
 from controller.statusbook import AppStatus, PullFailureNote, StatusBook
 from tests.factories import REGISTRY, docker_app

@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 import structlog.testing
 
-from controller.app import build
 from controller.config import settings_from_mapping
 from controller.events import EventEffect
 from controller.manager import run_once
 from controller.model import AppId
 from controller.plan import entry_owner, is_managed_uri
 from controller.simulator import ApiError, MarathonSimulator, MarathonState
+from controller.wiring import build
 from tests.factories import REGISTRY, docker_app
 from tests.integration.runner import Daemon, daemon_config
 from tests.services import eventually

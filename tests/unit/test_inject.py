@@ -20,7 +20,6 @@ import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.app import store_from_settings
 from controller.cli import run
 from controller.config import settings_from_mapping
 from controller.errors import ConfigError
@@ -30,6 +29,7 @@ from controller.model import BundleLocation
 from controller.plan import bundle_name, is_managed_uri
 from controller.storage.base import BundleStore
 from controller.storage.memory import MemoryStore
+from controller.wiring import store_from_settings
 from tests.factories import LABEL, REGISTRY, docker_app, write_config
 
 BUNDLES = "/mnt/shared/pullsecrets"

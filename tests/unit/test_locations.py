@@ -9,10 +9,10 @@ from typing import Any, cast
 from prometheus_client import CollectorRegistry
 
 from controller.appindex import AppIndex
+from controller.bundles import BundleManager
 from controller.metrics import Metrics
 from controller.model import RegistryCredential, Secret
 from controller.plan import Ownership, Planner, RegistryRule
-from controller.publisher import BundleManager
 from controller.reconcile import AppReconciler
 from controller.settings import CredentialSettings, RegistrySettings
 from controller.statusbook import StatusBook

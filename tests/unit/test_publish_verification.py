@@ -15,11 +15,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from controller.bundles import REJECTED_RECHECK, BundleManager
 from controller.credentials.password import PasswordSource
 from controller.errors import CredentialError
 from controller.model import RegistryCredential
 from controller.plan import bundle_name
-from controller.publisher import REJECTED_RECHECK, BundleManager
 from controller.reconcile import RegistryReconciler
 from controller.registry import LOGIN_OUTCOMES, LoginOutcome, LoginResult, RegistryLogin
 from controller.settings import CredentialSettings, RegistrySettings, VerifyMode

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from controller.publisher import LoginCheck, RegistryState
+from controller.bundles import LoginCheck, RegistryState
 from controller.statusbook import StatusBook
 from controller.statuspage import render_page
 

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from controller.bundles import LoginCheck, RegistryState
 from controller.fingerprint import fingerprint
 from controller.model import AppId, BundleManifest
-from controller.publisher import LoginCheck, RegistryState
 from controller.statusbook import (
     DEFAULT_PAGE,
     MAX_PAGE,

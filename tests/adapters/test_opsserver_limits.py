@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter
 from structlog.testing import capture_logs
 
 from controller.errors import ConfigError
-from controller.http import ServerLimits, make_app, serve
+from controller.opsserver import ServerLimits, make_app, serve
 
 Start = Callable[..., Awaitable[int]]
 Connect = Callable[[int], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
@@ -155,7 +155,7 @@ class TestRequestErrorLogs:
                 reader, writer = await connect(port)
                 writer.write(b"GET /healthz HTTP/1.1\r\nAuthorization secret-token\r\n\r\n")
                 assert (await read_until_closed(reader, 3)).startswith(b"HTTP/1.0 400 ")
-        assert logs == [{"component": "http", "event": "ops_request_rejected",
+        assert logs == [{"component": "opsserver", "event": "ops_request_rejected",
                          "log_level": "warning", "status": 400, "suppressed": 0}]
         assert "secret-token" not in caplog.text
 

@@ -47,7 +47,7 @@ from controller.statuspage import STYLE_SOURCE, render_page
 
 __all__ = ["SECURITY_HEADERS", "Checks", "ServerLimits", "StatusSource", "make_app", "serve"]
 
-log = structlog.get_logger(component="http")
+log = structlog.get_logger(component="opsserver")
 
 Checks = Callable[[], Mapping[str, bool]]
 StatusSource = Callable[[AppPage], Mapping[str, Any]]

@@ -13,12 +13,12 @@ import pytest
 from structlog.testing import capture_logs
 
 from controller.archive import MAX_BUNDLE_BYTES, build_bundle, content_hash
+from controller.bundles import BundleManager, RefreshOutcome
 from controller.credentials.base import CredentialSource
 from controller.credentials.password import PasswordSource
 from controller.errors import CredentialError, NotLeaderError
 from controller.model import BundleManifest, RegistryCredential, Secret
 from controller.plan import bundle_name
-from controller.publisher import BundleManager, RefreshOutcome
 from controller.settings import CredentialSettings, EcrSettings, RegistrySettings
 from controller.storage.memory import MemoryStore
 

@@ -14,12 +14,12 @@ from pathlib import Path
 import aiohttp
 import structlog
 
+from controller.bundles import BundleManager, Fence, no_fence
 from controller.credentials.base import CredentialSource
 from controller.imagecheck import ImageChecks
 from controller.marathon import MarathonClient
 from controller.metrics import Metrics
 from controller.presence import Presence, config_fingerprint
-from controller.publisher import BundleManager, Fence, no_fence
 from controller.ratelimit import DeploymentBudget, TokenBucket
 from controller.reconcile import WriteGate
 from controller.registry import ImageCheckResult, RegistryLogin
@@ -29,7 +29,7 @@ from controller.storage.base import BundleStore
 __all__ = ["Components", "build", "checks_images", "credential_source", "registry_logins",
            "store_from_settings", "user_agent"]
 
-log = structlog.get_logger(component="app")
+log = structlog.get_logger(component="wiring")
 
 
 def credential_source(registry: RegistrySettings, env: Mapping[str, str]) -> CredentialSource:

@@ -15,7 +15,7 @@ import aiohttp
 SERVER = """
 import asyncio, os, resource, sys
 from prometheus_client import CollectorRegistry
-from controller.http import ServerLimits, make_app, serve
+from controller.opsserver import ServerLimits, make_app, serve
 from controller.logs import configure
 
 async def main():

@@ -12,9 +12,9 @@ import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 
-from controller.http import SECURITY_HEADERS, make_app
+from controller.opsserver import SECURITY_HEADERS, make_app
 from controller.statusbook import AppPage
-from tests.adapters.test_http_limits import Start, connect, get, read_until_closed, start
+from tests.adapters.test_opsserver_limits import Start, connect, get, read_until_closed, start
 
 __all__ = ["connect", "start"]  # fixtures, used by name
 

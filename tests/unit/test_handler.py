@@ -8,8 +8,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from controller.backoff import Backoff
-from controller.controller import Controller, Result
 from controller.errors import InvalidAppError, MarathonUnavailable
+from controller.handler import Controller, Result
 from controller.metrics import Metrics
 
 
