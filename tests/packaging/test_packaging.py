@@ -612,10 +612,11 @@ class TestChartCrossFieldChecks:
         pytest.param({"storage": {"s3": {"uriStyle": "https"}}}, CUSTOM_VALUES,
                      r"uriStyle https fetches anonymously, which S3 refuses for SSE-KMS",
                      id="s3-https-with-kms"),
-        pytest.param({"storage": {"s3": {"presignTtl": "30m"}}}, CUSTOM_VALUES,
-                     r"presignTtl \(30m\) must be between 1h and 7d", id="presign-ttl-too-short"),
+        pytest.param({"storage": {"s3": {"presignTtl": "30m20m"}}}, CUSTOM_VALUES,
+                     r"presignTtl \(30m20m\) must be at least 1h", id="presign-ttl-too-short"),
         pytest.param({"storage": {"s3": {"presignTtl": "8d"}}}, CUSTOM_VALUES,
-                     r"presignTtl \(8d\) must be between 1h and 7d", id="presign-ttl-too-long"),
+                     r"presignTtl \(8d\) must be at most 7d: S3 presigned URLs last at most 7 "
+                     r"days", id="presign-ttl-too-long"),
     ])
     def test_render_fails_with_the_message(self, change: dict[str, Any], values_file: str,
                                            message: str) -> None:
