@@ -253,23 +253,37 @@ UNITS = {"ms": Fraction(1, 1000), "s": Fraction(1), "m": Fraction(60), "h": Frac
          "d": Fraction(86400)}
 
 
-def duration_keys(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, float]]:
-    """(path, floor) of every duration key in the controller's own config schema (``[]``: each
-    item of a list), its floor being the schema's ``minimum``."""
-    if schema.get("$ref") == "#/$defs/duration":
-        yield path, schema["minimum"]
+def config_keys(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """(path, schema) of every key in the controller's own config schema, ``[]`` standing for
+    each item of a list (``registries[].max_age``)."""
     for name, child in schema.get("properties", {}).items():
-        yield from duration_keys(child, f"{path}.{name}".lstrip("."))
+        yield f"{path}.{name}".lstrip("."), child
+        yield from config_keys(child, f"{path}.{name}".lstrip("."))
     if "items" in schema:
-        yield from duration_keys(schema["items"], f"{path}[]")
+        yield f"{path}[]", schema["items"]
+        yield from config_keys(schema["items"], f"{path}[]")
 
 
-FLOORS = dict(duration_keys(json.loads(CONTROLLER_SCHEMA.read_text())))
+CONFIG_KEYS = dict(config_keys(json.loads(CONTROLLER_SCHEMA.read_text())))
+FLOORS = {path: key["minimum"] for path, key in CONFIG_KEYS.items()
+          if key.get("$ref") == "#/$defs/duration"}
+"""Every duration key of the controller and its floor (its schema's ``minimum``)."""
 
 
 def camel(config_path: str) -> str:
     """The chart's name for a config key: resync_seconds is resyncSeconds."""
     return re.sub(r"_([a-z])", lambda m: m[1].upper(), config_path)
+
+
+def chart_schema(config_path: str) -> dict[str, Any]:
+    """The values schema of the chart value that sets ``config_path``, with the definitions it
+    refers to."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    node = schema
+    for part in camel(config_path).split("."):
+        node = node["properties"][part.removesuffix("[]")]
+        node = node["items"] if part.endswith("[]") else node
+    return node | {"definitions": schema["definitions"]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,13 +328,8 @@ def test_the_chart_exposes_every_duration_key_of_the_controller() -> None:
     below covers it), and the generated files are what charts/generate_durations.py makes of
     that schema now."""
     assert len(FLOORS) >= 11, FLOORS
-    schema = json.loads((CHART / "values.schema.json").read_text())
     for config_path, floor in FLOORS.items():
-        node = schema
-        for part in camel(config_path).split("."):
-            node = node["properties"][part.removesuffix("[]")]
-            node = node["items"] if part.endswith("[]") else node
-        refs = [item["$ref"] for item in node["allOf"]]
+        refs = [item["$ref"] for item in chart_schema(config_path)["allOf"]]
         assert refs == ["#/definitions/duration", f"#/definitions/floor{duration_text(floor)}"]
     result = subprocess.run([sys.executable, str(GENERATOR), "--check"], capture_output=True,
                             text=True, cwd=ROOT, timeout=60, check=False)
@@ -356,6 +365,20 @@ def test_every_duration_floor_is_the_controllers(config_path: str, tmp_path: Pat
         render(values_with(key.change(parts), key.values_file))
 
 
+def test_numeric_limits_are_the_controllers() -> None:
+    """Each integer or number key of the controller's schema (workers, writeBurst, fightLimit,
+    ...) is a chart value of the same type and bounds, so the values schema refuses what the
+    controller would."""
+    keys = {path: key for path, key in CONFIG_KEYS.items()
+            if key.get("type") in ("integer", "number")}
+    assert "reconcile.fight_limit" in keys
+    bounds = ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+    for config_path, controller in keys.items():
+        chart = chart_schema(config_path)
+        assert {k: chart.get(k) for k in bounds} == {k: controller.get(k) for k in bounds}, (
+            config_path)
+
+
 def around(floor: Fraction, unit: str) -> Iterator[str]:
     """One-part durations in ``unit`` just below, at and just above ``floor`` seconds: the
     floor's decimal digits cut after 0 to 7 places, and those plus one in the last place, with
@@ -377,12 +400,7 @@ def test_floor_patterns_agree_with_the_controller(floor: float) -> None:
     """For one-part durations and numbers around each floor, in every unit, the values schema
     of a key with that floor accepts exactly what the controller's parser does with it."""
     config_path = next(path for path, f in FLOORS.items() if f == floor)
-    schema = json.loads((CHART / "values.schema.json").read_text())
-    node = schema
-    for part in camel(config_path).split("."):
-        node = node["properties"][part.removesuffix("[]")]
-        node = node["items"] if part.endswith("[]") else node
-    validator = jsonschema.Draft7Validator(node | {"definitions": schema["definitions"]})
+    validator = jsonschema.Draft7Validator(chart_schema(config_path))
     exact = Fraction(str(floor))
     values: list[str | float] = [v for unit in UNITS for v in around(exact, unit)]
     values += [floor, floor * 0.999, floor * 1.001, 0, floor / 2]

@@ -69,6 +69,7 @@ REQUIRED_ALERTS = {
     "MarathonPullSecretNoLeader",
     "MarathonPullSecretAppsFailing",
     "MarathonPullSecretAppOwnershipConflict",
+    "MarathonPullSecretDeploymentStuck",
 }
 
 
@@ -698,7 +699,8 @@ def test_helm_lint_is_clean(values_file: str | None) -> None:
 
 class TestAlerts:
     def test_prometheus_rule_has_the_required_alerts(self) -> None:
-        """The PrometheusRule defines expiry, refresh, event-stream, leader and app-state alerts."""
+        """The PrometheusRule defines expiry, refresh, event-stream, leader and app-state alerts
+        (their names are a contract: routes and silences name them)."""
         assert set(alert_rules(_rendered(CUSTOM_VALUES))) >= REQUIRED_ALERTS
 
     def test_expiry_alert_fires_under_two_hours(self) -> None:
