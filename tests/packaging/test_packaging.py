@@ -69,6 +69,7 @@ REQUIRED_ALERTS = {
     "MarathonPullSecretNoLeader",
     "MarathonPullSecretAppsFailing",
     "MarathonPullSecretAppOwnershipConflict",
+    "MarathonPullSecretDeploymentStuck",
 }
 
 
@@ -612,10 +613,11 @@ class TestChartCrossFieldChecks:
         pytest.param({"storage": {"s3": {"uriStyle": "https"}}}, CUSTOM_VALUES,
                      r"uriStyle https fetches anonymously, which S3 refuses for SSE-KMS",
                      id="s3-https-with-kms"),
-        pytest.param({"storage": {"s3": {"presignTtl": "30m"}}}, CUSTOM_VALUES,
-                     r"presignTtl \(30m\) must be between 1h and 7d", id="presign-ttl-too-short"),
+        pytest.param({"storage": {"s3": {"presignTtl": "30m20m"}}}, CUSTOM_VALUES,
+                     r"presignTtl \(30m20m\) must be at least 1h", id="presign-ttl-too-short"),
         pytest.param({"storage": {"s3": {"presignTtl": "8d"}}}, CUSTOM_VALUES,
-                     r"presignTtl \(8d\) must be between 1h and 7d", id="presign-ttl-too-long"),
+                     r"presignTtl \(8d\) must be at most 7d: S3 presigned URLs last at most 7 "
+                     r"days", id="presign-ttl-too-long"),
     ])
     def test_render_fails_with_the_message(self, change: dict[str, Any], values_file: str,
                                            message: str) -> None:
@@ -697,7 +699,8 @@ def test_helm_lint_is_clean(values_file: str | None) -> None:
 
 class TestAlerts:
     def test_prometheus_rule_has_the_required_alerts(self) -> None:
-        """The PrometheusRule defines expiry, refresh, event-stream, leader and app-state alerts."""
+        """The PrometheusRule defines expiry, refresh, event-stream, leader and app-state alerts
+        (their names are a contract: routes and silences name them)."""
         assert set(alert_rules(_rendered(CUSTOM_VALUES))) >= REQUIRED_ALERTS
 
     def test_expiry_alert_fires_under_two_hours(self) -> None:

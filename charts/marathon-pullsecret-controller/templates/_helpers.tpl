@@ -226,8 +226,10 @@ The controller's config file (snake_case keys, as config/controller.example.yaml
 {{- with $registry.maxAge }}{{ $_ := set $item "max_age" . }}{{ end }}
 {{- with $registry.minValidity }}{{ $_ := set $item "min_validity" . }}{{ end }}
 {{- with $registry.verify }}{{ $_ := set $item "verify" . }}{{ end }}
+{{- if kindIs "bool" $registry.checkImages }}{{ $_ := set $item "check_images" $registry.checkImages }}{{ end }}
 {{- with $registry.verifyRepository }}{{ $_ := set $item "verify_repository" . }}{{ end }}
 {{- with $registry.verifyTimeout }}{{ $_ := set $item "verify_timeout" . }}{{ end }}
+{{- with $registry.refusedLoginInterval }}{{ $_ := set $item "refused_login_interval" . }}{{ end }}
 {{- if dig "caSecret" "name" "" $registry }}{{ $_ := set $item "ca_file" (include "pullsecret-controller.secretFile" (list $ (printf "registry-%d-ca" $i))) }}{{ end }}
 {{- if $registry.insecure }}{{ $_ := set $item "insecure" true }}{{ end }}
 {{- $registries = append $registries $item }}
@@ -241,9 +243,8 @@ The controller's config file (snake_case keys, as config/controller.example.yaml
 {{- if and (eq $s3.uriStyle "https") $s3.kmsKeyId }}
 {{- fail "storage.s3: uriStyle https fetches anonymously, which S3 refuses for SSE-KMS objects; use uriStyle s3a or presigned, or drop kmsKeyId (SSE-S3)" }}
 {{- end }}
-{{- $ttl := include "pullsecret-controller.seconds" ($s3.presignTtl | default "12h") | float64 }}
-{{- if or (lt $ttl 3600.0) (gt $ttl 604800.0) }}
-{{- fail (printf "storage.s3.presignTtl (%v) must be between 1h and 7d: S3 presigned URLs last at most 7 days, and every re-sign (at half the TTL) rewrites, and so restarts, every opted-in app" $s3.presignTtl) }}
+{{- if gt (include "pullsecret-controller.seconds" ($s3.presignTtl | default "12h") | float64) 604800.0 }}
+{{- fail (printf "storage.s3.presignTtl (%v) must be at most 7d: S3 presigned URLs last at most 7 days" $s3.presignTtl) }}
 {{- end }}
 {{- $out := dict "bucket" $s3.bucket }}
 {{- with $s3.prefix }}{{ $_ := set $out "prefix" . }}{{ end }}
@@ -258,13 +259,15 @@ The controller's config file (snake_case keys, as config/controller.example.yaml
 {{- $out := dict "path" $fs.path }}
 {{- with $fs.uriPrefix }}{{ $_ := set $out "uri_prefix" . }}{{ end }}
 {{- with include "pullsecret-controller.bundleGroup" . }}{{ $_ := set $out "group" (int64 .) }}{{ end }}
+{{- $_ := set $out "require_mount" (default false $fs.requireMount) }}
 {{- $_ := set $config "storage" (dict "filesystem" $out) }}
 {{- end }}
+{{- with $v.storage.previousLocations }}{{ $_ := set $config.storage "previous_locations" . }}{{ end }}
 
 {{- /* reconcile, server, leader election, logging */}}
 {{- $r := $v.reconcile }}
-{{- $_ := set $config "reconcile" (dict "resync_seconds" $r.resyncSeconds "workers" $r.workers "max_writes_per_second" $r.maxWritesPerSecond "write_burst" $r.writeBurst "max_concurrent_deployments" $r.maxConcurrentDeployments "dry_run" $r.dryRun "timeout_seconds" $r.timeoutSeconds "shutdown_timeout_seconds" $r.shutdownTimeoutSeconds) }}
-{{- $_ := set $config "remediation" (dict "reset_launch_delay" $v.remediation.resetLaunchDelay) }}
+{{- $_ := set $config "reconcile" (dict "resync_seconds" $r.resyncSeconds "workers" $r.workers "max_writes_per_second" $r.maxWritesPerSecond "write_burst" $r.writeBurst "max_concurrent_deployments" $r.maxConcurrentDeployments "dry_run" $r.dryRun "timeout_seconds" $r.timeoutSeconds "shutdown_timeout_seconds" $r.shutdownTimeoutSeconds "fight_limit" $r.fightLimit "fight_window" $r.fightWindow) }}
+{{- $_ := set $config "remediation" (dict "reset_launch_delay" $v.remediation.resetLaunchDelay "rescue_stuck_deployments" $v.remediation.rescueStuckDeployments) }}
 {{- $_ := set $config "server" (dict "listen" (printf "0.0.0.0:%d" (int $v.containerPort))) }}
 {{- if include "pullsecret-controller.leaderElection" . }}
 {{- $_ := set $config "leader_election" (dict "zookeeper" $v.leaderElection.zookeeper "session_timeout_seconds" $v.leaderElection.sessionTimeoutSeconds) }}
@@ -309,30 +312,35 @@ controller's config and the pod's supplementalGroups both take it from here.
 
 {{/*
 What the controller checks of durations that the schema cannot: the schema bounds each part of
-a duration (400d is refused there), the sum of several parts (300d100d) is checked here, as are
-the rules between keys. The messages name the value to change.
+a duration (400d is refused there) and refuses a one-part duration below the key's floor (500ms
+for a 1s floor); the sum of several parts (300d100d, 0.5s0.4s) is checked here against both, as
+are the rules between keys. The keys and floors are _durations.tpl's, generated from the
+controller's config schema. The messages name the value to change.
 */}}
 {{- define "pullsecret-controller.checkDurations" -}}
 {{- $v := .Values }}
-{{- $given := list (list "marathon.timeoutSeconds" $v.marathon.timeoutSeconds) (list "leaderElection.sessionTimeoutSeconds" $v.leaderElection.sessionTimeoutSeconds) }}
-{{- range $key, $value := $v.reconcile }}
-{{- if hasSuffix "Seconds" $key }}{{ $given = append $given (list (printf "reconcile.%s" $key) $value) }}{{ end }}
+{{- $given := list }}
+{{- range $key := include "pullsecret-controller.durationKeys" . | fromJsonArray }}
+{{- $parts := splitList "[]." $key.values }}
+{{- $node := $v }}
+{{- range splitList "." (first $parts) }}{{ $node = index (default dict $node) . }}{{ end }}
+{{- if eq (len $parts) 1 }}
+{{- if not (kindIs "invalid" $node) }}{{ $given = append $given (list $key.values $node $key) }}{{ end }}
+{{- else }}
+{{- range $i, $item := $node | default list }}
+{{- if hasKey $item (last $parts) }}{{ $given = append $given (list (printf "%s[%d].%s" (first $parts) $i (last $parts)) (get $item (last $parts)) $key) }}{{ end }}
 {{- end }}
-{{- range $i, $registry := $v.registries }}
-{{- range $key := list "maxAge" "minValidity" "verifyTimeout" }}
-{{- if hasKey $registry $key }}{{ $given = append $given (list (printf "registries[%d].%s" $i $key) (get $registry $key)) }}{{ end }}
 {{- end }}
 {{- end }}
-{{- with dig "s3" "presignTtl" nil ($v.storage | default dict) }}{{ $given = append $given (list "storage.s3.presignTtl" .) }}{{ end }}
 {{- range $given }}
 {{- $seconds := include "pullsecret-controller.seconds" (index . 1) | float64 }}
+{{- $key := index . 2 }}
 {{- if gt $seconds 31536000.0 }}
 {{- fail (printf "%s (%v) must be at most 365d: the controller refuses longer durations" (index . 0) (index . 1)) }}
 {{- end }}
+{{- if and (not (kindIs "invalid" $key.floor)) (lt $seconds (float64 $key.floor)) }}
+{{- fail (printf "%s (%v) must be at least %s, the controller's floor for %s" (index . 0) (index . 1) $key.floorText $key.config) }}
 {{- end }}
-{{- $session := include "pullsecret-controller.seconds" $v.leaderElection.sessionTimeoutSeconds | float64 }}
-{{- if and (include "pullsecret-controller.leaderElection" .) (lt $session 2.0) }}
-{{- fail (printf "leaderElection.sessionTimeoutSeconds (%v) must be at least 2s, ZooKeeper's shortest session" $v.leaderElection.sessionTimeoutSeconds) }}
 {{- end }}
 {{- $reconcile := include "pullsecret-controller.seconds" $v.reconcile.timeoutSeconds | float64 }}
 {{- range $i, $registry := $v.registries }}
