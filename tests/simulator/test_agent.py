@@ -16,7 +16,7 @@ import pytest
 from controller.archive import build_bundle
 from controller.model import RegistryCredential, Secret
 from controller.pullfailure import classify
-from controller.simulator import Agent, MarathonSimulator, MarathonState
+from controller.simulator import Agent, MarathonSimulator, MarathonState, main
 from tests.simulator.support import TIMEOUT, Clock, ManualScheduler, Recorder, simulator_process
 
 REGISTRY = "registry.example.com:5000"
@@ -388,22 +388,45 @@ class TestRotationStory:
 
 
 class TestCommandLine:
-    async def test_agent_dir_and_registry_credentials(self, tmp_path):
-        """``--agent-dir`` runs tasks; ``--registry-credentials`` makes a registry private."""
+    async def test_agent_dir_and_registry_credentials_and_images(self, tmp_path):
+        """``--agent-dir`` runs tasks; ``--registry-credentials`` makes a registry private and,
+        with ``images``, holds only those."""
         credentials = tmp_path / "registries.json"
-        credentials.write_text(json.dumps({REGISTRY: {USER: PASSWORD}}))
+        credentials.write_text(json.dumps({REGISTRY: {USER: PASSWORD},
+                                           "images": [f"{REGISTRY}/team/web:1"]}))
+        typo = {"type": "DOCKER", "docker": {"image": f"{REGISTRY}/team/web:2"}}
         async with (simulator_process("--agent-dir", str(tmp_path / "agent"),
                                       "--registry-credentials", str(credentials)) as url,
                     aiohttp.ClientSession(url) as http):
             await http.post("/v2/apps", json=web_app(fetch=[{"uri": bundle(tmp_path)}]))
             await http.post("/v2/apps", json={**web_app(), "id": "/team/bare"})
+            await http.post("/v2/apps", json=web_app(id="/team/typo", container=typo,
+                                                     fetch=[{"uri": bundle(tmp_path)}]))
             async with asyncio.timeout(TIMEOUT):
                 while True:
                     web = (await (await http.get("/v2/apps/team/web")).json())["app"]
                     bare = (await (await http.get("/v2/apps/team/bare")).json())["app"]
-                    if web["tasksRunning"] == 1 and "lastTaskFailure" in bare:
+                    typoed = (await (await http.get("/v2/apps/team/typo")).json())["app"]
+                    if (web["tasksRunning"] == 1 and "lastTaskFailure" in bare
+                            and "lastTaskFailure" in typoed):
                         break
                     await asyncio.sleep(0.05)
+        assert classify(bare["lastTaskFailure"]["message"]).reason == "auth"
+        assert classify(typoed["lastTaskFailure"]["message"]).reason == "not_found"
+
+    @pytest.mark.parametrize(("content", "problem"), [
+        ({"images": "team/web:1"}, "expected"),
+        ({"images": [1]}, "expected"),
+        ({"images": ["team/Web:1"]}, "images: invalid image reference"),
+        ({"images": ["Team/web:1"]}, "images: 'web' at '1' is not one image of team"),
+        ({"images": [f"{REGISTRY}/team/web@sha256:{'ab' * 32}"]}, "name a tag"),
+    ])
+    def test_registry_images_that_are_no_list_of_tagged_images_are_refused(
+            self, tmp_path, content, problem):
+        credentials = tmp_path / "registries.json"
+        credentials.write_text(json.dumps(content))
+        with pytest.raises(SystemExit, match=problem):
+            main(["--listen", "127.0.0.1:0", "--registry-credentials", str(credentials)])
 
 
 class TestWithoutAnAgent:
