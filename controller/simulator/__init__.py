@@ -24,7 +24,8 @@ upgrade has been cancelled" from 1.7): their other apps are left where they were
   until a forced write or ``DELETE /v2/deployments/{id}`` replaces the deployment. The agent
   launches every instance: it fetches the app's ``fetch`` list into a sandbox by the Mesos
   fetcher's rules, pulls the image through a ``Puller`` (by default one that checks the
-  sandbox's docker config against the credentials given to ``accept_credentials``), and reports
+  sandbox's docker config against the credentials given to ``accept_credentials``, then the
+  image against what ``registries`` holds and lets that account pull), and reports
   ``TASK_RUNNING``/``TASK_FAILED``; ``/v2/tasks``, ``/v2/apps/{id}/tasks`` and ``/v2/queue``
   show it. ``deployment_seconds`` is not used.
 - **Without an agent** (the default) no task runs and nothing is fetched, so thousands of apps
@@ -44,8 +45,9 @@ Modules: ``wire`` (shared encoding, errors), ``versions`` (what each Marathon ve
 selectors), ``deployments`` (plans and steps), ``events`` (the bus), ``faults`` (planned
 failures, the write log), ``state`` (``MarathonState``), ``http`` (``MarathonSimulator``),
 ``agent`` (tasks, rolling restarts and the launch queue), ``fetcher`` (the Mesos fetcher's rules),
-``pullers`` (the puller port, ``RegistryBook``), ``registry`` (``RegistrySimulator``: a
-registry's ``GET /v2/`` login over the same book), ``seed`` and ``cli``.
+``pullers`` (the puller port, ``RegistryBook``: credentials, account scopes and images),
+``registry`` (``RegistrySimulator``: a registry's ``GET /v2/`` login, manifests and tags over
+the same book), ``seed`` and ``cli``.
 """
 
 from controller.simulator.agent import Agent, Task
@@ -55,7 +57,14 @@ from controller.simulator.events import Event, Subscriber
 from controller.simulator.faults import Fault, FaultKind, WriteRecord
 from controller.simulator.fetcher import FetchError, FetchLimits, fetch_into_sandbox
 from controller.simulator.http import STATE_KEY, MarathonSimulator
-from controller.simulator.pullers import CredentialPuller, FailedPull, Puller, RegistryBook
+from controller.simulator.pullers import (
+    CredentialPuller,
+    FailedPull,
+    Manifest,
+    Puller,
+    PullRefusal,
+    RegistryBook,
+)
 from controller.simulator.registry import RegistrySimulator
 from controller.simulator.seed import seed_apps
 from controller.simulator.state import MarathonState
@@ -75,9 +84,11 @@ __all__ = [
     "FaultKind",
     "FetchError",
     "FetchLimits",
+    "Manifest",
     "MarathonSimulator",
     "MarathonState",
     "MarathonVersion",
+    "PullRefusal",
     "Puller",
     "RegistryBook",
     "RegistrySimulator",

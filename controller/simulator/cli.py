@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from controller.reference import InvalidReferenceError, parse_image
 from controller.simulator.agent import Agent
 from controller.simulator.http import MarathonSimulator
 from controller.simulator.seed import seed_apps
@@ -24,20 +25,34 @@ def _listen_address(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _accept_credentials(state: MarathonState, path: Path) -> None:
-    """``{"registry[:port]": {"username": "password"}}``: kept in a file, never in argv."""
+def _load_registries(state: MarathonState, path: Path) -> None:
+    """``{"registry[:port]": {"username": "password"}, "images": ["registry/repository:tag"]}``:
+    kept in a file, never in argv. ``images`` is optional: a registry named in it holds only
+    the images listed (an untagged one is ``:latest``, as ``docker push`` has it); the others
+    hold every image. No registry is called ``images``: without a dot or a port, a name is
+    never an image's registry."""
     try:
         registries = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise SystemExit(f"cannot read --registry-credentials {path}: {e}") from None
+    images = registries.pop("images", []) if isinstance(registries, dict) else None
     if not isinstance(registries, dict) or not all(
             isinstance(users, dict) and all(isinstance(p, str) for p in users.values())
-            for users in registries.values()):
+            for users in registries.values()) or not (
+            isinstance(images, list) and all(isinstance(image, str) for image in images)):
         raise SystemExit(f"--registry-credentials {path}: expected "
-                         '{"registry": {"username": "password"}}')
+                         '{"registry": {"username": "password"}, "images": ["image:tag"]}')
     for registry, users in registries.items():
         for username, password in users.items():
             state.accept_credentials(registry, username, password)
+    for image in images:
+        try:
+            reference = parse_image(image)
+            if reference.digest:
+                raise InvalidReferenceError(f"{image!r}: name a tag; a digest is computed")
+            state.registries.push(reference.registry, reference.path, reference.tag or "latest")
+        except InvalidReferenceError as e:
+            raise SystemExit(f"--registry-credentials {path}: images: {e}") from None
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -45,7 +60,7 @@ async def _serve(args: argparse.Namespace) -> int:
     state = MarathonState(version=args.marathon_version,
                           deployment_seconds=args.deployment_seconds, agent=agent)
     if args.registry_credentials is not None:
-        _accept_credentials(state, args.registry_credentials)
+        _load_registries(state, args.registry_credentials)
     seed_apps(state, args.apps)
     host, port = args.listen
     simulator = MarathonSimulator(state, heartbeat_seconds=args.heartbeat_seconds)
@@ -91,6 +106,8 @@ def main(argv: Sequence[str] | None = None,
                         help="run one simulated Mesos agent with its task sandboxes under DIR "
                              "(default: no agent, no tasks)")
     parser.add_argument("--registry-credentials", type=Path, default=None, metavar="FILE",
-                        help='JSON {"registry": {"username": "password"}}: those registries '
-                             "accept only these credentials (the others are public)")
+                        help='JSON {"registry": {"username": "password"}, "images": '
+                             '["registry/repository:tag"]}: those registries accept only these '
+                             "credentials (the others are public); a registry named in the "
+                             "optional images holds only those (the others hold every image)")
     return asyncio.run(_serve(parser.parse_args(argv)))

@@ -16,7 +16,7 @@ import pytest
 from controller.archive import build_bundle
 from controller.model import RegistryCredential, Secret
 from controller.pullfailure import classify
-from controller.simulator import Agent, MarathonSimulator, MarathonState
+from controller.simulator import Agent, MarathonSimulator, MarathonState, main
 from tests.simulator.support import TIMEOUT, Clock, ManualScheduler, Recorder, simulator_process
 
 REGISTRY = "registry.example.com:5000"
@@ -223,6 +223,63 @@ class TestPullFailures:
         await settle(agent)
         assert f"pull {image}:latest'" in recorder.of("status_update_event")[-1]["message"]
 
+    @pytest.mark.parametrize(("image", "cause", "reason"), [
+        (f"{REGISTRY}/team/web:2", f"manifest for {REGISTRY}/team/web:2 not found: manifest "
+         "unknown: manifest unknown", "not_found"),
+        (f"{REGISTRY}/team/web@sha256:{'ab' * 32}", f"manifest for {REGISTRY}/team/web@sha256:"
+         f"{'ab' * 32} not found: manifest unknown: manifest unknown", "not_found"),
+        (f"{REGISTRY}/team/api:1", f"repository {REGISTRY}/team/api not found: name unknown: "
+         "repository name not known to registry", "not_found"),
+        (f"{REGISTRY}/team/secret:1", f"pull access denied for {REGISTRY}/team/secret, "
+         "repository does not exist or may require 'docker login': denied: requested access "
+         "to the resource is denied", "auth"),
+    ])
+    async def test_an_image_the_registry_does_not_give_fails_as_docker_says(
+            self, state, agent, recorder, tmp_path, image, cause, reason):
+        state.registries.push(REGISTRY, "team/web", "1")
+        state.registries.push(REGISTRY, "team/secret", "1")
+        state.registries.restrict(REGISTRY, USER, ["team/web", "team/api"])
+        state.add_app(web_app(fetch=[{"uri": bundle(tmp_path)}],
+                              container={"type": "DOCKER", "docker": {"image": image}}))
+        await settle(agent)
+        assert states(state) == []
+        message = recorder.of("status_update_event")[-1]["message"]
+        assert message == (
+            "Failed to launch container: Failed to run 'docker -H unix:///var/run/docker.sock "
+            f"pull {image}': exited with status 1; stderr='Error response from daemon: {cause}\n'")
+        classified = classify(message)
+        assert classified is not None
+        assert (classified.reason, classified.registry, str(classified.image)) == (
+            reason, REGISTRY, image)
+
+    async def test_the_pushed_image_pulls_and_credentials_are_checked_first(
+            self, state, agent, recorder, tmp_path):
+        state.registries.push(REGISTRY, "team/web", "1")
+        state.add_app(web_app(fetch=[{"uri": bundle(tmp_path)}]))
+        missing = {"type": "DOCKER", "docker": {"image": f"{REGISTRY}/team/web:2"}}
+        state.add_app(web_app(id="/team/stale", container=missing,
+                              fetch=[{"uri": bundle(tmp_path, "stale")}]))
+        await settle(agent)
+        assert states(state) == ["TASK_RUNNING"]
+        (stale,) = [u for u in recorder.of("status_update_event") if u["appId"] == "/team/stale"]
+        assert stale["message"].endswith(
+            "Error response from daemon: unauthorized: authentication required\n'")
+
+    async def test_a_public_registry_with_images_fails_a_missing_one_for_anyone(
+            self, state, agent, recorder):
+        state.registries.push("docker.io", "nginx", "1.25")
+        state.add_app(web_app(container={"type": "DOCKER", "docker": {"image": "nginx:1.25"}}))
+        state.add_app(web_app(id="/team/typo",
+                              container={"type": "DOCKER", "docker": {"image": "nginx:1.52"}}))
+        await settle(agent)
+        assert states(state) == ["TASK_RUNNING"]
+        (failed,) = [u for u in recorder.of("status_update_event") if u["appId"] == "/team/typo"]
+        message = failed["message"]
+        assert "Error response from daemon: manifest for nginx:1.52 not found: " in message
+        classified = classify(message)
+        assert classified is not None
+        assert (classified.reason, classified.registry) == ("not_found", "docker.io")
+
     async def test_a_broken_puller_fails_the_pull_not_the_agent(self, state, agent, recorder):
         class Broken:
             async def pull(self, image: str, home: Path) -> None:
@@ -331,22 +388,45 @@ class TestRotationStory:
 
 
 class TestCommandLine:
-    async def test_agent_dir_and_registry_credentials(self, tmp_path):
-        """``--agent-dir`` runs tasks; ``--registry-credentials`` makes a registry private."""
+    async def test_agent_dir_and_registry_credentials_and_images(self, tmp_path):
+        """``--agent-dir`` runs tasks; ``--registry-credentials`` makes a registry private and,
+        with ``images``, holds only those."""
         credentials = tmp_path / "registries.json"
-        credentials.write_text(json.dumps({REGISTRY: {USER: PASSWORD}}))
+        credentials.write_text(json.dumps({REGISTRY: {USER: PASSWORD},
+                                           "images": [f"{REGISTRY}/team/web:1"]}))
+        typo = {"type": "DOCKER", "docker": {"image": f"{REGISTRY}/team/web:2"}}
         async with (simulator_process("--agent-dir", str(tmp_path / "agent"),
                                       "--registry-credentials", str(credentials)) as url,
                     aiohttp.ClientSession(url) as http):
             await http.post("/v2/apps", json=web_app(fetch=[{"uri": bundle(tmp_path)}]))
             await http.post("/v2/apps", json={**web_app(), "id": "/team/bare"})
+            await http.post("/v2/apps", json=web_app(id="/team/typo", container=typo,
+                                                     fetch=[{"uri": bundle(tmp_path)}]))
             async with asyncio.timeout(TIMEOUT):
                 while True:
                     web = (await (await http.get("/v2/apps/team/web")).json())["app"]
                     bare = (await (await http.get("/v2/apps/team/bare")).json())["app"]
-                    if web["tasksRunning"] == 1 and "lastTaskFailure" in bare:
+                    typoed = (await (await http.get("/v2/apps/team/typo")).json())["app"]
+                    if (web["tasksRunning"] == 1 and "lastTaskFailure" in bare
+                            and "lastTaskFailure" in typoed):
                         break
                     await asyncio.sleep(0.05)
+        assert classify(bare["lastTaskFailure"]["message"]).reason == "auth"
+        assert classify(typoed["lastTaskFailure"]["message"]).reason == "not_found"
+
+    @pytest.mark.parametrize(("content", "problem"), [
+        ({"images": "team/web:1"}, "expected"),
+        ({"images": [1]}, "expected"),
+        ({"images": ["team/Web:1"]}, "images: invalid image reference"),
+        ({"images": ["Team/web:1"]}, "images: 'web' at '1' is not one image of team"),
+        ({"images": [f"{REGISTRY}/team/web@sha256:{'ab' * 32}"]}, "name a tag"),
+    ])
+    def test_registry_images_that_are_no_list_of_tagged_images_are_refused(
+            self, tmp_path, content, problem):
+        credentials = tmp_path / "registries.json"
+        credentials.write_text(json.dumps(content))
+        with pytest.raises(SystemExit, match=problem):
+            main(["--listen", "127.0.0.1:0", "--registry-credentials", str(credentials)])
 
 
 class TestWithoutAnAgent:
