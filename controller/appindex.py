@@ -153,6 +153,12 @@ class AppIndex:
         record.hold_until = self.clock() + recheck
         return record.lock
 
+    def release(self, app_id: AppId) -> None:
+        """Let the app be tried again now, though its lock stands (it may be stuck)."""
+        found = self._records.get(app_id)
+        if found is not None:
+            found.hold_until = 0.0
+
     def deferred(self, app_id: AppId) -> None:
         self.record(app_id).deferred = True
 
@@ -193,7 +199,7 @@ class AppIndex:
         record.last_failed_pull = FailedPullNote(reason=reason, at=self.clock(), version=version)
         if record.lock is None:
             return False
-        record.hold_until = 0.0
+        self.release(app_id)
         return True
 
     def stuck_evidence(self, app_id: AppId, version: str | None) -> FailedPullNote | None:

@@ -48,13 +48,15 @@ __all__ = ["demo", "run_demo"]
 
 LABEL = "pullsecret.enabled"
 USERNAME = "demo-robot"
-PASSWORD_ENV = "DEMO_REGISTRY_PASSWORD"  # noqa: S105 - the variable's name, not a password
 LOOP_APP = "/team-b/api"
 """The app whose tasks fail to pull, and run again, when the loop is closed."""
 _BACKOFF = {"backoffSeconds": 1, "backoffFactor": 2, "maxLaunchDelaySeconds": 60}
 """Marathon's launch backoff for every demo app: failures repeat within seconds, and without a
 reset an app that failed long enough would wait up to a minute."""
 _STEP_TIMEOUT = 30.0
+_IMAGES = (("team-a/web", "1.4"), ("team-a/web", "1.6"), ("team-a/worker", "2.0"),
+           ("team-b/api", "7"), ("team-a/new", "1"), ("team-a/batch", "1"))
+"""What the demo's registry holds: every image the story deploys, but team-a/web:1.5."""
 
 
 def _say(text: str = "") -> None:
@@ -93,7 +95,8 @@ class _Scene:
     state: MarathonState
     agent: Agent
     metrics: CollectorRegistry
-    env: dict[str, str]
+    password_file: Path
+    """The registry password's source, as an operator keeps it; the controller watches it."""
     registry: str
     bundles: Path
     listen: str
@@ -151,6 +154,8 @@ def _app_status(scene: _Scene, app_id: str) -> dict[str, Any]:
 async def _script(scene: _Scene) -> None:
     await _converge_and_rotate(scene)
     _say()
+    await _catch_an_unpullable_image(scene)
+    _say()
     await _close_the_loop(scene)
     _say()
     _say("try next, while it runs:")
@@ -196,11 +201,11 @@ async def _converge_and_rotate(scene: _Scene) -> None:
     _say("rotating the registry password: at the registry, then in the source ...")
     password = secrets.token_urlsafe(18)
     state.accept_credentials(registry, USERNAME, password)
-    scene.env[PASSWORD_ENV] = password
-    handle.registries.queue.add(registry)  # an environment variable tells nobody it changed
-    await _until("rotation", lambda: digest() != before)
+    _replace(scene.password_file, password)
+    noticed = await _until("rotation", lambda: digest() != before)
     after = digest()
-    _say(f"bundle content {before} -> {after} (the registry accepted the new password)")
+    _say(f"bundle {before} -> {after}, {noticed:.1f} s after the file changed (the controller")
+    _say("  watches it; the registry accepted the new password before it was published)")
     _say(f"Marathon writes during the rotation: {len(state.writes) - writes_before} "
          "(no app restarted: the URI stayed the same)")
 
@@ -211,6 +216,49 @@ async def _converge_and_rotate(scene: _Scene) -> None:
     _say("its bundle entry was removed; its other fetch entries were kept")
     _say()
     _table(state, book)
+
+
+async def _catch_an_unpullable_image(scene: _Scene) -> None:
+    """A deploy names a tag the registry does not have: the controller asks the registry with
+    the credential it publishes, and reports the app before its tasks could tell."""
+    state, agent, registry, app_id = scene.state, scene.agent, scene.registry, "/team-a/web"
+
+    def image(tag: str) -> dict[str, Any]:
+        return {"container": {"type": "DOCKER", "docker": {"image": f"{registry}{app_id}:{tag}"}}}
+
+    def noted() -> dict[str, Any]:
+        return _app_status(scene, app_id)
+
+    _say(f"deploying {app_id} with tag 1.5, which was never pushed to the registry ...")
+    deployed_at = datetime.now(UTC)
+    state.update_app(app_id, image("1.5"))
+    await _first_seen({
+        "caught": lambda: noted().get("state") == "image_unpullable",
+        "task failed": lambda: (agent.last_failure(app_id) or {}).get("timestamp", "")
+        >= _marathon_time(deployed_at)})
+    status, failure = noted(), agent.last_failure(app_id) or {}
+    caught = _since(deployed_at, datetime.fromisoformat(status["last_reconcile"]))
+    failed = _since(deployed_at, datetime.fromisoformat(failure["timestamp"]))
+    _say(f"  the controller asked the registry with its credential: "
+         f"{status['image_check']['result']}")
+    _say(f"    {status['image_check']['detail']}")
+    _say(f"  {app_id} is image_unpullable in /status {caught} after the deploy (its first task")
+    _say(f"  failed to pull {failed} after it); the old task keeps serving meanwhile")
+    _say("fixing the tag: the pipeline deploys 1.6, forced over the deploy that cannot end ...")
+    state.update_app(app_id, image("1.6"), force=True)
+    took = await _first_seen({"cleared": lambda: noted().get("state") == "converged",
+                              "running": lambda: any(
+                                  t["version"] == state.get_app(app_id)["version"]
+                                  and t["state"] == "TASK_RUNNING"
+                                  for t in state.list_tasks(app_id))})
+    _say(f"  the state cleared {took['cleared'] * 1000:.0f} ms later; {app_id} runs 1.6 "
+         f"({took['running'] * 1000:.0f} ms)")
+
+
+def _marathon_time(moment: datetime) -> str:
+    """``moment`` as Marathon writes times (``2026-12-01T06:00:00.000Z``), to compare with a
+    task's timestamps."""
+    return f"{moment.astimezone(UTC):%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
 
 
 async def _close_the_loop(scene: _Scene) -> None:
@@ -257,7 +305,6 @@ async def _close_the_loop(scene: _Scene) -> None:
     _say(f"  it tried the source's password at the registry {_since(failed_at, login.at)} "
          "later: credentials rejected")
     _say(f"    {login.detail}; nothing published (bundle still {published})")
-    rejected_at = login.at
     await _until("backoff", lambda: (agent.backoff(app_id) or 0) >= 2)
     _say(f"  Marathon holds {app_id} back: launch delay {agent.backoff(app_id):g} s, doubling "
          f"up to {_BACKOFF['maxLaunchDelaySeconds']} s")
@@ -265,7 +312,7 @@ async def _close_the_loop(scene: _Scene) -> None:
     _say("fixing the source: the operator sets the new password in it ...")
     reset_before = noted("last_delay_reset")
     fixed_at = datetime.now(UTC)
-    scene.env[PASSWORD_ENV] = rotated
+    _replace(scene.password_file, rotated)
     await _first_seen({
         "verified bundle": lambda: digest() != published and registry_state.published_verified,
         "delay reset": lambda: noted("last_delay_reset") != reset_before,
@@ -276,12 +323,19 @@ async def _close_the_loop(scene: _Scene) -> None:
     accepted_at = login.at if login else fixed_at
     _say(f"  verified bundle {digest()} out: login with the new password accepted "
          f"{_since(fixed_at, accepted_at)} after the fix")
-    _say(f"    (the controller's own retry, {_since(rejected_at, accepted_at)} after the "
-         "rejection, read the source again)")
+    _say("    (the controller watches the file: no resync, no restart, no retry waited for)")
     _say(f"  launch delay reset {_since(fixed_at, datetime.fromisoformat(reset['at']))} after "
          f"the fix ({reset['result']}): the task launches now, not after its delay")
     _say(f"{app_id} is running again {_since(fixed_at, running_at)} after the fix; "
          f"{_since(restarted_at, running_at)} after its task died")
+
+
+def _replace(path: Path, password: str) -> None:
+    """Write the password file as operators' tools do: a new file renamed over the old one."""
+    fresh = path.with_name(path.name + ".new")
+    fresh.write_text(password)
+    fresh.chmod(0o600)
+    fresh.rename(path)
 
 
 def _bundle_fingerprint(state: RegistryState) -> str:
@@ -334,33 +388,38 @@ async def demo(*, duration: float | None, listen: str) -> int:
         files.mkdir()
         assets = files / "web-assets.css"
         assets.write_text("body { margin: 0 }\n")
-        env = {PASSWORD_ENV: secrets.token_urlsafe(18)}
+        password = secrets.token_urlsafe(18)
+        password_file = files / "registry-password"
+        _replace(password_file, password)
         agent = Agent(Path(tmp) / "agent")
         state = MarathonState(deployment_seconds=0.5, agent=agent)
         try:
             async with (RegistrySimulator(state.registries) as registry,
                         MarathonSimulator(state, heartbeat_seconds=2.0) as sim):
-                state.accept_credentials(registry.host, USERNAME, env[PASSWORD_ENV])
+                state.accept_credentials(registry.host, USERNAME, password)
+                for repository, tag in _IMAGES:
+                    state.registries.push(registry.host, repository, tag)
                 state.load_apps(_seed(registry.host, assets.as_uri()))
                 settings = settings_from_mapping({
                     "marathon": {"urls": [sim.url]},
                     "registries": [{"host": registry.host, "credentials": {
-                        "username": USERNAME, "password_env": PASSWORD_ENV},
+                        "username": USERNAME, "password_file": str(password_file)},
                         "apps": ["/team-a/*", "/team-b/*"]}],
                     "storage": {"filesystem": {"path": str(bundles)}},
                     "reconcile": {"resync_seconds": 60},
                     "server": {"listen": listen},
-                }, env)
+                }, {})
                 return await _run_with_script(
-                    settings, env, duration,
+                    settings, duration,
                     lambda handle, metrics: _Scene(
-                        handle=handle, state=state, agent=agent, metrics=metrics, env=env,
-                        registry=registry.host, bundles=bundles, listen=listen))
+                        handle=handle, state=state, agent=agent, metrics=metrics,
+                        password_file=password_file, registry=registry.host, bundles=bundles,
+                        listen=listen))
         finally:
             await agent.close()
 
 
-async def _run_with_script(settings: Settings, env: dict[str, str], duration: float | None,
+async def _run_with_script(settings: Settings, duration: float | None,
                            scene: Callable[[DaemonHandle, CollectorRegistry], _Scene]) -> int:
     """Run the daemon with the story beside it, until ``duration`` is up; the exit code is 1
     when a step of the story failed."""
@@ -377,7 +436,7 @@ async def _run_with_script(settings: Settings, env: dict[str, str], duration: fl
         if not task.cancelled() and task.exception() is not None:
             stop.set()
 
-    daemon = asyncio.create_task(run(settings, env, stop=stop, registry=metrics,
+    daemon = asyncio.create_task(run(settings, {}, stop=stop, registry=metrics,
                                      started=started))
     try:
         async with asyncio.timeout(duration):

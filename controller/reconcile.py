@@ -510,6 +510,13 @@ class AppReconciler:
                 self._report.fail(app_id, error)
             self.status.fail(app_id, message, self._now(), state=state)
             raise error
+        if (outcome.action == "locked"
+                and self.index.stuck_evidence(app_id, outcome.version) is not None):
+            # a task failed to pull while the write was refused: the deployment may be stuck,
+            # so look again now rather than at the lock's recheck
+            self.index.release(app_id)
+            return Result(requeue_after=0.0, waiting=True,
+                          log={**fields, "waiting_on": list(outcome.locked_by)})
         since = self._now() - timedelta(seconds=max(0.0, self.index.clock() - lock.since))
         registry = outcome.plan.eligibility.registry if outcome.plan is not None else None
         self.status.record(app_id, AppStatus(
@@ -542,8 +549,7 @@ class AppReconciler:
         if check is not None and check.result in UNPULLABLE:
             self.status.record(outcome.app_id, AppStatus(
                 state="image_unpullable", registry=decision.registry,
-                detail=f"the registry says its credential cannot pull the image: {check.result} "
-                       f"({check.detail}); tasks would fail to pull it",
+                detail=f"its credential cannot pull its image: {check.result} ({check.detail})",
                 last_reconcile=self._now(), deployment_id=outcome.deployment_id,
                 image_check=check))
             return

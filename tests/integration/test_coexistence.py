@@ -100,7 +100,7 @@ async def caught_up(daemon: Daemon, state: MarathonState) -> None:
                                      "appDefinition": state.get_app(sentinel)})
     assert daemon.handle is not None
     queue = daemon.handle.apps.queue
-    await eventually(lambda: bundle_uris(state, sentinel) and not queue.processing, 10,
+    await eventually(lambda: bundle_uris(state, sentinel) and not queue.processing, 20,
                      "the daemon caught up")
 
 
@@ -114,11 +114,11 @@ class TestStuckDeployments:
             created = docker_app("/team/new", f"{REGISTRY}/team/new:2", fetch=[USER_FETCH])
             state.add_app(created)
             (first,) = deployments_of(state, "/team/new")
-            await eventually(lambda: ours(state, status=409), 10, "the lock is met")
+            await eventually(lambda: ours(state, status=409), 20, "the lock is met")
             assert not ours(state, forced=True)  # no failed pull yet: it waits
             rolled_out = state.app("/team/new")
             fail_pull(state, "/team/new")
-            await eventually(lambda: bundle_uris(state, "/team/new"), 10, "rescued")
+            await eventually(lambda: bundle_uris(state, "/team/new"), 20, "rescued")
             (forced,) = ours(state, forced=True)
             assert forced.status == 200
             assert set(forced.body) == {"fetch"}
@@ -140,7 +140,7 @@ class TestStuckDeployments:
             async with Daemon(settings, env), aiohttp.ClientSession() as session:
                 ops = Ops(session, settings.server.listen, REGISTRY)
                 state.add_app(docker_app("/team/new"))
-                await eventually(lambda: ours(state, status=409), 10, "the lock is met")
+                await eventually(lambda: ours(state, status=409), 20, "the lock is met")
                 fail_pull(state, "/team/new")
                 fail_pull(state, "/team/new")
 
@@ -160,7 +160,7 @@ class TestStuckDeployments:
                     await ops.text("/metrics"))
                 assert not ours(state, forced=True)
                 state.delete_deployment(deployment, force=True)  # an operator cancels it
-                await eventually(lambda: bundle_uris(state, "/team/new"), 10, "entry added")
+                await eventually(lambda: bundle_uris(state, "/team/new"), 20, "entry added")
         assert not ours(state, forced=True)
         assert [e["event"] for e in logs].count("deployment_stuck") == 1
 
@@ -171,13 +171,13 @@ class TestStuckDeployments:
         settings = settings_from_mapping(config(), env)
         state.load_apps([docker_app("/team/web", f"{REGISTRY}/team/web:1")])
         async with Daemon(settings, env) as daemon:
-            await eventually(lambda: bundle_uris(state, "/team/web"), 10, "converged")
+            await eventually(lambda: bundle_uris(state, "/team/web"), 20, "converged")
             state.finish_all_deployments()
             pipeline = docker_app("/team/web", f"{REGISTRY}/team/web:2", instances=3,
                                   env={"RELEASE": "2"})
             state.update_app("/team/web", pipeline, partial=False)
             fail_pull(state, "/team/web")
-            await eventually(lambda: bundle_uris(state, "/team/web"), 10, "rescued")
+            await eventually(lambda: bundle_uris(state, "/team/web"), 20, "rescued")
             assert len(ours(state, forced=True)) == 1
             app = state.get_app("/team/web")
             assert app["container"]["docker"]["image"] == f"{REGISTRY}/team/web:2"
@@ -230,7 +230,7 @@ class TestWhatIsOurs:
                          docker_app("/team/web")])
         settings = settings_from_mapping(config(), env)
         async with Daemon(settings, env) as daemon:
-            await eventually(lambda: bundle_uris(state, "/team/web"), 10)
+            await eventually(lambda: bundle_uris(state, "/team/web"), 20)
             state.finish_all_deployments()
             state.update_app("/team/tools", {"env": {"X": "1"}})  # an event names it
             state.finish_all_deployments()
@@ -282,7 +282,7 @@ class TestOneNameOneController:
         first = settings_from_mapping(daemon_config(sim.url, tmp_path), env)
         second = settings_from_mapping(daemon_config(sim.url, tmp_path, hosts=(other,)), env)
         async with Daemon(first, env):
-            await eventually(lambda: all(bundle_uris(state, f"/one/a{i}") for i in range(3)), 10)
+            await eventually(lambda: all(bundle_uris(state, f"/one/a{i}") for i in range(3)), 20)
             with pytest.raises(NameTakenError, match=r"controller\.name"):
                 await asyncio.wait_for(run(second, env), 30)
         assert len(ours(state, status=200)) == 3

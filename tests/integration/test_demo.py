@@ -26,6 +26,8 @@ def test_demo_runs_and_rotation_restarts_nothing():
     assert "/team-a/new got its bundle" in out
     assert "forced one write over it that added only the entry" in out
     assert "Marathon writes during the rotation: 0" in out
+    assert "/team-a/web is image_unpullable in /status" in out  # a typo'd tag, caught
+    assert "the state cleared" in out
     assert "its bundle entry was removed" in out
     # The loop closed: failed pulls seen and counted, the old password rejected at the registry,
     # the fixed source verified and published, the delay reset, the task running again.

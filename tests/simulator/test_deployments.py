@@ -12,7 +12,14 @@ from typing import Any
 import aiohttp
 import pytest
 
-from controller.simulator import Agent, ApiError, MarathonSimulator, MarathonState
+from controller.simulator import (
+    Agent,
+    ApiError,
+    FailedPull,
+    MarathonSimulator,
+    MarathonState,
+    Puller,
+)
 from tests.services import REFERENCE
 from tests.simulator.support import TIMEOUT, Clock, ManualScheduler, Recorder
 from tests.simulator.test_agent import IMAGE, PASSWORD, REGISTRY, USER, bundle, settle, web_app
@@ -64,6 +71,18 @@ async def http(state: MarathonState) -> AsyncIterator[aiohttp.ClientSession]:
 def tasks(state: MarathonState, app_id: str = "/team/web") -> list[tuple[str, str]]:
     """``(state, version)`` of each task."""
     return [(task["state"], task["version"]) for task in state.list_tasks(app_id)]
+
+
+class HeldPuller:
+    """Pulls as ``inner`` does, once ``release`` is set."""
+
+    def __init__(self, inner: Puller) -> None:
+        self._inner = inner
+        self.release = asyncio.Event()
+
+    async def pull(self, image: str, home: Path) -> FailedPull | None:
+        await self.release.wait()
+        return await self._inner.pull(image, home)
 
 
 def failed_launches(recorder: Recorder) -> int:
@@ -200,7 +219,9 @@ class TestGroups:
                                         {**web_app(fetch=fetch), "id": "/team/api"}]}
 
     async def test_a_group_deploys_two_apps_as_one_plan(self, state, agent, http, recorder,
-                                                         tmp_path):
+                                                         tmp_path, monkeypatch):
+        held = HeldPuller(agent.puller)  # the plan is looked at before any task can run
+        monkeypatch.setattr(agent, "_puller", held)
         async with http.put("/v2/groups/team", json=self.two_apps(tmp_path)) as response:
             assert response.status == 200
             deployment = (await response.json())["deploymentId"]
@@ -212,6 +233,7 @@ class TestGroups:
             ["StartApplication", "StartApplication"], ["ScaleApplication", "ScaleApplication"]]
         assert recorder.of("group_change_success")[0]["groupId"] == "/"
         assert "api_post_event" not in recorder.types()
+        held.release.set()
         await settle(agent)
         assert state.list_deployments() == []
         assert [e["id"] for e in recorder.of("deployment_success")] == [deployment]
