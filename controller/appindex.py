@@ -1,27 +1,71 @@
 """What one leadership term knows of each app beyond its definition, in one place.
 
 Marathon holds the definitions; this index holds what the controller learnt while converging
-them, which no read of Marathon gives back: which registry an app is ours for (from its first
-plan, before it has a bundle), the deployments that lock it and since when, the pull failures
-its tasks reported, the entries this term wrote and how often another writer took them away,
-and the deployments it rescued. The source, the reconciler, the remediator and the status book
-read it; only the reconciler and the remediator change it.
+them, which no read of Marathon gives back: the listed copy of an app a worker has yet to use,
+which registry an app is ours for (from its first plan, before it has a bundle), the deployments
+that lock it and since when, the pull failures its tasks reported, the entries this term wrote
+and how often another writer took them away, the deployments it rescued, and each app's status
+as ``/status`` shows it (with its last pull failure and launch delay reset, and the recent
+writes and failures). The source, the reconcilers, the remediator and the status book read it;
+the reconcilers and the remediator change it. It is the truth the engine decides from; the
+status book (``controller.statusbook``) is a view of it.
 
-Times are the clock's (``time.monotonic`` by default), never wall time: they order events and
-bound waits.
+Monotonic times (``clock``) order events and bound waits; wall times (``now``) are shown.
 """
 
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from controller.model import AppId
+from controller.model import AppId, AppState, DelayResetOutcome, RawApp
 from controller.pullfailure import PullFailureReason
+from controller.registry import ImageCheck
 
-__all__ = ["AppIndex", "AppRecord", "DeploymentLock", "FailedPullNote", "Fight"]
+__all__ = ["AppIndex", "AppRecord", "AppStatus", "DelayReset", "DeploymentLock",
+           "FailedPullNote", "Fight", "PullFailureNote"]
+
+_RECENT = 50
+"""Writes and failures kept for the status page, newest first."""
+
+
+@dataclass(slots=True, kw_only=True)
+class AppStatus:
+    """Where an app stands, as ``/status`` shows it; each reconcile replaces it."""
+
+    state: AppState
+    detail: str = ""
+    registry: str | None = None
+    last_reconcile: datetime | None = None
+    last_error: str | None = None
+    deployment_id: str | None = None
+    since: datetime | None = None
+    """``locked``, ``stuck``: since when the deployment has locked the app."""
+    image_check: ImageCheck | None = None
+    """What the registry last said of the app's image with the credential it is given."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PullFailureNote:
+    """An app's last task that failed to pull its image, as ``/status`` shows it."""
+
+    reason: PullFailureReason
+    at: datetime
+    """When the controller saw the failure."""
+    task_id: str | None
+    message: str
+    """The failure's summary (``controller.pullfailure.summary``): short, no URL paths."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DelayReset:
+    """An app's last launch delay reset, tried after a fix of a pull that failed for ``auth``."""
+
+    at: datetime
+    result: DelayResetOutcome
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,7 +80,7 @@ class DeploymentLock:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FailedPullNote:
-    """A task of the app that failed to pull its image."""
+    """A task of the app that failed to pull its image (the evidence the engine decides on)."""
 
     reason: PullFailureReason
     at: float
@@ -57,6 +101,9 @@ class Fight:
 
 @dataclass(slots=True)
 class AppRecord:
+    """The facts of one app; the rarer ones start empty (``None``), as most apps never have
+    them, and an index may hold tens of thousands of apps."""
+
     registry: str | None = None
     """The configured registry the app is ours for, from its first plan (``None``: not ours)."""
     lock: DeploymentLock | None = None
@@ -69,7 +116,7 @@ class AppRecord:
     last_failed_pull: FailedPullNote | None = None
     written: str | None = None
     """The URI of the entry this term last wrote to the app."""
-    removals: deque[float] = field(default_factory=deque)
+    removals: deque[float] | None = None
     """When another writer removed (or changed) that entry, within the fight window."""
     removal_counted: bool = False
     """The entry's current absence is counted already (it is counted once per write)."""
@@ -78,21 +125,31 @@ class AppRecord:
     """While in a fight: no write before this (the window after the removal that started it)."""
     last_writer: str | None = None
     """The last ``api_post_event`` request that wrote the app without that entry."""
-    rescued: set[str] = field(default_factory=set)
+    rescued: frozenset[str] = frozenset()
     """Deployments this term forced a write over (at most once each)."""
-    stuck_reported: set[str] = field(default_factory=set)
+    stuck_reported: frozenset[str] = frozenset()
     """Deployments already logged as stuck (once each)."""
 
 
 class AppIndex:
-    """Per-app facts of one term (see the module docstring)."""
+    """Per-app facts and statuses of one term (see the module docstring)."""
 
     def __init__(self, *, fight_limit: int = 3, fight_window: float = 3600.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._records: dict[AppId, AppRecord] = {}
+        self._listed: dict[AppId, RawApp] = {}
+        self.statuses: dict[AppId, AppStatus] = {}
+        """Each app in the book (opted in, or with something to show), by id."""
+        self._counts: Counter[str] = Counter()
+        self._pull_failures: dict[AppId, PullFailureNote] = {}
+        self._delay_resets: dict[AppId, DelayReset] = {}
+        self.recent: deque[dict[str, str]] = deque(maxlen=_RECENT)
+        """Writes and failures for the status page, newest first."""
         self._fight_limit = fight_limit
         self._fight_window = fight_window
         self.clock = clock
+        self.now = now
 
     def __contains__(self, app_id: object) -> bool:
         return app_id in self._records
@@ -107,10 +164,31 @@ class AppIndex:
         return found
 
     def forget(self, app_id: AppId) -> None:
+        """The app is gone: drop everything known of it."""
         self._records.pop(app_id, None)
+        self._listed.pop(app_id, None)
+        self.clear_status(app_id)
 
     def __iter__(self) -> Iterator[AppId]:
         return iter(list(self._records))
+
+    # -- listed copies (an informer's cache) ---------------------------------------------------
+
+    def keep_listed(self, app: RawApp) -> None:
+        """Keep a relist's copy of an app that goes to a worker, which then needs no GET."""
+        self._listed[AppId(app["id"])] = app
+
+    def take_listed(self, app_id: AppId) -> RawApp | None:
+        """The listed copy, used up; ``None`` when there is none, or a newer event spoilt it."""
+        return self._listed.pop(app_id, None)
+
+    def spoil_listed(self, app_id: AppId) -> None:
+        """An event named the app: the listed copy may predate it."""
+        self._listed.pop(app_id, None)
+
+    @property
+    def listed_count(self) -> int:
+        return len(self._listed)
 
     # -- ownership -----------------------------------------------------------------------------
 
@@ -127,6 +205,63 @@ class AppIndex:
 
     def apps_of(self, registry: str) -> list[AppId]:
         return [a for a, r in self._records.items() if r.registry == registry]
+
+    # -- statuses (what /status shows) ---------------------------------------------------------
+
+    def set_status(self, app_id: AppId, status: AppStatus) -> None:
+        self._uncount(app_id)
+        self.statuses[app_id] = status
+        self._counts[status.state] += 1
+
+    def fail(self, app_id: AppId, error: str, *, state: AppState = "failed") -> None:
+        """Keep what was known of the app; mark the failure."""
+        current = self.statuses.get(app_id) or AppStatus(state=state)
+        self._uncount(app_id)  # before the state changes, so that its count goes down
+        current.state = state
+        current.last_error = error
+        current.last_reconcile = self.now()
+        self.set_status(app_id, current)
+        if state == "failed":
+            self.note("failure", app_id, error)
+
+    def state_of(self, app_id: AppId) -> AppState | None:
+        status = self.statuses.get(app_id)
+        return status.state if status else None
+
+    def clear_status(self, app_id: AppId) -> None:
+        """The app leaves the book (no longer ours): drop what ``/status`` showed of it."""
+        self._uncount(app_id)
+        self._pull_failures.pop(app_id, None)
+        self._delay_resets.pop(app_id, None)
+
+    def _uncount(self, app_id: AppId) -> None:
+        old = self.statuses.pop(app_id, None)
+        if old is not None:
+            self._counts[old.state] -= 1
+
+    def counts(self) -> Counter[str]:
+        return +self._counts
+
+    def note(self, kind: str, subject: str, detail: str) -> None:
+        """Remember a write or a failure for the status page (a bounded list)."""
+        self.recent.appendleft({"at": self.now().isoformat(), "kind": kind, "subject": subject,
+                                "detail": detail})
+
+    def note_pull_failure(self, app_id: AppId, note: PullFailureNote) -> None:
+        """Keep an app's last pull failure (only for an app in the book)."""
+        if app_id in self.statuses:
+            self._pull_failures[app_id] = note
+
+    def pull_failure(self, app_id: AppId) -> PullFailureNote | None:
+        return self._pull_failures.get(app_id)
+
+    def note_delay_reset(self, app_id: AppId, reset: DelayReset) -> None:
+        """Keep an app's last launch delay reset (only for an app in the book)."""
+        if app_id in self.statuses:
+            self._delay_resets[app_id] = reset
+
+    def delay_reset(self, app_id: AppId) -> DelayReset | None:
+        return self._delay_resets.get(app_id)
 
     # -- holds: locks and deferrals -------------------------------------------------------------
 
@@ -213,6 +348,17 @@ class AppIndex:
             return note if version is not None and note.version == version else None
         return note if found.lock is not None and note.at >= found.lock.since else None
 
+    def rescued(self, app_id: AppId, deployment_ids: tuple[str, ...]) -> None:
+        record = self.record(app_id)
+        record.rescued |= frozenset(deployment_ids)
+
+    def first_report_of_stuck(self, app_id: AppId, deployment_ids: tuple[str, ...]) -> bool:
+        """Whether these deployments are reported stuck for the first time (logged once)."""
+        record = self.record(app_id)
+        first = record.stuck_reported.isdisjoint(deployment_ids)
+        record.stuck_reported |= frozenset(deployment_ids)
+        return first
+
     # -- writes and fights ---------------------------------------------------------------------
 
     def wrote(self, app_id: AppId, uri: str | None) -> None:
@@ -241,11 +387,13 @@ class AppIndex:
             return self.fight(app_id)
         record.removal_counted = True
         now = self.clock()
-        record.removals.append(now)
+        removals = record.removals if record.removals is not None else deque()
+        record.removals = removals
+        removals.append(now)
         record.remover = record.last_writer
-        while record.removals[0] <= now - self._fight_window:
-            record.removals.popleft()
-        if len(record.removals) >= self._fight_limit:
+        while removals[0] <= now - self._fight_window:
+            removals.popleft()
+        if len(removals) >= self._fight_limit:
             record.fight_until = now + self._fight_window
         return self.fight(app_id)
 
@@ -255,5 +403,5 @@ class AppIndex:
         found = self._records.get(app_id)
         if found is None or found.fight_until <= self.clock():
             return None
-        return Fight(removals=len(found.removals), until=found.fight_until,
+        return Fight(removals=len(found.removals or ()), until=found.fight_until,
                      writer=found.remover)

@@ -49,6 +49,7 @@ from controller.archive import (
 from controller.backoff import Backoff
 from controller.credentials.base import CredentialSource
 from controller.errors import CredentialError, InvalidBundleError, TransientError
+from controller.fence import Fence, no_fence
 from controller.fingerprint import fingerprint
 from controller.logingate import LoginAttempt, LoginGate
 from controller.model import BundleLocation, BundleManifest, RefreshOutcome, RegistryCredential
@@ -57,7 +58,7 @@ from controller.registry import CredentialVerifier, LoginOutcome, LoginResult
 from controller.settings import RegistrySettings, VerifyMode
 from controller.storage.base import BundleStore
 
-__all__ = ["BundleManager", "Fence", "LoginCheck", "PublishObserver", "RegistryState", "no_fence"]
+__all__ = ["BundleManager", "LoginCheck", "PublishObserver", "RegistryState"]
 
 log = structlog.get_logger(component="bundles")
 
@@ -66,20 +67,6 @@ REJECTED_RECHECK = Backoff(5.0, 30.0)
 source goes out within 30 s, not after a backoff grown to minutes. Reading it costs no login;
 only a changed credential is tried at the registry."""
 
-
-
-class Fence(Protocol):
-    """Checked right before every write: raises ``NotLeaderError`` unless this replica leads.
-
-    Returns the leader epoch to record in the bundle metadata (``None`` without election).
-    """
-
-    async def __call__(self) -> int | None: ...
-
-
-async def no_fence() -> int | None:
-    """The fence of a single instance: it always leads."""
-    return None
 
 
 class PublishObserver(Protocol):

@@ -31,18 +31,18 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from controller.appindex import AppIndex
 from controller.bundles import RegistryState
 from controller.config import settings_from_mapping
 from controller.errors import ConfigError
 from controller.fingerprint import fingerprint
 from controller.logs import configure
-from controller.manager import DaemonHandle, run
+from controller.manager import Term, run
 from controller.metrics import PREFIX
 from controller.model import AppId
 from controller.plan import is_managed_uri
 from controller.settings import LogFormat, LogLevel, Settings
 from controller.simulator import Agent, MarathonSimulator, MarathonState, RegistrySimulator
-from controller.statusbook import StatusBook
 
 __all__ = ["demo", "run_demo"]
 
@@ -91,7 +91,7 @@ def _seed(registry: str, assets_uri: str) -> list[dict[str, Any]]:
 class _Scene:
     """What the story's steps act on and read."""
 
-    handle: DaemonHandle
+    handle: Term
     state: MarathonState
     agent: Agent
     metrics: CollectorRegistry
@@ -106,11 +106,11 @@ def _bundle_uri(app: dict[str, Any]) -> str | None:
     return next((e["uri"] for e in app.get("fetch", []) if is_managed_uri(e["uri"])), None)
 
 
-def _table(state: MarathonState, book: StatusBook) -> None:
+def _table(state: MarathonState, index: AppIndex) -> None:
     """One line per app: whether it has its bundle, and why (the controller's own reason)."""
     _say(f"  {'app':<16} {'bundle':<7} why")
     for app in sorted(state.list_apps(), key=lambda a: a["id"]):
-        status = book.apps.get(AppId(app["id"]))
+        status = index.statuses.get(AppId(app["id"]))
         why = (f'not opted in (label {LABEL} is not "true")' if status is None
                else f"has the bundle of {status.registry}" if status.state == "converged"
                else status.detail)
@@ -169,14 +169,14 @@ async def _converge_and_rotate(scene: _Scene) -> None:
     """Apps converge, a new app gets its bundle, a rotation restarts nothing, an app opts out."""
     handle, state, registry, listen = scene.handle, scene.state, scene.registry, scene.listen
     agent = scene.agent
-    book = handle.status
+    index = handle.index
     _say(f"metrics: http://{listen}/metrics   status: http://{listen}/status")
     _say(f"bundles: {scene.bundles}")
     _say(f"registry: {registry} (checks logins; the agent pulls with what the tasks fetched)")
     await _until("initial sync", handle.source.synced.is_set)
     await _until("deployments", lambda: not state.list_deployments())
     _say("initial sync done:")
-    _table(state, book)
+    _table(state, index)
 
     _say()
     _say("creating /team-a/new (opted in), as a deploy pipeline would: without the entry ...")
@@ -215,7 +215,7 @@ async def _converge_and_rotate(scene: _Scene) -> None:
     await _until("opt-out", lambda: _bundle_uri(state.get_app("/team-a/worker")) is None)
     _say("its bundle entry was removed; its other fetch entries were kept")
     _say()
-    _table(state, book)
+    _table(state, index)
 
 
 async def _catch_an_unpullable_image(scene: _Scene) -> None:
@@ -420,14 +420,14 @@ async def demo(*, duration: float | None, listen: str) -> int:
 
 
 async def _run_with_script(settings: Settings, duration: float | None,
-                           scene: Callable[[DaemonHandle, CollectorRegistry], _Scene]) -> int:
+                           scene: Callable[[Term, CollectorRegistry], _Scene]) -> int:
     """Run the daemon with the story beside it, until ``duration`` is up; the exit code is 1
     when a step of the story failed."""
     stop = asyncio.Event()
     metrics = CollectorRegistry()
     script: list[asyncio.Task[None]] = []
 
-    def started(handle: DaemonHandle) -> None:
+    def started(handle: Term) -> None:
         task = asyncio.create_task(_script(scene(handle, metrics)), name="demo-script")
         task.add_done_callback(stop_on_failure)
         script.append(task)
@@ -436,7 +436,7 @@ async def _run_with_script(settings: Settings, duration: float | None,
         if not task.cancelled() and task.exception() is not None:
             stop.set()
 
-    daemon = asyncio.create_task(run(settings, {}, stop=stop, registry=metrics,
+    daemon = asyncio.create_task(run(settings, {}, stop=stop, collectors=metrics,
                                      started=started))
     try:
         async with asyncio.timeout(duration):

@@ -1,8 +1,10 @@
 """A controller in controller-runtime's shape: one work queue, N workers, one reconciler.
 
-The handler is the one place that decides a key's future from what its reconciler said, as
-controller-runtime's ``reconcileHandler`` does:
+The handler is the one place that decides a key's future, as controller-runtime's
+``reconcileHandler`` does, from what its reconciler said and from the holds of the term's
+index (a locked app waits for its deployment, or its recheck):
 
+- a key on hold comes back when the hold ends, without a reconcile;
 - a ``Result`` resets the key's backoff, and brings it back after ``requeue_after`` if set;
 - a ``TerminalError`` is final for that input: the key is forgotten;
 - any other exception is retried: after the server's ``retry_after`` when it gave one, else
@@ -26,13 +28,12 @@ from typing import Generic, Protocol, TypeVar
 import structlog
 from structlog.contextvars import bound_contextvars
 
-from controller.backoff import Backoff
 from controller.errors import TerminalError
-from controller.metrics import Metrics
+from controller.metrics import ErrorKind
 from controller.model import ReconcileOutcome
 from controller.workqueue import QueueObserver, QueueShutDown, WorkQueue
 
-__all__ = ["Controller", "Reconciler", "Result"]
+__all__ = ["Controller", "HandlerObserver", "Reconciler", "Result"]
 
 log = structlog.get_logger(component="controller")
 
@@ -60,26 +61,48 @@ class Reconciler(Protocol[K_contra]):
     async def reconcile(self, key: K_contra) -> Result: ...
 
 
+class HandlerObserver(Protocol):
+    """What the handler counts (``Metrics`` is one): each reconcile, and the busy workers."""
+
+    def on_reconciled(self, controller: str, outcome: ReconcileOutcome, seconds: float,
+                      error: ErrorKind | None) -> None: ...
+
+    def on_worker(self, controller: str, active: int) -> None: ...
+
+    def queue(self, name: str, *, unfinished: Callable[[], float],
+              longest: Callable[[], float]) -> QueueObserver[object]:
+        """The observer of the controller's queue, also read for its unfinished work."""
+        ...
+
+
 class Controller(Generic[K]):
+    """``name`` labels the controller's series and its queue's (``app``, ``registry``)."""
+
     def __init__(
         self,
+        name: str,
         reconciler: Reconciler[K],
-        metrics: Metrics,
+        queue: WorkQueue[K],
+        observer: HandlerObserver,
         *,
         workers: int,
         timeout: float | None,
-        backoff: Backoff,
         once: bool = False,
-        observer: QueueObserver[K] | None = None,
+        holds: Callable[[K], float] = lambda key: 0.0,
         on_done: Callable[[K], None] = lambda key: None,
     ) -> None:
-        self.queue: WorkQueue[K] = WorkQueue(backoff=backoff, observer=observer)
+        self.name = name
+        self.queue = queue
+        queue.observe(observer.queue(name, unfinished=queue.unfinished_work_seconds,
+                                     longest=queue.longest_running_processor_seconds))
         self.workers = workers
         self._reconciler = reconciler
-        self._metrics = metrics
+        self._observer = observer
         self._timeout = timeout
         self._once = once
+        self._holds = holds
         self._on_done = on_done
+        self._active = 0
 
     async def worker(self) -> None:
         """Take keys until the queue shuts down."""
@@ -119,9 +142,18 @@ class Controller(Generic[K]):
         return not (queue.depth or queue.processing or queue.pending_delayed)
 
     async def process(self, key: K) -> None:
-        """Reconcile one key, decide when it comes back, count it and log it once."""
+        """Reconcile one key, decide when it comes back, count it and log it once; a key that
+        ``holds`` says must wait (its app is locked by a deployment) comes back then, without a
+        reconcile that would only earn another 409."""
+        held = self._holds(key)
+        if held > 0:
+            self.queue.add_after(key, held)
+            return
         started = time.perf_counter()
         fields: dict[str, object] = {}
+        error: ErrorKind | None = None
+        self._active += 1
+        self._observer.on_worker(self.name, self._active)
         with bound_contextvars(**{self._reconciler.key_field: str(key)},
                                reconcile_id=uuid.uuid4().hex[:12],
                                attempt=self.queue.retries(key) + 1):
@@ -129,16 +161,18 @@ class Controller(Generic[K]):
                 async with asyncio.timeout(self._timeout):
                     result = await self._reconciler.reconcile(key)
             except TerminalError as e:
+                error = "terminal"
                 outcome = self._failed(key, e, fields, retry=False)
             except Exception as e:  # noqa: BLE001 - transient, timeouts and bugs: back off
+                error = "timeout" if isinstance(e, TimeoutError) else "transient"
                 outcome = self._failed(key, e, fields, retry=not self._once)
             else:
                 outcome = self._succeeded(key, result, fields)
+            finally:
+                self._active -= 1
+                self._observer.on_worker(self.name, self._active)
             duration = time.perf_counter() - started
-            self._metrics.reconcile_total.labels(result=outcome).inc()
-            if outcome == "error":
-                self._metrics.reconcile_errors.inc()
-            self._metrics.reconcile_seconds.observe(duration)
+            self._observer.on_reconciled(self.name, outcome, duration, error)
             log.log(logging.WARNING if outcome == "error" else logging.INFO,
                     "reconcile_finished", outcome=outcome,
                     duration_ms=round(duration * 1000, 2), **fields)

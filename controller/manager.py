@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -22,19 +22,20 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from controller.appindex import AppIndex
+from controller.appreconciler import AppPolicy, AppReconciler, OutcomeListener
 from controller.backoff import Backoff
-from controller.bundles import no_fence
 from controller.errors import ConfigError
 from controller.events import EventWatcher
+from controller.fence import no_fence
 from controller.filewatch import FileWatch
 from controller.gcpause import collector_paused
 from controller.handler import Controller
 from controller.localpaths import LocalPaths
 from controller.metrics import Metrics
-from controller.model import AppId, RawApp
-from controller.passreport import AppOutcome, PassReport
+from controller.model import AppId
+from controller.passreport import PassReport
 from controller.plan import Ownership, Planner, RegistryRule, location_of
-from controller.reconcile import AppPolicy, AppReconciler, RegistryReconciler
+from controller.registryreconciler import RegistryReconciler, VerificationRequests
 from controller.remediation import PullRemediator
 from controller.settings import Settings
 from controller.source import AppSource
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
 
     from controller.leader import ZooKeeperElection
 
-__all__ = ["DaemonHandle", "Term", "app_reconciler", "make_term", "run", "run_once"]
+__all__ = ["Term", "make_term", "planner", "run", "run_once"]
 
 log = structlog.get_logger(component="manager")
 
@@ -71,26 +72,22 @@ def planner(settings: Settings, home: str) -> Planner:
                             homes=tuple(location_of(f"{h.rstrip('/')}/x") for h in homes)))
 
 
-def app_reconciler(parts: Components, metrics: Metrics, status: StatusBook, index: AppIndex, *,
-                   wait_for_budget: bool, take_listed: Callable[[AppId], RawApp | None],
-                   max_conflicts: int | None = None, report: PassReport | None = None,
-                   after_converge: Callable[[AppOutcome], Awaitable[None]] | None = None,
-                   ) -> AppReconciler:
-    settings = parts.settings
-    return AppReconciler(
-        marathon=parts.marathon, bundles=parts.bundles,
-        planner=planner(settings, parts.bundles.home), gate=parts.gate, index=index,
-        status=status, metrics=metrics,
-        policy=AppPolicy(wait_for_budget=wait_for_budget, max_conflicts=max_conflicts,
-                         rescue_stuck=settings.remediation.rescue_stuck_deployments,
-                         dry_run=parts.dry_run),
-        take_listed=take_listed, report=report, after_converge=after_converge,
-        images=parts.images)
-
-
 def app_index(settings: Settings) -> AppIndex:
     rc = settings.reconcile
     return AppIndex(fight_limit=rc.fight_limit, fight_window=rc.fight_window)
+
+
+def _app_reconciler(parts: Components, index: AppIndex, metrics: Metrics, *,
+                    wait_for_budget: bool, max_conflicts: int | None = None,
+                    listeners: tuple[OutcomeListener, ...]) -> AppReconciler:
+    settings = parts.settings
+    policy = AppPolicy(planner=planner(settings, parts.bundles.home),
+                       wait_for_budget=wait_for_budget, max_conflicts=max_conflicts,
+                       rescue_stuck=settings.remediation.rescue_stuck_deployments,
+                       dry_run=parts.dry_run)
+    return AppReconciler(marathon=parts.marathon, bundles=parts.bundles, images=parts.images,
+                         gate=parts.gate, index=index, observer=metrics, policy=policy,
+                         listeners=listeners)
 
 
 def _registry_workers(parts: Components) -> int:
@@ -112,33 +109,34 @@ async def run_once(parts: Components, *, every_app: bool = False,
         await parts.presence.check()
     rc = parts.settings.reconcile
     report = report if report is not None else PassReport()
-    status = StatusBook()
     metrics = Metrics(CollectorRegistry())
-    registries = Controller(RegistryReconciler(parts.bundles, status, report=report), metrics,
-                            workers=_registry_workers(parts), timeout=None,
-                            backoff=REGISTRY_BACKOFF, once=True)
+    index = app_index(parts.settings)
+    registry_queue: WorkQueue[str] = WorkQueue(backoff=REGISTRY_BACKOFF)
+    requests = VerificationRequests(parts.bundles, registry_queue.add_after)
+    registries = Controller("registry", RegistryReconciler(parts.bundles, index, requests,
+                                                           report=report),
+                            registry_queue, metrics, workers=_registry_workers(parts),
+                            timeout=None, once=True)
     for registry in parts.bundles.states:
         registries.queue.add(registry)
     await registries.drain()
-    listed: dict[AppId, RawApp] = {}
-    reconciler = app_reconciler(parts, metrics, status, app_index(parts.settings),
-                                wait_for_budget=True,
-                                max_conflicts=_ONE_SHOT_CONFLICTS, report=report,
-                                take_listed=lambda app_id: listed.pop(app_id, None))
-    apps = Controller(reconciler, metrics, workers=rc.workers, timeout=None,
-                      backoff=APP_BACKOFF, once=True)
+    reconciler = _app_reconciler(parts, index, metrics, wait_for_budget=True,
+                                 max_conflicts=_ONE_SHOT_CONFLICTS, listeners=(report,))
+    app_queue: WorkQueue[AppId] = WorkQueue(backoff=APP_BACKOFF)
+    apps = Controller("app", reconciler, app_queue, metrics,
+                      workers=rc.workers, timeout=None, once=True, holds=index.held_for)
     found = await parts.marathon.list_apps(
         label_selector=None if every_app else parts.settings.selector.label)
     locations = await reconciler.locations()
     settled = 0
     with collector_paused():
         for app in found:  # an app that needs no write is planned here, without a task
-            if reconciler.settle(app, locations) is None:
-                listed[AppId(app["id"])] = app
+            if reconciler.plan_listed(app, locations) is None:
+                index.keep_listed(app)
                 apps.queue.add(AppId(app["id"]))
             else:
                 settled += 1
-    reconciler.settled(settled)
+    reconciler.count_planned(settled)
     del found
     poller = asyncio.create_task(_follow_deployments(parts, reconciler, apps.queue),
                                  name="deployments")
@@ -187,16 +185,20 @@ async def _guard(coro: Coroutine[Any, Any, None], name: str, stopping: asyncio.E
 
 @dataclass(slots=True, kw_only=True)
 class Term:
-    """The controllers of one leadership term and the source of their keys."""
+    """The controllers of one leadership term, the sources of their keys and what they learn
+    (``index``, seen through ``status``); ``tasks`` are its root tasks once it runs."""
 
     parts: Components
+    index: AppIndex
     status: StatusBook
     source: AppSource
+    watcher: EventWatcher
     apps: Controller[AppId]
     registries: Controller[str]
-    registry_reconciler: RegistryReconciler
-    """Takes ``request_verification`` calls (evidence that a credential may be wrong)."""
+    verification: VerificationRequests
+    """Takes ``ask`` calls: evidence that a registry's credential may be wrong."""
     remediator: PullRemediator
+    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
     def source_changed(self, registry: str) -> None:
         """A file of the registry's credential changed (or SIGHUP asks): refresh that registry
@@ -207,27 +209,25 @@ class Term:
 
 
 def make_term(parts: Components, metrics: Metrics) -> Term:
-    """The app and registry controllers, wired to one source of keys (not started)."""
+    """The app and registry controllers, wired to their sources of keys (not started).
+
+    Built in the order their parts need each other: the queues, the index, what feeds the
+    queues (verification requests, the remediator), the reconcilers, the controllers.
+    """
     rc = parts.settings.reconcile
-    status = StatusBook()
-    listed: dict[AppId, RawApp] = {}
+    app_queue: WorkQueue[AppId] = WorkQueue(backoff=APP_BACKOFF)
+    registry_queue: WorkQueue[str] = WorkQueue(backoff=REGISTRY_BACKOFF)
     index = app_index(parts.settings)
+    verification = VerificationRequests(parts.bundles, registry_queue.add_after)
     remediator = PullRemediator(
-        status=status, index=index, metrics=metrics, queue=parts.marathon, gate=parts.gate,
-        reconcile_app=lambda app_id: apps.queue.add(app_id),
-        verify_registry=lambda registry: registry_reconciler.request_verification(registry),
+        index=index, observer=metrics, queue=parts.marathon, gate=parts.gate,
+        reconcile_app=app_queue.add, verify_registry=verification.ask,
         reset_launch_delay=parts.settings.remediation.reset_launch_delay and not parts.dry_run)
-    reconciler = app_reconciler(parts, metrics, status, index, wait_for_budget=False,
-                                take_listed=lambda app_id: listed.pop(app_id, None),
-                                after_converge=remediator.after_converge)
-    apps = Controller(reconciler, metrics, workers=rc.workers, timeout=rc.timeout_seconds,
-                      backoff=APP_BACKOFF, observer=metrics,
-                      on_done=lambda app_id: source.app_done(app_id))
 
     def retry_failed_apps(registry: str) -> None:
         for app_id in index.apps_of(registry):
-            if status.state_of(app_id) == "failed":
-                apps.queue.add(app_id)
+            if index.state_of(app_id) == "failed":
+                app_queue.add(app_id)
 
     def published(registry: str) -> None:
         """A new bundle the registry accepted: a fix for apps that failed to pull, and a new
@@ -235,30 +235,28 @@ def make_term(parts: Components, metrics: Metrics) -> Term:
         remediator.bundle_published(registry)
         parts.images.forget(registry)
         for app_id in index.apps_of(registry):
-            apps.queue.add(app_id)
+            app_queue.add(app_id)
 
-    registry_reconciler = RegistryReconciler(
-        parts.bundles, status, on_recovered=retry_failed_apps,
-        on_published=published,
-        enqueue_after=lambda registry, delay: registries.queue.add_after(registry, delay))
-    registries = Controller(
-        registry_reconciler, metrics,
-        workers=_registry_workers(parts),
-        timeout=rc.timeout_seconds, backoff=REGISTRY_BACKOFF,
-        on_done=lambda registry: source.registry_done(registry))
-    source = AppSource(parts.marathon, label=parts.settings.selector.label, listed=listed,
-                       apps=apps.queue, registries=registries.queue, reconciler=reconciler,
-                       bundles=parts.bundles, metrics=metrics, resync_seconds=rc.resync_seconds)
-    return Term(parts=parts, status=status, source=source, apps=apps, registries=registries,
-                registry_reconciler=registry_reconciler, remediator=remediator)
-
-
-@dataclass(slots=True, kw_only=True)
-class DaemonHandle(Term):
-    """One running leadership term, handed to tests and the demo once it started."""
-
-    watcher: EventWatcher
-    tasks: dict[str, asyncio.Task[None]]
+    registry_reconciler = RegistryReconciler(parts.bundles, index, verification,
+                                             on_recovered=retry_failed_apps,
+                                             on_published=published)
+    reconciler = _app_reconciler(parts, index, metrics, wait_for_budget=False,
+                                 listeners=(remediator,))
+    source = AppSource(parts.marathon, label=parts.settings.selector.label, apps=app_queue,
+                       registries=registry_queue, reconciler=reconciler, bundles=parts.bundles,
+                       observer=metrics, resync_seconds=rc.resync_seconds)
+    apps = Controller("app", reconciler, app_queue, metrics, workers=rc.workers,
+                      timeout=rc.timeout_seconds, holds=index.held_for,
+                      on_done=source.app_done)
+    registries = Controller("registry", registry_reconciler, registry_queue, metrics,
+                            workers=_registry_workers(parts), timeout=rc.timeout_seconds,
+                            on_done=source.registry_done)
+    watcher = EventWatcher(parts.marathon, on_effect=source.on_effect,
+                           on_attached=source.request_relist, observer=metrics,
+                           on_failed_pull=remediator.pull_failed)
+    return Term(parts=parts, index=index, status=StatusBook(index), source=source,
+                watcher=watcher, apps=apps, registries=registries, verification=verification,
+                remediator=remediator)
 
 
 class _Daemon:
@@ -270,7 +268,7 @@ class _Daemon:
         self.metrics = metrics
         self.parts = parts
         self.election = election
-        self.term: DaemonHandle | None = None
+        self.term: Term | None = None
         self.cut_paths = LocalPaths.of(settings)
 
     # -- ops endpoints -------------------------------------------------------------------------
@@ -294,7 +292,7 @@ class _Daemon:
 
     def status(self, page: AppPage = FIRST_PAGE) -> dict[str, Any]:
         term = self.term
-        book = term.status if term else StatusBook()
+        book = term.status if term else StatusBook(app_index(self.settings))
         return book.snapshot(
             self.parts.bundles.states, datetime.now(UTC), page, cut=self.cut_paths,
             leader=term is not None, ready=self.ready(),
@@ -314,33 +312,28 @@ class _Daemon:
     # -- terms ---------------------------------------------------------------------------------
 
     async def lead(self, stop: asyncio.Event, lost: asyncio.Event,
-                   started: Callable[[DaemonHandle], None] | None) -> bool:
+                   started: Callable[[Term], None] | None) -> bool:
         """Run one leadership term until ``stop`` or ``lost``; return True if a task crashed."""
         rc = self.settings.reconcile
         metrics, parts = self.metrics, self.parts
         term = make_term(parts, metrics)
         source, apps, registries = term.source, term.apps, term.registries
-        watcher = EventWatcher(
-            parts.marathon, on_effect=source.on_effect, on_attached=source.request_relist,
-            observer=metrics, on_failed_pull=term.remediator.pull_failed)
+        await parts.presence.claim()  # before any coroutine exists: a refusal leaks none
         roots: dict[str, Coroutine[Any, Any, None]] = {
             f"worker-{i}": apps.worker() for i in range(apps.workers)}
         roots |= {f"registry-worker-{i}": registries.worker()
                   for i in range(registries.workers)}
-        await parts.presence.claim()
-        roots |= {"resync": source.resync(), "events": watcher.run(),
+        roots |= {"resync": source.resync(), "events": term.watcher.run(),
                   "presence": parts.presence.keep()}
         files = FileWatch(parts.source_files(), on_change=term.source_changed)
         files.check_now()  # the baseline, before the first refresh reads a credential
         roots["filewatch"] = files.run()
         stopping = asyncio.Event()
-        tasks = {name: asyncio.create_task(_guard(coro, name, stopping), name=name)
-                 for name, coro in roots.items()}
-        self.term = DaemonHandle(parts=parts, status=term.status, source=source, apps=apps,
-                                 registries=registries,
-                                 registry_reconciler=term.registry_reconciler,
-                                 remediator=term.remediator, watcher=watcher, tasks=tasks)
-        metrics.leader.set(1)
+        tasks = term.tasks
+        tasks.update((name, asyncio.create_task(_guard(coro, name, stopping), name=name))
+                     for name, coro in roots.items())
+        self.term = term
+        metrics.on_leader(True)
         if started is not None:
             started(self.term)
         waits = [asyncio.create_task(stop.wait(), name="stop"),
@@ -359,8 +352,7 @@ class _Daemon:
             stopping.set()
             await _stop_term(tasks, (apps.queue, registries.queue), drain=reason == "signal",
                              grace_seconds=rc.shutdown_timeout_seconds)
-            metrics.leader.set(0)
-            metrics.sse_connected.set(0)
+            metrics.on_leader(False)
             self.term = None
         presence = tasks["presence"]
         refused = (presence.exception() if presence.done() and not presence.cancelled()
@@ -416,8 +408,8 @@ async def run(
     env: Mapping[str, str],
     *,
     stop: asyncio.Event | None = None,
-    registry: CollectorRegistry | None = None,
-    started: Callable[[DaemonHandle], None] | None = None,
+    collectors: CollectorRegistry | None = None,
+    started: Callable[[Term], None] | None = None,
     on_stop_signal: Callable[[], None] = lambda: None,
 ) -> int:
     """The daemon. Returns the exit code: 0 after SIGTERM/SIGINT (or ``stop``), 1 on a crash.
@@ -437,7 +429,7 @@ async def run(
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop_signal)
-    metrics = Metrics(registry or CollectorRegistry())
+    metrics = Metrics(collectors or CollectorRegistry())
     metrics.init_registries(r.registry for r in settings.registries)
     election: ZooKeeperElection | None = None
     if settings.leader_election:  # kazoo is loaded only when the config asks for it
@@ -452,7 +444,7 @@ async def run(
             await parts.presence.check()  # another controller with this name: exit 2 now
             daemon = _Daemon(settings, metrics, parts, election)
             loop.add_signal_handler(signal.SIGHUP, daemon.reread_sources)
-            runner = await serve(make_app(registry=metrics.registry, health=daemon.health,
+            runner = await serve(make_app(collectors=metrics.collectors, health=daemon.health,
                                           ready=daemon.ready, status=daemon.status),
                                  settings.server.host, settings.server.port)
             log.info("controller_started", listen=f"{settings.server.host}:{settings.server.port}",
@@ -476,7 +468,7 @@ async def run(
 
 
 async def _elected_terms(daemon: _Daemon, election: ZooKeeperElection, stop: asyncio.Event,
-                         started: Callable[[DaemonHandle], None] | None) -> bool:
+                         started: Callable[[Term], None] | None) -> bool:
     """Stand by, lead when elected, and stand by again when leadership is lost."""
     if not await _until(election.start(), stop):
         return False

@@ -76,7 +76,7 @@ def _checks_handler(checks: Checks) -> Callable[[web.Request], Any]:
     return handler
 
 
-def make_app(*, registry: CollectorRegistry, health: Checks, ready: Checks,
+def make_app(*, collectors: CollectorRegistry, health: Checks, ready: Checks,
              status: StatusSource, renders: int = 2, render_wait: float = 2.0
              ) -> web.Application:
     """The ops application; ``renders`` and ``render_wait`` bound the ``/status`` and ``/``
@@ -94,7 +94,7 @@ def make_app(*, registry: CollectorRegistry, health: Checks, ready: Checks,
     app.router.add_get("/", page_handler)
     app.router.add_get("/healthz", _checks_handler(health))
     app.router.add_get("/readyz", _checks_handler(ready))
-    app.router.add_get("/metrics", make_aiohttp_handler(registry))
+    app.router.add_get("/metrics", make_aiohttp_handler(collectors))
     app.router.add_get("/status", status_handler)
     return app
 

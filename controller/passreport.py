@@ -16,39 +16,14 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Literal
 
 from controller.errors import InvalidAppError
 from controller.model import AppId, RawFetch
-from controller.plan import AppPlan
-from controller.registry import ImageCheck
+from controller.outcome import AppOutcome
 
-__all__ = ["Action", "AppOutcome", "PassReport", "format_report"]
+__all__ = ["PassReport", "format_report"]
 
-Action = Literal["updated", "would_update", "unchanged", "gone", "deferred", "locked", "stuck",
-                 "withheld"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AppOutcome:
-    """What converging one app did (``AppReconciler.converge``)."""
-
-    app_id: AppId
-    action: Action
-    plan: AppPlan | None = None
-    deployment_id: str | None = None
-    requeue_after: float | None = None
-    """Come back then even if nothing happens (the bundle URI expires)."""
-    forced: bool = False
-    """The write was forced over a stuck deployment (a rescue)."""
-    locked_by: tuple[str, ...] = ()
-    """``locked``, ``stuck``: the deployments that lock the app."""
-    version: str | None = None
-    """``locked``, ``stuck``: the app's version then (the definition they roll out)."""
-    detail: str = ""
-    """``stuck``, ``withheld``: why nothing was written, and what to do."""
-    image_check: ImageCheck | None = None
-    """What the registry said of the app's image with the credential it is given, if asked."""
+_COMES_BACK = frozenset({"deferred", "locked", "stuck"})
 
 
 @dataclass(slots=True)
@@ -64,7 +39,18 @@ class PassReport:
     registry_plans: dict[str, str] = field(default_factory=dict)
     """A dry run (``plan``): what each registry's refresh would do, in words."""
 
-    def fail(self, app_id: AppId, error: Exception) -> None:
+    # -- the app reconciler's OutcomeListener ------------------------------------------------
+
+    async def converged(self, outcome: AppOutcome) -> None:
+        """A worker converged an app; an app that waits (deferred, locked, stuck) comes back
+        and is reported then."""
+        if outcome.action not in _COMES_BACK:
+            self.outcomes.append(outcome)
+
+    def settled(self, outcome: AppOutcome) -> None:
+        self.outcomes.append(outcome)
+
+    def failed(self, app_id: AppId, error: Exception) -> None:
         """Record why ``app_id`` could not be converged, as ours or as its owner's."""
         found = self.invalid if isinstance(error, InvalidAppError) else self.failures
         found[app_id] = str(error) or type(error).__name__

@@ -1,20 +1,24 @@
 """Protects the cluster from the controller: every Marathon write starts a rolling restart.
 
 ``TokenBucket`` caps the write rate; ``DeploymentBudget`` caps how many deployments the
-controller has running at once, so opting in 2,000 apps never restarts them all together.
+controller has running at once, so opting in 2,000 apps never restarts them all together; the
+``WriteGate`` every write passes puts them together with the leadership fence.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import structlog
 
 from controller.errors import TransientError
+from controller.fence import Fence, no_fence
 
-__all__ = ["DeploymentBudget", "TokenBucket"]
+__all__ = ["DeploymentBudget", "TokenBucket", "WriteGate", "WriteSlot"]
 
 log = structlog.get_logger(component="ratelimit")
 
@@ -138,3 +142,41 @@ class DeploymentBudget:
             self._ours -= done
             self._changed.set()
             log.debug("deployments_finished", count=len(done))
+
+
+class WriteGate:
+    """Every Marathon write passes here: a deployment slot, a rate token, then the fence."""
+
+    def __init__(self, bucket: TokenBucket, budget: DeploymentBudget, fence: Fence = no_fence
+                 ) -> None:
+        self._bucket = bucket
+        self.budget = budget
+        self._fence = fence
+
+    @asynccontextmanager
+    async def write(self, *, wait: bool) -> AsyncIterator[WriteSlot | None]:
+        """Yield a slot to record the deployment in, or ``None`` when the budget is spent and
+        ``wait`` is false. The slot is given back if the write starts no deployment."""
+        if wait:
+            await self.budget.acquire()
+        elif not await self.budget.try_acquire():
+            yield None
+            return
+        slot = WriteSlot()
+        try:
+            await self._bucket.acquire()
+            await self._fence()
+            yield slot
+        finally:
+            self.budget.commit(slot.deployment_id)
+
+    async def write_token(self) -> None:
+        """Wait for a rate token, then the fence: for a write that starts no deployment (a
+        launch delay reset)."""
+        await self._bucket.acquire()
+        await self._fence()
+
+
+@dataclass(slots=True)
+class WriteSlot:
+    deployment_id: str | None = None

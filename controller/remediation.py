@@ -19,27 +19,32 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Protocol
 
 import structlog
 
-from controller.appindex import AppIndex
+from controller.appindex import AppIndex, DelayReset, PullFailureNote
 from controller.errors import MarathonError
 from controller.logthrottle import LogThrottle
-from controller.metrics import Metrics
 from controller.model import AppId, DelayResetOutcome
-from controller.passreport import AppOutcome
-from controller.pullfailure import FailedPull
-from controller.reconcile import WriteGate
-from controller.statusbook import DelayReset, PullFailureNote, StatusBook
+from controller.outcome import AppOutcome
+from controller.pullfailure import FailedPull, PullFailureReason
+from controller.ratelimit import WriteGate
 
-__all__ = ["Evidence", "LaunchQueue", "PullRemediator", "reset_due"]
+__all__ = ["Evidence", "LaunchQueue", "PullRemediator", "RemediationObserver", "reset_due"]
 
 log = structlog.get_logger(component="remediation")
 
 _WARNING_INTERVAL_SECONDS = 60.0
 """A failing app's ``image_pull_failed`` warning is logged at most this often."""
+
+
+class RemediationObserver(Protocol):
+    """What the remediator counts (``Metrics`` is one)."""
+
+    def on_pull_failure(self, registry: str, reason: PullFailureReason) -> None: ...
+
+    def on_delay_reset(self, result: DelayResetOutcome) -> None: ...
 
 
 class LaunchQueue(Protocol):
@@ -77,33 +82,29 @@ class PullRemediator:
     """Takes failed pulls from the event stream, fixes from the reconcilers; resets delays.
 
     ``reconcile_app`` queues an app; ``verify_registry`` asks for a verification of a
-    registry's credentials. ``after_converge`` is the app reconciler's hook: the reset runs in
-    the app's own reconcile, so it is serialised with the app's writes.
+    registry's credentials. It is an ``OutcomeListener`` of the app reconciler: the reset runs
+    in the app's own reconcile, so it is serialised with the app's writes.
     """
 
     def __init__(
         self,
         *,
-        status: StatusBook,
         index: AppIndex,
-        metrics: Metrics,
+        observer: RemediationObserver,
         queue: LaunchQueue,
         gate: WriteGate,
         reconcile_app: Callable[[AppId], None],
         verify_registry: Callable[[str], None],
         reset_launch_delay: bool = True,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
         warnings: LogThrottle | None = None,
     ) -> None:
-        self._status = status
         self._index = index
-        self._metrics = metrics
+        self._observer = observer
         self._queue = queue
         self._gate = gate
         self._reconcile_app = reconcile_app
         self._verify_registry = verify_registry
         self._reset_enabled = reset_launch_delay
-        self._now = now
         self._warnings = warnings or LogThrottle(_WARNING_INTERVAL_SECONDS)
         self._ticks = 0
         self._evidence: dict[AppId, Evidence] = {}
@@ -124,13 +125,13 @@ class PullRemediator:
         """
         app_id, failure = failed.app_id, failed.failure
         registry = self._index.registry_of(app_id)
-        if registry is None or self._status.state_of(app_id) == "conflict":
+        if registry is None or self._index.state_of(app_id) == "conflict":
             return
         if failure.registry is not None and failure.registry != registry:
             return
-        self._metrics.image_pull_failures.labels(registry=registry, reason=failure.reason).inc()
-        self._status.pull_failed(app_id, PullFailureNote(
-            reason=failure.reason, at=self._now(), task_id=failed.task_id,
+        self._observer.on_pull_failure(registry, failure.reason)
+        self._index.note_pull_failure(app_id, PullFailureNote(
+            reason=failure.reason, at=self._index.now(), task_id=failed.task_id,
             message=failed.summary))
         held = self._warnings.allow(app_id)
         if held is not None:
@@ -157,7 +158,7 @@ class PullRemediator:
 
     # -- the app reconciler's hook -------------------------------------------------------------
 
-    async def after_converge(self, outcome: AppOutcome) -> None:
+    async def converged(self, outcome: AppOutcome) -> None:
         """Note a write as a fix, forget an app that is no longer ours, reset a delay if due."""
         app_id = outcome.app_id
         evidence = self._evidence.get(app_id)
@@ -187,5 +188,11 @@ class PullRemediator:
             evidence.reset = self._tick()
             log.info("launch_delay_reset", app_id=app_id, registry=evidence.registry,
                      result=result)
-        self._metrics.delay_resets.labels(result=result).inc()
-        self._status.delay_reset(app_id, DelayReset(at=self._now(), result=result))
+        self._observer.on_delay_reset(result)
+        self._index.note_delay_reset(app_id, DelayReset(at=self._index.now(), result=result))
+
+    def settled(self, outcome: AppOutcome) -> None:
+        """An app planned inline needs nothing: nothing to reset."""
+
+    def failed(self, app_id: AppId, error: Exception) -> None:
+        """A failed converge fixed nothing: nothing to reset."""

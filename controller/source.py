@@ -16,20 +16,20 @@ import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable, Hashable
+from typing import Protocol
 
 import structlog
 
+from controller.appreconciler import AppReconciler
 from controller.backoff import Backoff
 from controller.bundles import BundleManager
 from controller.events import EventEffect
 from controller.gcpause import collector_paused
 from controller.marathon import MarathonAPI
-from controller.metrics import Metrics
-from controller.model import AppId, RawApp
-from controller.reconcile import AppReconciler
+from controller.model import AppId
 from controller.workqueue import WorkQueue
 
-__all__ = ["AppSource"]
+__all__ = ["AppSource", "RelistObserver"]
 
 log = structlog.get_logger(component="source")
 
@@ -42,18 +42,27 @@ _INLINE_BATCH = 1000
 """Apps planned inline between two yields to the event loop."""
 
 
+class RelistObserver(Protocol):
+    """What the source counts (``Metrics`` is one)."""
+
+    def on_relisted(self, at: float) -> None:
+        """A full relist finished, at this wall time."""
+
+
 class AppSource:
+    """Relists and event effects, turned into keys of the two queues; listed copies of apps
+    that go to a worker are kept in the index until a worker or a newer event uses them up."""
+
     def __init__(
         self,
         marathon: MarathonAPI,
         *,
         label: str,
-        listed: dict[AppId, RawApp],
         apps: WorkQueue[AppId],
         registries: WorkQueue[str],
         reconciler: AppReconciler,
         bundles: BundleManager,
-        metrics: Metrics,
+        observer: RelistObserver,
         resync_seconds: float,
     ) -> None:
         self._marathon = marathon
@@ -61,12 +70,10 @@ class AppSource:
         self._apps = apps
         self._registries = registries
         self._reconciler = reconciler
+        self._index = reconciler.index
         self._bundles = bundles
-        self._metrics = metrics
+        self._observer = observer
         self._resync_seconds = resync_seconds
-        self._listed = listed
-        """Apps as the last relist saw them, until a worker (``AppReconciler``'s
-        ``take_listed``) or a newer event uses them up."""
         self._events_seen = 0
         self._touched: dict[AppId, int] = {}
         """The event count when each app was last named by an event (see ``relist``)."""
@@ -99,19 +106,19 @@ class AppSource:
                         app_ids.add(app_id)
                         continue
                     if app_id not in self._apps:
-                        outcome = self._reconciler.settle(app, locations)
+                        outcome = self._reconciler.plan_listed(app, locations)
                         if outcome is not None:
                             settled += 1
                             if outcome.requeue_after is not None:
                                 self._apps.add_after(app_id, outcome.requeue_after)
                             continue
-                    self._listed[app_id] = app
+                    self._index.keep_listed(app)
                     app_ids.add(app_id)
         count = len(apps)
         del apps  # only the copies of apps that need a worker are kept
-        self._reconciler.settled(settled)
+        self._reconciler.count_planned(settled)
         self._touched = {a: seen for a, seen in self._touched.items() if seen > listed_at}
-        app_ids.update(a for a in self._reconciler.status.apps if a not in listed_ids)
+        app_ids.update(a for a in self._index.statuses if a not in listed_ids)
         registries = set(self._bundles.states)
         for app_id in app_ids:
             self._apps.add(app_id)
@@ -122,7 +129,7 @@ class AppSource:
             self._check_synced()
         self._listed_keys = len(listed_ids | app_ids) + len(registries)
         self.last_relist = time.monotonic()
-        self._metrics.last_resync.set(time.time())
+        self._observer.on_relisted(time.time())
         log.info("relist_finished", apps=count, keys=self._listed_keys, settled=settled)
 
     def request_relist(self) -> None:
@@ -143,7 +150,7 @@ class AppSource:
                 await self.relist()
                 failures = 0
                 wait = period * random.uniform(0.9, 1.1)  # noqa: S311
-                if self._settled(grace=period):
+                if self._may_prune(grace=period):
                     await _chore(self._bundles.prune)
             except Exception as e:  # noqa: BLE001 - any failure: try again, backing off
                 failures += 1
@@ -154,10 +161,10 @@ class AppSource:
                 async with asyncio.timeout(wait):
                     await self._relist_wanted.wait()
 
-    def _settled(self, *, grace: float) -> bool:
+    def _may_prune(self, *, grace: float) -> bool:
         """Whether stale bundles may go: the first sync is ``grace`` seconds old and no app is
         still on its way (its new tasks might still fetch a stale bundle)."""
-        counts = self._reconciler.status.counts()
+        counts = self._index.counts()
         return (self._synced_at is not None and time.monotonic() - self._synced_at >= grace
                 and not any(counts[s] for s in ("pending", "failed", "locked", "stuck")))
 
@@ -175,12 +182,12 @@ class AppSource:
             app_ids = []
         if effect.posted is not None:
             posted = effect.posted
-            self._reconciler.index.posted(posted.app_id, posted.writer, posted.uris)
+            self._index.posted(posted.app_id, posted.writer, posted.uris)
         if effect.finished_deployment is not None:
             for app_id in self._reconciler.deployment_finished(effect.finished_deployment):
                 self._apps.add(app_id)
         for app_id in app_ids:
-            self._listed.pop(app_id, None)  # the listed copy may predate this event
+            self._index.spoil_listed(app_id)  # the listed copy may predate this event
             self._touched[app_id] = self._events_seen
             self._apps.add(app_id)
 

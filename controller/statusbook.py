@@ -1,8 +1,6 @@
-"""What the controller knows of each app, for ``/status``, the ``apps_managed`` gauge and resync.
+"""The ``/status`` document: a view of what the term's ``AppIndex`` knows of each app.
 
-Only ids, states, reasons, URIs and error messages are kept: never a credential. An app's last
-image pull failure and last launch delay reset are kept beside its status, which each reconcile
-replaces, until the app is forgotten.
+Only ids, states, reasons, URIs and error messages are shown: never a credential.
 
 The ``/status`` document (``snapshot``) costs O(page), not O(apps): the counts, the registries,
 the apps in trouble (at most ``PROBLEMS_SHOWN``) and the recent writes and failures, then one
@@ -14,24 +12,18 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_right
-from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from controller.appindex import AppIndex, AppStatus, DelayReset, PullFailureNote
 from controller.bundles import RegistryState
 from controller.fingerprint import fingerprint
-from controller.model import AppId, AppState, DelayResetOutcome
-from controller.pullfailure import PullFailureReason
-from controller.registry import ImageCheck
+from controller.model import AppId
 
 __all__ = ["DEFAULT_PAGE", "FIRST_PAGE", "MAX_PAGE", "PROBLEMS_SHOWN", "PROBLEM_STATES",
-           "SETTLED_STATES", "AppOrder", "AppPage", "AppStatus", "DelayReset", "PullFailureNote",
-           "StatusBook", "is_problem", "state_rank"]
-
-_RECENT = 50
-"""Writes and failures kept for the status page, newest first."""
+           "SETTLED_STATES", "AppOrder", "AppPage", "StatusBook", "is_problem", "state_rank"]
 
 DEFAULT_PAGE = 500
 MAX_PAGE = 2000
@@ -59,40 +51,6 @@ def state_rank(state: str) -> tuple[int, int, str]:
     if state in SETTLED_STATES:
         return 2, SETTLED_STATES.index(state), state
     return 1, 0, state
-
-
-@dataclass(slots=True, kw_only=True)
-class AppStatus:
-    state: AppState
-    detail: str = ""
-    registry: str | None = None
-    last_reconcile: datetime | None = None
-    last_error: str | None = None
-    deployment_id: str | None = None
-    since: datetime | None = None
-    """``locked``, ``stuck``: since when the deployment has locked the app."""
-    image_check: ImageCheck | None = None
-    """What the registry last said of the app's image with the credential it is given."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PullFailureNote:
-    """An app's last task that failed to pull its image."""
-
-    reason: PullFailureReason
-    at: datetime
-    """When the controller saw the failure."""
-    task_id: str | None
-    message: str
-    """The failure's summary (``controller.pullfailure.summary``): short, no URL paths."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DelayReset:
-    """An app's last launch delay reset, tried after a fix of a pull that failed for ``auth``."""
-
-    at: datetime
-    result: DelayResetOutcome
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -177,65 +135,13 @@ def _iso(value: datetime | None) -> str | None:
 
 
 class StatusBook:
-    """Per-app status, with the counts by state kept as it changes (read after every reconcile)."""
+    """The ``/status`` document and the status page's data: a view of the term's ``AppIndex``
+    (which keeps each app's status, its last pull failure and delay reset, and the recent writes
+    and failures), with the paging order kept here."""
 
-    def __init__(self) -> None:
-        self.apps: dict[AppId, AppStatus] = {}
-        self._counts: Counter[str] = Counter()
-        self._recent: deque[dict[str, str]] = deque(maxlen=_RECENT)
-        self._pull_failures: dict[AppId, PullFailureNote] = {}
-        self._delay_resets: dict[AppId, DelayReset] = {}
+    def __init__(self, index: AppIndex) -> None:
+        self.index = index
         self.order = AppOrder()
-
-    def note(self, kind: str, subject: str, detail: str, at: datetime) -> None:
-        """Remember a write or a failure for the status page (a bounded list)."""
-        self._recent.appendleft({"at": at.isoformat(), "kind": kind, "subject": subject,
-                                 "detail": detail})
-
-    def record(self, app_id: AppId, status: AppStatus) -> None:
-        self._uncount(app_id)
-        self.apps[app_id] = status
-        self._counts[status.state] += 1
-
-    def fail(self, app_id: AppId, error: str, at: datetime, *, state: AppState = "failed"
-             ) -> None:
-        """Keep what was known of the app; mark the failure."""
-        current = self.apps.get(app_id) or AppStatus(state=state)
-        self._uncount(app_id)  # before the state changes, so that its count goes down
-        current.state = state
-        current.last_error = error
-        current.last_reconcile = at
-        self.record(app_id, current)
-        if state == "failed":
-            self.note("failure", app_id, error, at)
-
-    def state_of(self, app_id: AppId) -> AppState | None:
-        status = self.apps.get(app_id)
-        return status.state if status else None
-
-    def pull_failed(self, app_id: AppId, note: PullFailureNote) -> None:
-        """Keep an app's last pull failure (only for an app in the book)."""
-        if app_id in self.apps:
-            self._pull_failures[app_id] = note
-
-    def delay_reset(self, app_id: AppId, reset: DelayReset) -> None:
-        """Keep an app's last launch delay reset (only for an app in the book)."""
-        if app_id in self.apps:
-            self._delay_resets[app_id] = reset
-
-    def forget(self, app_id: AppId) -> None:
-        """The app is gone or no longer ours: drop all that is known of it."""
-        self._uncount(app_id)
-        self._pull_failures.pop(app_id, None)
-        self._delay_resets.pop(app_id, None)
-
-    def _uncount(self, app_id: AppId) -> None:
-        old = self.apps.pop(app_id, None)
-        if old is not None:
-            self._counts[old.state] -= 1
-
-    def counts(self) -> Counter[str]:
-        return +self._counts
 
     def snapshot(self, registries: Mapping[str, RegistryState], now: datetime,
                  page: AppPage = FIRST_PAGE, *, cut: Callable[[str], str] | None = None,
@@ -243,12 +149,13 @@ class StatusBook:
         """The ``/status`` document with one page of apps; ``cut`` takes local paths out of
         the texts shown (``controller.localpaths``). Costs O(page), not O(apps)."""
         shown = cut or _as_is
-        counts = self.counts()
+        index, apps = self.index, self.index.statuses
+        counts = index.counts()
         troubled = sum(n for state, n in counts.items() if is_problem(state))
-        self.order.update(self.apps, troubled)
+        self.order.update(apps, troubled)
         ids, following = self.order.page(page)
         problems = [(app_id, status) for app_id in self.order.problems
-                    if (status := self.apps.get(app_id)) is not None and is_problem(status.state)]
+                    if (status := apps.get(app_id)) is not None and is_problem(status.state)]
         return {
             **extra,
             "generated_at": now.isoformat(),
@@ -258,11 +165,11 @@ class StatusBook:
             "problems": {"total": troubled,
                          "apps": [{"app_id": app_id, **self._entry(app_id, status, shown)}
                                   for app_id, status in problems[:PROBLEMS_SHOWN]]},
-            "recent": [{**note, "detail": shown(note["detail"])} for note in self._recent],
+            "recent": [{**note, "detail": shown(note["detail"])} for note in index.recent],
             "apps": {app_id: self._entry(app_id, status, shown) for app_id in ids
-                     if (status := self.apps.get(app_id)) is not None},
+                     if (status := apps.get(app_id)) is not None},
             "page": {"limit": page.limit, "after": page.after, "next": following,
-                     "total": len(self.apps)},
+                     "total": len(apps)},
         }
 
     def _entry(self, app_id: AppId, a: AppStatus, shown: Callable[[str], str]
@@ -277,8 +184,8 @@ class StatusBook:
             "since": _iso(a.since),
             "image_check": {"result": a.image_check.result,
                             "detail": shown(a.image_check.detail)} if a.image_check else None,
-            "last_pull_failure": _pull_failure(self._pull_failures.get(app_id), shown),
-            "last_delay_reset": _delay_reset(self._delay_resets.get(app_id)),
+            "last_pull_failure": _pull_failure(self.index.pull_failure(app_id), shown),
+            "last_delay_reset": _delay_reset(self.index.delay_reset(app_id)),
         }
 
 

@@ -14,14 +14,14 @@ from pathlib import Path
 import aiohttp
 import structlog
 
-from controller.bundles import BundleManager, Fence, no_fence
+from controller.bundles import BundleManager
 from controller.credentials.base import CredentialSource
+from controller.fence import Fence, no_fence
 from controller.imagecheck import ImageChecks
 from controller.marathon import MarathonClient
 from controller.metrics import Metrics
 from controller.presence import Presence, config_fingerprint
-from controller.ratelimit import DeploymentBudget, TokenBucket
-from controller.reconcile import WriteGate
+from controller.ratelimit import DeploymentBudget, TokenBucket, WriteGate
 from controller.registry import ImageCheckResult, RegistryLogin
 from controller.settings import RegistrySettings, Settings, StorageSettings
 from controller.storage.base import BundleStore

@@ -46,13 +46,17 @@ class QueueEmpty(Exception):
 
 
 class QueueObserver(Protocol[K_contra]):
-    """Metrics hook, so the queue does not depend on a metrics library."""
+    """Metrics hook of one queue (client-go's ``MetricsProvider``), so the queue does not
+    depend on a metrics library."""
 
     def on_add(self, key: K_contra) -> None:
         """A key became due for a delivery (dedup no-ops are not reported)."""
 
     def on_get(self, key: K_contra, waited_seconds: float) -> None:
         """A worker took ``key``, ``waited_seconds`` after it was added (or fell due)."""
+
+    def on_done(self, key: K_contra, worked_seconds: float) -> None:
+        """A worker released ``key`` after holding it ``worked_seconds``."""
 
     def on_retry(self, key: K_contra) -> None:
         """A key was re-added with backoff."""
@@ -66,6 +70,9 @@ class _NoObserver:
         pass
 
     def on_get(self, key: object, waited_seconds: float) -> None:
+        pass
+
+    def on_done(self, key: object, worked_seconds: float) -> None:
         pass
 
     def on_retry(self, key: object) -> None:
@@ -92,10 +99,12 @@ class WorkQueue(Generic[K]):
         self._clock = clock
         self._backoff = backoff
         self._observer: QueueObserver[K] = observer if observer is not None else _NoObserver()
+
         self._ready: deque[K] = deque()
         # Keys owed a delivery: the ready ones, plus processing ones re-added meanwhile.
         self._dirty: set[K] = set()
-        self._processing: set[K] = set()
+        self._processing: dict[K, float] = {}
+        """Keys held by workers, and since when."""
         self._ready_since: dict[K, float] = {}
         # Delayed keys: ``_due_at`` is the truth; heap entries that disagree with it are stale
         # and skipped when they reach the top (cheaper than deleting from the middle).
@@ -106,6 +115,12 @@ class WorkQueue(Generic[K]):
         self._shutting_down = False
         self._drain = True
         self._changed = asyncio.Event()
+
+    def observe(self, observer: QueueObserver[K]) -> None:
+        """Report to ``observer`` from now on (an observer that must read the queue itself is
+        made once the queue exists)."""
+        self._observer = observer
+        observer.on_depth(len(self._dirty))
 
     # -- adding --------------------------------------------------------------------------
 
@@ -171,7 +186,7 @@ class WorkQueue(Generic[K]):
             raise QueueEmpty
         key = self._ready.popleft()
         self._dirty.remove(key)
-        self._processing.add(key)
+        self._processing[key] = now
         self._observer.on_get(key, now - self._ready_since.pop(key))
         self._observer.on_depth(len(self._dirty))
         return key
@@ -195,7 +210,8 @@ class WorkQueue(Generic[K]):
         """Release ``key``; if it was re-added meanwhile, it is ready again at once."""
         if key not in self._processing:
             raise ValueError(f"{key!r} is not being processed")
-        self._processing.remove(key)
+        started = self._processing.pop(key)
+        self._observer.on_done(key, self._clock() - started)
         if key in self._dirty:
             self._promote_due(self._clock())
             self._ready.append(key)
@@ -243,6 +259,17 @@ class WorkQueue(Generic[K]):
     def processing(self) -> int:
         """Keys held by workers."""
         return len(self._processing)
+
+    def unfinished_work_seconds(self) -> float:
+        """How long the keys held now have been held, together (client-go's
+        ``unfinished_work_seconds``: a stuck worker makes it grow)."""
+        now = self._clock()
+        return sum(now - started for started in self._processing.values())
+
+    def longest_running_processor_seconds(self) -> float:
+        """How long the key held longest has been held (0 when none is)."""
+        now = self._clock()
+        return max((now - started for started in self._processing.values()), default=0.0)
 
     @property
     def pending_delayed(self) -> int:

@@ -21,7 +21,7 @@ from controller.logs import configure
 async def main():
     configure(fmt="json")
     ok = lambda: {"loop": True}
-    runner = await serve(make_app(registry=CollectorRegistry(), health=ok, ready=ok,
+    runner = await serve(make_app(collectors=CollectorRegistry(), health=ok, ready=ok,
                                   status=lambda page: {}),
                          "127.0.0.1", 0, ServerLimits(idle_timeout=60))
     held = len(os.listdir("/proc/self/fd"))

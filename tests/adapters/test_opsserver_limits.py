@@ -38,7 +38,7 @@ async def start() -> AsyncIterator[Start]:
 
 
 def ops_app(*, ready: bool = True, registry: CollectorRegistry | None = None) -> web.Application:
-    return make_app(registry=registry or CollectorRegistry(), health=lambda: {"loop": True},
+    return make_app(collectors=registry or CollectorRegistry(), health=lambda: {"loop": True},
                     ready=lambda: {"synced": ready}, status=lambda page: {"b": 1, "a": [2]})
 
 

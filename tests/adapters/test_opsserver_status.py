@@ -53,7 +53,7 @@ class Held(Mapping[str, Any]):
 
 
 def app_for(status: Any, **kwargs: Any) -> Any:
-    return make_app(registry=CollectorRegistry(), health=lambda: {"loop": True},
+    return make_app(collectors=CollectorRegistry(), health=lambda: {"loop": True},
                     ready=lambda: {"synced": True}, status=status, **kwargs)
 
 

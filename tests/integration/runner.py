@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 
-from controller.manager import DaemonHandle, run
+from controller.manager import Term, run
 from controller.plan import is_managed_uri
 from controller.settings import Settings
 from controller.simulator import MarathonState
@@ -58,13 +58,13 @@ class Daemon:
         self.settings = settings
         self.env = env
         self.stop = asyncio.Event()
-        self.handle: DaemonHandle | None = None
+        self.handle: Term | None = None
         self.task: asyncio.Task[int] | None = None
 
     async def __aenter__(self) -> Daemon:
         started = asyncio.Event()
 
-        def on_started(handle: DaemonHandle) -> None:
+        def on_started(handle: Term) -> None:
             self.handle = handle
             started.set()
 

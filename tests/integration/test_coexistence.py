@@ -209,7 +209,7 @@ class TestFights:
                     state.finish_all_deployments()
                     await eventually(
                         lambda before=before: len(ours(state, status=200)) > before
-                        or daemon.handle.status.state_of("/team/synced") == "conflict", 10)
+                        or daemon.handle.index.state_of("/team/synced") == "conflict", 10)
                 app = (await ops.document())["apps"]["/team/synced"]
                 withheld = await ops.text("/metrics")
         assert len(ours(state, status=200)) == 3

@@ -83,8 +83,8 @@ class TestEvents:
             await eventually(lambda: not state.list_deployments())
             state.delete_app("/team/gone")
             assert d.handle is not None
-            book, queue = d.handle.status, d.handle.apps.queue
-            await eventually(lambda: "/team/gone" not in book.apps
+            index, queue = d.handle.index, d.handle.apps.queue
+            await eventually(lambda: "/team/gone" not in index.statuses
                              and "/team/gone" not in queue)
 
     async def test_stream_cut_reconnects_relists_and_converges(self, state, sim, daemon):

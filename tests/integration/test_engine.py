@@ -106,7 +106,7 @@ async def test_untouched_listed_app_needs_no_read(engine, monkeypatch):
     await engine.source.relist()
     assert reads == []
     assert AppId("/e/a") not in engine.apps.queue
-    assert engine.status.apps[AppId("/e/a")].state == "converged"
+    assert engine.index.statuses[AppId("/e/a")].state == "converged"
 
 
 async def test_deferred_write_returns_when_a_deployment_ends(tmp_path):
@@ -122,7 +122,7 @@ async def test_deferred_write_returns_when_a_deployment_ends(tmp_path):
             await term.apps.process(AppId("/d/one"))
             await term.apps.process(AppId("/d/two"))
             queue = term.apps.queue
-            assert (term.status.apps["/d/two"].state, len(queue)) == ("pending", 0)
+            assert (term.index.statuses["/d/two"].state, len(queue)) == ("pending", 0)
             assert AppId("/d/two") in queue  # scheduled, not lost
             (deployment,) = state.list_deployments()
             state.finish_deployment(deployment["id"])

@@ -73,7 +73,7 @@ async def settled(daemon: Daemon, state: MarathonState, app_id: str) -> None:
     """The daemon has reconciled the app, nothing is queued and no deployment runs."""
     handle = daemon.handle
     assert handle is not None
-    await eventually(lambda: handle.status.state_of(app_id) == "converged"
+    await eventually(lambda: handle.index.state_of(app_id) == "converged"
                      and not handle.apps.queue.depth and not handle.apps.queue.processing
                      and not state.list_deployments(), what=f"{app_id} converged")
 
@@ -131,7 +131,7 @@ async def test_an_injected_group_needs_no_write(state, sim, doc, tmp_path):
         handle = d.handle
         await eventually(lambda: not state.list_deployments(), what="the group deployed")
         await handle.source.relist()
-        await eventually(lambda: all(handle.status.state_of(a) == s for a, s in apps.items())
+        await eventually(lambda: all(handle.index.state_of(a) == s for a, s in apps.items())
                          and not handle.apps.queue.depth and not handle.apps.queue.processing,
                          what="every app of the group reconciled")
     assert [w for w in state.writes if w.client.startswith("marathon-pullsecret-controller/")

@@ -53,13 +53,13 @@ async def test_listed_copy_holds_only_planned_fields_and_a_write_resends_from_a_
             term = make_term(parts, Metrics(registry))
             await term.source.relist()
             # the converged app was planned inline, and is counted and shown as any other
-            assert term.status.apps[AppId("/p/done")].state == "converged"
+            assert term.index.statuses[AppId("/p/done")].state == "converged"
             assert registry.get_sample_value("marathon_pullsecret_apps_managed",
                                              {"state": "converged"}) == 1
             assert registry.get_sample_value("marathon_pullsecret_controller_reconcile_total",
-                                             {"result": "success"}) == 1
+                                             {"controller": "app", "result": "success"}) == 1
 
-            cached = term.source._listed
+            cached = term.index._listed
             assert set(cached) == {"/p/new"}  # only the app that needs a worker is kept
             copy = cached[AppId("/p/new")]
             assert set(copy) <= PLANNED
@@ -104,10 +104,10 @@ async def test_apps_that_need_a_worker_are_queued_not_settled(engine, monkeypatc
         return [*listed, bad]
 
     monkeypatch.setattr(marathon, "list_apps", with_a_bad_app)
-    engine.apps._reconciler.index.deferred(AppId("/e/a"))
+    engine.index.deferred(AppId("/e/a"))
     await engine.source.relist()
-    assert {"/e/a", "/e/bad"} <= set(engine.source._listed)
+    assert {"/e/a", "/e/bad"} <= set(engine.index._listed)
     assert AppId("/e/a") in engine.apps.queue
     assert AppId("/e/bad") in engine.apps.queue
     await engine.apps.process(AppId("/e/bad"))
-    assert engine.status.apps[AppId("/e/bad")].state == "failed"
+    assert engine.index.statuses[AppId("/e/bad")].state == "failed"

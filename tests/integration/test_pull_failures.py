@@ -20,7 +20,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from controller.config import settings_from_mapping
-from controller.manager import DaemonHandle, run
+from controller.manager import Term, run
 from controller.model import AppId
 from controller.simulator import MarathonSimulator, MarathonState
 from tests.factories import REGISTRY, docker_app
@@ -86,14 +86,14 @@ async def running(url: str, tmp_path: Path, env: dict[str, str], **remediation: 
     doc["registries"][0]["verify"] = "off"  # a fictional host: tests/e2e log in to a real one
     doc["remediation"] = remediation
     registry, stop, started = CollectorRegistry(), asyncio.Event(), asyncio.Event()
-    handles: list[DaemonHandle] = []
+    handles: list[Term] = []
 
-    def on_started(handle: DaemonHandle) -> None:
+    def on_started(handle: Term) -> None:
         handles.append(handle)
         started.set()
 
     task = asyncio.create_task(run(settings_from_mapping(doc, env), env, stop=stop,
-                                   registry=registry, started=on_started))
+                                   collectors=registry, started=on_started))
     try:
         async with asyncio.timeout(10):
             await started.wait()
@@ -107,7 +107,7 @@ async def running(url: str, tmp_path: Path, env: dict[str, str], **remediation: 
 class Measured:
     """A running daemon's handle and metrics."""
 
-    def __init__(self, handle: DaemonHandle, registry: CollectorRegistry) -> None:
+    def __init__(self, handle: Term, registry: CollectorRegistry) -> None:
         self.handle = handle
         self.registry = registry
 
@@ -131,7 +131,7 @@ class Measured:
     async def converged(self, state: MarathonState) -> None:
         await eventually(lambda: len(bundle_uris(state, APP)) == 1
                          and not state.list_deployments()
-                         and self.handle.status.state_of(AppId(APP)) == "converged")
+                         and self.handle.index.state_of(AppId(APP)) == "converged")
 
 
 def fail_task(state: MarathonState, task: str, message: str = AUTH_FAILURE) -> None:
@@ -167,10 +167,12 @@ async def test_auth_failure_then_fixed_credentials_reset_the_delay_once(state, f
         assert d.entry()["last_delay_reset"]["result"] == "ok"
 
         # Another look at the app (an event naming it) finds the reset done: no second one.
-        reconciles = d.sample("controller_reconcile_total", result="success")
+        def reconciles() -> float:
+            return d.sample("controller_reconcile_total", controller="app", result="success")
+
+        before = reconciles()
         state.update_app(APP, {"env": {"X": "1"}}, allow_creation=False)
-        await eventually(lambda: d.sample("controller_reconcile_total", result="success")
-                         > reconciles and d.idle)
+        await eventually(lambda: reconciles() > before and d.idle)
         assert queue.resets == [APP]
         assert d.sample("delay_resets_total", result="ok") == 1
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from controller.config import settings_from_mapping
-from controller.manager import DaemonHandle, run
+from controller.manager import Term, run
 from controller.simulator import MarathonSimulator, MarathonState
 from tests.conftest import _start
 from tests.factories import docker_app, filesystem_storage
@@ -58,7 +58,7 @@ async def test_wrong_password_is_not_published_until_the_file_is_fixed(registry:
         settings = daemon_settings(sim.url, registry, password_file, tmp_path, listen,
                                    verify_repository="team-a/hello")
         stop = asyncio.Event()
-        started: asyncio.Future[DaemonHandle] = asyncio.get_running_loop().create_future()
+        started: asyncio.Future[Term] = asyncio.get_running_loop().create_future()
         daemon = asyncio.create_task(run(settings, {}, stop=stop, started=started.set_result))
         try:
             handle = await asyncio.wait_for(started, 10)
@@ -160,7 +160,7 @@ async def test_password_changed_at_the_registry_shows_on_request(tmp_path: Path)
         async with MarathonSimulator(state, heartbeat_seconds=0.5) as sim:
             settings = daemon_settings(sim.url, registry, password_file, tmp_path, listen)
             stop = asyncio.Event()
-            started: asyncio.Future[DaemonHandle] = asyncio.get_running_loop().create_future()
+            started: asyncio.Future[Term] = asyncio.get_running_loop().create_future()
             daemon = asyncio.create_task(run(settings, {}, stop=stop,
                                              started=started.set_result))
             try:
@@ -173,7 +173,7 @@ async def test_password_changed_at_the_registry_shows_on_request(tmp_path: Path)
 
                     make_htpasswd(registry.workdir / "htpasswd", registry.username,
                                   "rotated-at-the-registry")
-                    handle.registry_reconciler.request_verification(registry.host)
+                    handle.verification.ask(registry.host)
 
                     async def rejected() -> bool:
                         return (await ops.status())["credentials_rejected"]

@@ -28,13 +28,14 @@ import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 
+from controller.appindex import AppIndex, AppStatus, PullFailureNote
 from controller.bundles import LoginCheck, RegistryState
 from controller.config import settings_from_mapping
 from controller.model import AppId, BundleManifest
 from controller.opsserver import make_app, serve
 from controller.plan import bundle_name
 from controller.simulator import MarathonSimulator, MarathonState
-from controller.statusbook import AppStatus, PullFailureNote, StatusBook
+from controller.statusbook import StatusBook
 from tests.factories import REGISTRY, docker_app
 from tests.integration.runner import Daemon, daemon_config
 from tests.services.process import eventually
@@ -226,16 +227,17 @@ async def test_a_running_daemons_page(tmp_path, axe_source):
 
 def troubled_document(now: datetime) -> dict[str, Any]:
     """A leader's ``/status`` with every kind of problem, and long words that must wrap."""
-    book = StatusBook()
+    index = AppIndex(now=lambda: now)
     long_id = "/a-team-with-a-rather-long-group-name/and-an-even-longer-service-name-v2"
     states = {"/t/failed": "failed", "/t/locked": "locked", "/t/conflict": "conflict",
               "/t/stuck": "stuck", "/t/unpullable": "image_unpullable",
               "/t/mystery": "a_state_added_later", "/t/pending": "pending", long_id: "converged"}
     for app_id, app_state in states.items():
-        book.record(AppId(app_id), AppStatus(state=app_state,  # type: ignore[arg-type]
-                                             registry=REGISTRY, detail="add", last_reconcile=now))
-    book.fail(AppId("/t/failed"), "cannot write <storage.filesystem.path>/" + "x" * 120, now)
-    book.pull_failed(AppId(long_id), PullFailureNote(
+        index.set_status(AppId(app_id), AppStatus(
+            state=app_state, registry=REGISTRY, detail="add",  # type: ignore[arg-type]
+            last_reconcile=now))
+    index.fail(AppId("/t/failed"), "cannot write <storage.filesystem.path>/" + "x" * 120)
+    index.note_pull_failure(AppId(long_id), PullFailureNote(
         reason="auth", at=now, task_id="t.1", message="unauthorized: authentication required"))
     manifest = BundleManifest(registry=REGISTRY, sha256="ab" * 32, format="config.json",
                               created_at=now, refresh_at=now + timedelta(hours=6),
@@ -248,7 +250,7 @@ def troubled_document(now: datetime) -> dict[str, Any]:
         "ecr.example.com": RegistryState(failures=3, last_error="GetAuthorizationToken "
                                          "failed: ExpiredToken: the security token expired"),
     }
-    return book.snapshot(registries, now, role="leader", leader=True,
+    return StatusBook(index).snapshot(registries, now, role="leader", leader=True,
                          ready={"synced": True, "marathon": True, "events": False},
                          event_stream={"connected": False}, queue={"depth": 3, "processing": 1},
                          dry_run=False)
@@ -265,7 +267,7 @@ STANDBY = {"role": "standby", "leader": False, "ready": {"standby": True},
 async def ops_server(documents: dict[str, dict[str, Any]]) -> AsyncIterator[str]:
     """The real ops server, its ``/status`` the document named by ``?after=`` (a test seam:
     the page's links carry it)."""
-    app = make_app(registry=CollectorRegistry(), health=lambda: {"loop": True},
+    app = make_app(collectors=CollectorRegistry(), health=lambda: {"loop": True},
                    ready=lambda: {"ok": True},
                    status=lambda page: documents[page.after or "/"])
     runner = await serve(app, "127.0.0.1", 0)

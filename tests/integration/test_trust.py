@@ -201,7 +201,7 @@ class TestTwoControllers:
                 Daemon(named("team-b", other, shared), env) as second:
             handles = [d.handle for d in (first, second) if d.handle is not None]
             await eventually(lambda: converged(state, "/two/a") and converged(state, "/two/b"))
-            await eventually(lambda: any(h.status.state_of(AppId("/two/both"))
+            await eventually(lambda: any(h.index.state_of(AppId("/two/both"))
                                          == "conflict" for h in handles))
             settled, asked = len(state.writes), time.monotonic()
             for h in handles:  # a full resync of both must find nothing to do

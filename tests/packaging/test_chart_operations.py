@@ -199,7 +199,7 @@ class TestCredentialHelpers:
 def metrics_text(*, leader: bool) -> str:
     """A replica's real /metrics, leading or standing by."""
     registry = CollectorRegistry()
-    Metrics(registry).leader.set(1 if leader else 0)
+    Metrics(registry).on_leader(leader)
     return generate_latest(registry).decode()
 
 

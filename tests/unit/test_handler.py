@@ -10,7 +10,10 @@ from prometheus_client import CollectorRegistry
 from controller.backoff import Backoff
 from controller.errors import InvalidAppError, MarathonUnavailable
 from controller.handler import Controller, Result
-from controller.metrics import Metrics
+from controller.metrics import PREFIX, Metrics
+from controller.ratelimit import DeploymentBudget, TokenBucket, WriteGate
+from controller.workqueue import WorkQueue
+from tests.clock import FakeClock
 
 
 class Says:
@@ -27,9 +30,15 @@ class Says:
         return self.answer
 
 
-def controller(answer: Result | Exception, *, once: bool = False) -> Controller[str]:
-    return Controller(Says(answer), Metrics(CollectorRegistry()), workers=1, timeout=5,
-                      backoff=Backoff(2.0, 60.0), once=once)
+def queue(clock: FakeClock | None = None) -> WorkQueue[str]:
+    return WorkQueue(backoff=Backoff(2.0, 60.0), clock=clock or FakeClock())
+
+
+def controller(answer: Result | Exception, *, once: bool = False,
+               holds: dict[str, float] | None = None) -> Controller[str]:
+    held = holds or {}
+    return Controller("app", Says(answer), queue(), Metrics(CollectorRegistry()), workers=1,
+                      timeout=5, once=once, holds=lambda key: held.get(key, 0.0))
 
 
 def scheduled(c: Controller[str]) -> tuple[bool, int]:
@@ -74,8 +83,8 @@ class TestHandler:
                     c.queue.add(key)  # an event names the app while it is being reconciled
                 return Result()
 
-        c = Controller(AddsItselfOnce(), Metrics(CollectorRegistry()), workers=2, timeout=5,
-                       backoff=Backoff(2.0, 60.0), once=True)
+        c = Controller("app", AddsItselfOnce(), queue(), Metrics(CollectorRegistry()),
+                       workers=2, timeout=5, once=True)
         c.queue.add("k")
         async with asyncio.timeout(5):
             await c.drain()
@@ -87,3 +96,67 @@ class TestHandler:
             c.queue.add(key)
         await c.drain()
         assert c.idle
+
+    async def test_a_held_key_comes_back_when_its_hold_ends_without_a_reconcile(self):
+        """The index says the app is locked for 30 s more: no reconcile (it would only earn a
+        409), the key is scheduled for then."""
+        c = controller(RuntimeError("reconciled while held"), holds={"k": 30.0})
+        await c.process("k")
+        assert scheduled(c) == (True, 1)
+        assert c.queue.retries("k") == 0
+
+
+def sample(collectors: CollectorRegistry, series: str, **labels: str) -> float | None:
+    return collectors.get_sample_value(PREFIX + series, labels)
+
+
+class TestMetricsPerController:
+    async def test_a_worker_stalled_in_the_deployment_budget_shows_in_its_queue(self):
+        """A worker waits for a deployment slot: ``longest_running_processor_seconds`` of the
+        app queue grows with it, the registry queue's stays 0; when the slot frees up the
+        reconcile is counted under ``controller="app"`` alone."""
+        clock = FakeClock()
+
+        async def still_running() -> set[str]:
+            return {"d-1"}
+
+        budget = DeploymentBudget(1, running=still_running, poll_seconds=3600.0)
+        assert await budget.try_acquire()
+        budget.commit("d-1")  # the one slot is taken
+        gate = WriteGate(TokenBucket(100.0, 10), budget)
+        entered = asyncio.Event()
+
+        class WritesThroughTheGate:
+            key_field = "app_id"
+
+            async def reconcile(self, key: str) -> Result:
+                entered.set()
+                async with gate.write(wait=True):
+                    return Result()
+
+        collectors = CollectorRegistry()
+        metrics = Metrics(collectors)
+        apps = Controller("app", WritesThroughTheGate(), queue(clock), metrics, workers=1,
+                          timeout=None)
+        Controller("registry", Says(Result()), queue(clock), metrics, workers=1, timeout=None)
+        apps.queue.add("/a")
+        worker = asyncio.create_task(apps.worker())
+        async with asyncio.timeout(5):
+            await entered.wait()
+        longest = [sample(collectors, "workqueue_longest_running_processor_seconds", name=n)
+                   for n in ("app", "registry")]
+        clock.advance(40.0)
+        later = sample(collectors, "workqueue_longest_running_processor_seconds", name="app")
+        assert (longest, later) == ([0.0, 0.0], 40.0)
+        assert sample(collectors, "controller_active_workers", controller="app") == 1
+        budget.finished("d-1")
+        async with asyncio.timeout(5):
+            while sample(collectors, "controller_reconcile_total", controller="app",
+                         result="success") != 1:
+                await asyncio.sleep(0.01)  # poll with a deadline
+        apps.queue.shutdown()
+        await worker
+        assert sample(collectors, "workqueue_longest_running_processor_seconds",
+                      name="app") == 0
+        assert sample(collectors, "controller_reconcile_total", controller="registry",
+                      result="success") == 0

@@ -9,13 +9,12 @@ from typing import Any, cast
 from prometheus_client import CollectorRegistry
 
 from controller.appindex import AppIndex
+from controller.appreconciler import AppPolicy, AppReconciler
 from controller.bundles import BundleManager
 from controller.metrics import Metrics
 from controller.model import RegistryCredential, Secret
 from controller.plan import Ownership, Planner, RegistryRule
-from controller.reconcile import AppReconciler
 from controller.settings import CredentialSettings, RegistrySettings
-from controller.statusbook import StatusBook
 from controller.storage.memory import MemoryStore
 
 SLOW, FAST = "slow.example.com", "fast.example.com"
@@ -47,8 +46,9 @@ async def test_a_slow_registry_does_not_hold_up_the_others():
     planner = Planner(label="l", rules=(RegistryRule(registry=SLOW), RegistryRule(registry=FAST)),
                       ownership=Ownership(owner="default", homes=("memory://bundles",)))
     reconciler = AppReconciler(
-        marathon=cast(Any, None), bundles=bundles, planner=planner, gate=cast(Any, None),
-        index=AppIndex(), status=StatusBook(), metrics=Metrics(CollectorRegistry()))
+        marathon=cast(Any, None), bundles=bundles, images=None, gate=cast(Any, None),
+        index=AppIndex(), observer=Metrics(CollectorRegistry()),
+        policy=AppPolicy(planner=planner))
     async with asyncio.timeout(5):  # in turn, the slow one would wait for ever
         found = await reconciler.locations()
     assert set(found) == {SLOW, FAST}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from controller.errors import InvalidAppError, MarathonUnavailable
 from controller.model import AppId, BundleLocation
-from controller.passreport import AppOutcome, PassReport, format_report
+from controller.outcome import AppOutcome
+from controller.passreport import PassReport, format_report
 from controller.plan import Ownership, RegistryRule, bundle_name, eligibility, plan_app
 
 REG = "registry.example.com:5000"
@@ -45,9 +46,9 @@ def test_an_invalid_app_is_its_owners_and_fails_nothing():
     """An app whose definition cannot be planned is listed as INVALID and counted, but the pass
     is ok; any other error is ours, and fails it."""
     report = PassReport()
-    report.fail(AppId("/bad"), InvalidAppError("container.docker.image: invalid image reference"))
+    report.failed(AppId("/bad"), InvalidAppError("container.docker.image: invalid image reference"))
     assert report.ok
-    report.fail(AppId("/down"), MarathonUnavailable("GET /v2/apps/down: 503 busy"))
+    report.failed(AppId("/down"), MarathonUnavailable("GET /v2/apps/down: 503 busy"))
     assert not report.ok
     lines = format_report(report).splitlines()
     assert lines == [

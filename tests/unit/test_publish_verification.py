@@ -15,16 +15,17 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from controller.appindex import AppIndex
 from controller.bundles import REJECTED_RECHECK, BundleManager
 from controller.credentials.password import PasswordSource
 from controller.errors import CredentialError
 from controller.model import RegistryCredential
 from controller.plan import bundle_name
-from controller.reconcile import RegistryReconciler
 from controller.registry import LOGIN_OUTCOMES, LoginOutcome, LoginResult, RegistryLogin
+from controller.registryreconciler import RegistryReconciler, VerificationRequests
 from controller.settings import CredentialSettings, RegistrySettings, VerifyMode
-from controller.statusbook import StatusBook
 from controller.storage.memory import MemoryStore
+from tests.clock import FakeClock
 from tests.services import free_port
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -319,28 +320,21 @@ class FakeQueue:
         self.added.append((registry, delay))
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class TestRegistryReconciler:
-    def reconciler(self, h: Harness, **options: object) -> tuple[RegistryReconciler, FakeQueue,
-                                                                   list[str]]:
+    def reconciler(self, h: Harness, **options: object
+                   ) -> tuple[RegistryReconciler, VerificationRequests, FakeQueue, list[str]]:
         queue, published = FakeQueue(), []
-        reconciler = RegistryReconciler(h.manager, StatusBook(), enqueue_after=queue,
-                                        on_published=published.append, **options)
-        return reconciler, queue, published
+        requests = VerificationRequests(h.manager, queue, **options)  # type: ignore[arg-type]
+        reconciler = RegistryReconciler(h.manager, AppIndex(), requests,
+                                        on_published=published.append)
+        return reconciler, requests, queue, published
 
     async def test_request_checks_the_current_credential(self, tmp_path):
         """A requested verification queues the registry and logs in with the unchanged one."""
         h = Harness(tmp_path, ScriptedVerifier("accepted", "rejected"))
-        reconciler, queue, _ = self.reconciler(h)
+        reconciler, requests, queue, _ = self.reconciler(h)
         await reconciler.reconcile(REG)
-        reconciler.request_verification(REG)
+        requests.ask(REG)
         assert queue.added == [(REG, 0.0)]
         with pytest.raises(CredentialError):
             await reconciler.reconcile(REG)
@@ -348,32 +342,32 @@ class TestRegistryReconciler:
 
     async def test_requests_are_coalesced(self, tmp_path):
         """A second request soon after a requested login waits out the interval."""
-        clock = Clock()
+        clock = FakeClock()
         h = Harness(tmp_path, ScriptedVerifier("accepted", "accepted"))
-        reconciler, queue, _ = self.reconciler(h, clock=clock, min_verify_interval=5.0)
+        reconciler, requests, queue, _ = self.reconciler(h, clock=clock, min_interval=5.0)
         await reconciler.reconcile(REG)
-        reconciler.request_verification(REG)
+        requests.ask(REG)
         await reconciler.reconcile(REG)
         clock.now += 2.0
-        reconciler.request_verification(REG)
+        requests.ask(REG)
         assert queue.added == [(REG, 0.0), (REG, 3.0)]
 
     async def test_no_request_is_queued_while_failing(self, tmp_path):
         """A failing registry is retried with backoff; a request must not jump it."""
         h = Harness(tmp_path, ScriptedVerifier("rejected", "accepted"))
-        reconciler, queue, _ = self.reconciler(h)
+        reconciler, requests, queue, _ = self.reconciler(h)
         with pytest.raises(CredentialError):
             await reconciler.reconcile(REG)
-        reconciler.request_verification(REG)
+        requests.ask(REG)
         assert queue.added == []
 
     async def test_unverified_registries_are_read_again_and_unknown_ones_ignored(self, tmp_path):
         """With verify: off a request only queues a refresh (the source is read again, no
         login); a registry not configured queues nothing. A new bundle counts as the fix."""
         h = Harness(tmp_path, ScriptedVerifier(), mode="off")
-        reconciler, queue, published = self.reconciler(h)
-        reconciler.request_verification(REG)
-        reconciler.request_verification("elsewhere.example.com")
+        reconciler, requests, queue, published = self.reconciler(h)
+        requests.ask(REG)
+        requests.ask("elsewhere.example.com")
         assert [registry for registry, _ in queue.added] == [REG]
         await reconciler.reconcile(REG)
         assert published == [REG]
@@ -382,7 +376,7 @@ class TestRegistryReconciler:
     async def test_on_published_only_for_a_verified_new_bundle(self, tmp_path):
         """The hook fires for an accepted new bundle, not for an unchanged or unconfirmed one."""
         h = Harness(tmp_path, ScriptedVerifier("accepted", "unreachable"))
-        reconciler, _, published = self.reconciler(h)
+        reconciler, _, _, published = self.reconciler(h)
         await reconciler.reconcile(REG)
         await reconciler.reconcile(REG)
         assert published == [REG]
@@ -393,7 +387,7 @@ class TestRegistryReconciler:
     async def test_fixed_source_fires_on_published_after_a_refusal(self, tmp_path):
         """Rejected, then the file is fixed: the verified bundle goes out and the hook fires."""
         h = Harness(tmp_path, ScriptedVerifier("rejected", "accepted"))
-        reconciler, _, published = self.reconciler(h)
+        reconciler, _, _, published = self.reconciler(h)
         with pytest.raises(CredentialError):
             await reconciler.reconcile(REG)
         h.password_file.write_text("fixed")

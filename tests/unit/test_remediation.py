@@ -11,17 +11,16 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
-from controller.appindex import AppIndex
+from controller.appindex import AppIndex, AppStatus
 from controller.errors import MarathonUnavailable
 from controller.metrics import Metrics
 from controller.model import AppId
-from controller.passreport import Action, AppOutcome
+from controller.outcome import Action, AppOutcome
 from controller.plan import AppPlan, Eligibility
 from controller.pullfailure import FailedPull, PullFailure, PullFailureReason
-from controller.ratelimit import DeploymentBudget, TokenBucket
-from controller.reconcile import WriteGate
+from controller.ratelimit import DeploymentBudget, TokenBucket, WriteGate
 from controller.remediation import Evidence, PullRemediator, reset_due
-from controller.statusbook import AppStatus, StatusBook
+from controller.statusbook import StatusBook
 
 REG = "registry.example.com"
 APP = AppId("/team/web")
@@ -90,10 +89,10 @@ class World:
 
     def __init__(self, *answers: bool | Exception, enabled: bool = True,
                  state: str = "converged") -> None:
-        self.status = StatusBook()
-        self.status.record(APP, AppStatus(state=state, registry=REG))  # type: ignore[arg-type]
-        self.index = AppIndex()
+        self.index = AppIndex(now=lambda: NOW)
+        self.index.set_status(APP, AppStatus(state=state, registry=REG))  # type: ignore[arg-type]
         self.index.track(APP, REG)
+        self.status = StatusBook(self.index)
         self.metrics = Metrics(CollectorRegistry())
         self.queue = LaunchQueue(*answers)
         self.reconciled: list[AppId] = []
@@ -104,10 +103,9 @@ class World:
 
         gate = WriteGate(TokenBucket(1000, 10), DeploymentBudget(10, running=running))
         self.remediator = PullRemediator(
-            status=self.status, index=self.index, metrics=self.metrics, queue=self.queue,
-            gate=gate,
+            index=self.index, observer=self.metrics, queue=self.queue, gate=gate,
             reconcile_app=self.reconciled.append, verify_registry=self.verified.append,
-            reset_launch_delay=enabled, now=lambda: NOW)
+            reset_launch_delay=enabled)
 
     def fail(self, reason: PullFailureReason = "auth", *, registry: str | None = REG,
              app_id: AppId = APP) -> None:
@@ -120,10 +118,10 @@ class World:
         plan = AppPlan(app_id=APP, eligibility=Eligibility(
             registry=registry, reason="eligible" if registry else "not_opted_in"),
             field="fetch", current=(), desired=(), change=None)
-        await self.remediator.after_converge(AppOutcome(app_id=APP, action=action, plan=plan))
+        await self.remediator.converged(AppOutcome(app_id=APP, action=action, plan=plan))
 
     def sample(self, name: str, **labels: str) -> float:
-        value = self.metrics.registry.get_sample_value(f"marathon_pullsecret_{name}", labels)
+        value = self.metrics.collectors.get_sample_value(f"marathon_pullsecret_{name}", labels)
         return value or 0.0
 
     def snapshot(self) -> dict[str, object]:
@@ -166,7 +164,7 @@ class TestFailedPulls:
         """Cold start: the app's registry is known from its first plan though no bundle could be
         published, so its failures count (and are evidence for the fix that follows)."""
         world = World(state="failed")
-        world.status.record(APP, AppStatus(state="failed", registry=None))
+        world.index.set_status(APP, AppStatus(state="failed", registry=None))
         world.fail()
         assert world.sample("image_pull_failures_total", registry=REG, reason="auth") == 1
         assert (world.reconciled, world.verified) == ([APP], [REG])
@@ -272,7 +270,7 @@ class TestReset:
         world = World()
         world.fail()
         if action == "gone":
-            await world.remediator.after_converge(AppOutcome(app_id=APP, action="gone"))
+            await world.remediator.converged(AppOutcome(app_id=APP, action="gone"))
         else:
             await world.converge("updated", registry=None)
         await world.converge("updated")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from controller.appindex import AppIndex
 from controller.bundles import LoginCheck, RegistryState
 from controller.statusbook import StatusBook
 from controller.statuspage import render_page
@@ -13,7 +14,7 @@ REG = "registry.example.com"
 
 
 def snapshot(state: RegistryState) -> dict:
-    return StatusBook().snapshot({REG: state}, NOW)["registries"][REG]
+    return StatusBook(AppIndex()).snapshot({REG: state}, NOW)["registries"][REG]
 
 
 class TestStatusDocument:
@@ -36,7 +37,7 @@ class TestStatusDocument:
                               login=LoginCheck(result="rejected", at=NOW, sha256="ab" * 32,
                                                detail="refused"))
         assert snapshot(state)["login"]["next_attempt"] == later.isoformat()
-        passed = StatusBook().snapshot({REG: state}, later)["registries"][REG]
+        passed = StatusBook(AppIndex()).snapshot({REG: state}, later)["registries"][REG]
         assert passed["login"]["next_attempt"] is None
 
     def test_existing_fields_are_kept(self):
@@ -58,15 +59,15 @@ class TestStatusPage:
                               last_error="registry.example.com: the registry rejected it",
                               login=LoginCheck(result="rejected", at=NOW, sha256="ab" * 32,
                                                detail="the token service refused it (401)"))
-        page = render_page(StatusBook().snapshot({REG: state}, NOW))
+        page = render_page(StatusBook(AppIndex()).snapshot({REG: state}, NOW))
         assert "credentials rejected" in page
         assert "failing (3x)" not in page
         assert "rejected (2026-12-01 10:00:00 UTC): the token service refused it (401)" in page
 
     def test_login_column_says_off_or_not_yet(self):
         """Without a login the column says whether one is configured."""
-        off = render_page(StatusBook().snapshot({REG: RegistryState()}, NOW))
-        waiting = render_page(StatusBook().snapshot({REG: RegistryState(verify="required")},
-                                                    NOW))
+        off = render_page(StatusBook(AppIndex()).snapshot({REG: RegistryState()}, NOW))
+        waiting = render_page(StatusBook(AppIndex()).snapshot(
+            {REG: RegistryState(verify="required")}, NOW))
         assert "<td>off</td>" in off
         assert "<td>not tried yet</td>" in waiting

@@ -1,5 +1,6 @@
-"""StatusBook keeps its counts right through every kind of change; its ``/status`` document
-costs a page, lists apps in trouble worst first, and shows no bundle hash."""
+"""The index keeps its status counts right through every kind of change; the status book's
+``/status`` document costs a page, lists apps in trouble worst first, and shows no bundle
+hash."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from controller.appindex import AppIndex, AppStatus, DelayReset, PullFailureNote
 from controller.bundles import LoginCheck, RegistryState
 from controller.fingerprint import fingerprint
 from controller.model import AppId, BundleManifest
@@ -21,11 +23,9 @@ from controller.statusbook import (
     PROBLEMS_SHOWN,
     AppOrder,
     AppPage,
-    AppStatus,
-    DelayReset,
-    PullFailureNote,
     StatusBook,
 )
+from tests.clock import FakeClock
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 ops = st.lists(st.tuples(st.sampled_from(["record", "fail", "forget"]),
@@ -36,53 +36,48 @@ ops = st.lists(st.tuples(st.sampled_from(["record", "fail", "forget"]),
 @given(ops)
 def test_counts_match_a_recount(steps):
     """After any sequence of record/fail/forget, counts equal a fresh count of the states."""
-    book = StatusBook()
+    index = AppIndex(now=lambda: NOW)
     for op, app_id, state in steps:
         if op == "record":
-            book.record(app_id, AppStatus(state=state))
+            index.set_status(app_id, AppStatus(state=state))
         elif op == "fail":
-            book.fail(app_id, "boom", NOW)
+            index.fail(app_id, "boom")
         else:
-            book.forget(app_id)
-    assert book.counts() == Counter(s.state for s in book.apps.values())
+            index.forget(app_id)
+    assert index.counts() == Counter(s.state for s in index.statuses.values())
 
 
 def test_pull_failure_and_delay_reset_outlive_each_reconcile_until_the_app_is_forgotten():
     """Each reconcile replaces an app's status; what was seen of its pulls stays with it."""
-    book = StatusBook()
+    index = AppIndex(now=lambda: NOW)
+    book = StatusBook(index)
     app = AppId("/a")
-    book.pull_failed(app, PullFailureNote(reason="auth", at=NOW, task_id=None, message="m"))
-    assert app not in book.apps  # only apps in the book are noted
-    book.record(app, AppStatus(state="converged", registry="r"))
-    book.pull_failed(app, PullFailureNote(reason="auth", at=NOW, task_id="t.1", message="m"))
-    book.delay_reset(app, DelayReset(at=NOW, result="ok"))
-    book.record(app, AppStatus(state="pending", registry="r"))
-    book.fail(app, "boom", NOW)
+    index.note_pull_failure(app, PullFailureNote(reason="auth", at=NOW, task_id=None,
+                                                 message="m"))
+    assert app not in index.statuses  # only apps in the book are noted
+    index.set_status(app, AppStatus(state="converged", registry="r"))
+    index.note_pull_failure(app, PullFailureNote(reason="auth", at=NOW, task_id="t.1",
+                                                 message="m"))
+    index.note_delay_reset(app, DelayReset(at=NOW, result="ok"))
+    index.set_status(app, AppStatus(state="pending", registry="r"))
+    index.fail(app, "boom")
     entry = book.snapshot({}, NOW)["apps"][app]
     assert entry["last_pull_failure"] == {"reason": "auth", "at": NOW.isoformat(),
                                           "task_id": "t.1", "message": "m"}
     assert entry["last_delay_reset"] == {"at": NOW.isoformat(), "result": "ok"}
     assert {"state", "detail", "registry", "last_reconcile", "last_error",
             "deployment_id"} <= set(entry)
-    book.forget(app)
-    book.record(app, AppStatus(state="converged", registry="r"))
+    index.forget(app)
+    index.set_status(app, AppStatus(state="converged", registry="r"))
     entry = book.snapshot({}, NOW)["apps"][app]
     assert (entry["last_pull_failure"], entry["last_delay_reset"]) == (None, None)
 
 
 def book_of(states: dict[str, str]) -> StatusBook:
-    book = StatusBook()
+    index = AppIndex(now=lambda: NOW)
     for app_id, state in states.items():
-        book.record(AppId(app_id), AppStatus(state=state))  # type: ignore[arg-type]
-    return book
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+        index.set_status(AppId(app_id), AppStatus(state=state))  # type: ignore[arg-type]
+    return StatusBook(index)
 
 
 class TestPages:
@@ -138,7 +133,7 @@ class TestProblems:
         """What a page shows of an app is read from the book, never from the order's copy."""
         book = book_of({"/a": "failed"})
         book.snapshot({}, NOW)
-        book.record(AppId("/a"), AppStatus(state="converged"))
+        book.index.set_status(AppId("/a"), AppStatus(state="converged"))
         doc = book.snapshot({}, NOW)
         assert doc["problems"] == {"total": 0, "apps": []}
         assert doc["apps"]["/a"]["state"] == "converged"
@@ -146,7 +141,7 @@ class TestProblems:
 
 class TestAppOrder:
     def test_rebuilt_on_a_change_but_not_more_often_than_its_minimum_age(self):
-        clock = Clock()
+        clock = FakeClock(0.0)
         order = AppOrder(min_age=0.25, max_age=1.0, clock=clock)
         apps = {AppId("/a"): AppStatus(state="converged")}
         order.update(apps, 0)
@@ -159,7 +154,7 @@ class TestAppOrder:
         assert (order.ids, order.problems) == (["/a", "/b"], ["/b"])
 
     def test_a_swap_that_keeps_the_sizes_shows_once_the_order_is_old(self):
-        clock = Clock()
+        clock = FakeClock(0.0)
         order = AppOrder(min_age=0.25, max_age=1.0, clock=clock)
         order.update({AppId("/a"): AppStatus(state="converged")}, 0)
         swapped = {AppId("/b"): AppStatus(state="converged")}
@@ -192,7 +187,7 @@ class TestRegistryAndTexts:
         manifest = BundleManifest(registry="r", sha256=digest, format="config.json",
                                   created_at=NOW, refresh_at=NOW, expires_at=None,
                                   leader_epoch=3)
-        entry = StatusBook().snapshot({"r": RegistryState(manifest=manifest)}, NOW)[
+        entry = StatusBook(AppIndex()).snapshot({"r": RegistryState(manifest=manifest)}, NOW)[
             "registries"]["r"]
         assert "sha256" not in entry
         assert entry["fingerprint"] == fingerprint(digest)
@@ -202,12 +197,13 @@ class TestRegistryAndTexts:
 
     def test_texts_shown_go_through_the_cut(self):
         """Errors, reasons, login details and pull failure messages are cut; ids are not."""
-        book = StatusBook()
+        index = AppIndex(now=lambda: NOW)
+        book = StatusBook(index)
         app = AppId("/secret/app")
-        book.record(app, AppStatus(state="converged", detail="secret in detail"))
-        book.pull_failed(app, PullFailureNote(reason="auth", at=NOW, task_id=None,
-                                              message="secret in message"))
-        book.fail(app, "secret in error", NOW)
+        index.set_status(app, AppStatus(state="converged", detail="secret in detail"))
+        index.note_pull_failure(app, PullFailureNote(reason="auth", at=NOW, task_id=None,
+                                                     message="secret in message"))
+        index.fail(app, "secret in error")
         state = RegistryState(failures=1, last_error="secret in refresh", damage="secret dmg",
                               login=LoginCheck(result="rejected", detail="secret in login",
                                                at=NOW, sha256="ab" * 32))

@@ -11,20 +11,10 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from controller.backoff import Backoff
 from controller.workqueue import QueueEmpty, QueueShutDown, WorkQueue
+from tests.clock import FakeClock
 
 # Powers of two, so sums of clock steps are exact and "due at" comparisons are too.
 TICK = 1 / 1024
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass
@@ -33,12 +23,16 @@ class RecordingObserver:
     gets: list[tuple[str, float]] = field(default_factory=list)
     retries: list[str] = field(default_factory=list)
     depths: list[int] = field(default_factory=list)
+    worked: list[tuple[str, float]] = field(default_factory=list)
 
     def on_add(self, key: str) -> None:
         self.adds.append(key)
 
     def on_get(self, key: str, waited_seconds: float) -> None:
         self.gets.append((key, waited_seconds))
+
+    def on_done(self, key: str, worked_seconds: float) -> None:
+        self.worked.append((key, worked_seconds))
 
     def on_retry(self, key: str) -> None:
         self.retries.append(key)
@@ -285,6 +279,25 @@ class TestObserver:
         queue.add_rate_limited("a")
         queue.add_rate_limited("a")
         assert observer.retries == ["a", "a"]
+
+    def test_work_is_timed_while_held_and_when_done(self, queue: WorkQueue[str],
+                                                    clock: FakeClock,
+                                                    observer: RecordingObserver) -> None:
+        """While workers hold keys, the unfinished work and the longest hold grow with time;
+        ``done`` reports how long the key was held, and a queue with nothing held reads 0."""
+        queue.add("a")
+        queue.add("b")
+        queue.get_nowait()
+        clock.advance(4)
+        queue.get_nowait()
+        clock.advance(1)
+        assert (queue.unfinished_work_seconds(), queue.longest_running_processor_seconds()) == (
+            6, 5)
+        queue.done("a")
+        queue.done("b")
+        assert observer.worked == [("a", 5), ("b", 1)]
+        assert (queue.unfinished_work_seconds(), queue.longest_running_processor_seconds()) == (
+            0, 0)
 
     def test_depth_follows_adds_and_gets(self, queue: WorkQueue[str],
                                          observer: RecordingObserver) -> None:

@@ -1,12 +1,11 @@
-"""The reconcilers: app id in, converged app out; registry in, current bundle out.
+"""The app reconciler: app id in, converged app out.
 
 Level-triggered: ``AppReconciler`` reads the app, asks the pure planner what the fetch list
 should be, and writes only when that differs from what Marathon has, planning the write again
 from a read made once the write slot is held. Every write goes through the write gate (rate
 limit, deployment budget, leadership fence). What it learns of an app beyond its definition
-(its registry, the deployments that lock it, fights with other writers) goes to the term's
-``AppIndex``. ``RegistryReconciler`` keeps each registry's bundle current. Failures are raised
-for the controller's handler to retry (``controller.handler``).
+(its registry, the deployments that lock it, fights with other writers, its status) goes to
+the term's ``AppIndex``. Failures are raised for the handler to retry (``controller.handler``).
 
 A write is never forced, with one exception (``remediation.rescue_stuck_deployments``): a
 deployment that rolls out a definition without this controller's entry and whose tasks fail to
@@ -18,17 +17,15 @@ deployment, and only when the deployment changes this app alone.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
-from typing import Literal
+from datetime import timedelta
+from typing import Literal, Protocol
 
 import structlog
 
-from controller.appindex import AppIndex
-from controller.bundles import BundleManager, Fence, no_fence
+from controller.appindex import AppIndex, AppStatus
+from controller.bundles import BundleManager
 from controller.dialect import Dialect
 from controller.errors import (
     MarathonConflict,
@@ -39,69 +36,60 @@ from controller.errors import (
 from controller.handler import Result
 from controller.imagecheck import UNPULLABLE, ImageChecks
 from controller.marathon import MarathonAPI
-from controller.metrics import APP_STATES, Metrics
 from controller.model import AppId, AppState, BundleLocation, RawApp, RescueOutcome
-from controller.passreport import AppOutcome, PassReport
+from controller.outcome import AppOutcome
 from controller.plan import AppPlan, Planner, update_body
 from controller.pullfailure import classify_status_update
-from controller.ratelimit import DeploymentBudget, TokenBucket
-from controller.statusbook import AppStatus, StatusBook
+from controller.ratelimit import WriteGate
 
-__all__ = ["AppPolicy", "AppReconciler", "RegistryReconciler", "WriteGate", "WriteSlot"]
+__all__ = ["AppObserver", "AppPolicy", "AppReconciler", "OutcomeListener"]
 
 log = structlog.get_logger(component="reconcile")
 
-_LOCKED_RECHECK_SECONDS = 30.0
+LOCKED_RECHECK_SECONDS = 30.0
+"""A locked app is looked at again this often, unless its deployment ends (or a failed pull
+says it may be stuck) first."""
 _DEFERRED_SECONDS = 10.0
 _CONCURRENT_LOCATIONS = 4
 """Registries whose bundles are looked up (and refreshed, the first time) at once."""
-_VERIFY_REQUEST_INTERVAL_SECONDS = 5.0
-"""Asked-for logins with one registry are at least this far apart."""
 _DONE: dict[str | None, str] = {"add": "bundle entry added", "replace": "bundle entry replaced",
                                 "remove": "bundle entry removed"}
 
-class WriteGate:
-    """Every Marathon write passes here: a deployment slot, a rate token, then the fence."""
 
-    def __init__(self, bucket: TokenBucket, budget: DeploymentBudget, fence: Fence = no_fence
-                 ) -> None:
-        self._bucket = bucket
-        self.budget = budget
-        self._fence = fence
+class AppObserver(Protocol):
+    """What the app reconciler counts (``Metrics`` is one)."""
 
-    @asynccontextmanager
-    async def write(self, *, wait: bool) -> AsyncIterator[WriteSlot | None]:
-        """Yield a slot to record the deployment in, or ``None`` when the budget is spent and
-        ``wait`` is false. The slot is given back if the write starts no deployment."""
-        if wait:
-            await self.budget.acquire()
-        elif not await self.budget.try_acquire():
-            yield None
-            return
-        slot = WriteSlot()
-        try:
-            await self._bucket.acquire()
-            await self._fence()
-            yield slot
-        finally:
-            self.budget.commit(slot.deployment_id)
+    def on_settled(self, count: int) -> None: ...
 
-    async def write_token(self) -> None:
-        """Wait for a rate token, then the fence: for a write that starts no deployment (a
-        launch delay reset)."""
-        await self._bucket.acquire()
-        await self._fence()
+    def on_deployment_started(self) -> None: ...
+
+    def on_rescue(self, result: RescueOutcome) -> None: ...
+
+    def on_withheld(self, reason: str) -> None: ...
+
+    def on_apps(self, counts: Mapping[str, int], deployments_in_flight: int) -> None: ...
 
 
-@dataclass(slots=True)
-class WriteSlot:
-    deployment_id: str | None = None
+class OutcomeListener(Protocol):
+    """Told what each converge did: the remediator (which may reset a launch delay, within the
+    app's own reconcile, so serialised with its writes) and a one-shot pass's report."""
+
+    async def converged(self, outcome: AppOutcome) -> None:
+        """A worker's converge ended without raising (whatever its action)."""
+
+    def settled(self, outcome: AppOutcome) -> None:
+        """A listed app was planned inline and needs nothing."""
+
+    def failed(self, app_id: AppId, error: Exception) -> None:
+        """A converge raised, or a one-shot pass gave up on a locked app."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AppPolicy:
-    """Where the daemon and a one-shot pass act differently, and what the operator chose."""
+    """The controller's planning rules, where the daemon and a one-shot pass act differently,
+    and what the operator chose."""
 
+    planner: Planner
     wait_for_budget: bool = True
     """Wait for a deployment slot (a one-shot pass) or defer the app (the daemon)."""
     max_conflicts: int | None = None
@@ -120,11 +108,8 @@ class _Stuck:
 
 
 class AppReconciler:
-    """Converges one app per call, and records what it learns in the term's ``AppIndex``.
-
-    ``after_converge`` runs after each converge that did not raise, within the same reconcile
-    (the daemon's launch delay resets).
-    """
+    """Converges one app per call, and records what it learns in the term's ``AppIndex``;
+    tells its ``listeners`` what each converge did."""
 
     key_field = "app_id"
 
@@ -133,48 +118,36 @@ class AppReconciler:
         *,
         marathon: MarathonAPI,
         bundles: BundleManager,
-        planner: Planner,
+        images: ImageChecks | None,
         gate: WriteGate,
         index: AppIndex,
-        status: StatusBook,
-        metrics: Metrics,
-        policy: AppPolicy = AppPolicy(),
-        take_listed: Callable[[AppId], RawApp | None] = lambda app_id: None,
-        report: PassReport | None = None,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
-        after_converge: Callable[[AppOutcome], Awaitable[None]] | None = None,
-        images: ImageChecks | None = None,
+        observer: AppObserver,
+        policy: AppPolicy,
+        listeners: Sequence[OutcomeListener] = (),
     ) -> None:
         self._marathon = marathon
-        self._images = images
         self._bundles = bundles
-        self._planner = planner
+        self._images = images
         self._gate = gate
         self.index = index
-        self.status = status
-        self._metrics = metrics
+        self._observer = observer
         self._policy = policy
-        self._take_listed = take_listed
-        self._report = report
-        self._now = now
-        self._after_converge = after_converge
+        self._planner = policy.planner
+        self._listeners = tuple(listeners)
 
     # -- the Reconciler protocol ---------------------------------------------------------------
 
     async def reconcile(self, app_id: AppId) -> Result:
-        held_for = self.index.held_for(app_id)
-        if held_for > 0:  # locked: a relist or an event naming it would only earn another 409
-            return Result(requeue_after=held_for, waiting=True, log={"action": "locked"})
         try:
-            outcome = await self.converge(app_id, listed=self._take_listed(app_id))
-            if self._after_converge is not None:  # remediation: a launch delay reset, say
-                await self._after_converge(outcome)
+            outcome = await self.converge(app_id, listed=self.index.take_listed(app_id))
+            for listener in self._listeners:
+                await listener.converged(outcome)
         except MarathonDeploymentLimit as e:
             result = self._over_limit(app_id, e)
         except Exception as e:
-            self.status.fail(app_id, str(e) or type(e).__name__, self._now())
-            if self._report is not None:
-                self._report.fail(app_id, e)
+            self.index.fail(app_id, str(e) or type(e).__name__)
+            for listener in self._listeners:
+                listener.failed(app_id, e)
             raise
         else:
             result = self._result(outcome)
@@ -292,7 +265,7 @@ class AppReconciler:
             return False
         fight = self.index.removed(app_id)
         if fight is not None:
-            until = self._now() + timedelta(seconds=max(0.0, fight.until - self.index.clock()))
+            until = self.index.now() + timedelta(seconds=max(0.0, fight.until - self.index.clock()))
             log.warning("app_fight_detected", app_id=app_id, removals=fight.removals,
                         writer=fight.writer, until=until.isoformat())
         return fight is not None
@@ -301,9 +274,9 @@ class AppReconciler:
         """No write while the app is in a fight: count it, and say why and until when."""
         fight = self.index.fight(app_id)
         assert fight is not None
-        self._metrics.writes_withheld.labels(reason="fight").inc()
+        self._observer.on_withheld("fight")
         left = max(0.0, fight.until - self.index.clock())
-        until = self._now() + timedelta(seconds=left)
+        until = self.index.now() + timedelta(seconds=left)
         who = f" (last: {fight.writer})" if fight.writer else ""
         return AppOutcome(
             app_id=app_id, action="withheld", plan=plan, requeue_after=max(1.0, left),
@@ -334,9 +307,7 @@ class AppReconciler:
     async def _rescue_refused(self, app_id: AppId, stuck: _Stuck, plan: AppPlan
                               ) -> AppOutcome | None:
         """Whether the stuck deployment may be rescued; the ``stuck`` outcome if not."""
-        record = self.index.record(app_id)
-        first = set(stuck.deployment_ids).isdisjoint(record.stuck_reported)
-        record.stuck_reported.update(stuck.deployment_ids)
+        first = self.index.first_report_of_stuck(app_id, stuck.deployment_ids)
         if first:
             log.warning("deployment_stuck", app_id=app_id, deployments=list(stuck.deployment_ids),
                         reason=stuck.reason, rescue=self._policy.rescue_stuck)
@@ -349,11 +320,11 @@ class AppReconciler:
                    f"(DELETE /v2/deployments/{stuck.deployment_ids[0]}), or turn rescue on")
         elif others:
             if first:
-                self._metrics.deployments_rescued.labels(result="not_alone").inc()
+                self._observer.on_rescue("not_alone")
             why = (f"deployment {shown} also changes {', '.join(sorted(others)[:5])}: forcing a "
                    "write would cancel it for them too; deploy the group with the entry "
                    "(pullsecret-controller inject), or cancel the deployment")
-        elif not set(stuck.deployment_ids).isdisjoint(record.rescued):
+        elif not self.index.record(app_id).rescued.isdisjoint(stuck.deployment_ids):
             why = ("the controller already forced one write over this deployment; cancel it, "
                    "or deploy a definition with the entry")
         else:
@@ -376,14 +347,13 @@ class AppReconciler:
 
     def _rescued(self, app_id: AppId, stuck: _Stuck, result: RescueOutcome, *,
                  deployment_id: str | None = None, error: str | None = None) -> None:
-        self.index.record(app_id).rescued.update(stuck.deployment_ids)
-        self._metrics.deployments_rescued.labels(result=result).inc()
+        self.index.rescued(app_id, stuck.deployment_ids)
+        self._observer.on_rescue(result)
         fields = {"app_id": app_id, "stuck": list(stuck.deployment_ids), "result": result}
         if result == "ok":
             log.warning("deployment_rescued", deployment_id=deployment_id, **fields)
-            self.status.note("write", app_id, f"forced the bundle entry over stuck deployment "
-                             f"{', '.join(stuck.deployment_ids)} (deployment {deployment_id})",
-                             self._now())
+            self.index.note("write", app_id, f"forced the bundle entry over stuck deployment "
+                             f"{', '.join(stuck.deployment_ids)} (deployment {deployment_id})")
         else:
             log.error("deployment_rescued", error=error, **fields)
 
@@ -406,12 +376,14 @@ class AppReconciler:
         found = await asyncio.gather(*(location(r) for r in registries))
         return {r: loc for r, loc in zip(registries, found, strict=True) if loc is not None}
 
-    def settle(self, app: RawApp, locations: Mapping[str, BundleLocation]) -> AppOutcome | None:
+    def plan_listed(self, app: RawApp, locations: Mapping[str, BundleLocation]
+                    ) -> AppOutcome | None:
         """Plan a listed app inline, without a task: if it needs no write, record it as a
         reconcile would and return the outcome (its ``requeue_after`` is the caller's); else
         ``None``, and the app goes to a worker. So does an app the index says waits for
         something (locked, deferred, in a fight), a malformed one, and one whose bundle location
-        is not in ``locations``. Pure but for the bookkeeping; call ``settled`` after a list."""
+        is not in ``locations``. Pure but for the bookkeeping; call ``count_planned`` after a
+        list."""
         app_id = AppId(app["id"])
         if self.index.waiting(app_id):
             return None
@@ -435,15 +407,16 @@ class AppReconciler:
             check = self._images.known(decision.registry, image)
         self.index.track(app_id, decision.registry)
         outcome = replace(_unchanged(plan, location), image_check=check)
-        if self._report is not None:
-            self._report.outcomes.append(outcome)
+        for listener in self._listeners:
+            listener.settled(outcome)
         self._record(outcome, None)
         return outcome
 
-    def settled(self, count: int) -> None:
-        """``count`` apps were settled inline: count them as reconciles, and set the gauges."""
+    def count_planned(self, count: int) -> None:
+        """``count`` apps were planned inline and needed nothing: count them as reconciles,
+        and set the gauges."""
         if count:
-            self._metrics.reconcile_total.labels(result="success").inc(count)
+            self._observer.on_settled(count)
         self._update_gauges()
 
     async def _get(self, app_id: AppId) -> RawApp | None:
@@ -462,7 +435,6 @@ class AppReconciler:
         if plan is not None and plan.change:
             fields["change"] = plan.change
         if action == "gone":
-            self.status.forget(app_id)
             self.index.forget(app_id)
             return Result(log=fields)
         if action in ("locked", "stuck"):
@@ -472,22 +444,20 @@ class AppReconciler:
             self._record(outcome, "pending")
             return Result(requeue_after=_DEFERRED_SECONDS, waiting=True, log=fields)
         self.index.went_through(app_id)
-        if self._report is not None:
-            self._report.outcomes.append(outcome)
         if action == "withheld":
-            self.status.record(app_id, AppStatus(
+            self.index.set_status(app_id, AppStatus(
                 state="conflict", registry=plan.eligibility.registry if plan else None,
-                detail=outcome.detail, last_reconcile=self._now()))
+                detail=outcome.detail, last_reconcile=self.index.now()))
             fields["withheld"] = "fight"
             return Result(requeue_after=outcome.requeue_after, waiting=True, log=fields)
         if action == "updated":
-            self._metrics.deployments_triggered.inc()
+            self._observer.on_deployment_started()
             fields["deployment_id"] = outcome.deployment_id
             if outcome.forced:
                 fields["forced"] = True
             if plan is not None:
-                self.status.note("write", app_id, f"{plan.change} the bundle entry "
-                                 f"(deployment {outcome.deployment_id})", self._now())
+                self.index.note("write", app_id, f"{plan.change} the bundle entry "
+                                f"(deployment {outcome.deployment_id})")
         if plan is not None and plan.conflict:
             fields["conflict"] = list(plan.conflict)
         self._record(outcome, "pending" if action in ("updated", "would_update") else None)
@@ -499,16 +469,16 @@ class AppReconciler:
         app_id = outcome.app_id
         state: AppState = "stuck" if outcome.action == "stuck" else "locked"
         lock = self.index.locked(app_id, outcome.locked_by, outcome.version,
-                                 recheck=_LOCKED_RECHECK_SECONDS)
+                                 recheck=LOCKED_RECHECK_SECONDS)
         record = self.index.record(app_id)
         limit = self._policy.max_conflicts
         if limit is not None and record.conflicts > limit:
             self.index.went_through(app_id)
             message = outcome.detail or f"locked by deployment {', '.join(outcome.locked_by)}"
             error = MarathonConflict(message, deployment_ids=outcome.locked_by)
-            if self._report is not None:
-                self._report.fail(app_id, error)
-            self.status.fail(app_id, message, self._now(), state=state)
+            for listener in self._listeners:
+                listener.failed(app_id, error)
+            self.index.fail(app_id, message, state=state)
             raise error
         if (outcome.action == "locked"
                 and self.index.stuck_evidence(app_id, outcome.version) is not None):
@@ -517,15 +487,15 @@ class AppReconciler:
             self.index.release(app_id)
             return Result(requeue_after=0.0, waiting=True,
                           log={**fields, "waiting_on": list(outcome.locked_by)})
-        since = self._now() - timedelta(seconds=max(0.0, self.index.clock() - lock.since))
+        since = self.index.now() - timedelta(seconds=max(0.0, self.index.clock() - lock.since))
         registry = outcome.plan.eligibility.registry if outcome.plan is not None else None
-        self.status.record(app_id, AppStatus(
-            state=state, registry=registry, last_reconcile=self._now(), since=since,
+        self.index.set_status(app_id, AppStatus(
+            state=state, registry=registry, last_reconcile=self.index.now(), since=since,
             deployment_id=outcome.locked_by[0] if outcome.locked_by else None,
             detail=outcome.detail if outcome.action == "stuck" else
             f"waiting for deployment {', '.join(outcome.locked_by)} to end (never forced)",
             last_error=outcome.detail if outcome.action == "locked" else None))
-        return Result(requeue_after=_LOCKED_RECHECK_SECONDS, waiting=True,
+        return Result(requeue_after=LOCKED_RECHECK_SECONDS, waiting=True,
                       log={**fields, "waiting_on": list(outcome.locked_by)})
 
     def _record(self, outcome: AppOutcome, state: Literal["pending"] | None) -> None:
@@ -534,30 +504,30 @@ class AppReconciler:
             return
         decision = plan.eligibility
         if decision.reason == "not_opted_in" and not plan.changed:
-            self.status.forget(outcome.app_id)  # not ours: keep the book to opted-in apps
+            self.index.clear_status(outcome.app_id)  # not ours: keep the book to opted-in apps
             return
         if plan.conflict:
             others = "; ".join(plan.conflict)
-            if self.status.state_of(outcome.app_id) != "conflict":
+            if self.index.state_of(outcome.app_id) != "conflict":
                 log.warning("app_ownership_conflict", app_id=outcome.app_id, others=others)
-            self.status.record(outcome.app_id, AppStatus(
-                state="conflict", registry=decision.registry, last_reconcile=self._now(),
+            self.index.set_status(outcome.app_id, AppStatus(
+                state="conflict", registry=decision.registry, last_reconcile=self.index.now(),
                 detail=f"also managed by {others}: neither changes it; give this app's "
                        "registry to one controller only"))
             return
         check = outcome.image_check
         if check is not None and check.result in UNPULLABLE:
-            self.status.record(outcome.app_id, AppStatus(
+            self.index.set_status(outcome.app_id, AppStatus(
                 state="image_unpullable", registry=decision.registry,
                 detail=f"its credential cannot pull its image: {check.result} ({check.detail})",
-                last_reconcile=self._now(), deployment_id=outcome.deployment_id,
+                last_reconcile=self.index.now(), deployment_id=outcome.deployment_id,
                 image_check=check))
             return
-        self.status.record(outcome.app_id, AppStatus(
+        self.index.set_status(outcome.app_id, AppStatus(
             state=state or ("converged" if decision.registry else "skipped"),
             detail=decision.detail or _DONE.get(plan.change, "its bundle entry is in place"),
             registry=decision.registry,
-            last_reconcile=self._now(),
+            last_reconcile=self.index.now(),
             deployment_id=outcome.deployment_id,
             image_check=check,
         ))
@@ -566,96 +536,14 @@ class AppReconciler:
         """Marathon runs its maximum of deployments: wait like a spent budget, never force."""
         self._gate.budget.limit_reached()
         self.index.deferred(app_id)
-        self.status.fail(app_id, str(error), self._now(), state="pending")
+        self.index.fail(app_id, str(error), state="pending")
         return Result(requeue_after=_DEFERRED_SECONDS, waiting=True,
                       log={"action": "deferred", "error": str(error)})
 
     def _update_gauges(self) -> None:
-        counts = self.status.counts()
-        for state in APP_STATES:
-            self._metrics.apps.labels(state=state).set(counts.get(state, 0))
-        self._metrics.deployments_in_flight.set(self._gate.budget.in_flight)
+        self._observer.on_apps(self.index.counts(), self._gate.budget.in_flight)
 
 
-class RegistryReconciler:
-    """Keeps one registry's bundle current; comes back when it falls due. A failure keeps the
-    last good bundle and is retried with the controller's backoff.
-
-    ``on_recovered`` is told when a failing registry refreshed again; ``on_published`` when a
-    new bundle went out whose credential the registry had just accepted (a verified fix), or
-    any new bundle of a registry with ``verify: off``.
-    ``enqueue_after`` queues a registry key after a delay (the controller's queue).
-    """
-
-    key_field = "registry"
-
-    def __init__(self, bundles: BundleManager, status: StatusBook, *,
-                 report: PassReport | None = None,
-                 on_recovered: Callable[[str], None] = lambda registry: None,
-                 on_published: Callable[[str], None] = lambda registry: None,
-                 enqueue_after: Callable[[str, float], None] = lambda registry, delay: None,
-                 min_verify_interval: float = _VERIFY_REQUEST_INTERVAL_SECONDS,
-                 clock: Callable[[], float] = time.monotonic,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self._bundles = bundles
-        self._status = status
-        self._report = report
-        self._on_recovered = on_recovered
-        self._on_published = on_published
-        self._enqueue_after = enqueue_after
-        self._min_verify_interval = min_verify_interval
-        self._clock = clock
-        self._now = now
-        self._verify_requested: set[str] = set()
-        self._last_requested_check: dict[str, float] = {}
-
-    def request_verification(self, registry: str) -> None:
-        """Have the next reconcile of ``registry`` try its current credential against the
-        registry even if the bundle is unchanged (e.g. a task failed to pull for auth).
-
-        Requests are coalesced: at most one such login per ``min_verify_interval``, and none
-        while the registry is failing (its backoff retry tries the credential anyway), so a
-        storm of failed pulls cannot turn into a storm of logins that may lock the account.
-        A registry that is not verified (``verify: off``) only has its source read again;
-        one that is not configured is ignored.
-        """
-        if registry not in self._bundles.states:
-            return
-        if self._bundles.verifies(registry):
-            self._verify_requested.add(registry)
-        if self._bundles.states[registry].failures:
-            return
-        last = self._last_requested_check.get(registry)
-        delay = 0.0 if last is None else last + self._min_verify_interval - self._clock()
-        self._enqueue_after(registry, max(0.0, delay))
-
-    async def reconcile(self, registry: str) -> Result:
-        failing = self._bundles.states[registry].failures > 0
-        requested = registry in self._verify_requested
-        if requested:
-            self._verify_requested.discard(registry)
-            self._last_requested_check[registry] = self._clock()
-        try:
-            action = await self._bundles.refresh(registry, verify_current=requested)
-        except Exception as e:
-            if requested:
-                self._verify_requested.add(registry)  # the retry still owes the login
-            message = str(e) or type(e).__name__
-            self._status.note("failure", registry, message, self._now())
-            if self._report is not None:
-                self._report.registry_failures[registry] = message
-            raise
-        preview = self._bundles.previews.get(registry)
-        if self._report is not None and preview is not None:
-            self._report.registry_plans[registry] = preview
-        if failing:  # apps that failed for want of this bundle need not wait out their backoff
-            self._on_recovered(registry)
-        # A fix went out: verified, or from a registry the operator chose not to verify.
-        trusted = (self._bundles.states[registry].published_verified
-                   or not self._bundles.verifies(registry))
-        if trusted and action in ("published", "repaired"):
-            self._on_published(registry)
-        return Result(requeue_after=self._bundles.refresh_in(registry), log={"action": action})
 
 
 def _image(app: RawApp) -> str | None:
