@@ -57,7 +57,7 @@ from bench.render import render
 from controller.config import settings_from_mapping
 from controller.events import EventWatcher
 from controller.logs import configure
-from controller.manager import DaemonHandle, run
+from controller.manager import Term, run
 from controller.marathon import MarathonClient
 from controller.model import AppId
 from controller.plan import bundle_name
@@ -399,7 +399,7 @@ def _writes(registry: CollectorRegistry) -> float:
                for m in ("PATCH", "PUT"))
 
 
-async def _idle(handle: DaemonHandle) -> None:
+async def _idle(handle: Term) -> None:
     while handle.apps.queue.depth or handle.apps.queue.processing:  # noqa: ASYNC110
         await asyncio.sleep(0.005)
 
@@ -411,7 +411,7 @@ async def bench_daemon(apps: int, creations: int) -> dict[str, Any]:
     registry = CollectorRegistry()
     stop = asyncio.Event()
     started = asyncio.Event()
-    handles: list[DaemonHandle] = []
+    handles: list[Term] = []
     write_times: dict[str, float] = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -427,7 +427,7 @@ async def bench_daemon(apps: int, creations: int) -> dict[str, Any]:
                 "server": {"listen": f"127.0.0.1:{_free_port()}"},
             }, env)
 
-            def on_started(handle: DaemonHandle) -> None:
+            def on_started(handle: Term) -> None:
                 client = handle.parts.marathon
                 original = client.update_app
 
@@ -442,7 +442,7 @@ async def bench_daemon(apps: int, creations: int) -> dict[str, Any]:
                 started.set()
 
             t0 = time.perf_counter()
-            daemon = asyncio.create_task(run(settings, env, stop=stop, registry=registry,
+            daemon = asyncio.create_task(run(settings, env, stop=stop, collectors=registry,
                                              started=on_started))
             await started.wait()
             handle = handles[0]
