@@ -6,10 +6,12 @@ is evidence about an app this controller manages: it is counted
 when the registry refused the credentials (``auth``), a verification of them.
 
 Marathon then holds the app back for a launch delay that grows with each failure (up to
-``maxLaunchDelaySeconds``, an hour on Marathon 1.x). Once an app that failed for ``auth`` has
-been fixed (this controller wrote its fetch entry, or a new bundle that the registry accepted,
-or any new one with ``verify: off``, went out for its registry), its launch delay is reset
-(``DELETE /v2/queue/{id}/delay``) so that it runs again now. The rule is the pure
+``maxLaunchDelaySeconds``: 3600 s up to 1.7, 300 s from 1.8). Marathon keeps that delay per app
+*and config version* (``RateLimiter``, keyed by the run spec's id and last config change), so
+a write of the app's fetch entry, a config change, starts a version with no delay: it is the
+fix and the reset at once. A fix that leaves the definition alone (a new bundle that the
+registry accepted, or any new one with ``verify: off``, went out for its registry) leaves the
+delay, so then it is reset (``DELETE /v2/queue/{id}/delay``) and the app runs again now. The rule is the pure
 ``reset_due``; ``PullRemediator`` keeps the evidence and acts. A reset goes through the write
 rate limit and the leadership fence like any write, is never forced, and kills or restarts no
 task: it only lets Marathon launch the next one.
@@ -64,7 +66,8 @@ class Evidence:
     fixed: int | None = None
     """When it was last fixed: its fetch entry written, or a new bundle out for its registry."""
     reset: int | None = None
-    """When its launch delay was last reset (or found not to need it)."""
+    """When its launch delay was last reset, or found not to need it (a write of the entry
+    starts a new config version, which Marathon launches without the old one's delay)."""
 
 
 def reset_due(evidence: Evidence) -> bool:
@@ -168,8 +171,8 @@ class PullRemediator:
         if outcome.action == "gone" or (outcome.plan is not None and registry is None):
             del self._evidence[app_id]  # deleted, opted out or moved to an unmanaged registry
             return
-        if outcome.action == "updated":
-            evidence.fixed = self._tick()
+        if outcome.action == "updated":  # a new config version: launched without a delay
+            evidence.fixed = evidence.reset = self._tick()
         if self._reset_enabled and reset_due(evidence):
             await self._reset(app_id, evidence)
 

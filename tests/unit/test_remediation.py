@@ -187,15 +187,29 @@ class TestFailedPulls:
 
 
 class TestReset:
-    async def test_write_after_an_auth_failure_resets_the_delay_once(self):
+    async def test_a_new_bundle_after_an_auth_failure_resets_the_delay_once(self):
         world = World()
         world.fail()
-        await world.converge("updated")
-        await world.converge("updated")  # another fix, but the failure was already handled
+        world.remediator.bundle_published(REG)
+        await world.converge()
+        world.remediator.bundle_published(REG)  # another fix, the failure was handled already
         await world.converge()
         assert world.queue.resets == [APP]
         assert world.sample("delay_resets_total", result="ok") == 1
         assert world.snapshot()["last_delay_reset"] == {"at": NOW.isoformat(), "result": "ok"}
+
+    async def test_a_write_of_the_entry_needs_no_reset(self):
+        """The write changes the app's config: Marathon launches the new version without the
+        old one's delay, so a reset would only cost a write token and earn a 404."""
+        world = World()
+        world.fail()
+        await world.converge("updated")
+        await world.converge()
+        assert world.queue.resets == []
+        world.fail()  # a task of the new version fails too: the next fix resets
+        world.remediator.bundle_published(REG)
+        await world.converge()
+        assert world.queue.resets == [APP]
 
     async def test_new_bundle_for_the_registry_queues_the_app_and_resets(self):
         world = World()
@@ -227,7 +241,8 @@ class TestReset:
     async def test_failure_after_the_reset_needs_a_new_fix(self):
         world = World()
         world.fail()
-        await world.converge("updated")
+        world.remediator.bundle_published(REG)
+        await world.converge()
         world.fail()
         await world.converge()
         assert world.queue.resets == [APP]
@@ -238,7 +253,7 @@ class TestReset:
     async def test_not_queued_is_no_error_and_counts_as_done(self):
         world = World(False)
         world.fail()
-        await world.converge("updated")
+        world.remediator.bundle_published(REG)
         await world.converge()
         assert world.queue.resets == [APP]
         assert world.sample("delay_resets_total", result="not_queued") == 1
@@ -248,7 +263,8 @@ class TestReset:
     async def test_error_is_counted_and_tried_again_at_the_next_reconcile(self):
         world = World(MarathonUnavailable("DELETE /v2/queue/team/web/delay: 503 busy"))
         world.fail()
-        await world.converge("updated")
+        world.remediator.bundle_published(REG)
+        await world.converge()
         assert world.sample("delay_resets_total", result="error") == 1
         assert world.snapshot()["last_delay_reset"] == {"at": NOW.isoformat(), "result": "error"}
         await world.converge()
@@ -273,5 +289,6 @@ class TestReset:
             await world.remediator.converged(AppOutcome(app_id=APP, action="gone"))
         else:
             await world.converge("updated", registry=None)
-        await world.converge("updated")
+        world.remediator.bundle_published(REG)
+        await world.converge()
         assert world.queue.resets == []
