@@ -1,8 +1,9 @@
 """The ``scenario`` fixture, the ``fault`` marker, and the results written for the report.
 
 With ``RELIABILITY_RESULTS`` naming a file, every test appends one JSON line (its fault,
-outcome, seconds to converge, writes made and a short note); ``tests/reliability/report.py``
-turns them into ``docs/reliability.md``. Without it nothing is written.
+outcome, seconds to converge, writes made, forced writes, delay resets and a short note);
+``tests/reliability/report.py`` turns them into ``docs/reliability.md``. Without it nothing is
+written.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from controller.simulator import MarathonSimulator, MarathonState
+from controller.simulator import Agent, MarathonSimulator, MarathonState
 from tests.reliability.harness import Measurement, Scenario, make_workdir, remove_workdir
 
 _MEASUREMENT = pytest.StashKey[Measurement]()
@@ -33,13 +34,17 @@ def _fault_name(item: pytest.Item) -> str:
 
 @pytest.fixture
 async def scenario(request: pytest.FixtureRequest) -> AsyncIterator[Scenario]:
-    """A fresh world: one simulator, a bundle directory, and a directory for secrets."""
+    """A fresh world: one simulator with its agent, a bundle directory, and a directory for
+    secrets. The agent's sandboxes are apart from the workdir: like a Mesos agent's, they hold
+    the credential of the bundle they fetched (the leak check searches the workdir). Every
+    fetch stays on this machine."""
     measurement = Measurement(fault=_fault_name(request.node))
     request.node.stash[_MEASUREMENT] = measurement
-    workdir, secrets_dir = make_workdir(), make_workdir()
+    workdir, secrets_dir, sandboxes = make_workdir(), make_workdir(), make_workdir()
     storage = workdir / "bundles"
     storage.mkdir(mode=0o755)
-    state = MarathonState(deployment_seconds=0.05)
+    agent = Agent(sandboxes, allow_host=lambda host: host == "127.0.0.1")
+    state = MarathonState(agent=agent)
     simulator = MarathonSimulator(state, heartbeat_seconds=1.0)
     await simulator.start()
     world = Scenario(workdir=workdir, storage=storage, secrets_dir=secrets_dir, state=state,
@@ -48,10 +53,12 @@ async def scenario(request: pytest.FixtureRequest) -> AsyncIterator[Scenario]:
         yield world
     finally:
         if measurement.writes is None:
-            measurement.writes = len(world.controller_writes())
+            world.measure_writes()
         await world.close()
+        await agent.close()
         remove_workdir(workdir)
         remove_workdir(secrets_dir)
+        remove_workdir(sandboxes)
 
 
 def _note(report: pytest.TestReport) -> str:
@@ -82,6 +89,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
     measurement = item.stash[_MEASUREMENT]
     line = {"test": item.nodeid, "fault": measurement.fault, "outcome": result,
             "seconds": measurement.seconds, "writes": measurement.writes,
+            "forced": measurement.forced, "delay_resets": measurement.delay_resets,
             "note": note or measurement.note}
     with open(path, "a", encoding="utf-8") as results:
         results.write(json.dumps(line) + "\n")

@@ -1,16 +1,28 @@
 """The reliability harness: the controller as a real process, the simulator in this process.
 
 A ``Scenario`` owns one temporary world: a Marathon simulator (``MarathonState`` plus one or
-more facades), a bundle directory, marker secrets, and the controller processes it starts. It
-knows what every app should look like (the user's definition plus, for opted-in apps, exactly
-one managed entry) and checks the promises that hold under every fault:
+more facades) with its agent, a bundle directory, marker secrets, the user's artifacts, and the
+controller processes it starts. It knows what every app should look like (the user's definition
+plus, for opted-in apps, exactly one managed entry) and checks the promises that hold under
+every fault:
 
 - each app is byte-identical (as JSON) to what its user wrote, except the managed entry;
 - a served bundle is never half-written: ``BundleWatch`` polls the served bundles during the
   run (a directory by default; a scenario may serve them from elsewhere through a
   ``BundleShelf``);
 - no secret leaks into stderr, ``/status``, ``/metrics`` or files, and no temp file is left;
+- the controllers write only ``fetch`` and launch delay resets, at most ``MAX_WRITES_PER_APP``
+  times per app, forced at most ``MAX_FORCED_WRITES_PER_APP`` times;
 - it converges once the fault clears (``until_converged`` measures how long that took).
+
+Marathon here is a faithful one: the simulator's agent launches every task, fetches its
+``fetch`` list by the Mesos fetcher's rules and pulls its image with the sandbox's docker
+config, and a deployment ends only when its new tasks run. Each registry a controller serves is
+private (it accepts the controller's current password, and nothing else); any other registry is
+public. So an app created or rewritten without its entry is locked by a deployment that never
+ends until a controller rescues it with one forced write, as on a real cluster; the user's own
+artifacts are small archives on this machine (``file://``), so a running task also proves that
+every user entry was fetched as written.
 """
 
 from __future__ import annotations
@@ -37,12 +49,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import parse_qs
 
 import aiohttp
 import yaml
 
 from controller.plan import bundle_name
-from controller.simulator import MarathonSimulator, MarathonState
+from controller.simulator import MarathonSimulator, MarathonState, WriteRecord
 from tests import factories
 from tests.factories import LABEL
 from tests.services import free_port
@@ -58,14 +71,24 @@ FAULT_SECONDS = float(os.environ.get("RELIABILITY_FAULT_SECONDS", "1.5"))
 CONVERGE_SECONDS = 30.0 + 2 * FAULT_SECONDS
 """The deadline for converging once a fault cleared (backoffs grow with the fault's length)."""
 MAX_WRITES_PER_APP = 2
-"""Successful Marathon writes allowed per app in one scenario: one, plus one after a cut."""
+"""Successful Marathon writes allowed per app in one scenario, forced ones included: one, plus
+one after a cut."""
+MAX_FORCED_WRITES_PER_APP = 1
+"""Successful forced writes allowed per app in one scenario: the rescue of the deployment that
+created it, or that a user's edit started, without its entry (counted among the writes too)."""
+LAUNCH_BACKOFF = {"backoffSeconds": 1, "backoffFactor": 1.15, "maxLaunchDelaySeconds": 5}
+"""Every app's launch backoff: Marathon's first delay and factor, capped at 5 s (Marathon: an
+hour), so that a task that failed to pull while a fault lasted, and that no new version or delay
+reset relaunches, is launched again within seconds of the fault clearing, however long it was."""
 RECORD_CATCH_UP_SECONDS = 1.0
 """How long a served bundle may differ from its record (two renames are not one)."""
 
 _MANAGED = re.compile(r"^pullsecret[-_][A-Za-z0-9._-]+\.tar\.gz$")
 _STATUS_FIELDS = frozenset({"version", "versionInfo", "tasksStaged", "tasksRunning",
-                            "tasksHealthy", "tasksUnhealthy", "deployments", "tasks"})
+                            "tasksHealthy", "tasksUnhealthy", "deployments", "tasks",
+                            "lastTaskFailure"})
 _CONTROLLER_AGENT = "marathon-pullsecret-controller/"
+_DELAY_RESET = re.compile(r"^/v2/queue/.+/delay$")
 
 
 def is_managed(uri: str) -> bool:
@@ -81,24 +104,27 @@ def user_part(app: dict[str, Any]) -> str:
 
 
 def docker_app(app_id: str, registry: str = REG, *, opted_in: bool = True,
-               own_fetch: bool = False) -> dict[str, Any]:
-    """A Docker app pulling from ``registry``; ``own_fetch`` gives it an artifact of its own."""
+               artifact: str | None = None) -> dict[str, Any]:
+    """A Docker app pulling from ``registry``; ``artifact`` is the URI of a ``fetch`` entry of
+    its own (``Scenario.artifact`` makes one its tasks can fetch)."""
     app = factories.docker_app(
         app_id, f"{registry}/rel{app_id}:1", instances=1, cpus=0.1, mem=32,
-        labels={LABEL: "true" if opted_in else "false", "team": "rel"})
-    if own_fetch:
-        app["fetch"] = [{"uri": f"https://artifacts.example.com{app_id}/config.tgz",
-                         "cache": True}]
+        labels={LABEL: "true" if opted_in else "false", "team": "rel"}, **LAUNCH_BACKOFF)
+    if artifact is not None:
+        app["fetch"] = [{"uri": artifact, "cache": True}]
     return app
 
 
-def standard_apps(prefix: str) -> list[dict[str, Any]]:
-    """One app of each kind: opted in (one with an artifact of its own), opted out with its
-    own artifact, and opted in on a registry that no controller serves."""
-    return [docker_app(f"{prefix}/a"), docker_app(f"{prefix}/b", own_fetch=True),
-            docker_app(f"{prefix}/c"),
-            docker_app(f"{prefix}/out", opted_in=False, own_fetch=True),
-            docker_app(f"{prefix}/elsewhere", THIRD_REG)]
+def artifact_archive(text: str) -> bytes:
+    """A small ``.tgz`` holding one file, ``user/artifact.txt`` (the fetcher extracts it)."""
+    data = text.encode()
+    member = tarfile.TarInfo("user/artifact.txt")
+    member.size = len(data)
+    member.mode = 0o644
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:gz") as tar:
+        tar.addfile(member, io.BytesIO(data))
+    return raw.getvalue()
 
 
 def named_bundle(registry: str, controller: str | None) -> str:
@@ -360,7 +386,11 @@ class Measurement:
     seconds: float | None = None
     """Seconds from the fault clearing to convergence."""
     writes: int | None = None
-    """Write requests the controllers sent to Marathon (refused ones included)."""
+    """App write requests the controllers sent to Marathon (refused ones included)."""
+    forced: int | None = None
+    """Of those, the forced ones (rescues of stuck deployments)."""
+    delay_resets: int | None = None
+    """Launch delay resets the controllers sent (``DELETE /v2/queue/{app}/delay``)."""
     note: str = ""
 
 
@@ -391,6 +421,8 @@ class Scenario:
     """Each app's user part (``user_part``), as its user last wrote it."""
     wants: dict[str, str | None] = field(default_factory=dict)
     """The registry whose bundle each app should fetch (``None``: no managed entry)."""
+    pulls_from: dict[str, str] = field(default_factory=dict)
+    """The registry each app's image is on."""
     watch: BundleWatch | None = None
     _watch_task: asyncio.Task[None] | None = None
     mounts: list[Path] = field(default_factory=list)
@@ -403,7 +435,8 @@ class Scenario:
     # -- the world ----------------------------------------------------------------------------
 
     def registry(self, host: str, *, controller: str | None = None) -> Registry:
-        """Serve ``host`` with a fresh marker password, kept in a file the controller reads."""
+        """Serve ``host`` with a fresh marker password, kept in a file the controller reads;
+        the registry is private from now on and accepts that password only."""
         password = marker_secret()
         path = self.secrets_dir / f"{host.replace(':', '_')}.password"
         path.write_text(password)
@@ -411,14 +444,37 @@ class Scenario:
         registry = Registry(host=host, bundle=named_bundle(host, controller),
                             password=password, password_file=path)
         self.registries[host] = registry
+        self.state.accept_credentials(host, USERNAME, password)
         return registry
 
     def rotate(self, host: str) -> None:
-        """A new password for ``host``: its bundle must follow."""
+        """A new password for ``host``, as an operator rotates it: at the registry first (the
+        old one stops working there), then in the file the controller reads. Until the
+        controller publishes the new bundle, a task launched with the old one fails to pull."""
         registry = self.registries[host]
         registry.old_passwords.append(registry.password)
         registry.password = marker_secret()
+        self.state.accept_credentials(host, USERNAME, registry.password)
         registry.password_file.write_text(registry.password)
+
+    def artifact(self, path: str) -> str:
+        """The ``file://`` URI of a small archive of a user's, made now at ``path`` under the
+        scenario's artifacts (the agent fetches and extracts it as Mesos would)."""
+        target = self.workdir / "artifacts" / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(artifact_archive(path))
+        return target.as_uri()
+
+    def standard_apps(self, prefix: str) -> list[dict[str, Any]]:
+        """One app of each kind: opted in (one with an artifact of its own), opted out with
+        its own artifact (on ``REG``, where it cannot pull without credentials of its own),
+        and opted in on a registry that no controller serves (public)."""
+        return [docker_app(f"{prefix}/a"),
+                docker_app(f"{prefix}/b", artifact=self.artifact(f"{prefix}/b/config.tgz")),
+                docker_app(f"{prefix}/c"),
+                docker_app(f"{prefix}/out", opted_in=False,
+                           artifact=self.artifact(f"{prefix}/out/config.tgz")),
+                docker_app(f"{prefix}/elsewhere", THIRD_REG)]
 
     @property
     def secret_forms(self) -> list[str]:
@@ -493,7 +549,7 @@ class Scenario:
         where most faults start. ``settings`` go to ``config``."""
         if REG not in self.registries:
             self.registry(REG)
-        self.add_apps(standard_apps("/rel/base"), deployed=True)
+        self.add_apps(self.standard_apps("/rel/base"), deployed=True)
         process = await self.start(self.config(REG, **settings))
         self.watch_bundles()
         await self.until_converged(what="converged before the fault")
@@ -502,7 +558,9 @@ class Scenario:
     # -- apps -----------------------------------------------------------------------------------
 
     def add_apps(self, apps: Iterable[dict[str, Any]], *, deployed: bool = False) -> list[str]:
-        """Create apps as a user would (``deployed``: as if long ago, with no event)."""
+        """Create apps as a user would (``deployed``: as if long ago, with no event or
+        deployment; their tasks launch at once, and those that need a bundle fail to pull
+        until a controller writes it, which restarts them)."""
         apps = list(apps)
         if deployed:
             self.state.load_apps(apps)
@@ -514,13 +572,16 @@ class Scenario:
             app_id = app["id"]
             self.users[app_id] = user_part(self.state.get_app(app_id))
             registry = app["container"]["docker"]["image"].split("/", 1)[0]
+            self.pulls_from[app_id] = registry
             opted_in = app["labels"].get(LABEL) == "true"
             self.wants[app_id] = registry if opted_in and registry in self.registries else None
             ids.append(app_id)
         return ids
 
-    def user_adds_fetch(self, app_id: str, uri: str) -> None:
-        """The app's user appends an artifact of their own (keeping every entry they see)."""
+    def user_adds_fetch(self, app_id: str, name: str) -> None:
+        """The app's user appends an artifact of their own, ``name`` (keeping every entry they
+        see), with a forced update: a new version, whose tasks replace the old ones."""
+        uri = self.artifact(f"{app_id}/{name}")
         fetch = [*self.state.get_app(app_id)["fetch"], {"uri": uri}]
         self.state.update_app(app_id, {"fetch": fetch}, force=True)
         self.users[app_id] = user_part(self.state.get_app(app_id))
@@ -530,10 +591,14 @@ class Scenario:
 
     # -- checks ---------------------------------------------------------------------------------
 
-    def controller_writes(self, since: float = 0.0) -> list[Any]:
+    def controller_writes(self, since: float = 0.0) -> list[WriteRecord]:
         """The write requests controllers sent, from ``since`` (a ``time.time()``) on."""
         return [w for w in self.state.writes if w.client.startswith(_CONTROLLER_AGENT)
                 and w.at.timestamp() >= since]
+
+    def app_writes(self) -> list[WriteRecord]:
+        """The controllers' write requests but launch delay resets (which change no app)."""
+        return [w for w in self.controller_writes() if not is_delay_reset(w)]
 
     def lost_user_parts(self) -> list[str]:
         """Apps whose user part differs from what their user last wrote."""
@@ -541,14 +606,24 @@ class Scenario:
                 if user_part(self.state.get_app(app_id)) != wanted]
 
     def unconverged(self) -> list[str]:
-        """Why the world is not converged yet, in words (app ids and file names only)."""
+        """Why the world is not converged yet, in words (app ids and file names only).
+
+        Converged: every app has exactly its managed entry, every bundle in use is served
+        whole with the current password, and every app that can pull (a controller serves it,
+        or its registry is public) runs its instances on its current version with no
+        deployment left. An opted-out app on a private registry has no credentials: its tasks
+        fail for ever, as on a real cluster, and it is left out.
+        """
         reasons = []
         for app_id, registry in self.wants.items():
-            entries = [e["uri"] for e in self.state.get_app(app_id).get("fetch", [])
-                       if is_managed(e["uri"])]
+            app = self.state.get_app(app_id)
+            entries = [e["uri"] for e in app.get("fetch", []) if is_managed(e["uri"])]
             wanted = [] if registry is None else [self.expected_uri(registry)]
             if entries != wanted:
                 reasons.append(f"{app_id}: managed entries {entries}, want {wanted}")
+            elif registry is not None or not self.state.registries.is_private(
+                    self.pulls_from[app_id]):
+                reasons += tasks_unconverged(app)
         for registry in {r for r in self.wants.values() if r is not None}:
             reasons += self._bundle_unconverged(self.registries[registry])
         return reasons
@@ -607,9 +682,10 @@ class Scenario:
                 found.append(f"file {path.relative_to(self.workdir)}")
         return found
 
-    def write_counts(self) -> Counter[str]:
-        """Successful controller writes per app path."""
-        return Counter(w.path for w in self.controller_writes() if 200 <= w.status < 300)
+    def write_counts(self, *, forced: bool = False) -> Counter[str]:
+        """Successful controller app writes per app path (``forced``: the forced ones only)."""
+        return Counter(w.path for w in self.app_writes() if 200 <= w.status < 300
+                       and (is_forced(w) or not forced))
 
     async def finish(self) -> None:
         """Stop every controller (each must exit 0), then check what holds under every fault."""
@@ -617,8 +693,8 @@ class Scenario:
             if process.running:
                 await process.read_pages()
         codes = {p.name: await p.stop() for p in self.controllers if p.running}
-        writes = self.controller_writes()
-        self.measurement.writes = len(writes)
+        writes = self.app_writes()
+        self.measure_writes()
         problems = []
         if any(code != 0 for code in codes.values()):
             problems.append(f"exit codes {codes}")
@@ -627,15 +703,28 @@ class Scenario:
                 problems.append("the bundle watch never ran")
             await asyncio.to_thread(self.watch.check_once)
             problems += [f"bad bundle served: {p}" for p in self.watch.problems]
-        problems += [f"write of {w.path} sends {sorted(w.body)}, not just fetch"
-                     for w in writes if not isinstance(w.body, dict) or set(w.body) != {"fetch"}]
+        problems += [f"{w.method} {w.path} sends {_keys(w.body)}, not just fetch"
+                     for w in writes if w.method not in ("PATCH", "PUT")
+                     or not isinstance(w.body, dict) or set(w.body) != {"fetch"}]
         problems += [f"{path} written {n} times" for path, n in self.write_counts().items()
                      if n > MAX_WRITES_PER_APP]
+        problems += [f"{path} written with force {n} times"
+                     for path, n in self.write_counts(forced=True).items()
+                     if n > MAX_FORCED_WRITES_PER_APP]
+        problems += [f"{w.path} reset with force" for w in self.controller_writes()
+                     if is_delay_reset(w) and is_forced(w)]
         lost = self.lost_user_parts()
         if lost:
             problems.append(f"user definitions changed: {lost}")
         problems += [f"leak: {where}" for where in self.leaks()]
         assert not problems, "; ".join(problems)
+
+    def measure_writes(self) -> None:
+        """Count the controllers' writes into the measurement."""
+        writes = self.app_writes()
+        self.measurement.writes = len(writes)
+        self.measurement.forced = sum(1 for w in writes if is_forced(w))
+        self.measurement.delay_resets = len(self.controller_writes()) - len(writes)
 
     async def close(self) -> None:
         """Tear down whatever is left (also after a failure)."""
@@ -651,6 +740,35 @@ class Scenario:
         for mount in reversed(self.mounts):
             await asyncio.to_thread(subprocess.run, ["umount", "-l", str(mount)], check=False,
                                     capture_output=True)
+
+
+def is_delay_reset(write: WriteRecord) -> bool:
+    """Whether a write is a launch delay reset (``DELETE /v2/queue/{app}/delay``)."""
+    return write.method == "DELETE" and bool(_DELAY_RESET.match(write.path))
+
+
+def is_forced(write: WriteRecord) -> bool:
+    return "true" in parse_qs(write.query).get("force", [])
+
+
+def _keys(body: Any) -> str:
+    return str(sorted(body)) if isinstance(body, dict) else type(body).__name__
+
+
+def tasks_unconverged(app: dict[str, Any]) -> list[str]:
+    """Why an app's tasks are not settled, as ``GET /v2/apps/{id}`` shows them: a deployment
+    left, or fewer running tasks of its current version than ``instances``."""
+    app_id = app["id"]
+    deployments = [d["id"] for d in app.get("deployments", [])]
+    if deployments:
+        return [f"{app_id}: deployments {deployments} still run"]
+    current = sum(1 for t in app.get("tasks", []) if t["version"] == app["version"]
+                  and t["state"] == "TASK_RUNNING")
+    others = len(app.get("tasks", [])) - current
+    if app["tasksRunning"] < app["instances"] or others:
+        return [f"{app_id}: {current} of {app['instances']} tasks run its version, "
+                f"{others} more staged or of another version"]
+    return []
 
 
 def make_workdir() -> Path:

@@ -70,6 +70,11 @@ def render(rows: Sequence[dict[str, Any]], *, started: datetime, took: float,
         "Each scenario runs the controller as a subprocess (`python -m controller run`) against"
         " the Marathon simulator in the test process, with filesystem storage in a temporary"
         " directory (S3 on moto, behind a proxy in the test, where the fault says S3)."
+        " The simulator runs its agent: every task is launched, fetches its app's `fetch` list"
+        " by the Mesos fetcher's rules and pulls its image with the docker config it fetched,"
+        " and a deployment ends only when its new tasks run. The registries the controllers"
+        " serve accept only their current password (a rotation changes it at the registry"
+        " first, then in the controller's source); other registries are public."
         " Under every fault it checks that each app stays byte-identical (as JSON)"
         " to what its user wrote apart from the managed fetch entry, that the bundle served is"
         " always absent or a complete gzip tar matching its record, that no marker secret"
@@ -77,18 +82,24 @@ def render(rows: Sequence[dict[str, Any]], *, started: datetime, took: float,
         " that everything converges once the fault clears.",
         "",
         "- **Time to converge**: seconds from the fault clearing (or, where noted in the"
-        " fault, from the start) until every app has exactly its entry and the bundle holds"
-        " the current password.",
-        "- **Writes made**: write requests the controllers sent to Marathon during the"
-        " scenario, refused ones (409, injected 5xx) included.",
+        " fault, from the start) until every app has exactly its entry, the bundle holds"
+        " the current password, and every app that can pull runs its current version with no"
+        " deployment left.",
+        "- **Writes made**: app writes the controllers sent to Marathon during the"
+        " scenario, refused ones (409, injected 5xx) included; **forced**: those of them"
+        " sent with `force=true`, each the rescue of a deployment that rolls out an app"
+        " without its entry (a user's create or edit) and can never end.",
+        "- **Delay resets**: `DELETE /v2/queue/{app}/delay` the controllers sent for apps"
+        " whose tasks had failed to pull.",
         "",
-        "| Fault | Recovered | Time to converge (s) | Writes made | Note |",
-        "|---|---|---|---|---|",
+        "| Fault | Recovered | Time to converge (s) | Writes made | Forced | Delay resets | Note |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
             f"| {_cell(row['fault'])} | {_RECOVERED.get(row['outcome'], row['outcome'])} "
-            f"| {_cell(row['seconds'])} | {_cell(row['writes'])} | {_cell(row['note'])} |")
+            f"| {_cell(row['seconds'])} | {_cell(row['writes'])} | {_cell(row['forced'])} "
+            f"| {_cell(row['delay_resets'])} | {_cell(row['note'])} |")
     return "\n".join(lines) + "\n"
 
 

@@ -1,18 +1,22 @@
-"""The harness's own checks can fail: a bad bundle, a leak and a lost user entry are seen."""
+"""The harness's own checks can fail: a bad bundle, a leak, a lost user entry and tasks that
+do not run are seen."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from controller.archive import build_bundle
 from controller.model import RegistryCredential, Secret
-from controller.simulator import MarathonState
+from controller.simulator import Agent, MarathonState
 from tests.reliability import harness
 from tests.reliability.harness import (
     REG,
+    THIRD_REG,
     BundleWatch,
     Measurement,
     Scenario,
@@ -22,13 +26,33 @@ from tests.reliability.harness import (
 )
 
 
-@pytest.fixture
-def world(tmp_path) -> Scenario:
+def make_world(tmp_path: Path, state: MarathonState) -> Scenario:
     storage = tmp_path / "work" / "bundles"
     storage.mkdir(parents=True)
     (tmp_path / "secrets").mkdir()
     return Scenario(workdir=tmp_path / "work", storage=storage, secrets_dir=tmp_path / "secrets",
-                    state=MarathonState(), measurement=Measurement())
+                    state=state, measurement=Measurement())
+
+
+@pytest.fixture
+def world(tmp_path) -> Scenario:
+    return make_world(tmp_path, MarathonState())
+
+
+@pytest.fixture
+async def live(tmp_path) -> AsyncIterator[Scenario]:
+    """A world whose simulator runs its agent: tasks launch, fetch and pull."""
+    agent = Agent(tmp_path / "sandboxes")
+    try:
+        yield make_world(tmp_path, MarathonState(agent=agent))
+    finally:
+        await agent.close()
+
+
+async def settled(world: Scenario) -> None:
+    """Wait until no launch is fetching or pulling."""
+    assert world.state.agent is not None
+    await world.state.agent.idle()
 
 
 def publish(world: Scenario, *, recorded: bytes | None = None) -> bytes:
@@ -86,7 +110,7 @@ class TestLeaks:
 class TestUserPart:
     def test_managed_entries_do_not_count(self, world):
         """Adding a managed entry keeps the user part; adding another entry changes it."""
-        world.state.load_apps([docker_app("/a", own_fetch=True)])
+        world.state.load_apps([docker_app("/a", artifact="file:///artifacts/a/config.tgz")])
         before = user_part(world.state.get_app("/a"))
         fetch = world.state.get_app("/a")["fetch"]
         world.state.update_app("/a", {"fetch": [*fetch, {"uri": "file:///b/pullsecret-x.tar.gz"}]})
@@ -94,3 +118,38 @@ class TestUserPart:
         world.state.update_app("/a", {"fetch": [{"uri": "file:///b/pullsecret-x.tar.gz"}]},
                                force=True)
         assert user_part(world.state.get_app("/a")) != before
+
+
+class TestConverged:
+    async def test_running_tasks_of_a_public_registry_are_converged(self, live):
+        """An app whose tasks fetch its user's artifact and pull from a public registry runs:
+        nothing is left to wait for."""
+        live.add_apps([docker_app("/pub", THIRD_REG, artifact=live.artifact("/pub/c.tgz"))],
+                      deployed=True)
+        await settled(live)
+        assert live.state.get_app("/pub")["tasksRunning"] == 1
+        assert live.unconverged() == []
+
+    async def test_a_deployment_whose_tasks_fail_is_not_converged(self, live):
+        """A user entry that cannot be fetched fails every task, so the app's deployment never
+        ends: not converged, though its entries are right."""
+        missing = (live.workdir / "gone.tgz").as_uri()
+        live.add_apps([docker_app("/pub", THIRD_REG, artifact=missing)])
+        await settled(live)
+        [reason] = live.unconverged()
+        assert reason.startswith("/pub: deployments [")
+
+    async def test_a_served_app_runs_once_it_fetches_its_bundle(self, live):
+        """On a served registry an app cannot pull until it has its entry; an opted-out app
+        there never runs, and is no reason to wait."""
+        live.registry(REG)
+        publish(live)
+        live.add_apps([docker_app("/a"), docker_app("/out", opted_in=False)], deployed=True)
+        await settled(live)
+        assert "no basic auth credentials" in live.state.get_app("/a")["lastTaskFailure"]["message"]
+        assert live.unconverged() == [f"/a: managed entries [], want [{live.expected_uri(REG)!r}]"]
+        live.state.update_app("/a", {"fetch": [{"uri": live.expected_uri(REG)}]})
+        await settled(live)
+        assert live.state.get_app("/a")["tasksRunning"] == 1
+        assert live.state.get_app("/out")["tasksRunning"] == 0
+        assert live.unconverged() == []

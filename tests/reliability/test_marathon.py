@@ -13,7 +13,6 @@ from tests.reliability.harness import (
     REG,
     Scenario,
     docker_app,
-    standard_apps,
 )
 
 EVENTS_DOWN_SYNC_SECONDS = 10.0
@@ -22,7 +21,7 @@ EVENTS_DOWN_SYNC_SECONDS = 10.0
 
 async def ride_out(scenario: Scenario) -> None:
     """Apps arrive while the injected faults last; once cleared, everything converges."""
-    scenario.add_apps(standard_apps("/rel/during"))
+    scenario.add_apps(scenario.standard_apps("/rel/during"))
     await scenario.hold()
     scenario.state.clear_faults()
     await scenario.converged_after(time.monotonic())
@@ -75,7 +74,7 @@ class TestMarathonFaults:
         second.follow(None)
         first.follow(second.url)
         restarting = asyncio.create_task(first.restart(down_seconds=FAULT_SECONDS))
-        scenario.add_apps(standard_apps("/rel/during"))
+        scenario.add_apps(scenario.standard_apps("/rel/during"))
         await scenario.converged_after(changed, what="converged by the new leader")
         await restarting
         await scenario.finish()
@@ -87,7 +86,7 @@ class TestMarathonFaults:
         restarting = asyncio.create_task(
             scenario.simulators[0].restart(down_seconds=FAULT_SECONDS))
         await asyncio.sleep(0)  # the stop has begun: what follows sends no event
-        scenario.add_apps(standard_apps("/rel/during"), deployed=True)
+        scenario.add_apps(scenario.standard_apps("/rel/during"), deployed=True)
         await restarting
         await scenario.converged_after(time.monotonic())
         await scenario.finish()
@@ -99,7 +98,7 @@ class TestMarathonFaults:
         stream works again, events do their part."""
         scenario.measurement.fault = scenario.measurement.fault.format(status=status)
         scenario.registry(REG)
-        scenario.add_apps(standard_apps("/rel/base"), deployed=True)
+        scenario.add_apps(scenario.standard_apps("/rel/base"), deployed=True)
         scenario.state.fail_next(r"^/v2/events", status, count=None)
         started = time.monotonic()
         await scenario.start(scenario.config(REG))

@@ -16,7 +16,6 @@ from tests.reliability.harness import (
     REG,
     USERNAME,
     docker_app,
-    standard_apps,
 )
 from tests.services import eventually
 
@@ -57,7 +56,8 @@ class TestProcessFaults:
         down.touch()
         # One opted-in app: each concurrent first use of a missing bundle retries the source
         # and counts a failure, which stretches the registry's backoff (see the report).
-        scenario.add_apps([docker_app("/rel/base/a", own_fetch=True),
+        own = scenario.artifact("/rel/base/a/config.tgz")
+        scenario.add_apps([docker_app("/rel/base/a", artifact=own),
                            docker_app("/rel/base/out", opted_in=False)], deployed=True)
         config = scenario.config(registries=[{"host": REG, "credentials": {"helper": HELPER}}])
         process = await scenario.start(config, env={
@@ -78,7 +78,7 @@ class TestProcessFaults:
     async def test_zookeeper_down_and_back(self, scenario, zookeeper):
         """Without ZooKeeper the leader stops writing; once it is back, it leads and converges."""
         scenario.registry(REG)
-        scenario.add_apps(standard_apps("/rel/base"), deployed=True)
+        scenario.add_apps(scenario.standard_apps("/rel/base"), deployed=True)
         config = scenario.config(REG)
         config["leader_election"] = {"zookeeper": f"{zookeeper.hosts}/rel-{uuid.uuid4().hex}",
                                      "session_timeout_seconds": SESSION_TIMEOUT}
@@ -91,7 +91,7 @@ class TestProcessFaults:
             await eventually(lambda: _gauge_is(process, 0.0), SESSION_TIMEOUT + 5,
                         "the leader steps down without ZooKeeper")
             stepped_down = time.time()
-            scenario.add_apps(standard_apps("/rel/during"))
+            scenario.add_apps(scenario.standard_apps("/rel/during"))
             await scenario.hold()
             assert not scenario.controller_writes(since=stepped_down), "wrote without a leader"
         finally:
@@ -131,7 +131,7 @@ class TestProcessFaults:
         await eventually(lambda: scenario.write_counts(), 20, "the first write")
         edited = time.monotonic()
         for app_id in ids:  # the other workers hold reads from before this edit
-            scenario.user_adds_fetch(app_id, f"https://artifacts.example.com{app_id}/mine.tgz")
+            scenario.user_adds_fetch(app_id, "mine.tgz")
         await scenario.converged_after(edited)
         await scenario.finish()
 
@@ -142,9 +142,10 @@ class TestProcessFaults:
         edits: every app converges and no app is written more than a couple of times."""
         scenario.registry(REG)
         scenario.registry(OTHER_REG, controller="team-b")
-        scenario.add_apps(standard_apps("/rel/a"), deployed=True)
+        scenario.add_apps(scenario.standard_apps("/rel/a"), deployed=True)
+        own = scenario.artifact("/rel/b/b/config.tgz")
         scenario.add_apps([docker_app("/rel/b/a", OTHER_REG),
-                           docker_app("/rel/b/b", OTHER_REG, own_fetch=True),
+                           docker_app("/rel/b/b", OTHER_REG, artifact=own),
                            docker_app("/rel/b/out", OTHER_REG, opted_in=False)], deployed=True)
         started = time.monotonic()
         default = await scenario.start(scenario.config(REG, resync_seconds=SHARED_RESYNC_SECONDS),
@@ -159,10 +160,10 @@ class TestProcessFaults:
             n += 1
             registry = REG if n % 2 else OTHER_REG
             scenario.add_apps([docker_app(f"/rel/new/app-{n}", registry)])
-            scenario.user_adds_fetch("/rel/a/b", f"https://artifacts.example.com/extra-{n}.tgz")
+            scenario.user_adds_fetch("/rel/a/b", f"extra-{n}.tgz")
             await scenario.hold(min(10.0, max(0.0, SHARED_SECONDS - (time.monotonic() - started))))
             await scenario.until_converged(what=f"converged in round {n}")
-        writers = {w.client for w in scenario.controller_writes() if 200 <= w.status < 300}
+        writers = {w.client for w in scenario.app_writes() if 200 <= w.status < 300}
         assert len(writers) == 2, "both controllers wrote"
         assert default.running, "the default controller kept running"
         assert team_b.running, "team-b kept running"

@@ -7,10 +7,12 @@ from datetime import UTC, datetime
 from tests.reliability.report import render
 
 ROWS = [
-    {"fault": "Marathon: a | b", "outcome": "passed", "seconds": 1.25, "writes": 6, "note": ""},
-    {"fault": "Storage: slow", "outcome": "skipped", "seconds": None, "writes": 0,
-     "note": "needs dm-delay"},
+    {"fault": "Marathon: a | b", "outcome": "passed", "seconds": 1.25, "writes": 6, "forced": 2,
+     "delay_resets": 1, "note": ""},
+    {"fault": "Storage: slow", "outcome": "skipped", "seconds": None, "writes": 0, "forced": 0,
+     "delay_resets": 0, "note": "needs dm-delay"},
     {"fault": "Two controllers", "outcome": "failed", "seconds": None, "writes": 3,
+     "forced": None, "delay_resets": None,
      "note": "not converged: file:///tmp/reliability-ab12_x/bundles/x.tar.gz"},
 ]
 
@@ -21,12 +23,14 @@ class TestRender:
                       fault_seconds=10, host="ci: Linux", exit_code=1)
 
     def test_one_table_row_per_scenario(self):
-        """Every result becomes a row with its outcome, time and writes."""
+        """Every result becomes a row with its outcome, time, writes, forced writes and delay
+        resets."""
         rows = [line for line in self.page().splitlines() if line.startswith("| ")][1:]
         assert rows == [
-            "| Marathon: a \\| b | yes | 1.25 | 6 | - |",
-            "| Storage: slow | skipped | - | 0 | needs dm-delay |",
-            "| Two controllers | **no** | - | 3 | not converged: file://<tmp>/bundles/x.tar.gz |",
+            "| Marathon: a \\| b | yes | 1.25 | 6 | 2 | 1 | - |",
+            "| Storage: slow | skipped | - | 0 | 0 | 0 | needs dm-delay |",
+            "| Two controllers | **no** | - | 3 | - | - | not converged: "
+            "file://<tmp>/bundles/x.tar.gz |",
         ]
 
     def test_the_header_names_the_date_machine_and_counts(self):

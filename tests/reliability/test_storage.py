@@ -1,12 +1,15 @@
 """Storage failing under a running controller: the last good bundle stays served.
 
 Most scenarios damage the bundle directory; the slow one serves bundles from S3 (moto) through a
-proxy in this process that holds every request while the fault lasts.
+proxy in this process that holds every request while the fault lasts. Tasks fetch them there
+too, as ``https`` objects (path-style under the proxy's URL) that the bucket's policy lets
+loopback clients GET: the simulated agent has no Hadoop client for ``s3a``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import time
@@ -29,7 +32,6 @@ from tests.reliability.harness import (
     bundle_problem,
     fill,
     remount,
-    standard_apps,
 )
 from tests.services import MotoServer, eventually, free_port
 
@@ -137,22 +139,27 @@ class S3Shelf:
         return recorded if isinstance(recorded, str) else None
 
     def uri(self, name: str) -> str:
-        return f"s3a://{self.bucket}/{S3_PREFIX}/{name}"
+        return f"{self.endpoint_url}/{self.bucket}/{S3_PREFIX}/{name}"
 
     def settings(self) -> dict[str, Any]:
         return {"s3": {"bucket": self.bucket, "prefix": S3_PREFIX, "region": self.region,
-                       "endpoint_url": self.endpoint_url, "uri_style": "s3a"}}
+                       "endpoint_url": self.endpoint_url, "uri_style": "https"}}
 
 
 @pytest.fixture
 async def slow_s3(scenario: Scenario, aws: MotoServer) -> AsyncIterator[ThrottlingProxy]:
-    """The scenario serves bundles from a fresh moto bucket that its controllers reach
-    through a ``ThrottlingProxy`` (not slow yet)."""
+    """The scenario serves bundles from a fresh moto bucket that its controllers and tasks
+    reach through a ``ThrottlingProxy`` (not slow yet)."""
     bucket = f"reliability-{secrets.token_hex(6)}"
     proxy = ThrottlingProxy(aws.endpoint_url)
     await proxy.start()
     shelf = S3Shelf(aws, bucket, proxy.url)
     shelf.s3.create_bucket(Bucket=bucket)
+    loopback_reads = {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+                      "Resource": f"arn:aws:s3:::{bucket}/{S3_PREFIX}/*",
+                      "Condition": {"IpAddress": {"aws:SourceIp": "127.0.0.1/32"}}}
+    shelf.s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(
+        {"Version": "2012-10-17", "Statement": [loopback_reads]}))
     scenario.shelf = shelf
     try:
         yield proxy
@@ -164,7 +171,7 @@ async def rotate_during_fault(scenario: Scenario) -> None:
     """Give the controller work that needs the storage: a new password, and new apps (which
     can use the last good bundle meanwhile)."""
     scenario.rotate(REG)
-    scenario.add_apps(standard_apps("/rel/during"))
+    scenario.add_apps(scenario.standard_apps("/rel/during"))
     process = scenario.controllers[0]
     await eventually(lambda: "bundle_refresh_failed" in process.log_events(), REPAIR_SECONDS,
                 "the controller met the storage fault")
@@ -202,7 +209,7 @@ class TestStorageFaults:
         """A directory the controller may not write to publishes nothing; granting access
         lets it converge."""
         scenario.registry(REG)
-        scenario.add_apps(standard_apps("/rel/base"), deployed=True)
+        scenario.add_apps(scenario.standard_apps("/rel/base"), deployed=True)
         process = await scenario.start(scenario.config(REG, resync_seconds=RESYNC_SECONDS),
                                        uid=NOBODY)
         scenario.watch_bundles()
@@ -224,7 +231,7 @@ class TestStorageFaults:
         scenario.watch.interval = 0.1  # each check is two requests to moto
         slow_s3.delay = SLOW_REQUEST_SECONDS
         scenario.rotate(REG)
-        scenario.add_apps(standard_apps("/rel/during"))
+        scenario.add_apps(scenario.standard_apps("/rel/during"))
         while_slow = await scenario.until_converged(what="converged while the storage is slow")
         await scenario.hold()
         held = slow_s3.held
