@@ -43,7 +43,6 @@ from tenacity import (
 from yarl import URL
 
 from controller.applist import AppList, AppListDecoder
-from controller.config import SECRET_FILE_LIMIT, read_limited
 from controller.dialect import Dialect
 from controller.errors import (
     MarathonConflict,
@@ -52,6 +51,7 @@ from controller.errors import (
     MarathonRejected,
     MarathonUnavailable,
 )
+from controller.files import SECRET_FILE_LIMIT, read_limited
 from controller.model import AppId, RawApp, RawAppUpdate, RawDeployment, Secret
 from controller.settings import MarathonSettings
 
