@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import functools
 import grp
 import json
 import math
-import os
 import re
-import stat
 import types
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from importlib import resources
@@ -34,6 +31,7 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 import yaml
 
 from controller.errors import ConfigError
+from controller.files import DOCKER_CONFIG_LIMIT, SECRET_FILE_LIMIT, read_limited
 from controller.mounts import directory_problem
 from controller.reference import InvalidReferenceError, normalize_registry_host, repository_path
 from controller.schemacheck import conforms
@@ -68,22 +66,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONFIG_FILE_LIMIT",
-    "DOCKER_CONFIG_LIMIT",
-    "SECRET_FILE_LIMIT",
-    "FileTooLargeError",
     "load_schema",
     "load_settings",
     "parse_duration",
-    "read_limited",
     "settings_from_mapping",
 ]
 
 CONFIG_FILE_LIMIT = 1 << 20
 """Bytes; a config file is a few kB, so anything past this is the wrong file."""
-SECRET_FILE_LIMIT = 64 << 10
-"""Bytes of a password or token file."""
-DOCKER_CONFIG_LIMIT = 1 << 20
-"""Bytes of a docker ``config.json`` (it may hold many registries)."""
 
 _SCHEMA_FILE = "config_schema.json"
 _CA_FILE_LIMIT = 1 << 20  # bytes; Mozilla's whole CA bundle is about 220 kB
@@ -131,34 +121,6 @@ _YAML_WORDS = (
 _TAG_PREFIX = "tag:yaml.org,2002:"
 _PLAIN_TAGS = frozenset({None, "!", _TAG_PREFIX + "str"})
 """Tags allowed on a node: none, or the ones that make a value text (others can crash PyYAML)."""
-
-
-class FileTooLargeError(OSError):
-    """A file is bigger than its bound (``strerror`` says the bound)."""
-
-
-def read_limited(path: Path, limit: int) -> bytes:
-    """The bytes of the regular file ``path``, refusing more than ``limit`` of them.
-
-    A wrong path (a log, a device, a named pipe) must neither fill memory nor hang: the file is
-    opened non-blocking and must be a regular file. Failures are ``OSError`` with a
-    ``strerror`` fit for a message (``FileTooLargeError`` past the bound).
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file")
-        with open(fd, "rb", closefd=False) as file:
-            data = file.read(limit + 1)
-    finally:
-        os.close(fd)
-    if len(data) > limit:
-        raise FileTooLargeError(errno.EFBIG, f"larger than {_size_text(limit)}")
-    return data
-
-
-def _size_text(size: int) -> str:
-    return f"{size >> 20} MiB" if size >= 1 << 20 else f"{size >> 10} KiB"
 
 
 class _ConfigLoader(yaml.SafeLoader):

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 from typing import Protocol
 
-from controller.config import read_limited
 from controller.errors import CredentialError
+from controller.files import read_limited
 from controller.model import RegistryCredential
 
 __all__ = ["TOKEN_USERNAME", "CredentialSource", "json_object", "read_secret_text"]

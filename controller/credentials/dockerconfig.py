@@ -7,9 +7,9 @@ import binascii
 from pathlib import Path
 from typing import Any
 
-from controller.config import DOCKER_CONFIG_LIMIT
 from controller.credentials.base import TOKEN_USERNAME, json_object, read_secret_text
 from controller.errors import CredentialError
+from controller.files import DOCKER_CONFIG_LIMIT
 from controller.model import RegistryCredential, Secret
 from controller.reference import InvalidReferenceError, normalize_registry_host
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from controller.config import SECRET_FILE_LIMIT
 from controller.credentials.base import TOKEN_USERNAME, read_secret_text
 from controller.errors import CredentialError
+from controller.files import SECRET_FILE_LIMIT
 from controller.model import RegistryCredential, Secret
 
 __all__ = ["PasswordSource"]

@@ -15,9 +15,9 @@ from controller.errors import (
     MarathonRejected,
     MarathonUnavailable,
 )
-from controller.marathon import MarathonClient
+from controller.marathon.leaders import Leaders
 from controller.model import AppId
-from controller.settings import MarathonAuthSettings, MarathonSettings
+from controller.settings import MarathonAuthSettings
 from tests.adapters.marathon_helpers import APPS, Recorder, client, free_url, ids, server_tls
 
 LOCK_BODY = {
@@ -299,9 +299,9 @@ class TestAuthAndLeaders:
     ], ids=["https-to-http", "https-to-https", "http-to-https"])
     def test_leader_header_never_downgrades_to_http(self, base, leader, adopted):
         """An https base ignores an http leader: credentials would travel in clear."""
-        c = MarathonClient(MarathonSettings(urls=(base, leader)), session=None)  # type: ignore[arg-type]
-        c._note_leader(leader, f"{base}/v2/apps")
-        assert c._candidates()[0] == (leader if adopted else base)
+        leaders = Leaders((base, leader))
+        leaders.note_leader(leader, f"{base}/v2/apps")
+        assert leaders.candidates()[0] == (leader if adopted else base)
 
 
 class TestTimeouts:
@@ -354,14 +354,14 @@ class TestTimeouts:
     def test_failed_leader_is_adopted_again_once_another_was_named(self):
         """A leader that failed comes back into favour after a leadership change."""
         urls = ("http://m", "http://a:8080", "http://b:8080")
-        c = MarathonClient(MarathonSettings(urls=urls), session=None)  # type: ignore[arg-type]
-        c._note_leader("http://a:8080", "http://m/v2/apps")
-        c._forget_leader("http://a:8080/v2/apps")
-        c._note_leader("http://a:8080", "http://m/v2/apps")
-        assert c._candidates()[0] == "http://m"
-        c._note_leader("http://b:8080", "http://m/v2/apps")
-        c._note_leader("http://a:8080", "http://b:8080/v2/apps")
-        assert c._candidates()[0] == "http://a:8080"
+        leaders = Leaders(urls)
+        leaders.note_leader("http://a:8080", "http://m/v2/apps")
+        leaders.forget_leader("http://a:8080/v2/apps")
+        leaders.note_leader("http://a:8080", "http://m/v2/apps")
+        assert leaders.candidates()[0] == "http://m"
+        leaders.note_leader("http://b:8080", "http://m/v2/apps")
+        leaders.note_leader("http://a:8080", "http://b:8080/v2/apps")
+        assert leaders.candidates()[0] == "http://a:8080"
 
 
 def assert_chains_nothing(error: BaseException) -> None:

@@ -7,9 +7,9 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 from controller.errors import MarathonNotFound, MarathonUnavailable
-from controller.marathon import MarathonClient
+from controller.marathon.leaders import Leaders
 from controller.model import AppId
-from controller.settings import MarathonAuthSettings, MarathonSettings
+from controller.settings import MarathonAuthSettings
 from controller.simulator import MarathonSimulator
 from tests.adapters.marathon_helpers import APPS, Recorder, Statuses, client, ids
 
@@ -79,9 +79,9 @@ class TestLeaderHeader:
     def test_default_port_and_case_do_not_make_another_origin(self):
         """``http://LEADER:80`` names the configured ``http://leader``."""
         urls = ("http://standby", "http://leader")
-        c = MarathonClient(MarathonSettings(urls=urls), session=None)  # type: ignore[arg-type]
-        c._note_leader("http://LEADER:80", "http://standby/v2/apps")
-        assert c._candidates()[0] == "http://leader"
+        leaders = Leaders(urls)
+        leaders.note_leader("http://LEADER:80", "http://standby/v2/apps")
+        assert leaders.candidates()[0] == "http://leader"
 
 
 class TestRedirects:
