@@ -28,7 +28,7 @@ from controller.model import (
     RescueOutcome,
 )
 from controller.pullfailure import PULL_FAILURE_REASONS
-from controller.registry import IMAGE_CHECK_RESULTS, ImageCheckResult
+from controller.registryapi import IMAGE_CHECK_RESULTS, ImageCheckResult
 
 __all__ = ["PREFIX", "Metrics"]
 

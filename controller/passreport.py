@@ -21,7 +21,7 @@ from typing import Literal
 from controller.errors import InvalidAppError
 from controller.model import AppId, RawFetch
 from controller.plan import AppPlan
-from controller.registry import ImageCheck
+from controller.registryapi import ImageCheck
 
 __all__ = ["Action", "AppOutcome", "PassReport", "format_report"]
 

@@ -24,7 +24,7 @@ from controller.bundles import RegistryState
 from controller.fingerprint import fingerprint
 from controller.model import AppId, AppState, DelayResetOutcome
 from controller.pullfailure import PullFailureReason
-from controller.registry import ImageCheck
+from controller.registryapi import ImageCheck
 
 __all__ = ["DEFAULT_PAGE", "FIRST_PAGE", "MAX_PAGE", "PROBLEMS_SHOWN", "PROBLEM_STATES",
            "SETTLED_STATES", "AppOrder", "AppPage", "AppStatus", "DelayReset", "PullFailureNote",

@@ -22,7 +22,7 @@ from controller.metrics import Metrics
 from controller.presence import Presence, config_fingerprint
 from controller.ratelimit import DeploymentBudget, TokenBucket
 from controller.reconcile import WriteGate
-from controller.registry import ImageCheckResult, RegistryLogin
+from controller.registryapi import ImageCheckResult, RegistryLogin
 from controller.settings import RegistrySettings, Settings, StorageSettings
 from controller.storage.base import BundleStore
 

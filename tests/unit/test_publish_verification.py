@@ -21,7 +21,7 @@ from controller.errors import CredentialError
 from controller.model import RegistryCredential
 from controller.plan import bundle_name
 from controller.reconcile import RegistryReconciler
-from controller.registry import LOGIN_OUTCOMES, LoginOutcome, LoginResult, RegistryLogin
+from controller.registryapi import LOGIN_OUTCOMES, LoginOutcome, LoginResult, RegistryLogin
 from controller.settings import CredentialSettings, RegistrySettings, VerifyMode
 from controller.statusbook import StatusBook
 from controller.storage.memory import MemoryStore
