@@ -54,7 +54,7 @@ from controller.fingerprint import fingerprint
 from controller.logingate import LoginAttempt, LoginGate
 from controller.model import BundleLocation, BundleManifest, RefreshOutcome, RegistryCredential
 from controller.plan import DEFAULT_OWNER, bundle_name, entry_owner
-from controller.registry import CredentialVerifier, LoginOutcome, LoginResult
+from controller.registryapi import CredentialVerifier, LoginOutcome, LoginResult
 from controller.settings import RegistrySettings, VerifyMode
 from controller.storage.base import BundleStore
 

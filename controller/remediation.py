@@ -11,10 +11,10 @@ Marathon then holds the app back for a launch delay that grows with each failure
 a write of the app's fetch entry, a config change, starts a version with no delay: it is the
 fix and the reset at once. A fix that leaves the definition alone (a new bundle that the
 registry accepted, or any new one with ``verify: off``, went out for its registry) leaves the
-delay, so then it is reset (``DELETE /v2/queue/{id}/delay``) and the app runs again now. The rule is the pure
-``reset_due``; ``PullRemediator`` keeps the evidence and acts. A reset goes through the write
-rate limit and the leadership fence like any write, is never forced, and kills or restarts no
-task: it only lets Marathon launch the next one.
+delay, so then it is reset (``DELETE /v2/queue/{id}/delay``) and the app runs again now. The
+rule is the pure ``reset_due``; ``PullRemediator`` keeps the evidence and acts. A reset goes
+through the write rate limit and the leadership fence like any write, is never forced, and
+kills or restarts no task: it only lets Marathon launch the next one.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from controller.marathon import MarathonClient
 from controller.metrics import Metrics
 from controller.presence import Presence, config_fingerprint
 from controller.ratelimit import DeploymentBudget, TokenBucket, WriteGate
-from controller.registry import ImageCheckResult, RegistryLogin
+from controller.registryapi import ImageCheckResult, RegistryLogin
 from controller.settings import RegistrySettings, Settings, StorageSettings
 from controller.storage.base import BundleStore
 

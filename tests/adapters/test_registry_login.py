@@ -21,7 +21,7 @@ from yarl import URL
 
 from controller.errors import ConfigError
 from controller.model import RegistryCredential, Secret
-from controller.registry import (
+from controller.registryapi import (
     DETAIL_LIMIT,
     IMAGE_CHECK_RESULTS,
     MANIFEST_MEDIA_TYPES,

@@ -21,7 +21,7 @@ from controller.credentials.password import PasswordSource
 from controller.errors import CredentialError
 from controller.model import RegistryCredential
 from controller.plan import bundle_name
-from controller.registry import LOGIN_OUTCOMES, LoginOutcome, LoginResult, RegistryLogin
+from controller.registryapi import LOGIN_OUTCOMES, LoginOutcome, LoginResult, RegistryLogin
 from controller.registryreconciler import RegistryReconciler, VerificationRequests
 from controller.settings import CredentialSettings, RegistrySettings, VerifyMode
 from controller.storage.memory import MemoryStore
