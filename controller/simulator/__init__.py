@@ -42,10 +42,13 @@ Run it alone with ``python -m controller.simulator --listen 127.0.0.1:8080 --app
 
 Modules: ``wire`` (shared encoding, errors), ``versions`` (what each Marathon version does),
 ``apps`` (definitions), ``groups`` (the group tree, group updates), ``selectors`` (label
-selectors), ``deployments`` (plans and steps), ``events`` (the bus), ``faults`` (planned
-failures, the write log), ``state`` (``MarathonState``), ``http`` (``MarathonSimulator``),
-``agent`` (tasks, rolling restarts and the launch queue), ``fetcher`` (the Mesos fetcher's rules),
-``pullers`` (the puller port, ``RegistryBook``: credentials, account scopes and images),
+selectors), ``deployments`` (plans and steps), ``deployer`` (running them: locks, steps, end and
+cancellation), ``events`` (the bus), ``faults`` (planned failures, the write log), ``state``
+(``MarathonState``: apps, versions and groups; it mixes in the deployer, the bus and the
+faults), ``http`` (``MarathonSimulator``), ``agent`` (``Agent``: launches, rolling restarts, task
+states), ``launchqueue`` (Marathon's launch queue and backoff, mixed into ``Agent``), ``tasks``
+(what the agent keeps: tasks, each app's entry, ``AgentHost``), ``fetcher`` (the Mesos fetcher's
+rules), ``pullers`` (the puller port, ``RegistryBook``: credentials, account scopes and images),
 ``registry`` (``RegistrySimulator``: a registry's ``GET /v2/`` login, manifests and tags over
 the same book), ``seed`` and ``cli``.
 """

@@ -21,6 +21,9 @@ The agent is opt-in (``MarathonState(agent=Agent(...))``): without it the simula
 no task and fetches nothing, however many apps it holds. It needs a running event loop; timers
 go through ``schedule`` (default: the loop's ``call_later``), so tests can drive backoffs without
 waiting for them.
+
+Marathon's launch queue is in ``launchqueue`` (``Agent`` mixes it in), the records the agent
+keeps (tasks, each app's entry) and ``AgentHost`` in ``tasks``.
 """
 
 from __future__ import annotations
@@ -31,23 +34,29 @@ import shutil
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from controller.reference import InvalidReferenceError, parse_image
 from controller.simulator.fetcher import FetchError, FetchLimits, fetch_into_sandbox
-from controller.simulator.pullers import CredentialPuller, FailedPull, Puller, RegistryBook
+from controller.simulator.launchqueue import LaunchQueue
+from controller.simulator.pullers import CredentialPuller, FailedPull, Puller
+from controller.simulator.tasks import (
+    FAILED,
+    KILLED,
+    RUNNING,
+    STAGING,
+    AgentHost,
+    AppTasks,
+    Rollout,
+    Task,
+)
 from controller.simulator.versions import MarathonVersion
 from controller.simulator.wire import Json, Scheduler, iso
 
 __all__ = ["Agent", "AgentHost", "Task", "fetch_failure_message", "pull_failure_message"]
 
-STAGING: Final = "TASK_STAGING"
-RUNNING: Final = "TASK_RUNNING"
-FAILED: Final = "TASK_FAILED"
-KILLED: Final = "TASK_KILLED"
 _CONDITIONS: Final = {RUNNING: "Running", FAILED: "Failed", KILLED: "Killed"}
 """``instance_changed_event`` conditions (Marathon's ``Condition`` names)."""
 _DOCKER_SOCKET: Final = "unix:///var/run/docker.sock"
@@ -96,86 +105,7 @@ def _number(app: Mapping[str, Any], name: str, default: float) -> float:
     return float(value)
 
 
-class AgentHost(Protocol):
-    """What the agent needs from Marathon's state (``MarathonState`` is one)."""
-
-    registries: RegistryBook
-
-    @property
-    def version(self) -> str: ...
-
-    def app(self, app_id: str) -> Json | None:
-        """The app as ``GET /v2/apps`` shows its definition, or ``None`` when it is gone."""
-        ...
-
-    def now(self) -> datetime: ...
-
-    def publish(self, event_type: str, payload: Mapping[str, Any]) -> None: ...
-
-    def tasks_changed(self, app_id: str) -> None:
-        """An app's tasks or counts changed, its events are out: drop what was cached about
-        them, and see whether a deployment step waiting on them is done."""
-        ...
-
-
-@dataclass(slots=True, kw_only=True, eq=False)
-class Task:
-    """One task of one instance, on this agent."""
-
-    id: str
-    instance_id: str
-    app_id: str
-    version: str
-    state: str
-    staged_at: datetime
-    sandbox: Path
-    ports: list[int]
-    service_ports: list[int]
-    started_at: datetime | None = None
-
-
-@dataclass(slots=True)
-class _Launcher:
-    """An app's place in Marathon's launch queue: its backoff and since when it waits.
-
-    The backoff belongs to one app version (Marathon keys it by config ref), so a new version
-    gets a fresh one.
-    """
-
-    config_ref: str
-    delay: float | None = None
-    backoff_until: datetime | None = None
-    waiting_since: datetime | None = None
-    wake_due: datetime | None = None
-    """When the pending wake-up timer fires (``None``: none pending)."""
-    wake_token: int = 0
-    """Only the newest timer wakes the launcher; older ones find a newer token and do nothing."""
-
-
-@dataclass(slots=True, kw_only=True)
-class _Rollout:
-    """A restart in progress (``TaskReplaceActor.State``): the version it rolls out, how many
-    instances it may keep at most, the old tasks it still kills, and how many new instances it
-    has started (a failed one stays started: the launch queue relaunches it)."""
-
-    version: str
-    instances: int
-    max_capacity: int
-    to_kill: deque[Task]
-    started: int
-
-
-@dataclass(slots=True)
-class _AppTasks:
-    tasks: list[Task] = field(default_factory=list)
-    launcher: _Launcher | None = None
-    last_failure: Json | None = None
-    wanted: int = 0
-    """How many instances the launch queue keeps alive outside a restart."""
-    rollout: _Rollout | None = None
-
-
-class Agent:
+class Agent(LaunchQueue):
     """One agent: ``host`` (a hostname) with ``agent_id``, sandboxes under ``work_dir``.
 
     ``puller`` defaults to the built-in ``CredentialPuller`` over the state's ``registries``.
@@ -205,7 +135,7 @@ class Agent:
         self._puller = puller
         self._schedule = schedule
         self._host: AgentHost | None = None
-        self._apps: dict[str, _AppTasks] = {}
+        self._apps: dict[str, AppTasks] = {}
         self._slots = asyncio.Semaphore(max_concurrent_launches)
         self._launches: set[asyncio.Task[None]] = set()
         self._timers: set[asyncio.TimerHandle] = set()
@@ -289,8 +219,8 @@ class Agent:
         # "we always prefer to kill unhealthy tasks first": not yet running ones here
         old.sort(key=lambda t: t.state == RUNNING)
         entry.wanted = instances
-        entry.rollout = _Rollout(version=version, instances=instances, max_capacity=max_capacity,
-                                 to_kill=deque(old), started=len(entry.tasks) - len(old))
+        entry.rollout = Rollout(version=version, instances=instances, max_capacity=max_capacity,
+                                to_kill=deque(old), started=len(entry.tasks) - len(old))
         for _ in range(kill_now):
             self._kill_next_old(entry)
         self._converge(app_id)
@@ -328,17 +258,6 @@ class Agent:
         entry = self._apps.get(app_id)
         return sum(1 for t in entry.tasks if t.version != version) if entry else 0
 
-    def _follow(self, app_id: str) -> tuple[_AppTasks, Json | None]:
-        """The app's tasks entry, with a fresh launcher when its configuration changed (the
-        backoff belongs to one config ref)."""
-        entry = self._apps.setdefault(app_id, _AppTasks())
-        app = self.host.app(app_id)
-        if app is not None:
-            config_ref = app["versionInfo"]["lastConfigChangeAt"]
-            if entry.launcher is None or entry.launcher.config_ref != config_ref:
-                entry.launcher = _Launcher(config_ref=config_ref)
-        return entry, app
-
     def tasks(self, app_id: str) -> list[Json]:
         """``GET /v2/apps/{id}/tasks``' items: the staged and running tasks."""
         entry = self._apps.get(app_id)
@@ -357,45 +276,6 @@ class Agent:
         entry = self._apps.get(app_id)
         return entry.last_failure if entry else None
 
-    def queue(self) -> list[tuple[str, Json]]:
-        """``(app id, queue entry without "app")`` for every app with instances to launch."""
-        now = self.host.now()
-        entries = []
-        for app_id, entry in self._apps.items():
-            app = self.host.app(app_id)
-            launcher = entry.launcher
-            if app is None or launcher is None:
-                continue
-            waiting = self._not_running(entry)
-            if waiting <= 0:
-                continue
-            until = launcher.backoff_until
-            left = (until - now).total_seconds() if until is not None else 0.0
-            entries.append((app_id, {
-                "count": waiting,
-                "delay": {"timeLeftSeconds": max(0, int(left)),
-                          "overdue": until is not None and left < 0},
-                "since": iso(launcher.waiting_since or now),
-                "processedOffersSummary": {
-                    "processedOffersCount": 0, "unusedOffersCount": 0,
-                    "rejectSummaryLastOffers": [], "rejectSummaryLaunchAttempt": []},
-            }))
-        return entries
-
-    def reset_delay(self, app_id: str) -> bool:
-        """``DELETE /v2/queue/{id}/delay``: ``False`` unless an instance of the app waits for a
-        launch (Marathon 1.10: a *scheduled* instance; a staging one is launched already);
-        otherwise its backoff is cleared and the waiting instances launch at once."""
-        entry = self._apps.get(app_id)
-        app = self.host.app(app_id)
-        if entry is None or entry.launcher is None or app is None:
-            return False
-        if self._missing(entry) <= 0:
-            return False
-        entry.launcher.delay = entry.launcher.backoff_until = None
-        self._converge(app_id)
-        return True
-
     def fail_tasks(self, app_id: str, message: str = "Command exited with status 1") -> int:
         """Make the app's running tasks exit with ``TASK_FAILED`` (a crash, an OOM kill …), so
         Marathon launches them again, after the backoff; returns how many failed."""
@@ -406,100 +286,7 @@ class Agent:
             self._failed(task, message)
         return len(running)
 
-    def backoff(self, app_id: str) -> float | None:
-        """The app's current launch delay in seconds (``None``: not delayed)."""
-        entry = self._apps.get(app_id)
-        return entry.launcher.delay if entry and entry.launcher else None
-
-    # -- the launch queue ----------------------------------------------------------------------
-
-    @staticmethod
-    def _missing(entry: _AppTasks) -> int:
-        """Instances the launch queue still has to launch (scheduled, not staging)."""
-        rollout = entry.rollout
-        if rollout is None:
-            return entry.wanted - len(entry.tasks)
-        return rollout.started - sum(1 for t in entry.tasks if t.version == rollout.version)
-
-    @staticmethod
-    def _not_running(entry: _AppTasks) -> int:
-        """Instances that should run and do not (``GET /v2/queue``'s ``count``)."""
-        rollout = entry.rollout
-        version = rollout.version if rollout is not None else None
-        target = rollout.instances if rollout is not None else entry.wanted
-        return target - sum(1 for t in entry.tasks
-                            if t.state == RUNNING and version in (None, t.version))
-
-    def _kill_next_old(self, entry: _AppTasks) -> None:
-        """Kill the next old task of a restart that is still there."""
-        rollout = entry.rollout
-        while rollout is not None and rollout.to_kill:
-            task = rollout.to_kill.popleft()
-            if task in entry.tasks:
-                self._kill(task, entry)
-                return
-
-    def _roll(self, entry: _AppTasks, rollout: _Rollout) -> None:
-        """Start what the capacity allows (``TaskReplaceActor.launchInstances``), and end the
-        restart once every new instance runs and no old one is left."""
-        old = sum(1 for t in entry.tasks if t.version != rollout.version)
-        capacity = max(0, rollout.max_capacity - old - rollout.started)
-        rollout.started += min(max(0, rollout.instances - rollout.started), capacity)
-        running = sum(1 for t in entry.tasks if t.version == rollout.version and t.state == RUNNING)
-        if old == 0 and running >= rollout.instances:
-            entry.rollout = None
-
-    def _converge(self, app_id: str) -> None:
-        app = self.host.app(app_id)
-        entry = self._apps.get(app_id)
-        if app is None or entry is None or entry.launcher is None:
-            return
-        launcher = entry.launcher
-        if entry.rollout is not None:
-            self._roll(entry, entry.rollout)
-        missing = self._missing(entry)
-        if missing <= 0:
-            if self._not_running(entry) <= 0:
-                launcher.waiting_since = None
-            return
-        now = self.host.now()
-        if launcher.waiting_since is None:
-            launcher.waiting_since = now
-        if launcher.backoff_until is not None and launcher.backoff_until > now:
-            self._wake_at(app_id, launcher, launcher.backoff_until)
-            return
-        for _ in range(missing):
-            self._launch(app)
-
-    def _wake_at(self, app_id: str, launcher: _Launcher, due: datetime) -> None:
-        """Converge the app again at ``due``, unless a wake-up no later than that is pending
-        (an early one finds the app still delayed and sets the next)."""
-        if launcher.wake_due is not None and launcher.wake_due <= due:
-            return
-        launcher.wake_due = due
-        launcher.wake_token += 1
-        token = launcher.wake_token
-        seconds = (due - self.host.now()).total_seconds()
-
-        def wake() -> None:
-            if launcher.wake_token != token:
-                return
-            launcher.wake_due = None
-            entry = self._apps.get(app_id)
-            if entry is not None and entry.launcher is launcher:
-                self._converge(app_id)
-
-        if self._schedule is not None:
-            self._schedule(seconds, wake)
-            return
-        loop = asyncio.get_running_loop()
-
-        def fire() -> None:
-            self._timers.discard(handle)
-            wake()
-
-        handle = loop.call_later(seconds, fire)
-        self._timers.add(handle)
+    # -- launches ------------------------------------------------------------------------------
 
     def _ids(self, app_id: str) -> tuple[str, str]:
         """Marathon's instance and task ids: ``app.instance-<uuid>._app.1`` since 1.8, the
@@ -609,7 +396,7 @@ class Agent:
             launcher.backoff_until = now + timedelta(seconds=launcher.delay)
         self._converge(task.app_id)
 
-    def _kill(self, task: Task, entry: _AppTasks | None = None) -> None:
+    def _kill(self, task: Task, entry: AppTasks | None = None) -> None:
         """Kill a staged or running task (a new version replaced it, or a scale-down); the
         caller converges the app afterwards."""
         entry = entry or self._apps[task.app_id]
@@ -619,6 +406,15 @@ class Agent:
         if was_running:
             shutil.rmtree(task.sandbox, ignore_errors=True)
         self._report(task, "")
+
+    def _kill_next_old(self, entry: AppTasks) -> None:
+        """Kill the next old task of a restart that is still there."""
+        rollout = entry.rollout
+        while rollout is not None and rollout.to_kill:
+            task = rollout.to_kill.popleft()
+            if task in entry.tasks:
+                self._kill(task, entry)
+                return
 
     def _report(self, task: Task, message: str) -> None:
         """``status_update_event`` and ``instance_changed_event``, as Marathon 1.10 writes them."""

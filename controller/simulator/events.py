@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from controller.simulator.wire import Json, dumps
+from controller.simulator.wire import Json, dumps, iso
 
 
 class Event(NamedTuple):
@@ -43,3 +45,44 @@ def encode(event_type: str, body: Json, full: Json | None = None) -> Event:
     if full is None:
         return Event(event_type, body, _frame(event_type, body))
     return Event(event_type, body, _frame(event_type, body), full, _frame(event_type, full))
+
+
+class EventBus:
+    """``MarathonState``'s event bus: who subscribed, and every event published to them."""
+
+    if TYPE_CHECKING:  # what MarathonState provides (its __init__ sets them)
+        _subscribers: tuple[Subscriber, ...]
+        _now: Callable[[], datetime]
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        self._subscribers = (*self._subscribers, subscriber)
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        self._subscribers = tuple(s for s in self._subscribers if s is not subscriber)
+
+    def publish(self, event_type: str, payload: Mapping[str, Any], *,
+                full: Mapping[str, Any] | None = None) -> None:
+        """Deliver an event to every subscriber, encoded once (``full``: the heavy form of a
+        deployment event, for streams that want ``plan.original``/``plan.target``).
+
+        ``eventType`` and ``timestamp`` are appended unless the payload has them.
+        """
+        subscribers = self._subscribers
+        if not subscribers:
+            return
+        body = dict(payload)
+        body.setdefault("eventType", event_type)
+        body.setdefault("timestamp", iso(self._now()))
+        heavy = (None if full is None else
+                 {**full, "eventType": body["eventType"], "timestamp": body["timestamp"]})
+        event = encode(event_type, body, heavy)
+        for subscriber in subscribers:
+            subscriber.deliver(event)
+
+    trigger_event = publish
+    """Inject any event, as if Marathon sent it (e.g. a ``status_update_event`` flood)."""
+
+    def disconnect_streams(self) -> None:
+        """Cut every subscriber, as a Marathon restart or leader change would."""
+        for subscriber in self._subscribers:
+            subscriber.close()

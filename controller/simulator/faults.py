@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from controller.simulator.wire import ApiError
+from controller.simulator.wire import ApiError, no_leader
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,3 +69,75 @@ class Fault:
             async with asyncio.timeout(self.seconds):
                 await self.released.wait()
 
+
+class FaultsAndWrites:
+    """``MarathonState``'s planned faults for the requests a facade gets, and its log of the
+    write requests."""
+
+    if TYPE_CHECKING:  # what MarathonState provides (its __init__ sets them)
+        writes: list[WriteRecord]
+        unavailable: bool
+        _faults: list[Fault]
+        _now: Callable[[], datetime]
+
+    def fail_next(
+        self, target: str, status: int = 503, count: int | None = 1, *, method: str | None = None,
+    ) -> Fault:
+        """Answer ``status`` to the next ``count`` requests whose path matches ``target``.
+
+        ``target`` is a regex searched in the request path, so an app id such as ``/team/web``
+        works as it is (it also matches ``/team/web-2``; end it with ``$`` to be exact).
+        ``count=None`` fails every matching request until ``clear_faults``.
+        """
+        return self.inject(target, "status", status=status, count=count, method=method)
+
+    def inject(
+        self, target: str, kind: FaultKind, *, method: str | None = None, status: int = 503,
+        count: int | None = 1, seconds: float | None = None, landed: bool = False,
+    ) -> Fault:
+        """Plan a ``Fault`` of ``kind`` for requests whose path matches the regex ``target``.
+
+        Faults are tried in the order they were planned; each request uses up at most one.
+        Keep the returned fault to ``release`` the requests a ``hang`` holds.
+        """
+        fault = Fault(pattern=re.compile(target), kind=kind, method=method, status=status,
+                      remaining=count, seconds=seconds, landed=landed)
+        self._faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        """Drop every planned fault and let held requests go on (``unavailable`` stays)."""
+        for fault in self._faults:
+            fault.release()
+        self._faults.clear()
+
+    def claim_fault(self, method: str, path: str) -> Fault | None:
+        """The fault this request meets, if any (each request uses up one). The facade asks
+        this after ``unavailable``."""
+        return self._use_fault(method, path, ("status", "hang", "truncate"))
+
+    def take_fault(self, method: str, path: str) -> ApiError | None:
+        """The failure planned for this request, if any (each planned one is used up).
+
+        Failures are ``unavailable`` and ``status`` faults; other kinds are left for
+        ``claim_fault``.
+        """
+        if self.unavailable:
+            return no_leader()
+        fault = self._use_fault(method, path, ("status",))
+        return fault.error() if fault is not None else None
+
+    def _use_fault(self, method: str, path: str, kinds: tuple[FaultKind, ...]) -> Fault | None:
+        for fault in self._faults:
+            if fault.kind in kinds and fault.matches(method, path):
+                if fault.remaining is not None:
+                    fault.remaining -= 1
+                    if fault.remaining <= 0:
+                        self._faults.remove(fault)
+                return fault
+        return None
+
+    def record_write(self, method: str, path: str, body: Any, client: str, status: int,
+                     query: str = "") -> None:
+        self.writes.append(WriteRecord(method=method, path=path, body=body, client=client,
+                                       status=status, at=self._now(), query=query))
