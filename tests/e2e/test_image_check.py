@@ -247,6 +247,9 @@ class TestTheDaemonFindsUnpullableImages:
                     "/img/private": ("image_unpullable", "denied"),
                     "/img/typo": ("image_unpullable", "manifest_unknown")}
                 assert await ops.metric("image_checks_total", result="denied") == 1
+                await services.eventually(lambda: not state.list_deployments(), 10,
+                                          "the controller's own deployments end (a user's "
+                                          "edit meanwhile would meet the lock's 409)")
                 state.update_app("/img/typo", {"container": {"type": "DOCKER", "docker": {
                     "image": token_registry.ref(token_registry.image)}}})
 
