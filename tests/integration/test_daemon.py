@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 import structlog.testing
+from prometheus_client.parser import text_string_to_metric_families
 
 from controller.config import settings_from_mapping
 from controller.manager import run
@@ -216,8 +217,18 @@ class TestOpsEndpoints:
         assert ready == (200, {"ok": True, "checks": {"synced": True, "marathon": True,
                                                       "events": True}})
         assert healthy == 200
-        assert "marathon_pullsecret_controller_reconcile_total" in metrics
         assert 'marathon_pullsecret_bundle_publishes_total{registry="' + REGISTRY in metrics
+        # both controllers and both queues, apart (controller-runtime's and client-go's shape)
+        samples = {(f.name, tuple(sorted(s.labels.items()))): s.value
+                   for f in text_string_to_metric_families(metrics) for s in f.samples}
+        for controller in ("app", "registry"):
+            reconciles = sum(samples[("marathon_pullsecret_controller_reconcile",
+                                      (("controller", controller), ("result", result)))]
+                             for result in ("success", "requeue_after"))
+            assert reconciles >= 1, controller
+            assert ("marathon_pullsecret_workqueue_longest_running_processor_seconds",
+                    (("name", controller),)) in samples
+            assert samples[("marathon_pullsecret_workqueue_adds", (("name", controller),))] >= 1
         for text in (status_text, metrics):
             assert env["REG_PW"] not in text
 
