@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Protocol
 
-from controller.config import read_limited
+from controller.boundedread import read_limited
 from controller.errors import CredentialError
 from controller.model import RegistryCredential
 

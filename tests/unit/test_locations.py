@@ -10,11 +10,12 @@ from prometheus_client import CollectorRegistry
 
 from controller.appindex import AppIndex
 from controller.bundles import BundleManager
+from controller.credentials.kinds import PasswordEnvCredentials
 from controller.metrics import Metrics
 from controller.model import RegistryCredential, Secret
 from controller.plan import Ownership, Planner, RegistryRule
 from controller.reconcile import AppReconciler
-from controller.settings import CredentialSettings, RegistrySettings
+from controller.settings import RegistrySettings
 from controller.statusbook import StatusBook
 from controller.storage.memory import MemoryStore
 
@@ -40,7 +41,7 @@ class Source:
 async def test_a_slow_registry_does_not_hold_up_the_others():
     fast_read = asyncio.Event()
     registries = {r: RegistrySettings(host=r, registry=r, verify="off", credentials=(
-        CredentialSettings(kind="password_env", username="robot", password_env="PW")))
+        PasswordEnvCredentials(username="robot", password_env="PW")))
         for r in (SLOW, FAST)}
     bundles = BundleManager(registries, {SLOW: Source(fast_read, None),  # type: ignore[dict-item]
                                          FAST: Source(None, fast_read)}, MemoryStore())

@@ -16,13 +16,14 @@ import aiohttp
 import pytest
 
 from controller.bundles import REJECTED_RECHECK, BundleManager
+from controller.credentials.kinds import PasswordFileCredentials
 from controller.credentials.password import PasswordSource
 from controller.errors import CredentialError
 from controller.model import RegistryCredential
 from controller.plan import bundle_name
 from controller.reconcile import RegistryReconciler
 from controller.registry import LOGIN_OUTCOMES, LoginOutcome, LoginResult, RegistryLogin
-from controller.settings import CredentialSettings, RegistrySettings, VerifyMode
+from controller.settings import RegistrySettings, VerifyMode
 from controller.statusbook import StatusBook
 from controller.storage.memory import MemoryStore
 from tests.services import free_port
@@ -58,8 +59,7 @@ def test_the_table_covers_every_outcome() -> None:
 def registry_settings(host: str, mode: VerifyMode, password_file: Path) -> RegistrySettings:
     return RegistrySettings(
         host=host, registry=host, verify=mode,
-        credentials=CredentialSettings(kind="password_file", username="ci-puller",
-                                       password_file=password_file))
+        credentials=PasswordFileCredentials(username="ci-puller", password_file=password_file))
 
 
 @dataclass
