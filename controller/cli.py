@@ -357,11 +357,12 @@ def _inject(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     Building a store has no other side effect: no directory is made, no client created."""
     from controller.inject import Injector, inject, parse_document, render
     from controller.manager import planner
+    from controller.storage.backends import FilesystemStorage
     from controller.wiring import store_from_settings
 
     settings = _load(args, env, one_shot=True, offline=True)
     storage = settings.storage
-    if storage.filesystem is not None:
+    if isinstance(storage, FilesystemStorage):
         storage = replace(storage, filesystem=replace(storage.filesystem, group=None))
     store = store_from_settings(storage)
     injector = Injector.of(planner(settings, store.home), store.fixed_location)

@@ -8,24 +8,27 @@ instead of its regex), a ``ValueKind`` shared by several keys, or ``Limits``. A 
 ``DERIVED_DEFAULT`` may be left out of the file, and the loader then derives it. The loader
 (``controller.config``) passes a dataclass only the keys the file gives, so a key left out keeps
 the default written here.
+
+A section that holds exactly one of several keys, one per adapter behind a port
+(``CredentialSettings``, ``StorageSettings``), has its shared keys here; each of its keys is an
+entry of the port's registration table (``controller.credentials.kinds``,
+``controller.storage.backends``; see ``controller.settingtables``), whose settings subclass it.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Final, Literal
 
 from controller.model import BundleFormat
+from controller.settingtables import shown
 
 __all__ = [
-    "PATTERNS",
     "ControllerSettings",
-    "CredentialKind",
     "CredentialSettings",
-    "EcrSettings",
-    "FilesystemStorageSettings",
     "Floor",
     "LeaderElectionSettings",
     "Limits",
@@ -36,16 +39,16 @@ __all__ = [
     "ReconcileSettings",
     "RegistrySettings",
     "RemediationSettings",
-    "S3StorageSettings",
     "SelectorSettings",
     "ServerSettings",
     "Settings",
     "StorageSettings",
     "UpdateMethod",
-    "UriStyle",
     "ValueKind",
     "VerifyMode",
     "duration_text",
+    "parse_duration",
+    "too_short",
 ]
 
 FILE_KEY: Final = "config_file"
@@ -109,6 +112,30 @@ def duration_text(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+def parse_duration(value: str | float, floor: Floor | None = None) -> float:
+    """Seconds in ``90s``, ``30m``, ``6h``, ``1d``, ``1h30m`` or a plain number of seconds;
+    at least ``floor`` when given."""
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        parts = _DURATION_PART.findall(value)
+        if not parts or "".join(n + u for n, u in parts) != value:
+            raise ValueError(f"{shown(value)} is not a duration: {DURATION_RULE}")
+        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    if floor is not None and not seconds >= floor.seconds:  # also NaN
+        raise ValueError(too_short(floor))
+    if not seconds > 0:  # also NaN
+        raise ValueError("must be more than 0 seconds")
+    if seconds > _MAX_DURATION:
+        raise ValueError("must be at most 365d")
+    return seconds
+
+
+def too_short(floor: Floor) -> str:
+    """The problem of a duration shorter than ``floor``, and why that is refused."""
+    return f"must be at least {duration_text(floor.seconds)} ({floor.why})"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ValueKind:
     """A kind of value that several keys share: one entry in the schema's ``$defs``."""
@@ -122,6 +149,10 @@ class ValueKind:
 
 
 DURATION_RULE: Final = "use a number of seconds or e.g. 30s, 5m, 6h"
+_HOUR: Final = 3600.0
+_MAX_DURATION: Final = 365 * 24 * _HOUR  # longer is a mistake, and overflows date arithmetic
+_DURATION_PART: Final = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": _HOUR, "d": 24 * _HOUR}
 DURATION: Final = ValueKind(
     name="duration",
     description="A duration such as 90s, 30m, 6h, 1d or 1h30m, or a number of seconds; more than "
@@ -140,38 +171,24 @@ APP_GLOB: Final = Pattern(regex="^/", noun="an app glob",
                           rule="app globs start with / (e.g. /team-a/*)")
 LABEL_NAME: Final = Pattern(regex="^[-A-Za-z0-9_.]+$", noun="a label name",
                             rule="use letters, digits, '-', '_' and '.'")
-HELPER_NAME: Final = Pattern(
-    regex="^[A-Za-z0-9._-]+$", noun="a credential helper name",
-    rule="use the part after docker-credential- (letters, digits, '.', '_' and '-'), e.g. "
-         "ecr-login")
-AWS_ACCOUNT: Final = Pattern(regex="^[0-9]{12}$", noun="an AWS account id",
-                             rule="write its 12 digits in quotes")
-AWS_REGION: Final = Pattern(
+AWS_REGION: Final = Pattern(  # ECR's and S3's
     regex="^[a-z0-9](-?[a-z0-9])*$", noun="an AWS region",
     rule="use lower-case letters, digits and '-', e.g. us-east-1")
-ROLE_ARN: Final = Pattern(regex="^arn:", noun="a role ARN",
-                          rule="ARNs start with arn: (e.g. arn:aws:iam::123456789012:role/pull)")
 CONTROLLER_NAME: Final = Pattern(
     regex="^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$", noun="a controller name",
     rule="use 1 to 40 lower-case letters, digits and '-', starting and ending with a letter or "
          "digit (e.g. prod-east)")
-PATTERNS: Final = (DURATION.pattern, ENV_NAME.pattern, APP_GLOB, LABEL_NAME, HELPER_NAME,
-                   AWS_ACCOUNT, AWS_REGION, ROLE_ARN, CONTROLLER_NAME)
-"""Every pattern the settings use (the loader words schema errors with them)."""
 
 Text = Annotated[str, Limits(min_length=1)]
 """Text that is not empty."""
 Duration = Annotated[float, DURATION]
 """Seconds; the file writes 90s, 30m, 6h, 1d, 1h30m or a plain number of seconds."""
 EnvName = Annotated[str, ENV_NAME]
-UriStyle = Literal["s3a", "https", "presigned"]
 UpdateMethod = Literal["auto", "patch", "put"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["auto", "json", "console"]
-CredentialKind = Literal["password_env", "password_file", "docker_config", "helper", "ecr"]
 VerifyMode = Literal["required", "best_effort", "off"]
 """How a new credential is tried against its registry before it is published."""
-_HOUR: Final = 3600.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -226,37 +243,11 @@ class SelectorSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class EcrSettings:
-    """AWS ECR GetAuthorizationToken (12 h tokens) with the default AWS credential chain."""
-
-    region: Annotated[str, AWS_REGION]
-    """AWS region of the registry, e.g. us-east-1."""
-    registry_id: Annotated[str, AWS_ACCOUNT] | None = None
-    """AWS account id (12 digits) of the registry; default: the caller's account."""
-    role_arn: Annotated[str, ROLE_ARN] | None = None
-    """Role to assume before asking for the token."""
-    endpoint_url: Text | None = None
-    """ECR API endpoint, e.g. a VPC endpoint; default: the region's public endpoint."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class CredentialSettings:
     """Where one registry's credentials come from: exactly one source."""
 
-    kind: CredentialKind = field(metadata=COMPUTED)
-    """Which source is set (the loader finds it; the file has no such key)."""
     username: Text | None = None
     """Registry user; needed with password_env or password_file, not used otherwise."""
-    password_env: EnvName | None = None
-    """Environment variable that holds the registry password."""
-    password_file: Path | None = None
-    """File that holds the registry password (not empty, at most 64 KiB)."""
-    docker_config: Path | None = None
-    """A docker config.json (as docker login writes it); its entry for this host is used."""
-    helper: Annotated[str, HELPER_NAME] | None = None
-    """A Docker credential helper on PATH: runs docker-credential-<helper> get."""
-    ecr: EcrSettings | None = None
-    """AWS ECR tokens."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -318,54 +309,9 @@ class RegistrySettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class FilesystemStorageSettings:
-    """Bundles on a file system that every agent mounts."""
-
-    path: Path
-    """Absolute directory the bundles are written to (mode 0600, or 0640 with group); it must
-    exist: the controller never creates it."""
-    uri_prefix: Text = field(metadata=DERIVED_DEFAULT)
-    """What tasks fetch the bundles from; default file://<path>."""
-    group: Annotated[str | int, Limits(minimum=0, maximum=4294967294)] | None = None
-    """Group (name or id) that may read the bundles, as the Mesos fetcher runs as the task's
-    user."""
-    require_mount: bool = False
-    """Also require the path to be on another filesystem than / (the shared one, mounted): a
-    directory left on the local disk while the shared filesystem is not mounted is refused at
-    start-up and before every write."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class S3StorageSettings:
-    """Bundles in an S3 bucket."""
-
-    bucket: Text
-    """Bucket name."""
-    prefix: str = ""
-    """Key prefix of the bundles, e.g. marathon/prod."""
-    region: Annotated[str, AWS_REGION] | None = None
-    """AWS region of the bucket; default: from the AWS configuration."""
-    endpoint_url: Text | None = None
-    """S3 endpoint, e.g. for an S3-compatible store; default: AWS's endpoint for the region."""
-    kms_key_id: Text | None = None
-    """SSE-KMS with this key; default: SSE-S3 (AES256)."""
-    uri_style: UriStyle = "s3a"
-    """What tasks fetch: s3a (Hadoop fetcher), https (allowed by a bucket policy) or presigned."""
-    presign_ttl: Annotated[Duration, Floor(
-        seconds=_HOUR, why="every re-sign, at half the TTL, rewrites and so restarts every "
-                           "opted-in app")] = 12 * _HOUR
-    """presigned only: how long a URL lasts, at most 7d; each re-sign, at half of it, rewrites
-    and so restarts the app."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class StorageSettings:
     """Where bundles are published: exactly one backend."""
 
-    filesystem: FilesystemStorageSettings | None = None
-    """A shared file system."""
-    s3: S3StorageSettings | None = None
-    """An S3 bucket."""
     previous_locations: tuple[Text, ...] = ()
     """Where this controller published its bundles before a storage move (URI prefixes as apps
     fetch them, e.g. file:///mnt/old/pullsecrets or s3a://old-bucket/prefix): entries there are

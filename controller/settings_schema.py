@@ -1,6 +1,7 @@
 """Generates the config's JSON Schema from the settings dataclasses (``controller.settings``).
 
-Run ``python -m controller.settings_schema`` after changing a setting: it rewrites
+Run ``python -m controller.settings_schema`` after changing a setting or a registration table
+(a credential kind, a storage backend): it rewrites
 ``controller/config_schema.json`` (or writes the path given), which the loader validates with
 and operators' tools read; a test checks that the checked-in file is what this module generates.
 Types, defaults and constraints come from the fields, descriptions from their docstrings (read
@@ -16,9 +17,9 @@ import json
 import sys
 import types
 from collections.abc import Mapping
-from dataclasses import MISSING, Field, fields, is_dataclass
+from dataclasses import MISSING, Field, is_dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from controller.settings import (
     DURATION,
@@ -30,6 +31,7 @@ from controller.settings import (
     ValueKind,
     duration_text,
 )
+from controller.settingtree import section_fields, type_hints
 
 SCHEMA_FILE = Path(__file__).with_name("config_schema.json")
 _WIDTH = 100
@@ -59,21 +61,20 @@ def schema_text() -> str:
 
 
 def _object(cls: type, defs: dict[str, Any]) -> dict[str, Any]:
-    """The schema of a settings dataclass: one property per field the file may set."""
-    hints = get_type_hints(cls, include_extras=True)
-    docs = field_docs(cls)
+    """The schema of a settings dataclass: one property per field the file may set, and for a
+    section with a registration table, one per entry's key (``controller.settingtree``)."""
     properties: dict[str, Any] = {}
     required = []
-    for item in fields(cls):
+    for owner, item in section_fields(cls):
         role = item.metadata.get(FILE_KEY)
         if role == "computed":
             continue
-        value = _value(hints[item.name], defs)
+        value = _value(type_hints(owner)[item.name], defs)
         floor = value.get("minimum") if value.get("$ref") == _ref(DURATION) else None
         at_least = f" At least {duration_text(floor)}." if floor is not None else ""
-        prop = {"description": docs[item.name] + at_least,
+        prop = {"description": field_docs(owner)[item.name] + at_least,
                 **{k: v for k, v in value.items() if k != "description"}}
-        if item.default is MISSING and role is None:
+        if item.default is MISSING and role is None and owner is cls:
             required.append(item.name)
         elif (default := _default(item)) is not MISSING:
             prop["default"] = duration_text(default) if prop.get("$ref") == _ref(DURATION) \

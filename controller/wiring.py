@@ -1,21 +1,26 @@
-"""Wiring: the only module that names concrete adapters. It builds them from the settings;
-``controller.manager`` runs them."""
+"""Wiring: the only module that imports concrete adapters. It builds them from the settings,
+credential sources and stores by the factories their registration tables name
+(``controller.credentials.kinds``, ``controller.storage.backends``); ``controller.manager`` runs
+them."""
 
 from __future__ import annotations
 
 import os
 import socket
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
+from importlib import import_module
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import structlog
 
 from controller.bundles import BundleManager
 from controller.credentials.base import CredentialSource
+from controller.credentials.kinds import CREDENTIAL_KINDS, SourceFactory
 from controller.fence import Fence, no_fence
 from controller.imagecheck import ImageChecks
 from controller.marathon import MarathonClient
@@ -24,6 +29,7 @@ from controller.presence import Presence, config_fingerprint
 from controller.ratelimit import DeploymentBudget, TokenBucket, WriteGate
 from controller.registryapi import ImageCheckResult, RegistryLogin
 from controller.settings import RegistrySettings, Settings, StorageSettings
+from controller.storage.backends import STORAGE_BACKENDS, StoreFactory
 from controller.storage.base import BundleStore
 
 __all__ = ["Components", "build", "checks_images", "credential_source", "registry_logins",
@@ -33,28 +39,10 @@ log = structlog.get_logger(component="wiring")
 
 
 def credential_source(registry: RegistrySettings, env: Mapping[str, str]) -> CredentialSource:
-    """The configured source of ``registry``'s credentials, imported only when named."""
-    creds = registry.credentials
-    if creds.kind == "ecr":
-        from controller.credentials.ecr import EcrSource
-
-        assert creds.ecr is not None
-        return EcrSource(creds.ecr, registry=registry.registry)
-    if creds.kind == "helper":
-        from controller.credentials.helper import HelperSource
-
-        assert creds.helper is not None
-        return HelperSource(creds.helper, registry=registry.registry, env=env)
-    if creds.kind == "docker_config":
-        from controller.credentials.dockerconfig import DockerConfigSource
-
-        assert creds.docker_config is not None
-        return DockerConfigSource(creds.docker_config, registry=registry.registry)
-    from controller.credentials.password import PasswordSource
-
-    assert creds.username is not None
-    return PasswordSource(creds.username, env_var=creds.password_env, file=creds.password_file,
-                          env=env)
+    """The source of ``registry``'s credentials: its kind's factory (``CREDENTIAL_KINDS``),
+    imported only now, when the config names the kind."""
+    build: SourceFactory = _adapter(CREDENTIAL_KINDS.entry_of(registry.credentials).factory)
+    return build(registry, env)
 
 
 def checks_images(registry: RegistrySettings) -> bool:
@@ -82,16 +70,16 @@ def registry_logins(registries: Iterable[RegistrySettings], session: aiohttp.Cli
 
 
 def store_from_settings(settings: StorageSettings) -> BundleStore:
-    """The configured storage backend, imported only when the config names it."""
-    if settings.s3 is not None:
-        from controller.storage.s3 import S3Store
+    """The configured storage backend: its factory (``STORAGE_BACKENDS``), imported only now,
+    when the config names the backend."""
+    build: StoreFactory = _adapter(STORAGE_BACKENDS.entry_of(settings).factory)
+    return build(settings)
 
-        return S3Store(settings.s3)
-    if settings.filesystem is None:
-        raise ValueError("no storage backend is configured")
-    from controller.storage.fs import FilesystemStore
 
-    return FilesystemStore(settings.filesystem)
+def _adapter(factory: str) -> Any:
+    """The function a table entry names as ``module:function``, its module imported now."""
+    module, _, name = factory.partition(":")
+    return getattr(import_module(module), name)
 
 
 def user_agent() -> str:
@@ -116,12 +104,11 @@ class Components:
     dry_run: bool
 
     def source_files(self) -> dict[str, list[Path]]:
-        """Per registry, the files its credential comes from (password or docker config, CA):
-        watched, so that a rotation is picked up within seconds."""
-        found: dict[str, list[Path]] = {}
-        for r in self.settings.registries:
-            files = [r.credentials.password_file, r.credentials.docker_config, r.ca_file]
-            found[r.registry] = [f for f in files if f is not None]
+        """Per registry, the files its credential comes from (those its kind names, e.g. a
+        password file or a docker config, and its CA): watched, so that a rotation is picked up
+        within seconds."""
+        found = {r.registry: [*_paths(r.credentials), *([r.ca_file] if r.ca_file else [])]
+                 for r in self.settings.registries}
         return {registry: files for registry, files in found.items() if files}
 
     def source_changed(self, registry: str) -> None:
@@ -175,6 +162,16 @@ async def build(
             fence=fence, images=images, logins=logins, dry_run=dry_run,
             presence=Presence(store, settings.controller.name,
                               config_fingerprint(settings, store.home)))
+
+
+def _paths(settings: object) -> Iterator[Path]:
+    """Every file named in a settings dataclass, at any depth (a credential kind's files)."""
+    for item in fields(settings):  # type: ignore[arg-type]
+        value = getattr(settings, item.name)
+        if isinstance(value, Path):
+            yield value
+        elif is_dataclass(value):
+            yield from _paths(value)
 
 
 class _Uncounted:

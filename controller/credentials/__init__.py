@@ -1,2 +1,3 @@
-"""Registry credential sources: the port (``base``) and its sources (``password``,
-``dockerconfig``, ``helper``, ``ecr``). Only the wiring (``controller.wiring``) picks a source."""
+"""Registry credential sources: the port (``base``), the table of credential kinds (``kinds``)
+and its sources (``password``, ``dockerconfig``, ``helper``, ``ecr``). Only the wiring
+(``controller.wiring``) imports a source, by the factory its kind's entry names."""

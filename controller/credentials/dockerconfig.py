@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from controller.credentials.base import TOKEN_USERNAME, json_object, read_secret_text
+from controller.credentials.kinds import DockerConfigCredentials
 from controller.errors import CredentialError
 from controller.files import DOCKER_CONFIG_LIMIT
 from controller.model import RegistryCredential, Secret
 from controller.reference import InvalidReferenceError, normalize_registry_host
+from controller.settings import RegistrySettings
 
-__all__ = ["DockerConfigSource"]
+__all__ = ["DockerConfigSource", "source"]
 
 
 def _entry_registry(key: str) -> str | None:
@@ -73,3 +76,10 @@ class DockerConfigSource:
             raise CredentialError(f"docker config {self._path}: the entry for {self._registry} "
                                   "has no username and password")
         return RegistryCredential(username=username, password=Secret(password))
+
+
+def source(registry: RegistrySettings, env: Mapping[str, str]) -> DockerConfigSource:
+    """The source of ``docker_config`` credentials (``controller.credentials.kinds``)."""
+    creds = registry.credentials
+    assert isinstance(creds, DockerConfigCredentials)
+    return DockerConfigSource(creds.docker_config, registry=registry.registry)

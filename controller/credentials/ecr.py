@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,11 +20,12 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
+from controller.credentials.kinds import EcrCredentials, EcrSettings
 from controller.errors import CredentialError
 from controller.model import RegistryCredential, Secret
-from controller.settings import EcrSettings
+from controller.settings import RegistrySettings
 
-__all__ = ["EcrSource"]
+__all__ = ["EcrSource", "source"]
 
 _TIMEOUT_SECONDS = 30.0
 _ROLE_SESSION_NAME = "marathon-pullsecret-controller"
@@ -106,3 +108,11 @@ class EcrSource:
             username=username, password=Secret(password),
             expires_at=expires_at.astimezone(UTC) if isinstance(expires_at, datetime) else None,
         )
+
+
+def source(registry: RegistrySettings, env: Mapping[str, str]) -> EcrSource:
+    """The source of ``ecr`` credentials (``controller.credentials.kinds``); the AWS
+    credentials come from botocore's chain, not from ``env``."""
+    creds = registry.credentials
+    assert isinstance(creds, EcrCredentials)
+    return EcrSource(creds.ecr, registry=registry.registry)

@@ -19,11 +19,13 @@ import signal
 from collections.abc import Mapping
 
 from controller.credentials.base import TOKEN_USERNAME, json_object
+from controller.credentials.kinds import HelperCredentials
 from controller.errors import CredentialError
 from controller.model import RegistryCredential, Secret
 from controller.reference import auth_key
+from controller.settings import RegistrySettings
 
-__all__ = ["HelperSource"]
+__all__ = ["HelperSource", "source"]
 
 class HelperSource:
     """Runs the helper with ``env`` (its PATH finds it; AWS_*, HOME … reach it unchanged)."""
@@ -81,3 +83,10 @@ class HelperSource:
         if proc.returncode != 0:
             raise self._error(f"exited with status {proc.returncode}")
         return stdout
+
+
+def source(registry: RegistrySettings, env: Mapping[str, str]) -> HelperSource:
+    """The source of ``helper`` credentials (``controller.credentials.kinds``)."""
+    creds = registry.credentials
+    assert isinstance(creds, HelperCredentials)
+    return HelperSource(creds.helper, registry=registry.registry, env=env)

@@ -6,11 +6,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from controller.credentials.base import TOKEN_USERNAME, read_secret_text
+from controller.credentials.kinds import PasswordEnvCredentials, PasswordFileCredentials
 from controller.errors import CredentialError
 from controller.files import SECRET_FILE_LIMIT
 from controller.model import RegistryCredential, Secret
+from controller.settings import RegistrySettings
 
-__all__ = ["PasswordSource"]
+__all__ = ["PasswordSource", "env_source", "file_source"]
 
 
 class PasswordSource:
@@ -37,3 +39,19 @@ class PasswordSource:
             raise CredentialError(f"{where} is empty")
         return RegistryCredential(username=self._username, password=Secret(password),
                                   identity_token=self._username == TOKEN_USERNAME)
+
+
+def env_source(registry: RegistrySettings, env: Mapping[str, str]) -> PasswordSource:
+    """The source of ``password_env`` credentials (``controller.credentials.kinds``)."""
+    creds = registry.credentials
+    assert isinstance(creds, PasswordEnvCredentials)
+    assert creds.username is not None
+    return PasswordSource(creds.username, env_var=creds.password_env, file=None, env=env)
+
+
+def file_source(registry: RegistrySettings, env: Mapping[str, str]) -> PasswordSource:
+    """The source of ``password_file`` credentials (``controller.credentials.kinds``)."""
+    creds = registry.credentials
+    assert isinstance(creds, PasswordFileCredentials)
+    assert creds.username is not None
+    return PasswordSource(creds.username, env_var=None, file=creds.password_file, env=env)

@@ -31,10 +31,11 @@ import structlog
 from controller.errors import InvalidBundleError, StorageError
 from controller.model import BundleLocation, BundleManifest
 from controller.mounts import directory_problem
-from controller.settings import FilesystemStorageSettings
+from controller.settings import StorageSettings
+from controller.storage.backends import FilesystemStorage, FilesystemStorageSettings
 from controller.storage.manifest import manifest_from_json, manifest_to_json
 
-__all__ = ["FilesystemStore", "is_temp_name", "read_bounded", "write_atomically"]
+__all__ = ["FilesystemStore", "is_temp_name", "read_bounded", "store", "write_atomically"]
 
 log = structlog.get_logger(component="storage")
 
@@ -282,3 +283,9 @@ class FilesystemStore:
                         os.unlink(entry.path)
                         removed.append(entry.name)
         return sorted(removed)
+
+
+def store(settings: StorageSettings) -> FilesystemStore:
+    """The store of ``storage.filesystem`` (``controller.storage.backends``)."""
+    assert isinstance(settings, FilesystemStorage)
+    return FilesystemStore(settings.filesystem)

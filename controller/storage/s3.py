@@ -30,10 +30,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from controller.errors import InvalidBundleError, StorageError
 from controller.model import BundleLocation, BundleManifest
-from controller.settings import S3StorageSettings
+from controller.settings import StorageSettings
+from controller.storage.backends import S3Storage, S3StorageSettings
 from controller.storage.manifest import manifest_from_json, manifest_to_json
 
-__all__ = ["S3Store"]
+__all__ = ["S3Store", "store"]
 
 log = structlog.get_logger(component="storage")
 
@@ -332,3 +333,9 @@ class S3Store:
     async def cleanup(self) -> list[str]:
         """Nothing to do: ``PutObject`` leaves no partial object behind."""
         return []
+
+
+def store(settings: StorageSettings) -> S3Store:
+    """The store of ``storage.s3`` (``controller.storage.backends``)."""
+    assert isinstance(settings, S3Storage)
+    return S3Store(settings.s3)

@@ -14,9 +14,9 @@ from aiohttp import web
 from controller.credentials.dockerconfig import DockerConfigSource
 from controller.credentials.ecr import EcrSource
 from controller.credentials.helper import HelperSource
+from controller.credentials.kinds import EcrSettings
 from controller.credentials.password import PasswordSource
 from controller.errors import CredentialError
-from controller.settings import EcrSettings
 
 SECRET = "s3cr3t-never-shown"
 ECR_HOST = "123456789012.dkr.ecr.us-east-1.amazonaws.com"

@@ -16,11 +16,13 @@ from structlog.testing import capture_logs
 
 from controller.archive import MAX_BUNDLE_BYTES, build_bundle, inspect_bundle
 from controller.bundles import BundleManager
+from controller.credentials.kinds import PasswordEnvCredentials
 from controller.credentials.password import PasswordSource
 from controller.errors import InvalidBundleError, NotLeaderError, StorageError
 from controller.model import BundleManifest, RegistryCredential, Secret
 from controller.plan import bundle_name
-from controller.settings import CredentialSettings, FilesystemStorageSettings, RegistrySettings
+from controller.settings import RegistrySettings
+from controller.storage.backends import FilesystemStorageSettings
 from controller.storage.base import BundleStore
 from controller.storage.fs import FilesystemStore, is_temp_name, write_atomically
 
@@ -371,8 +373,8 @@ class TestReadBundle:
 
 def password_manager(bundle_store: BundleStore, *registries: str, **options) -> BundleManager:
     """A manager of ``registries``, all with the same static password."""
-    settings = {r: RegistrySettings(host=r, registry=r, credentials=CredentialSettings(
-        kind="password", username="robot", password_env="PW")) for r in registries}
+    settings = {r: RegistrySettings(host=r, registry=r, credentials=PasswordEnvCredentials(
+        username="robot", password_env="PW")) for r in registries}
     sources = {r: PasswordSource("robot", env_var="PW", file=None, env={"PW": "pw"})
                for r in registries}
     return BundleManager(settings, sources, bundle_store, **options)

@@ -21,7 +21,7 @@ from controller.archive import MAX_BUNDLE_BYTES, inspect_bundle
 from controller.errors import InvalidBundleError, StorageError
 from controller.model import BundleManifest
 from controller.plan import bundle_name
-from controller.settings import S3StorageSettings
+from controller.storage.backends import S3StorageSettings
 from controller.storage.s3 import S3Store
 from tests.adapters.test_storage_fs import password_manager
 

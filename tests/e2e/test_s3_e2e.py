@@ -24,15 +24,11 @@ import pytest
 
 from controller.bundles import BundleManager
 from controller.credentials.ecr import EcrSource
+from controller.credentials.kinds import EcrCredentials, EcrSettings
 from controller.plan import bundle_name
-from controller.settings import (
-    CredentialSettings,
-    EcrSettings,
-    RegistrySettings,
-    S3StorageSettings,
-    UriStyle,
-)
+from controller.settings import RegistrySettings
 from controller.simulator import MarathonSimulator, MarathonState
+from controller.storage.backends import S3StorageSettings, UriStyle
 from controller.storage.s3 import S3Store
 from tests.factories import config_doc, docker_app, registry_entry, write_config
 from tests.services import MotoServer, fetch_into_sandbox, skopeo_inspect
@@ -104,7 +100,7 @@ async def test_ecr_token_bundle(aws, bucket):
     expires_at = datetime(2015, 1, 1, tzinfo=UTC)  # what moto's ECR always answers
     ecr = EcrSettings(region=aws.region, endpoint_url=aws.endpoint_url)
     settings = RegistrySettings(host=ECR_HOST, registry=ECR_HOST,
-                                credentials=CredentialSettings(kind="ecr", ecr=ecr))
+                                credentials=EcrCredentials(ecr=ecr))
     source = EcrSource(ecr, registry=ECR_HOST)
     s3_store = store(aws, bucket, "https")
     manager = BundleManager({ECR_HOST: settings}, {ECR_HOST: source}, s3_store,

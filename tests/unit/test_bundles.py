@@ -15,11 +15,12 @@ from structlog.testing import capture_logs
 from controller.archive import MAX_BUNDLE_BYTES, build_bundle, content_hash
 from controller.bundles import BundleManager, RefreshOutcome
 from controller.credentials.base import CredentialSource
+from controller.credentials.kinds import EcrCredentials, EcrSettings
 from controller.credentials.password import PasswordSource
 from controller.errors import CredentialError, NotLeaderError
 from controller.model import BundleManifest, RegistryCredential, Secret
 from controller.plan import bundle_name
-from controller.settings import CredentialSettings, EcrSettings, RegistrySettings
+from controller.settings import RegistrySettings
 from controller.storage.memory import MemoryStore
 
 REG = "registry.example.com"
@@ -64,7 +65,7 @@ def registry_settings(*, max_age: float = 6 * HOUR, min_validity: float = 6 * HO
                       ) -> RegistrySettings:
     return RegistrySettings(
         host=REG, registry=REG,
-        credentials=CredentialSettings(kind="ecr", ecr=EcrSettings(region="us-east-1")),
+        credentials=EcrCredentials(ecr=EcrSettings(region="us-east-1")),
         max_age=max_age, min_validity=min_validity)
 
 

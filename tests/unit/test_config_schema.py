@@ -16,10 +16,15 @@ import yaml
 from controller import settings as settings_module
 from controller.config import load_schema, parse_duration, settings_from_mapping
 from controller.settings_schema import SCHEMA_FILE, field_docs
+from controller.settingtree import TABLES, type_hints
 from tests.unit.test_config import EXAMPLE, ROOT, minimal
 
 SETTINGS_CLASSES = [cls for name, cls in vars(settings_module).items()
-                    if name.endswith("Settings") and is_dataclass(cls)]
+                    if name.endswith("Settings") and is_dataclass(cls)] + [
+    cls for table in TABLES for entry in table.entries.values() for cls in (
+        entry.settings, *(hint for hint in type_hints(entry.settings).values()
+                          if is_dataclass(hint)))]
+"""The settings dataclasses, the registration tables' included (with what their keys hold)."""
 ILLUSTRATIONS = {"registries[].apps", "storage.s3.prefix"}
 """Keys the example sets to an example value instead of the default (its header says so)."""
 _COMMENTED_CODE = re.compile(r"(?P<indent> *)#(?P<code>[^ #].*| {2,}\S.*)")
@@ -97,8 +102,8 @@ class TestGeneratedSchema:
     @pytest.mark.parametrize("cls", SETTINGS_CLASSES, ids=lambda cls: cls.__name__)
     def test_every_field_has_a_docstring(self, cls):
         """Each setting says what it means: every field has a docstring, the schema's words."""
-        docs = field_docs(cls)
-        assert [f.name for f in fields(cls) if not docs.get(f.name)] == []
+        docs, own = field_docs(cls), vars(cls)["__annotations__"]
+        assert [f.name for f in fields(cls) if f.name in own and not docs.get(f.name)] == []
 
     @pytest.mark.parametrize("cls", SETTINGS_CLASSES, ids=lambda cls: cls.__name__)
     def test_every_section_has_a_docstring(self, cls):

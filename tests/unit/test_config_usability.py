@@ -14,6 +14,7 @@ from controller import config
 from controller.config import load_schema, settings_from_mapping
 from controller.plan import bundle_name
 from controller.settings import ControllerSettings, Settings
+from controller.settingtree import pattern_words
 from controller.simulator import MarathonSimulator, MarathonState
 from tests.unit.test_config import (
     check_config,
@@ -216,7 +217,7 @@ class TestMessagesInWords:
     def test_every_pattern_has_words(self):
         """Every pattern in the schema has a noun and a rule for its messages."""
         patterns = {s["pattern"] for s in _schemas(load_schema()) if "pattern" in s}
-        assert patterns <= set(config._PATTERN_RULES)
+        assert patterns <= set(pattern_words())
 
     def test_top_level_not_a_mapping(self):
         """A document that is not a mapping says what it is instead."""

@@ -11,10 +11,11 @@ from prometheus_client import CollectorRegistry
 from controller.appindex import AppIndex
 from controller.appreconciler import AppPolicy, AppReconciler
 from controller.bundles import BundleManager
+from controller.credentials.kinds import PasswordEnvCredentials
 from controller.metrics import Metrics
 from controller.model import RegistryCredential, Secret
 from controller.plan import Ownership, Planner, RegistryRule
-from controller.settings import CredentialSettings, RegistrySettings
+from controller.settings import RegistrySettings
 from controller.storage.memory import MemoryStore
 
 SLOW, FAST = "slow.example.com", "fast.example.com"
@@ -39,7 +40,7 @@ class Source:
 async def test_a_slow_registry_does_not_hold_up_the_others():
     fast_read = asyncio.Event()
     registries = {r: RegistrySettings(host=r, registry=r, verify="off", credentials=(
-        CredentialSettings(kind="password_env", username="robot", password_env="PW")))
+        PasswordEnvCredentials(username="robot", password_env="PW")))
         for r in (SLOW, FAST)}
     bundles = BundleManager(registries, {SLOW: Source(fast_read, None),  # type: ignore[dict-item]
                                          FAST: Source(None, fast_read)}, MemoryStore())

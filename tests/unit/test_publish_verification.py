@@ -17,13 +17,14 @@ import pytest
 
 from controller.appindex import AppIndex
 from controller.bundles import REJECTED_RECHECK, BundleManager
+from controller.credentials.kinds import PasswordFileCredentials
 from controller.credentials.password import PasswordSource
 from controller.errors import CredentialError
 from controller.model import RegistryCredential
 from controller.plan import bundle_name
 from controller.registryapi import LOGIN_OUTCOMES, LoginOutcome, LoginResult, RegistryLogin
 from controller.registryreconciler import RegistryReconciler, VerificationRequests
-from controller.settings import CredentialSettings, RegistrySettings, VerifyMode
+from controller.settings import RegistrySettings, VerifyMode
 from controller.storage.memory import MemoryStore
 from tests.clock import FakeClock
 from tests.services import free_port
@@ -59,8 +60,7 @@ def test_the_table_covers_every_outcome() -> None:
 def registry_settings(host: str, mode: VerifyMode, password_file: Path) -> RegistrySettings:
     return RegistrySettings(
         host=host, registry=host, verify=mode,
-        credentials=CredentialSettings(kind="password_file", username="ci-puller",
-                                       password_file=password_file))
+        credentials=PasswordFileCredentials(username="ci-puller", password_file=password_file))
 
 
 @dataclass
