@@ -58,7 +58,7 @@ from controller.config import settings_from_mapping
 from controller.events import EventWatcher
 from controller.logs import configure
 from controller.manager import Term, run
-from controller.marathon import MarathonClient
+from controller.marathon.client import MarathonClient
 from controller.model import AppId
 from controller.plan import bundle_name
 from controller.settings import MarathonSettings

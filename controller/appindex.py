@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 
 from controller.model import AppId, AppState, DelayResetOutcome, RawApp
 from controller.pullfailure import PullFailureReason
-from controller.registryapi import ImageCheck
+from controller.registryapi.results import ImageCheck
 
 __all__ = ["AppIndex", "AppRecord", "AppStatus", "DelayReset", "DeploymentLock",
            "FailedPullNote", "Fight", "PullFailureNote"]

@@ -35,7 +35,7 @@ from controller.errors import (
 )
 from controller.handler import Result
 from controller.imagecheck import UNPULLABLE, ImageChecks
-from controller.marathon import MarathonAPI
+from controller.marathon.api import MarathonAPI
 from controller.model import AppId, AppState, BundleLocation, RawApp, RescueOutcome
 from controller.outcome import AppOutcome
 from controller.plan import AppPlan, Planner, update_body

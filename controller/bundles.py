@@ -48,13 +48,13 @@ from controller.archive import (
 )
 from controller.backoff import Backoff
 from controller.credentials.base import CredentialSource
+from controller.election import Fence, no_fence
 from controller.errors import CredentialError, InvalidBundleError, TransientError
-from controller.fence import Fence, no_fence
 from controller.fingerprint import fingerprint
 from controller.logingate import LoginAttempt, LoginGate
 from controller.model import BundleLocation, BundleManifest, RefreshOutcome, RegistryCredential
 from controller.plan import DEFAULT_OWNER, bundle_name, entry_owner
-from controller.registryapi import CredentialVerifier, LoginOutcome, LoginResult
+from controller.registryapi.results import CredentialVerifier, LoginOutcome, LoginResult
 from controller.settings import RegistrySettings, VerifyMode
 from controller.storage.base import BundleStore
 

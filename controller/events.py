@@ -23,7 +23,7 @@ import structlog
 
 from controller.backoff import Backoff
 from controller.errors import MarathonUnavailable
-from controller.marathon import MarathonAPI
+from controller.marathon.api import MarathonAPI
 from controller.model import AppId
 from controller.pullfailure import FailedPull, failed_pull, may_report_failed_task
 from controller.sse import SSEDecoder

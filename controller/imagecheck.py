@@ -24,7 +24,7 @@ from typing import Final, Protocol
 from controller.logingate import LoginGate
 from controller.model import RegistryCredential
 from controller.reference import InvalidReferenceError, parse_image
-from controller.registryapi import ImageCheck, ImageChecker, ImageCheckResult
+from controller.registryapi.results import ImageCheck, ImageChecker, ImageCheckResult
 
 __all__ = ["UNPULLABLE", "CheckObserver", "ImageChecks", "ImageSubject"]
 

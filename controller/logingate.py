@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
 
-from controller.registryapi import LOGIN_OUTCOMES, LoginOutcome
+from controller.registryapi.results import LOGIN_OUTCOMES, LoginOutcome
 
 __all__ = ["LOGIN_ATTEMPTS", "LoginAttempt", "LoginGate", "Refusal"]
 

@@ -24,9 +24,9 @@ from prometheus_client import CollectorRegistry
 from controller.appindex import AppIndex
 from controller.appreconciler import AppPolicy, AppReconciler, OutcomeListener
 from controller.backoff import Backoff
+from controller.election import Election, no_fence
 from controller.errors import ConfigError
 from controller.events import EventWatcher
-from controller.fence import no_fence
 from controller.filewatch import FileWatch
 from controller.gcpause import collector_paused
 from controller.handler import Controller
@@ -40,13 +40,12 @@ from controller.remediation import PullRemediator
 from controller.settings import Settings
 from controller.source import AppSource
 from controller.statusbook import FIRST_PAGE, AppPage, StatusBook
-from controller.wiring import Components, build, user_agent
+from controller.wiring import Components, build, leader_election
 from controller.workqueue import WorkQueue
 
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from controller.leader import ZooKeeperElection
 
 __all__ = ["Term", "make_term", "planner", "run", "run_once"]
 
@@ -263,7 +262,7 @@ class _Daemon:
     """The long-running controller: ops endpoints always, the work only while leading."""
 
     def __init__(self, settings: Settings, metrics: Metrics, parts: Components,
-                 election: ZooKeeperElection | None) -> None:
+                 election: Election | None) -> None:
         self.settings = settings
         self.metrics = metrics
         self.parts = parts
@@ -431,11 +430,7 @@ async def run(
         loop.add_signal_handler(sig, stop_signal)
     metrics = Metrics(collectors or CollectorRegistry())
     metrics.init_registries(r.registry for r in settings.registries)
-    election: ZooKeeperElection | None = None
-    if settings.leader_election:  # kazoo is loaded only when the config asks for it
-        from controller.leader import ZooKeeperElection
-
-        election = ZooKeeperElection(settings.leader_election, user_agent())
+    election = leader_election(settings)
     crashed = False
     runner: web.AppRunner | None = None
     try:
@@ -467,7 +462,7 @@ async def run(
     return 1 if crashed else 0
 
 
-async def _elected_terms(daemon: _Daemon, election: ZooKeeperElection, stop: asyncio.Event,
+async def _elected_terms(daemon: _Daemon, election: Election, stop: asyncio.Event,
                          started: Callable[[Term], None] | None) -> bool:
     """Stand by, lead when elected, and stand by again when leadership is lost."""
     if not await _until(election.start(), stop):

@@ -36,7 +36,7 @@ from controller.model import (
     RescueOutcome,
 )
 from controller.pullfailure import PULL_FAILURE_REASONS, PullFailureReason
-from controller.registryapi import IMAGE_CHECK_RESULTS, ImageCheckResult
+from controller.registryapi.results import IMAGE_CHECK_RESULTS, ImageCheckResult
 
 __all__ = ["APP_STATES", "CONTROLLERS", "PREFIX", "ErrorKind", "Metrics", "QueueMetrics"]
 

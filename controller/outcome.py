@@ -8,7 +8,7 @@ from typing import Literal
 
 from controller.model import AppId
 from controller.plan import AppPlan
-from controller.registryapi import ImageCheck
+from controller.registryapi.results import ImageCheck
 
 __all__ = ["Action", "AppOutcome"]
 

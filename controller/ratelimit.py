@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import structlog
 
+from controller.election import Fence, no_fence
 from controller.errors import TransientError
-from controller.fence import Fence, no_fence
 
 __all__ = ["DeploymentBudget", "TokenBucket", "WriteGate", "WriteSlot"]
 

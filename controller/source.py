@@ -25,7 +25,7 @@ from controller.backoff import Backoff
 from controller.bundles import BundleManager
 from controller.events import EventEffect
 from controller.gcpause import collector_paused
-from controller.marathon import MarathonAPI
+from controller.marathon.api import MarathonAPI
 from controller.model import AppId
 from controller.workqueue import WorkQueue
 

@@ -21,19 +21,20 @@ import structlog
 from controller.bundles import BundleManager
 from controller.credentials.base import CredentialSource
 from controller.credentials.kinds import CREDENTIAL_KINDS, SourceFactory
-from controller.fence import Fence, no_fence
+from controller.election import Election, Fence, no_fence
 from controller.imagecheck import ImageChecks
-from controller.marathon import MarathonClient
+from controller.marathon.client import MarathonClient
 from controller.metrics import Metrics
 from controller.presence import Presence, config_fingerprint
 from controller.ratelimit import DeploymentBudget, TokenBucket, WriteGate
-from controller.registryapi import ImageCheckResult, RegistryLogin
+from controller.registryapi.login import RegistryLogin
+from controller.registryapi.results import ImageCheckResult
 from controller.settings import RegistrySettings, Settings, StorageSettings
 from controller.storage.backends import STORAGE_BACKENDS, StoreFactory
 from controller.storage.base import BundleStore
 
-__all__ = ["Components", "build", "checks_images", "credential_source", "registry_logins",
-           "store_from_settings", "user_agent"]
+__all__ = ["Components", "build", "checks_images", "credential_source", "leader_election",
+           "registry_logins", "store_from_settings", "user_agent"]
 
 log = structlog.get_logger(component="wiring")
 
@@ -74,6 +75,15 @@ def store_from_settings(settings: StorageSettings) -> BundleStore:
     when the config names the backend."""
     build: StoreFactory = _adapter(STORAGE_BACKENDS.entry_of(settings).factory)
     return build(settings)
+
+
+def leader_election(settings: Settings) -> Election | None:
+    """ZooKeeper leader election when the config asks for it (kazoo is loaded only then)."""
+    if settings.leader_election is None:
+        return None
+    from controller.leader import ZooKeeperElection
+
+    return ZooKeeperElection(settings.leader_election, user_agent())
 
 
 def _adapter(factory: str) -> Any:

@@ -18,9 +18,3 @@ URL a request goes to, redirects, ``X-Marathon-Leader``), ``urls`` (what a URL n
 answer's JSON checked in shape), ``network`` (a failure on the wire, in words), ``text`` (JSON
 read without trust, values in words).
 """
-
-from controller.marathon.api import MarathonAPI, RequestObserver
-from controller.marathon.auth import auth_header
-from controller.marathon.client import MarathonClient
-
-__all__ = ["MarathonAPI", "MarathonClient", "RequestObserver", "auth_header"]

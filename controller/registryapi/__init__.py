@@ -13,34 +13,3 @@ Every answer is bounded (a token answer or error body to 64 KiB, a challenge to 
 ``detail`` to ``DETAIL_LIMIT`` characters), and ``detail`` never holds a secret, a token, a
 response body or a URL's user info, path or query.
 """
-
-from controller.registryapi.challenges import Challenge, parse_challenges
-from controller.registryapi.login import HUB_API_HOST, MANIFEST_MEDIA_TYPES, RegistryLogin
-from controller.registryapi.results import (
-    DETAIL_LIMIT,
-    IMAGE_CHECK_RESULTS,
-    LOGIN_OUTCOMES,
-    CredentialVerifier,
-    ImageCheck,
-    ImageChecker,
-    ImageCheckResult,
-    LoginOutcome,
-    LoginResult,
-)
-
-__all__ = [
-    "DETAIL_LIMIT",
-    "HUB_API_HOST",
-    "IMAGE_CHECK_RESULTS",
-    "LOGIN_OUTCOMES",
-    "MANIFEST_MEDIA_TYPES",
-    "Challenge",
-    "CredentialVerifier",
-    "ImageCheck",
-    "ImageCheckResult",
-    "ImageChecker",
-    "LoginOutcome",
-    "LoginResult",
-    "RegistryLogin",
-    "parse_challenges",
-]

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from controller.marathon import MarathonClient, RequestObserver
+from controller.marathon.api import RequestObserver
+from controller.marathon.client import MarathonClient
 from controller.settings import MarathonSettings
 
 APPS = {"apps": [{"id": "/a"}]}

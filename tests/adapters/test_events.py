@@ -12,7 +12,7 @@ from aiohttp import web
 from controller.backoff import Backoff
 from controller.errors import MarathonUnavailable
 from controller.events import EVENT_TYPES, EventEffect, EventWatcher
-from controller.marathon import MarathonClient
+from controller.marathon.client import MarathonClient
 from controller.settings import MarathonSettings
 from controller.simulator import MarathonSimulator
 

@@ -11,7 +11,7 @@ import structlog.testing
 from aiohttp import web
 
 from controller.events import EVENT_TYPES, EventEffect, EventWatcher
-from controller.marathon import MarathonClient
+from controller.marathon.client import MarathonClient
 from controller.pullfailure import FailedPull
 from controller.settings import MarathonSettings
 

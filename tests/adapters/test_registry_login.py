@@ -21,15 +21,9 @@ from yarl import URL
 
 from controller.errors import ConfigError
 from controller.model import RegistryCredential, Secret
-from controller.registryapi import (
-    DETAIL_LIMIT,
-    IMAGE_CHECK_RESULTS,
-    MANIFEST_MEDIA_TYPES,
-    Challenge,
-    ImageCheck,
-    RegistryLogin,
-    parse_challenges,
-)
+from controller.registryapi.challenges import Challenge, parse_challenges
+from controller.registryapi.login import MANIFEST_MEDIA_TYPES, RegistryLogin
+from controller.registryapi.results import DETAIL_LIMIT, IMAGE_CHECK_RESULTS, ImageCheck
 from tests.adapters.marathon_helpers import free_url, server_tls
 
 USER = "ci-puller"

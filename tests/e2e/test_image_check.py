@@ -18,7 +18,8 @@ import pytest
 
 from controller.config import settings_from_mapping
 from controller.model import RegistryCredential, Secret
-from controller.registryapi import ImageCheck, RegistryLogin
+from controller.registryapi.login import RegistryLogin
+from controller.registryapi.results import ImageCheck
 from controller.simulator import MarathonSimulator, MarathonState
 from tests import services
 from tests.factories import docker_app, filesystem_storage

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from controller.model import RegistryCredential, Secret
-from controller.registryapi import RegistryLogin
+from controller.registryapi.login import RegistryLogin
 from tests import services
 
 pytestmark = pytest.mark.e2e

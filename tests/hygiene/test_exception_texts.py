@@ -22,7 +22,7 @@ from controller.credentials.dockerconfig import DockerConfigSource
 from controller.credentials.helper import HelperSource
 from controller.credentials.password import PasswordSource
 from controller.errors import ConfigError, ControllerError
-from controller.marathon import auth_header
+from controller.marathon.auth import auth_header
 from controller.model import RegistryCredential, Secret
 from controller.settings import MarathonAuthSettings, MarathonSettings
 from tests.factories import config_doc, write_config

@@ -15,7 +15,7 @@ import pytest
 
 from controller.model import RegistryCredential, Secret
 from controller.reference import InvalidReferenceError
-from controller.registryapi import MANIFEST_MEDIA_TYPES, RegistryLogin
+from controller.registryapi.login import MANIFEST_MEDIA_TYPES, RegistryLogin
 from controller.simulator import Manifest, MarathonState, RegistryBook, RegistrySimulator
 
 USER = "robot"

@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 
 from controller.config import settings_from_mapping
 from controller.errors import ConfigError
-from controller.registryapi import RegistryLogin
+from controller.registryapi.login import RegistryLogin
 from controller.wiring import checks_images, registry_logins
 
 HOST = "registry.example.com:5000"

@@ -10,11 +10,13 @@ import sys
 import pytest
 
 import controller.credentials
+import controller.marathon
+import controller.registryapi
 import controller.storage
 
-ADAPTERS = ["controller.marathon"] + [
-    module.name for package in (controller.credentials, controller.storage)
-    for module in pkgutil.iter_modules(package.__path__, package.__name__ + ".")]
+ADAPTERS = [module.name for package in (controller.marathon, controller.registryapi,
+                                        controller.credentials, controller.storage)
+            for module in pkgutil.iter_modules(package.__path__, package.__name__ + ".")]
 
 
 def test_wiring_loads_no_optional_backend():

@@ -22,7 +22,8 @@ from controller.credentials.password import PasswordSource
 from controller.errors import CredentialError
 from controller.model import RegistryCredential
 from controller.plan import bundle_name
-from controller.registryapi import LOGIN_OUTCOMES, LoginOutcome, LoginResult, RegistryLogin
+from controller.registryapi.login import RegistryLogin
+from controller.registryapi.results import LOGIN_OUTCOMES, LoginOutcome, LoginResult
 from controller.registryreconciler import RegistryReconciler, VerificationRequests
 from controller.settings import RegistrySettings, VerifyMode
 from controller.storage.memory import MemoryStore
