@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 from controller.errors import ConfigError, InvalidAppError
-from controller.model import BundleLocation, RawApp, RawFetch
-from controller.plan import AppPlan, Ownership, Planner, bundle_name
+from controller.model import BundleLocation, RawApp
+from controller.plan import AppPlan, Ownership, Planner, bundle_name, shown_entry, shown_uri
 
 __all__ = ["Finding", "Injected", "Injector", "inject", "parse_document", "render",
            "resolve_id"]
@@ -185,18 +185,6 @@ def _is_group(node: Mapping[str, Any]) -> bool:
     return "apps" in node or "groups" in node
 
 
-def _uri_shown(uri: str) -> str:
-    """A URI fit for a CI log: a query string may be a presigned URL's signature."""
-    base, query, _ = uri.partition("?")
-    return f"{base}?<query hidden>" if query else uri
-
-
-def _entry_shown(entry: RawFetch | str) -> str:
-    if isinstance(entry, str):
-        return _uri_shown(entry)
-    return json.dumps({**entry, "uri": _uri_shown(entry["uri"])}, sort_keys=True)
-
-
 class _Walk:
     """One pass over a document, collecting findings."""
 
@@ -270,11 +258,11 @@ class _Walk:
 
 
 def _change_detail(plan: AppPlan, ownership: Ownership) -> str:
-    removed = ", ".join(map(_uri_shown, plan.removed))
+    removed = ", ".join(map(shown_uri, plan.removed))
     if plan.change == "remove":
         return f"must not carry the entry ({plan.eligibility.detail}); would remove {removed}"
     entry = next(e for e in plan.desired
                  if ownership.owns(e if isinstance(e, str) else e["uri"]))
     if plan.change == "add":
-        return f"lacks its entry; would add {_entry_shown(entry)}"
-    return f"carries a wrong entry ({removed}); would replace it with {_entry_shown(entry)}"
+        return f"lacks its entry; would add {shown_entry(entry)}"
+    return f"carries a wrong entry ({removed}); would replace it with {shown_entry(entry)}"

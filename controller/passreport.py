@@ -13,13 +13,13 @@ It shows URIs and flags only: bundle contents never reach this module.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 
 from controller.errors import InvalidAppError
-from controller.model import AppId, RawFetch
+from controller.model import AppId
 from controller.outcome import AppOutcome
+from controller.plan import shown_entry
 
 __all__ = ["PassReport", "format_report"]
 
@@ -61,24 +61,12 @@ class PassReport:
         return not self.failures and not self.registry_failures
 
 
-def _shown(uri: str) -> str:
-    """A URI fit to print: a presigned URL's query string is a bearer credential."""
-    base, sep, _ = uri.partition("?")
-    return f"{base}?<signature hidden>" if sep else uri
-
-
-def _entry(entry: RawFetch | str) -> str:
-    if isinstance(entry, str):
-        return _shown(entry)
-    return json.dumps({**entry, "uri": _shown(entry["uri"])}, sort_keys=True)
-
-
 def _diff(outcome: AppOutcome) -> list[str]:
     plan = outcome.plan
     assert plan is not None
-    kept = set(map(_entry, plan.current)) & set(map(_entry, plan.desired))
-    lines = [f"  - {_entry(e)}" for e in plan.current if _entry(e) not in kept]
-    lines += [f"  + {_entry(e)}" for e in plan.desired if _entry(e) not in kept]
+    kept = set(map(shown_entry, plan.current)) & set(map(shown_entry, plan.desired))
+    lines = [f"  - {shown_entry(e)}" for e in plan.current if shown_entry(e) not in kept]
+    lines += [f"  + {shown_entry(e)}" for e in plan.desired if shown_entry(e) not in kept]
     return lines
 
 

@@ -21,6 +21,7 @@ as the user wrote it, in its place.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -48,6 +49,8 @@ __all__ = [
     "is_managed_uri",
     "location_of",
     "plan_app",
+    "shown_entry",
+    "shown_uri",
     "update_body",
 ]
 
@@ -93,6 +96,20 @@ def entry_owner(uri: str) -> str | None:
 def is_managed_uri(uri: str) -> bool:
     """Whether a fetch URI is named like a bundle some controller publishes (at any location)."""
     return entry_owner(uri) is not None
+
+
+def shown_uri(uri: str) -> str:
+    """A URI fit to print (a CI log, a report): a presigned URL's query string is a bearer
+    credential, so it is hidden."""
+    base, sep, _ = uri.partition("?")
+    return f"{base}?<signature hidden>" if sep else uri
+
+
+def shown_entry(entry: RawFetch | str) -> str:
+    """A fetch entry (or legacy URI) fit to print, its URI as ``shown_uri`` has it."""
+    if isinstance(entry, str):
+        return shown_uri(entry)
+    return json.dumps({**entry, "uri": shown_uri(entry["uri"])}, sort_keys=True)
 
 
 def location_of(uri: str) -> str:
