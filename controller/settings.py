@@ -358,10 +358,11 @@ class RemediationSettings:
     or restarts a running task."""
 
     reset_launch_delay: bool = True
-    """Once an app that failed to pull for want of credentials is fixed (its fetch entry written,
-    or a new bundle published for its registry), reset its launch delay (DELETE
-    /v2/queue/{app}/delay, once per fix, within the write rate limit), so that it need not wait
-    out Marathon's backoff."""
+    """Once an app that failed to pull for want of credentials is fixed by a new bundle published
+    for its registry, reset its launch delay (DELETE /v2/queue/{app}/delay, once per fix, within
+    the write rate limit), so that it need not wait out Marathon's backoff. A write of its fetch
+    entry needs no reset: Marathon launches the new config version without the old one's
+    delay."""
     rescue_stuck_deployments: bool = True
     """A deployment that rolls out a definition without this controller's entry, and whose tasks
     fail to pull, never ends (Marathon waits for its tasks to run): force one write (?force=true)
