@@ -4,6 +4,9 @@ Adapters classify failures into these; the core never sees aiohttp or botocore e
 
     ControllerError
     ├── ConfigError                 bad configuration; start-up only, exit code 2
+    ├── RequestRecorded             a dry run's adapter recorded a request instead of making it
+    │   ├── WriteRecorded           a write (Marathon, storage): the engine says "would ..."
+    │   └── ContactRecorded         a registry login or image check: nothing was asked
     ├── TransientError              requeue the key with backoff
     │   ├── MarathonUnavailable     connection failure, timeout, 5xx, 429, or an answer that is
     │   │   │                       not Marathon's (a proxy's 404, a malformed or oversized body)
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "ContactRecorded",
     "ControllerError",
     "CredentialError",
     "InvalidAppError",
@@ -37,9 +41,11 @@ __all__ = [
     "MarathonRejected",
     "MarathonUnavailable",
     "NotLeaderError",
+    "RequestRecorded",
     "StorageError",
     "TerminalError",
     "TransientError",
+    "WriteRecorded",
 ]
 
 
@@ -53,6 +59,23 @@ class ConfigError(ControllerError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+class RequestRecorded(ControllerError):
+    """A dry run's adapter (``controller.dryrun``) recorded the request and did not make it.
+
+    Neither transient nor terminal, and no Marathon or storage error, so no handler retries or
+    swallows it by accident: the engine catches it where it makes the request and says what it
+    would have done. The message names the request (``PATCH /v2/apps/web``), never a secret.
+    """
+
+
+class WriteRecorded(RequestRecorded):
+    """A write (an app update, a launch delay reset, a bundle, a note) was only recorded."""
+
+
+class ContactRecorded(RequestRecorded):
+    """A request to a registry (a login, an image check) was only recorded."""
 
 
 class TransientError(ControllerError):
