@@ -32,6 +32,7 @@ from controller.errors import (
     MarathonDeploymentLimit,
     MarathonNotFound,
     MarathonRejected,
+    WriteRecorded,
 )
 from controller.handler import Result
 from controller.imagecheck import UNPULLABLE, ImageChecks
@@ -96,7 +97,6 @@ class AppPolicy:
     """Give up on an app after this many 409s in a row (a one-shot pass)."""
     rescue_stuck: bool = True
     """``remediation.rescue_stuck_deployments``."""
-    dry_run: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -197,8 +197,6 @@ class AppReconciler:
             return _unchanged(plan, location)
         if self.index.fight(app_id) is not None:
             return self._withheld(app_id, plan)
-        if self._policy.dry_run:
-            return AppOutcome(app_id=app_id, action="would_update", plan=plan)
         async with self._gate.write(wait=self._policy.wait_for_budget) as slot:
             if slot is None:
                 return AppOutcome(app_id=app_id, action="deferred", plan=plan)
@@ -224,6 +222,8 @@ class AppReconciler:
             try:
                 slot.deployment_id = await self._marathon.update_app(
                     app_id, update_body(fresh, plan, dialect), force=stuck is not None)
+            except WriteRecorded:  # a dry run: the write was recorded, not sent
+                return AppOutcome(app_id=app_id, action="would_update", plan=plan)
             except MarathonConflict as e:
                 return AppOutcome(app_id=app_id, action="locked", plan=plan,
                                   locked_by=e.deployment_ids, version=version, detail=str(e))

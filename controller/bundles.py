@@ -15,8 +15,11 @@ registry refuses, or under ``required`` one that could not be confirmed, is not 
 source's credential stands refused, and when a caller asks (``verify_current``), the unchanged
 credential is tried again too, so a fix on either side is seen, but never more often than the
 ``LoginGate`` allows: a refused credential is tried again only once the source gives another or
-``refused_login_interval`` has passed. A dry run (``plan``) never logs in: it says what a
-refresh would do (``previews``).
+``refused_login_interval`` has passed.
+
+In a dry run (``plan``) the store and the verifiers only record what they are asked to do
+(``controller.dryrun``): a refresh goes as far as its first recorded request, and says in
+words what it would have done (``previews``); nothing is published and no registry is asked.
 
 Expiring credentials (ECR tokens, helper tokens) are re-fetched at the earlier of ``max_age``
 and half their remaining lifetime, less a little jitter so replicas and registries spread out.
@@ -49,7 +52,13 @@ from controller.archive import (
 from controller.backoff import Backoff
 from controller.credentials.base import CredentialSource
 from controller.election import Fence, no_fence
-from controller.errors import CredentialError, InvalidBundleError, TransientError
+from controller.errors import (
+    CredentialError,
+    InvalidBundleError,
+    RequestRecorded,
+    TransientError,
+    WriteRecorded,
+)
 from controller.fingerprint import fingerprint
 from controller.logingate import LoginAttempt, LoginGate
 from controller.model import BundleLocation, BundleManifest, RefreshOutcome, RegistryCredential
@@ -137,7 +146,6 @@ class BundleManager:
         store: BundleStore,
         *,
         fence: Fence = no_fence,
-        dry_run: bool = False,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         jitter: Callable[[], float] = lambda: random.uniform(0.9, 1.0),  # noqa: S311
         observer: PublishObserver | None = None,
@@ -151,7 +159,6 @@ class BundleManager:
         self._sources = sources
         self._store = store
         self._fence = fence
-        self._dry_run = dry_run
         self._now = now
         self._jitter = jitter
         self._observer: PublishObserver = observer if observer is not None else _Unobserved()
@@ -164,7 +171,12 @@ class BundleManager:
         self.gate = LoginGate(interval=lambda r: registries[r].refused_login_interval, now=now)
         """Whether a credential may be tried at its registry now (logins, image checks)."""
         self.previews: dict[str, str] = {}
-        """In a dry run: what the last refresh of each registry would have done, in words."""
+        """What the last refresh of each registry that wrote nothing did, in words: found the
+        bundle unchanged, or (a dry run) would have verified and published, had its login or
+        its write not only been recorded."""
+        self._publish_recorded: set[str] = set()
+        """Registries whose publish was recorded, not made (a dry run): their apps are planned
+        with the bundle's location though none is stored yet."""
         self._current: dict[str, tuple[RegistryCredential, str]] = {}
 
     def credential(self, registry: str) -> tuple[RegistryCredential, str] | None:
@@ -183,13 +195,14 @@ class BundleManager:
 
         A failed first refresh still serves the stored bundle (last known good) and is not
         retried here; the registry's own key retries it with backoff. Raises
-        ``CredentialError``/``StorageError`` only when there is no bundle at all.
+        ``CredentialError``/``StorageError`` only when there is no bundle at all, nor a publish
+        of one recorded (a dry run).
         """
         state = self.states[registry]
         if not state.verified and not state.failures:
             with contextlib.suppress(TransientError):  # recorded in state by refresh()
                 await self.refresh(registry)
-        if state.manifest is None and not self._dry_run:
+        if state.manifest is None and registry not in self._publish_recorded:
             raise CredentialError(f"no bundle for {registry}: {state.last_error}")
         return await self._store.location(bundle_name(registry, self._owner))
 
@@ -223,7 +236,7 @@ class BundleManager:
 
     async def prune(self) -> list[str]:
         """Delete this controller's bundles that no configured registry uses any more;
-        returns their names (in a dry run: the names, and nothing is touched).
+        returns their names (in a dry run: the names; the deletes are only recorded).
 
         Other controllers' bundles in the same store are told apart by the owner in their
         names. Every delete is fenced like a publish. Run it only once apps no longer fetch
@@ -232,23 +245,27 @@ class BundleManager:
         keep = {bundle_name(registry, self._owner) for registry in self._registries}
         stale = [name for name in await self._store.list_names()
                  if entry_owner(name) == self._owner and name not in keep]
-        if self._dry_run:
-            if stale:
-                log.info("bundle_delete_skipped", bundles=stale, reason="dry_run")
-            return stale
+        recorded: list[str] = []
         for name in stale:
             await self._fence()
-            await self._store.delete(name)
+            try:
+                await self._store.delete(name)
+            except WriteRecorded:
+                recorded.append(name)
+                continue
             log.info("bundle_deleted", bundle=name)
+        if recorded:
+            log.info("bundle_delete_skipped", bundles=recorded, reason="dry_run")
         return stale
 
     async def cleanup(self) -> list[str]:
         """Remove what interrupted writes left in the store (temp files holding a credential);
         fenced, and nothing in a dry run. Returns the names removed."""
-        if self._dry_run:
-            return []
         await self._fence()
-        return await self._store.cleanup()
+        try:
+            return await self._store.cleanup()
+        except WriteRecorded:
+            return []
 
     def refresh_in(self, registry: str) -> float | None:
         """Seconds until ``registry``'s bundle is due, for ``add_after`` scheduling."""
@@ -278,27 +295,34 @@ class BundleManager:
         content = bundle_content(registry, credential, settings.format)
         digest = content_hash(content)  # the credential's identity: it never leaves the process
         unchanged = not due and stored is not None and recorded == digest
-        if self._dry_run:
-            self.previews[registry] = _preview(
-                stored=stored, damage=state.damage, changed=digest != recorded,
-                unchanged=unchanged, verified=self.verifies(registry))
-            return "unchanged" if unchanged else "dry_run"
-        login = None
-        if digest != recorded or questioned:
-            login = await self._verify(registry, credential, digest,
-                                       recheck=None if source.expiring
-                                       else REJECTED_RECHECK.delay(state.failures + 1))
-        if unchanged:
-            self._current[registry] = (credential, digest)
-            return "unchanged"
-        epoch = await self._fence()
-        data = pack(content)
-        manifest = BundleManifest(
-            registry=registry, sha256=content_hash(data), format=settings.format, created_at=now,
-            refresh_at=self._refresh_at(settings, credential, now),
-            expires_at=credential.expires_at, leader_epoch=epoch,
-        )
-        await self._store.put_bundle(name, data, manifest)
+        try:
+            login = None
+            if digest != recorded or questioned:
+                login = await self._verify(registry, credential, digest,
+                                           recheck=None if source.expiring
+                                           else REJECTED_RECHECK.delay(state.failures + 1))
+            if unchanged:
+                self._current[registry] = (credential, digest)
+                self.previews[registry] = _UNCHANGED
+                return "unchanged"
+            epoch = await self._fence()
+            data = pack(content)
+            manifest = BundleManifest(
+                registry=registry, sha256=content_hash(data), format=settings.format,
+                created_at=now, refresh_at=self._refresh_at(settings, credential, now),
+                expires_at=credential.expires_at, leader_epoch=epoch,
+            )
+            await self._store.put_bundle(name, data, manifest)
+        except RequestRecorded:  # a dry run: the login or the write was only recorded
+            if unchanged:  # the login asked for was recorded
+                self.previews[registry] = _UNCHANGED
+                return "unchanged"
+            self.previews[registry] = _preview(stored=stored, damage=state.damage,
+                                               changed=digest != recorded,
+                                               verified=self.verifies(registry))
+            self._publish_recorded.add(registry)
+            return "dry_run"
+        self.previews.pop(registry, None)
         state.manifest = manifest
         self._current[registry] = (credential, digest)
         state.published_verified = login is not None and login.result == "accepted"
@@ -399,12 +423,13 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
+_UNCHANGED = "unchanged: the stored bundle holds the source's credential"
+
+
 def _preview(*, stored: BundleManifest | None, damage: str | None, changed: bool,
-             unchanged: bool, verified: bool) -> str:
+             verified: bool) -> str:
     """What a refresh would do, in words (``plan``): the same as a refresh with a login, unless
     the registry refuses the credential at the login the words announce."""
-    if unchanged:
-        return "unchanged: the stored bundle holds the source's credential"
     verb = "would verify, then publish" if verified else "would publish"
     if damage is not None:
         return f"{verb} the bundle again: {damage}"

@@ -225,8 +225,8 @@ async def _pass(settings: Settings, env: Mapping[str, str], *, dry_run: bool, ve
     from controller.passreport import PassReport
     from controller.wiring import build
 
-    report = PassReport()
     async with build(settings, env, dry_run=dry_run) as parts:
+        report = PassReport(preview=parts.dry_run)
         await _reported(run_once(parts, report=report), report, verbose=verbose, quiet=quiet)
     _print_report(report, verbose=verbose, quiet=quiet)
     return EXIT_OK if report.ok else EXIT_FAILED
@@ -256,7 +256,7 @@ async def _uninstall(settings: Settings, env: Mapping[str, str], *, dry_run: boo
         if delete_bundles:
             names = await parts.bundles.prune()
             if not quiet:
-                verb = "would delete" if dry_run else "deleted"
+                verb = "would delete" if parts.dry_run else "deleted"
                 print(f"{verb} {len(names)} bundle(s): {', '.join(names) or '-'}")
     return EXIT_OK
 

@@ -10,7 +10,9 @@ at once per registry. A registry that did not answer (``unreachable``, ``error``
 after ``retry_seconds``. A credential the registry refused is never used (``LoginGate``).
 
 ``denied``, ``manifest_unknown`` and ``name_unknown`` make the app ``image_unpullable``;
-``unreachable`` and ``error`` say nothing of the image and change no state.
+``unreachable`` and ``error`` say nothing of the image and change no state. A registry whose
+checker only records the question (``ContactRecorded``: a dry run) is not checked: its apps
+are planned as not checked, as ``plan`` has always shown them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, Protocol
 
+from controller.errors import ContactRecorded
 from controller.logingate import LoginGate
 from controller.model import RegistryCredential
 from controller.reference import InvalidReferenceError, parse_image
@@ -85,7 +88,10 @@ class ImageChecks:
         self._clock = clock
         self._slots = {registry: asyncio.Semaphore(concurrency) for registry in checkers}
         self._answers: dict[tuple[str, str, ImageSubject], _Answer] = {}
-        self._asking: dict[tuple[str, str, ImageSubject], asyncio.Future[ImageCheck]] = {}
+        self._asking: dict[tuple[str, str, ImageSubject],
+                           asyncio.Future[ImageCheck | None]] = {}
+        self._recorded: set[str] = set()
+        """Registries whose checker only recorded a question (a dry run)."""
 
     def checks(self, registry: str) -> bool:
         return registry in self._checkers
@@ -127,6 +133,10 @@ class ImageChecks:
                 async with self._slots[registry]:
                     result = await self._checkers[registry].check_image(
                         credential, key[2].repository, key[2].reference)
+            except ContactRecorded:
+                self._recorded.add(registry)
+                pending.set_result(None)
+                return None
             except BaseException as e:
                 pending.set_exception(e)
                 pending.exception()  # retrieved: waiters see it, the loop need not report it
@@ -144,7 +154,7 @@ class ImageChecks:
         self._answers = {k: v for k, v in self._answers.items() if k[0] != registry}
 
     def _key(self, registry: str, image: str) -> tuple[str, str, ImageSubject] | None:
-        if registry not in self._checkers:
+        if registry not in self._checkers or registry in self._recorded:
             return None
         found = self._credential(registry)
         subject = ImageSubject.of(image)

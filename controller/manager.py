@@ -82,8 +82,7 @@ def _app_reconciler(parts: Components, index: AppIndex, metrics: Metrics, *,
     settings = parts.settings
     policy = AppPolicy(planner=planner(settings, parts.bundles.home),
                        wait_for_budget=wait_for_budget, max_conflicts=max_conflicts,
-                       rescue_stuck=settings.remediation.rescue_stuck_deployments,
-                       dry_run=parts.dry_run)
+                       rescue_stuck=settings.remediation.rescue_stuck_deployments)
     return AppReconciler(marathon=parts.marathon, bundles=parts.bundles, images=parts.images,
                          gate=parts.gate, index=index, observer=metrics, policy=policy,
                          listeners=listeners)
@@ -102,7 +101,8 @@ async def run_once(parts: Components, *, every_app: bool = False,
     One app or registry failing never stops the pass: its error is recorded and the rest go on.
     ``report`` (a new one if not given) fills in as the pass goes, so that a caller whose pass
     is interrupted can still say what it wrote. A pass that writes first makes sure no other
-    controller runs under this name (``NameTakenError``).
+    controller runs under this name (``NameTakenError``); a dry run, which has no name to
+    claim, does not wait to find out.
     """
     if not parts.dry_run:
         await parts.presence.check()
@@ -221,7 +221,7 @@ def make_term(parts: Components, metrics: Metrics) -> Term:
     remediator = PullRemediator(
         index=index, observer=metrics, queue=parts.marathon, gate=parts.gate,
         reconcile_app=app_queue.add, verify_registry=verification.ask,
-        reset_launch_delay=parts.settings.remediation.reset_launch_delay and not parts.dry_run)
+        reset_launch_delay=parts.settings.remediation.reset_launch_delay)
 
     def retry_failed_apps(registry: str) -> None:
         for app_id in index.apps_of(registry):

@@ -37,7 +37,11 @@ class PassReport:
     registry_failures: dict[str, str] = field(default_factory=dict)
     """Registries whose bundle could not be published (the last good one, if any, still serves)."""
     registry_plans: dict[str, str] = field(default_factory=dict)
-    """A dry run (``plan``): what each registry's refresh would do, in words."""
+    """What each registry's refresh did without writing, in words (``BundleManager.previews``):
+    found the bundle unchanged, or would have verified and published."""
+    preview: bool = False
+    """The pass writes nothing (``plan``, ``--dry-run``): it says what each registry's refresh
+    would do (``registry_plans``)."""
 
     # -- the app reconciler's OutcomeListener ------------------------------------------------
 
@@ -77,7 +81,7 @@ def format_report(report: PassReport, *, verbose: bool = False,
     lines: list[str] = []
     skipped: Counter[str] = Counter()
     actions: Counter[str] = Counter()
-    for registry, preview in sorted(report.registry_plans.items()):
+    for registry, preview in sorted(report.registry_plans.items() if report.preview else ()):
         if verbose or not preview.startswith("unchanged"):
             lines.append(f"registry {registry}: {preview}")
     for outcome in sorted(report.outcomes, key=lambda o: o.app_id):

@@ -13,7 +13,8 @@ moves is a live second controller with this name: this one refuses (``NameTakenE
 2). A record whose heartbeat stops moving for ``3 * interval`` is a controller that died, and is
 taken over; one its owner released on shutdown is gone at once. While running, a record found
 rewritten by another configuration (both started at the same moment) stops this one too: the
-later writer keeps the name. The record holds no secret.
+later writer keeps the name. The record holds no secret. A dry run's store only records the
+writes (``WriteRecorded``): such a controller checks for others but leaves no record.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any
 
 import structlog
 
-from controller.errors import ConfigError, StorageError
+from controller.errors import ConfigError, StorageError, WriteRecorded
 from controller.settings import Settings
 from controller.storage.base import BundleStore
 
@@ -171,5 +172,7 @@ class Presence:
                                 heartbeat=datetime.now(UTC).isoformat(), released=released)
         try:
             await self._store.write_note(self._name, json.dumps(asdict(record)).encode())
+        except WriteRecorded:
+            pass  # a dry run writes no record: the name stays free for a controller that writes
         except StorageError as e:
             log.warning("presence_record_unwritable", error=str(e))

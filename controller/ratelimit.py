@@ -2,7 +2,8 @@
 
 ``TokenBucket`` caps the write rate; ``DeploymentBudget`` caps how many deployments the
 controller has running at once, so opting in 2,000 apps never restarts them all together; the
-``WriteGate`` every write passes puts them together with the leadership fence.
+``WriteGate`` every write passes puts them together with the leadership fence. A dry run's
+writes are only recorded (``controller.dryrun``): its gate has ``NoRateLimit``.
 """
 
 from __future__ import annotations
@@ -12,15 +13,29 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 
 from controller.election import Fence, no_fence
 from controller.errors import TransientError
 
-__all__ = ["DeploymentBudget", "TokenBucket", "WriteGate", "WriteSlot"]
+__all__ = ["DeploymentBudget", "NoRateLimit", "RateLimit", "TokenBucket", "WriteGate", "WriteSlot"]
 
 log = structlog.get_logger(component="ratelimit")
+
+
+class RateLimit(Protocol):
+    async def acquire(self) -> None:
+        """Wait until the next write may go."""
+
+
+class NoRateLimit:
+    """Every write goes at once: for a dry run, whose writes are only recorded (a ``plan``
+    over 10,000 changed apps must not take 1,000 s at 10 writes a second)."""
+
+    async def acquire(self) -> None:
+        pass
 
 
 class TokenBucket:
@@ -147,7 +162,7 @@ class DeploymentBudget:
 class WriteGate:
     """Every Marathon write passes here: a deployment slot, a rate token, then the fence."""
 
-    def __init__(self, bucket: TokenBucket, budget: DeploymentBudget, fence: Fence = no_fence
+    def __init__(self, bucket: RateLimit, budget: DeploymentBudget, fence: Fence = no_fence
                  ) -> None:
         self._bucket = bucket
         self.budget = budget

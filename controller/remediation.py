@@ -14,7 +14,8 @@ registry accepted, or any new one with ``verify: off``, went out for its registr
 delay, so then it is reset (``DELETE /v2/queue/{id}/delay``) and the app runs again now. The
 rule is the pure ``reset_due``; ``PullRemediator`` keeps the evidence and acts. A reset goes
 through the write rate limit and the leadership fence like any write, is never forced, and
-kills or restarts no task: it only lets Marathon launch the next one.
+kills or restarts no task: it only lets Marathon launch the next one. In a dry run the reset is
+only recorded (``WriteRecorded``): it counts as done for that fix, and is logged, not counted.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Protocol
 import structlog
 
 from controller.appindex import AppIndex, DelayReset, PullFailureNote
-from controller.errors import MarathonError
+from controller.errors import MarathonError, WriteRecorded
 from controller.logthrottle import LogThrottle
 from controller.model import AppId, DelayResetOutcome
 from controller.outcome import AppOutcome
@@ -183,6 +184,11 @@ class PullRemediator:
         result: DelayResetOutcome
         try:
             result = "ok" if await self._queue.reset_launch_delay(app_id) else "not_queued"
+        except WriteRecorded:  # a dry run: once per fix, as a reset would be
+            evidence.reset = self._tick()
+            log.info("launch_delay_reset", app_id=app_id, registry=evidence.registry,
+                     result="recorded")
+            return
         except MarathonError as e:
             result = "error"
             log.warning("launch_delay_reset", app_id=app_id, registry=evidence.registry,

@@ -1,7 +1,8 @@
 """Wiring: the only module that imports concrete adapters. It builds them from the settings,
 credential sources and stores by the factories their registration tables name
 (``controller.credentials.kinds``, ``controller.storage.backends``); ``controller.manager`` runs
-them."""
+them. A dry run is decided here alone: Marathon, the store and the registries are put behind
+the recording adapters of ``controller.dryrun``, and the writes get no rate limit."""
 
 from __future__ import annotations
 
@@ -21,12 +22,19 @@ import structlog
 from controller.bundles import BundleManager
 from controller.credentials.base import CredentialSource
 from controller.credentials.kinds import CREDENTIAL_KINDS, SourceFactory
+from controller.dryrun import (
+    Marathon,
+    Recorder,
+    RecordingMarathon,
+    RecordingRegistry,
+    RecordingStore,
+)
 from controller.election import Election, Fence, no_fence
 from controller.imagecheck import ImageChecks
 from controller.marathon.client import MarathonClient
 from controller.metrics import Metrics
 from controller.presence import Presence, config_fingerprint
-from controller.ratelimit import DeploymentBudget, TokenBucket, WriteGate
+from controller.ratelimit import DeploymentBudget, NoRateLimit, RateLimit, TokenBucket, WriteGate
 from controller.registryapi.login import RegistryLogin
 from controller.registryapi.results import ImageCheckResult
 from controller.settings import RegistrySettings, Settings, StorageSettings
@@ -103,7 +111,7 @@ class Components:
     """The adapters of one run, built from the settings; the manager assembles the rest."""
 
     settings: Settings
-    marathon: MarathonClient
+    marathon: Marathon
     bundles: BundleManager
     budget: DeploymentBudget
     gate: WriteGate
@@ -111,7 +119,13 @@ class Components:
     images: ImageChecks
     logins: Mapping[str, RegistryLogin]
     presence: Presence
-    dry_run: bool
+    recorder: Recorder | None
+    """A dry run's: what its adapters recorded instead of writing (``None``: a run that
+    writes)."""
+
+    @property
+    def dry_run(self) -> bool:
+        return self.recorder is not None
 
     def source_files(self) -> dict[str, list[Path]]:
         """Per registry, the files its credential comes from (those its kind names, e.g. a
@@ -138,40 +152,51 @@ async def build(
     fence: Fence = no_fence,
     metrics: Metrics | None = None,
 ) -> AsyncIterator[Components]:
-    """Create every adapter for ``settings``, reporting to ``metrics``; close them on exit."""
-    dry_run = dry_run or settings.reconcile.dry_run
+    """Create every adapter for ``settings``, reporting to ``metrics``; close them on exit.
+
+    A dry run (``dry_run``, or ``reconcile.dry_run``) reads Marathon and the store as a run
+    does, and records what it would write or ask a registry instead (``controller.dryrun``).
+    """
+    rc = settings.reconcile
+    recorder = Recorder() if dry_run or rc.dry_run else None
     async with aiohttp.ClientSession() as session:
-        marathon = MarathonClient(settings.marathon, session, env=env, user_agent=user_agent(),
-                                  observer=metrics, planned_label=settings.selector.label)
+        client = MarathonClient(settings.marathon, session, env=env, user_agent=user_agent(),
+                                observer=metrics, planned_label=settings.selector.label)
+        marathon: Marathon = client if recorder is None else RecordingMarathon(client, recorder)
         registries = {r.registry: r for r in settings.registries}
         logins = registry_logins(settings.registries, session,
                                  reconcile_seconds=settings.reconcile.timeout_seconds)
+        asked: Mapping[str, RegistryLogin | RecordingRegistry] = (
+            logins if recorder is None else {r: RecordingRegistry(r, recorder) for r in logins})
         store = store_from_settings(settings.storage)
+        if recorder is not None:
+            store = RecordingStore(store, recorder)
         bundles = BundleManager(
             registries,
             {r.registry: credential_source(r, env) for r in settings.registries},
             store,
-            fence=fence, dry_run=dry_run, observer=metrics,
+            fence=fence, observer=metrics,
             owner=settings.controller.name,
-            verifiers={r: login for r, login in logins.items() if registries[r].verify != "off"},
+            verifiers={r: login for r, login in asked.items() if registries[r].verify != "off"},
         )
-        images = ImageChecks(  # a dry run (plan) contacts no registry
-            {} if dry_run else {r: login for r, login in logins.items()
-                                if checks_images(registries[r])},
+        images = ImageChecks(
+            {r: login for r, login in asked.items() if checks_images(registries[r])},
             bundles.credential, bundles.gate, metrics or _Uncounted())
 
         async def running_deployments() -> set[str]:
             return {d["id"] for d in await marathon.list_deployments()}
 
-        rc = settings.reconcile
-        budget = DeploymentBudget(rc.max_concurrent_deployments, running=running_deployments,
+        # A dry run starts no deployment: a slot per worker never makes a write wait.
+        budget = DeploymentBudget(rc.max_concurrent_deployments if recorder is None
+                                  else rc.workers, running=running_deployments,
                                   stall_seconds=rc.timeout_seconds)
+        rate: RateLimit = (TokenBucket(rc.max_writes_per_second, rc.write_burst)
+                           if recorder is None else NoRateLimit())
         yield Components(
             settings=settings, marathon=marathon, bundles=bundles, budget=budget,
-            gate=WriteGate(TokenBucket(rc.max_writes_per_second, rc.write_burst), budget, fence),
-            fence=fence, images=images, logins=logins, dry_run=dry_run,
-            presence=Presence(store, settings.controller.name,
-                              config_fingerprint(settings, store.home)))
+            gate=WriteGate(rate, budget, fence), fence=fence, images=images, logins=logins,
+            recorder=recorder, presence=Presence(store, settings.controller.name,
+                                                 config_fingerprint(settings, store.home)))
 
 
 def _paths(settings: object) -> Iterator[Path]:

@@ -18,6 +18,7 @@ from controller.archive import MAX_BUNDLE_BYTES, build_bundle, inspect_bundle
 from controller.bundles import BundleManager
 from controller.credentials.kinds import PasswordEnvCredentials
 from controller.credentials.password import PasswordSource
+from controller.dryrun import Recorder, RecordingStore
 from controller.errors import InvalidBundleError, NotLeaderError, StorageError
 from controller.model import BundleManifest, RegistryCredential, Secret
 from controller.plan import bundle_name
@@ -320,7 +321,10 @@ class TestCleanup:
     async def test_manager_cleanup_in_dry_run(self, tmp_path):
         """A dry run removes nothing."""
         leftover = self.old_leftover(tmp_path)
-        assert await password_manager(store(tmp_path), REG, dry_run=True).cleanup() == []
+        recorder = Recorder()
+        dry = password_manager(RecordingStore(store(tmp_path), recorder), REG)
+        assert await dry.cleanup() == []
+        assert recorder.counts == {"cleanup": 1}
         assert leftover.exists()
 
 

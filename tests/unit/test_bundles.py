@@ -17,6 +17,7 @@ from controller.bundles import BundleManager, RefreshOutcome
 from controller.credentials.base import CredentialSource
 from controller.credentials.kinds import EcrCredentials, EcrSettings
 from controller.credentials.password import PasswordSource
+from controller.dryrun import Recorder, RecordingStore
 from controller.errors import CredentialError, NotLeaderError
 from controller.model import BundleManifest, RegistryCredential, Secret
 from controller.plan import bundle_name
@@ -348,7 +349,7 @@ class TestServedBundleCheck:
         h.store.bundles[NAME] = TAMPERED
         dry = BundleManager({REG: registry_settings()},
                             {REG: FakeSource([token("new", T0 + timedelta(hours=10))])},
-                            h.store, dry_run=True, now=h.clock)
+                            RecordingStore(h.store, Recorder()), now=h.clock)
         assert await dry.refresh(REG) == "dry_run"
         assert dry.states[REG].damage == "the bundle's bytes differ from the recorded hash"
         assert (h.store.writes, h.store.bundles[NAME]) == (1, TAMPERED)
@@ -402,8 +403,10 @@ class TestPrune:
     async def test_dry_run_lists_without_deleting(self):
         """A dry run returns what it would delete and deletes nothing."""
         store = await self.store_with(bundle_name("old.example.com"))
-        manager = BundleManager({REG: registry_settings()}, {REG: FakeSource([])}, store,
-                                dry_run=True)
+        recorder = Recorder()
+        manager = BundleManager({REG: registry_settings()}, {REG: FakeSource([])},
+                                RecordingStore(store, recorder))
         assert await manager.prune() == [bundle_name("old.example.com")]
+        assert recorder.counts == {"delete": 1}
         assert await store.list_names() == [bundle_name("old.example.com")]
 

@@ -19,6 +19,7 @@ from controller.appindex import AppIndex
 from controller.bundles import REJECTED_RECHECK, BundleManager
 from controller.credentials.kinds import PasswordFileCredentials
 from controller.credentials.password import PasswordSource
+from controller.dryrun import Recorder, RecordingRegistry, RecordingStore
 from controller.errors import CredentialError
 from controller.model import RegistryCredential
 from controller.plan import bundle_name
@@ -298,12 +299,17 @@ class TestRejectedThenFixed:
         assert h.stored_sha() == good
 
     async def test_dry_run_never_logs_in_and_says_what_it_would_do(self, tmp_path):
-        """A dry run (plan) contacts no registry: it says it would log in, then publish."""
-        h = Harness(tmp_path, ScriptedVerifier("rejected"), dry_run=True)
-        assert await h.manager.refresh(REG) == "dry_run"
-        assert h.verifier.tried == []
-        assert not h.state.credentials_rejected
-        assert h.manager.previews[REG] == (
+        """A dry run (plan) contacts no registry: its login is recorded, and it says it would
+        log in, then publish."""
+        h = Harness(tmp_path, ScriptedVerifier("rejected"))
+        recorder = Recorder()
+        dry = manager_for(REG, "best_effort", h.password_file, RecordingRegistry(REG, recorder),
+                          RecordingStore(h.store, recorder), h.logins)  # type: ignore[arg-type]
+        assert await dry.refresh(REG) == "dry_run"
+        assert recorder.counts == {"login": 1}
+        assert (h.verifier.tried, h.logins.seen, h.store.manifests) == ([], [], {})
+        assert not dry.states[REG].credentials_rejected
+        assert dry.previews[REG] == (
             "would verify, then publish a new bundle: none is stored yet")
 
     async def test_off_never_logs_in(self, tmp_path):
