@@ -24,6 +24,7 @@ from controller.plan import bundle_name
 from controller.storage.backends import S3StorageSettings
 from controller.storage.s3 import S3Store
 from tests.adapters.test_storage_fs import password_manager
+from tests.clock import FakeClock
 
 NAME = "pullsecret-registry.example.com.tar.gz"
 DATA = b"\x1f\x8b not really a tarball"
@@ -50,14 +51,6 @@ def settings(aws, s3):
     return S3StorageSettings(bucket=bucket, prefix="pullsecrets/prod", region=aws.region,
                              endpoint_url=aws.endpoint_url, uri_style="https",
                              presign_ttl=3600.0)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def http_get(uri: str) -> bytes:
@@ -232,21 +225,21 @@ class TestLocations:
 
     async def test_presigned_url_reused_while_fresh(self, settings):
         """Asking again before half-life returns the same URL, so apps are not rewritten."""
-        clock = Clock(datetime.now(UTC))
-        store = S3Store(replace(settings, uri_style="presigned"), now=clock)
+        clock = FakeClock(0.0, epoch=datetime.now(UTC))
+        store = S3Store(replace(settings, uri_style="presigned"), now=clock.wall)
         first = await store.location(NAME)
-        clock.now += timedelta(seconds=1700)
+        clock.advance(1700)
         second = await store.location(NAME)
         assert second.uri == first.uri
         assert second.renew_in == pytest.approx(100, abs=5)
 
     async def test_presigned_url_reissued_after_half_life(self, settings):
         """Past half-life a new URL is signed."""
-        clock = Clock(datetime.now(UTC))
-        store = S3Store(replace(settings, uri_style="presigned"), now=clock)
+        clock = FakeClock(0.0, epoch=datetime.now(UTC))
+        store = S3Store(replace(settings, uri_style="presigned"), now=clock.wall)
         with capture_logs() as logs:
             await store.location(NAME)
-            clock.now += timedelta(seconds=1900)
+            clock.advance(1900)
             await store.location(NAME)
         issued = [entry for entry in logs if entry["event"] == "presigned_url_issued"]
         assert len(issued) == 2
@@ -261,18 +254,18 @@ class TestLocations:
 
     async def test_accepts_fresh_url(self, settings):
         """A URL of the same object with more than half its TTL left is accepted."""
-        clock = Clock(datetime.now(UTC))
-        store = S3Store(replace(settings, uri_style="presigned"), now=clock)
+        clock = FakeClock(0.0, epoch=datetime.now(UTC))
+        store = S3Store(replace(settings, uri_style="presigned"), now=clock.wall)
         issued = (await store.location(NAME)).uri
-        clock.now += timedelta(seconds=1700)
+        clock.advance(1700)
         assert (await store.location(NAME)).matches(issued)
 
     async def test_rejects_url_near_expiry(self, settings):
         """A URL with less than half its TTL left is not accepted (it gets re-signed)."""
-        clock = Clock(datetime.now(UTC))
-        store = S3Store(replace(settings, uri_style="presigned"), now=clock)
+        clock = FakeClock(0.0, epoch=datetime.now(UTC))
+        store = S3Store(replace(settings, uri_style="presigned"), now=clock.wall)
         location = await store.location(NAME)
-        clock.now += timedelta(seconds=1900)
+        clock.advance(1900)
         assert location.accepts is not None
         assert not location.accepts(location.uri)
 

@@ -23,22 +23,12 @@ from controller.model import BundleManifest, RegistryCredential, Secret
 from controller.plan import bundle_name
 from controller.settings import RegistrySettings
 from controller.storage.memory import MemoryStore
+from tests.clock import FakeClock
 
 REG = "registry.example.com"
 NAME = bundle_name(REG)
 HOUR = 3600.0
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, hours: float) -> None:
-        self.now += timedelta(hours=hours)
 
 
 class FakeSource:
@@ -73,13 +63,13 @@ def registry_settings(*, max_age: float = 6 * HOUR, min_validity: float = 6 * HO
 class Harness:
     def __init__(self, source: CredentialSource, *, store: MemoryStore | None = None,
                  jitter: float = 1.0, **settings: float) -> None:
-        self.clock = Clock()
+        self.clock = FakeClock(0.0, epoch=T0)
         self.source = source
         self.store = store or MemoryStore()
         self.observed: list[RefreshOutcome] = []
         self.manager = BundleManager(
             {REG: registry_settings(**settings)}, {REG: source}, self.store,
-            now=self.clock, jitter=lambda: jitter, observer=self)
+            now=self.clock.wall, jitter=lambda: jitter, observer=self)
 
     def on_publish(self, registry: str, outcome: RefreshOutcome,
                    manifest: BundleManifest | None) -> None:
@@ -124,7 +114,7 @@ class TestSchedule:
         source = FakeSource([token("a", T0 + timedelta(hours=10))])
         h = Harness(source)
         await h.refresh()
-        h.clock.advance(4.9)
+        h.clock.advance(4.9 * HOUR)
         assert await h.refresh() == "not_due"
         assert source.calls == 1
 
@@ -133,7 +123,7 @@ class TestSchedule:
         h = Harness(FakeSource([token("a", T0 + timedelta(hours=10)),
                                 token("b", T0 + timedelta(hours=15))]))
         await h.refresh()
-        h.clock.advance(5)
+        h.clock.advance(5 * HOUR)
         assert await h.refresh() == "published"
         assert h.manifest.expires_at == T0 + timedelta(hours=15)
         assert h.manager.refresh_in(REG) == 5 * HOUR
@@ -146,7 +136,7 @@ class TestLastKnownGood:
                                 CredentialError("ECR is down"), CredentialError("ECR is down")]))
         await h.refresh()
         before = (h.store.bundles[NAME], h.manifest)
-        h.clock.advance(5)
+        h.clock.advance(5 * HOUR)
         for attempt in (1, 2):
             with pytest.raises(CredentialError, match="ECR is down"):
                 await h.refresh()
@@ -160,7 +150,7 @@ class TestLastKnownGood:
         h = Harness(FakeSource([token("a", T0 + timedelta(hours=10)), CredentialError("down"),
                                 token("b", T0 + timedelta(hours=15))]))
         await h.refresh()
-        h.clock.advance(5)
+        h.clock.advance(5 * HOUR)
         with pytest.raises(CredentialError):
             await h.refresh()
         assert await h.refresh() == "published"
@@ -172,7 +162,7 @@ class TestLastKnownGood:
         first = Harness(FakeSource([token("a", T0 + timedelta(hours=10))]))
         await first.refresh()
         restarted = Harness(FakeSource([CredentialError("down")]), store=first.store)
-        restarted.clock.advance(6)
+        restarted.clock.advance(6 * HOUR)
         location = await restarted.manager.location(REG)
         assert location.uri == f"memory://bundles/{NAME}"
         assert restarted.manager.states[REG].failures == 1
@@ -204,7 +194,7 @@ class TestValidityFloor:
         h = Harness(FakeSource([token("a", T0 + timedelta(hours=12)),
                                 token("b", T0 + timedelta(hours=8))]))
         await h.refresh()
-        h.clock.advance(6)  # the first bundle falls due; the new token has 2 hours left
+        h.clock.advance(6 * HOUR)  # the first bundle falls due; the new token has 2 hours left
         with pytest.raises(CredentialError, match="less than min_validity"):
             await h.refresh()
         assert h.manifest.expires_at == T0 + timedelta(hours=12)
@@ -216,7 +206,7 @@ class TestValidityFloor:
         h = Harness(FakeSource([token("a", T0 + timedelta(hours=12)),
                                 token("b", T0 + timedelta(hours=13))]))
         await h.refresh()
-        h.clock.advance(11)
+        h.clock.advance(11 * HOUR)
         assert await h.refresh() == "published"
         assert h.manifest.expires_at == T0 + timedelta(hours=13)
 
@@ -230,7 +220,7 @@ class TestValidityFloor:
         h = Harness(FakeSource([token("a", T0 + timedelta(hours=12)),
                                 token("b", T0 + timedelta(hours=8))]), min_validity=HOUR)
         await h.refresh()
-        h.clock.advance(6)  # the first bundle falls due; the new token has 2 hours left
+        h.clock.advance(6 * HOUR)  # the first bundle falls due; the new token has 2 hours left
         assert await h.refresh() == "published"
 
 
@@ -275,7 +265,7 @@ class TestServedBundleCheck:
         """Bytes that do not match the record are published again at the next check, due or not."""
         h = await self.published(token("current", T0 + timedelta(hours=10)))
         h.store.bundles[NAME] = damage(h.store.bundles[NAME])
-        h.clock.advance(1)
+        h.clock.advance(HOUR)
         assert await h.refresh() == "repaired"
         assert content_hash(h.store.bundles[NAME]) == h.manifest.sha256
         assert h.manager.states[REG].repairs == 1
@@ -349,7 +339,7 @@ class TestServedBundleCheck:
         h.store.bundles[NAME] = TAMPERED
         dry = BundleManager({REG: registry_settings()},
                             {REG: FakeSource([token("new", T0 + timedelta(hours=10))])},
-                            RecordingStore(h.store, Recorder()), now=h.clock)
+                            RecordingStore(h.store, Recorder()), now=h.clock.wall)
         assert await dry.refresh(REG) == "dry_run"
         assert dry.states[REG].damage == "the bundle's bytes differ from the recorded hash"
         assert (h.store.writes, h.store.bundles[NAME]) == (1, TAMPERED)

@@ -24,6 +24,7 @@ from structlog.testing import capture_logs
 
 from bench.filewatch import KINDS, Layout
 from controller.filewatch import Absent, FileState, FileWatch, observe
+from tests.clock import FakeClock
 
 HOUR_NS = 3600 * 10**9
 MS = 1_000_000
@@ -209,14 +210,9 @@ def test_an_unreadable_directory_is_logged_once_and_the_watch_recovers(shared_di
     assert calls == ["reg", "reg"]
 
 
-class Clock:
-    """A wall clock the test sets."""
-
-    def __init__(self, ns: int) -> None:
-        self.ns = ns
-
-    def __call__(self) -> int:
-        return self.ns
+def move_to(clock: FakeClock, ns: int) -> None:
+    """Set ``clock`` to the instant ``ns``, forwards or back (a wall clock may go either way)."""
+    clock.advance((ns - clock.ns()) / 10**9)
 
 
 def test_a_state_seen_within_a_tick_of_its_stamp_is_settled_on_a_later_pass(tmp_path: Path
@@ -225,16 +221,16 @@ def test_a_state_seen_within_a_tick_of_its_stamp_is_settled_on_a_later_pass(tmp_
     that close is looked at again once the tick is over, and reported then, once."""
     path = tmp_path / "password"
     path.write_text("one")
-    clock = Clock(an_hour_later())
+    clock = FakeClock.at_ns(an_hour_later())
     calls = Calls()
-    watch = watch_of({"reg": [path]}, calls, now_ns=clock)
+    watch = watch_of({"reg": [path]}, calls, now_ns=clock.ns)
     watch.check_now()
     path.write_text("two")
     stamp = max(path.stat().st_mtime_ns, path.stat().st_ctime_ns)
-    clock.ns = stamp + 5 * MS
+    move_to(clock, stamp + 5 * MS)
     assert watch.check_now() == []
     assert watch.recheck_in == pytest.approx(0.015)
-    clock.ns = stamp + 25 * MS
+    move_to(clock, stamp + 25 * MS)
     assert watch.check_now() == ["reg"]
     assert watch.recheck_in == 0
     assert passes(watch, 3) == []
@@ -262,17 +258,17 @@ async def test_run_sleeps_the_interval_and_wakes_early_for_a_racy_stamp(tmp_path
     stamp is looked at again 15 ms later, then every interval."""
     path = tmp_path / "password"
     path.write_text("one")
-    clock = Clock(max(path.stat().st_mtime_ns, path.stat().st_ctime_ns) + 5 * MS)
+    clock = FakeClock.at_ns(max(path.stat().st_mtime_ns, path.stat().st_ctime_ns) + 5 * MS)
     sleeps: list[float] = []
 
     async def sleep(seconds: float) -> None:
         sleeps.append(seconds)
-        clock.ns += int(seconds * 10**9)
+        clock.advance(seconds)
         if len(sleeps) == 4:
             raise asyncio.CancelledError
 
     calls = Calls()
-    watch = watch_of({"reg": [path]}, calls, interval=2.0, sleep=sleep, now_ns=clock)
+    watch = watch_of({"reg": [path]}, calls, interval=2.0, sleep=sleep, now_ns=clock.ns)
     with pytest.raises(asyncio.CancelledError):
         await watch.run()
     assert sleeps == pytest.approx([0.015, 2.0, 2.0, 2.0])

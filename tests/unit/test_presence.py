@@ -10,6 +10,7 @@ import pytest
 from controller.errors import StorageError
 from controller.presence import NameTakenError, Presence, record_name
 from controller.storage.memory import MemoryStore
+from tests.clock import FakeClock
 
 NAME = record_name("default")
 
@@ -18,14 +19,11 @@ class Time:
     """A clock the presence's sleeps move; ``during`` runs at each sleep (another writer)."""
 
     def __init__(self) -> None:
-        self.now = 0.0
+        self.clock = FakeClock(0.0)
         self.during: list[object] = []
 
-    def clock(self) -> float:
-        return self.now
-
     async def sleep(self, seconds: float) -> None:
-        self.now += seconds
+        self.clock.advance(seconds)
         for action in self.during:
             await action()  # type: ignore[operator]
 
@@ -45,13 +43,13 @@ class TestClaim:
         mine = presence(store, "aaa", time)
         await mine.claim()
         assert record(store)["fingerprint"] == "aaa"
-        assert time.now == 0  # nothing to wait for
+        assert time.clock.now == 0  # nothing to wait for
 
     async def test_a_replica_of_the_same_configuration_takes_over_at_once(self):
         store, time = MemoryStore(), Time()
         await presence(store, "aaa", time).claim()
         await presence(store, "aaa", time).claim()
-        assert time.now == 0
+        assert time.clock.now == 0
 
     async def test_a_live_controller_of_another_configuration_refuses_the_second(self):
         """Its heartbeat moves while the second one looks: the name is taken."""
@@ -68,7 +66,7 @@ class TestClaim:
         await presence(store, "aaa", time).claim()
         await presence(store, "bbb", time).claim()
         assert record(store)["fingerprint"] == "bbb"
-        assert time.now >= 30
+        assert time.clock.now >= 30
 
     async def test_a_released_record_is_taken_at_once(self):
         store, time = MemoryStore(), Time()
@@ -76,7 +74,7 @@ class TestClaim:
         await first.claim()
         await first.release()
         await presence(store, "bbb", time).claim()
-        assert (record(store)["fingerprint"], time.now) == ("bbb", 0)
+        assert (record(store)["fingerprint"], time.clock.now) == ("bbb", 0)
 
     async def test_an_unreadable_record_is_overwritten(self):
         store, time = MemoryStore(), Time()

@@ -224,15 +224,15 @@ class TestRejectedThenFixed:
     async def test_a_storm_of_requests_costs_one_login_per_interval(self, tmp_path):
         """Fifty failed pulls over four minutes asking for a login with a refused credential:
         one refused login; at the interval, one more."""
-        now = [T0]
-        h = Harness(tmp_path, ScriptedVerifier("rejected", "rejected"), now=lambda: now[0])
+        clock = FakeClock(0.0, epoch=T0)
+        h = Harness(tmp_path, ScriptedVerifier("rejected", "rejected"), now=clock.wall)
         for i in range(50):
-            now[0] = T0 + timedelta(seconds=i * 240 / 50)
+            clock.now = i * 240 / 50
             with pytest.raises(CredentialError):
                 await h.manager.refresh(REG, verify_current=True)
         assert h.verifier.tried == ["old"]
         assert h.logins.results().count("withheld") == 49
-        now[0] = T0 + RELOGIN
+        clock.now = RELOGIN.total_seconds()
         with pytest.raises(CredentialError):
             await h.manager.refresh(REG, verify_current=True)
         assert h.verifier.tried == ["old", "old"]
@@ -241,12 +241,12 @@ class TestRejectedThenFixed:
     async def test_refused_credential_is_tried_at_the_registry_again_later(self, tmp_path):
         """The account may be fixed at the registry: after refused_login_interval the same
         credential is tried again (and published once accepted)."""
-        now = [T0]
-        h = Harness(tmp_path, ScriptedVerifier("rejected", "accepted"), now=lambda: now[0])
+        clock = FakeClock(0.0, epoch=T0)
+        h = Harness(tmp_path, ScriptedVerifier("rejected", "accepted"), now=clock.wall)
         with pytest.raises(CredentialError):
             await h.manager.refresh(REG)
         assert h.manager.gate.next_attempt(REG) == T0 + RELOGIN
-        now[0] = T0 + RELOGIN
+        clock.now = RELOGIN.total_seconds()
         assert await h.manager.refresh(REG) == "published"
         assert h.verifier.tried == ["old", "old"]
 
@@ -259,11 +259,11 @@ class TestRejectedThenFixed:
 
     async def test_registry_down_does_not_clear_a_refusal_of_the_same_credential(self, tmp_path):
         """A refused credential that cannot be checked now stays refused and is retried."""
-        now = [T0]
-        h = Harness(tmp_path, ScriptedVerifier("rejected", "unreachable"), now=lambda: now[0])
+        clock = FakeClock(0.0, epoch=T0)
+        h = Harness(tmp_path, ScriptedVerifier("rejected", "unreachable"), now=clock.wall)
         with pytest.raises(CredentialError):
             await h.manager.refresh(REG)
-        now[0] = T0 + RELOGIN
+        clock.now = RELOGIN.total_seconds()
         with pytest.raises(CredentialError, match="rejected this credential before"):
             await h.manager.refresh(REG, verify_current=True)
         assert h.state.credentials_rejected
@@ -355,7 +355,7 @@ class TestRegistryReconciler:
         await reconciler.reconcile(REG)
         requests.ask(REG)
         await reconciler.reconcile(REG)
-        clock.now += 2.0
+        clock.advance(2.0)
         requests.ask(REG)
         assert queue.added == [(REG, 0.0), (REG, 3.0)]
 

@@ -6,17 +6,10 @@ import pytest
 
 from controller.errors import TransientError
 from controller.ratelimit import DeploymentBudget
+from tests.clock import FakeClock
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def budget(limit: int, running: set[str], clock: Clock, **kw) -> DeploymentBudget:
+def budget(limit: int, running: set[str], clock: FakeClock, **kw) -> DeploymentBudget:
     async def still_running() -> set[str]:
         return set(running)
 
@@ -26,7 +19,7 @@ def budget(limit: int, running: set[str], clock: Clock, **kw) -> DeploymentBudge
 class TestMarathonsLimit:
     async def test_a_refused_write_blocks_slots_until_a_deployment_ends(self):
         """After Marathon's 403 limit answer no slot is taken, even with our budget free."""
-        clock = Clock()
+        clock = FakeClock(0.0)
         b = budget(10, set(), clock)
         b.limit_reached()
         assert not await b.try_acquire()
@@ -34,7 +27,7 @@ class TestMarathonsLimit:
         assert await b.try_acquire()
 
     async def test_the_block_lifts_after_the_poll_interval(self):
-        clock = Clock()
+        clock = FakeClock(0.0)
         b = budget(10, set(), clock, poll_seconds=5.0)
         b.limit_reached()
         clock.now = 5.0
@@ -44,10 +37,10 @@ class TestMarathonsLimit:
 class TestBoundedWait:
     async def test_acquire_gives_up_when_no_slot_frees(self):
         """Deployments that never end fail the wait after stall_seconds, naming why."""
-        clock = Clock()
+        clock = FakeClock(0.0)
 
         async def never_ends() -> set[str]:
-            clock.now += 0.02  # time passes with each poll of Marathon
+            clock.advance(0.02)  # time passes with each poll of Marathon
             return {"d1"}
 
         b = DeploymentBudget(1, running=never_ends, clock=clock, poll_seconds=0.01,
@@ -59,7 +52,7 @@ class TestBoundedWait:
             await b.acquire()
 
     async def test_acquire_returns_once_a_deployment_ends(self):
-        clock = Clock()
+        clock = FakeClock(0.0)
         running = {"d1"}
         b = budget(1, running, clock, poll_seconds=0.01, stall_seconds=60)
         assert await b.try_acquire()
