@@ -1,5 +1,6 @@
-"""What the simulator's tests share: a settable clock, an event recorder, a manual scheduler,
-and the simulator run as its own process."""
+"""What the simulator's tests share: the agent tests' registry, credential, app and bundle, an
+event recorder, a manual scheduler, and the simulator run as its own process (the fixtures that
+build on them are in conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,22 +9,39 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from controller.simulator import Event
+from controller.archive import build_bundle
+from controller.model import RegistryCredential, Secret
+from controller.simulator import Agent, Event
+from tests.clock import FakeClock
 
 TIMEOUT = 5
+REGISTRY = "registry.example.com:5000"
+IMAGE = f"{REGISTRY}/team/web:1"
+USER, PASSWORD = "puller", "s3cret-pass"
 
 
-class Clock:
-    """A settable clock for version timestamps."""
+def bundle(tmp_path: Path, password: str = PASSWORD, fmt: Any = "config.json",
+           name: str | None = None) -> str:
+    """A real controller bundle on disk (``name`` replaces one); returns its ``file://`` URI."""
+    path = tmp_path / (name or f"bundle-{fmt}-{password}.tar.gz")
+    path.write_bytes(build_bundle(
+        REGISTRY, RegistryCredential(username=USER, password=Secret(password)), fmt))
+    return path.as_uri()
 
-    def __init__(self) -> None:
-        self.moment = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
 
-    def __call__(self) -> datetime:
-        return self.moment
+def web_app(*, fetch: list[dict[str, Any]] | None = None, **fields: Any) -> dict[str, Any]:
+    """A Docker app of ``IMAGE`` with a short launch backoff, as the agent tests run it."""
+    return {"id": "/team/web", "instances": 1, "backoffSeconds": 1, "backoffFactor": 2,
+            "maxLaunchDelaySeconds": 5, "fetch": fetch or [],
+            "container": {"type": "DOCKER", "docker": {"image": IMAGE}}, **fields}
+
+
+async def settle(agent: Agent) -> None:
+    async with asyncio.timeout(TIMEOUT):
+        await agent.idle()
 
 
 class Recorder:
@@ -58,7 +76,7 @@ class Recorder:
 class ManualScheduler:
     """A ``Scheduler`` whose timers fire only when a test says so (no real waiting)."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: FakeClock) -> None:
         self.clock = clock
         self.pending: list[tuple[float, Callable[[], object]]] = []
         self.delays: list[float] = []
@@ -72,7 +90,7 @@ class ManualScheduler:
         """Move the clock past every pending timer and run them."""
         pending, self.pending = self.pending, []
         if pending:
-            self.clock.moment += timedelta(seconds=max(delay for delay, _ in pending))
+            self.clock.advance(max(delay for delay, _ in pending))
         for _, callback in pending:
             callback()
 

@@ -5,77 +5,30 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from controller.archive import build_bundle
-from controller.model import RegistryCredential, Secret
 from controller.pullfailure import classify
 from controller.simulator import Agent, MarathonSimulator, MarathonState, main
-from tests.simulator.support import TIMEOUT, Clock, ManualScheduler, Recorder, simulator_process
+from tests.simulator.support import (
+    IMAGE,
+    PASSWORD,
+    REGISTRY,
+    TIMEOUT,
+    USER,
+    Recorder,
+    bundle,
+    settle,
+    simulator_process,
+    web_app,
+)
 
-REGISTRY = "registry.example.com:5000"
-IMAGE = f"{REGISTRY}/team/web:1"
-USER, PASSWORD = "puller", "s3cret-pass"
 TASK_ID = re.compile(r"^team_web\.instance-[0-9a-f-]{36}\._app\.1$")
 W1 = ("Failed to launch container: Failed to run 'docker -H unix:///var/run/docker.sock pull "
       f"{IMAGE}': exited with status 1; stderr='")
-
-
-def bundle(tmp_path: Path, password: str = PASSWORD, fmt: Any = "config.json",
-           name: str | None = None) -> str:
-    """A real controller bundle on disk (``name`` replaces one); returns its ``file://`` URI."""
-    path = tmp_path / (name or f"bundle-{fmt}-{password}.tar.gz")
-    path.write_bytes(build_bundle(
-        REGISTRY, RegistryCredential(username=USER, password=Secret(password)), fmt))
-    return path.as_uri()
-
-
-def web_app(*, fetch: list[dict[str, Any]] | None = None, **fields: Any) -> dict[str, Any]:
-    return {"id": "/team/web", "instances": 1, "backoffSeconds": 1, "backoffFactor": 2,
-            "maxLaunchDelaySeconds": 5, "fetch": fetch or [],
-            "container": {"type": "DOCKER", "docker": {"image": IMAGE}}, **fields}
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def scheduler(clock: Clock) -> ManualScheduler:
-    return ManualScheduler(clock)
-
-
-@pytest.fixture
-async def agent(tmp_path: Path, scheduler: ManualScheduler) -> AsyncIterator[Agent]:
-    agent = Agent(tmp_path / "agent", schedule=scheduler)
-    yield agent
-    await agent.close()
-
-
-@pytest.fixture
-def state(clock: Clock, agent: Agent) -> MarathonState:
-    state = MarathonState(now=clock, deployment_seconds=None, agent=agent)
-    state.accept_credentials(REGISTRY, USER, PASSWORD)
-    return state
-
-
-@pytest.fixture
-def recorder(state: MarathonState) -> Recorder:
-    recorder = Recorder()
-    state.subscribe(recorder)
-    return recorder
-
-
-async def settle(agent: Agent) -> None:
-    async with asyncio.timeout(TIMEOUT):
-        await agent.idle()
 
 
 def states(state: MarathonState, app_id: str = "/team/web") -> list[str]:
@@ -150,7 +103,7 @@ class TestTasks:
         state.add_app(web_app(container={"type": "DOCKER", "docker": {"image": "nginx:1"}},
                               killSelection=selection))
         await settle(agent)
-        clock.moment += timedelta(seconds=5)
+        clock.advance(5)
         state.update_app("/team/web", {"instances": 2}, force=True)
         await settle(agent)
         tasks = sorted(state.list_tasks("/team/web"), key=lambda task: task["stagedAt"])
@@ -439,13 +392,6 @@ class TestWithoutAnAgent:
         assert state.queue() == []
 
 
-@pytest.fixture
-async def http(state: MarathonState) -> AsyncIterator[aiohttp.ClientSession]:
-    async with (MarathonSimulator(state) as sim,
-                aiohttp.ClientSession(sim.url, headers={"User-Agent": "tests/1"}) as session):
-        yield session
-
-
 class TestHttp:
     async def test_app_tasks(self, state, agent, http, tmp_path):
         state.add_app(web_app(fetch=[{"uri": bundle(tmp_path)}]))
@@ -565,7 +511,7 @@ class TestMarathonPythonEvents:
             MarathonDeploymentSuccess,
             MarathonStatusUpdateEvent,
         )
-        state = MarathonState(version="1.6.590", now=clock, agent=agent)
+        state = MarathonState(version="1.6.590", now=clock.wall, agent=agent)
         events = await self.stream(state, agent, [
             "deployment_info", "deployment_step_success", "status_update_event",
             "deployment_success"], tmp_path)
@@ -587,7 +533,7 @@ class TestMarathonPythonEvents:
         assert success.id == info.plan.id
 
     async def test_light_plans_of_1_10_are_read_by_type(self, clock, agent, tmp_path):
-        state = MarathonState(now=clock, agent=agent)
+        state = MarathonState(now=clock.wall, agent=agent)
         events = await self.stream(state, agent, [
             "api_post_event", "status_update_event", "deployment_success"], tmp_path)
         assert [e.event_type for e in events] == [
@@ -595,6 +541,6 @@ class TestMarathonPythonEvents:
         assert events[0].app_definition["id"] == "/team/web"
 
     async def test_light_plans_of_1_10_break_its_deployment_info(self, clock, agent, tmp_path):
-        state = MarathonState(now=clock, agent=agent)
+        state = MarathonState(now=clock.wall, agent=agent)
         with pytest.raises(AttributeError):  # MarathonDeploymentOriginalState.from_json(None)
             await self.stream(state, agent, ["deployment_info"], tmp_path)

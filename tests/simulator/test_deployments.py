@@ -5,67 +5,35 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import sys
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from controller.simulator import (
-    Agent,
     ApiError,
     FailedPull,
     MarathonSimulator,
     MarathonState,
     Puller,
 )
-from tests.services import REFERENCE
-from tests.simulator.support import TIMEOUT, Clock, ManualScheduler, Recorder
-from tests.simulator.test_agent import IMAGE, PASSWORD, REGISTRY, USER, bundle, settle, web_app
+from tests.services import REFERENCE, busy_port
+from tests.simulator.support import (
+    IMAGE,
+    REGISTRY,
+    TIMEOUT,
+    USER,
+    Recorder,
+    bundle,
+    settle,
+    web_app,
+)
 
 CANCELLED = "The upgrade has been cancelled"
 LOCKED = ("App is locked by one or more deployments. Override with the option '?force=true'. "
           "View details at '/v2/deployments/<DEPLOYMENT_ID>'.")
 NEW_IMAGE = f"{REGISTRY}/team/web:2"
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def scheduler(clock: Clock) -> ManualScheduler:
-    return ManualScheduler(clock)
-
-
-@pytest.fixture
-async def agent(tmp_path: Path, scheduler: ManualScheduler) -> AsyncIterator[Agent]:
-    agent = Agent(tmp_path / "agent", schedule=scheduler)
-    yield agent
-    await agent.close()
-
-
-@pytest.fixture
-def state(clock: Clock, agent: Agent) -> MarathonState:
-    state = MarathonState(now=clock, deployment_seconds=None, agent=agent)
-    state.accept_credentials(REGISTRY, USER, PASSWORD)
-    return state
-
-
-@pytest.fixture
-def recorder(state: MarathonState) -> Recorder:
-    recorder = Recorder()
-    state.subscribe(recorder)
-    return recorder
-
-
-@pytest.fixture
-async def http(state: MarathonState) -> AsyncIterator[aiohttp.ClientSession]:
-    async with (MarathonSimulator(state) as sim,
-                aiohttp.ClientSession(sim.url, headers={"User-Agent": "tests/1"}) as session):
-        yield session
 
 
 def tasks(state: MarathonState, app_id: str = "/team/web") -> list[tuple[str, str]]:
@@ -365,12 +333,7 @@ class TestWithoutAnAgent:
         assert recorder.of("deployment_success")[0]["id"] == result["deployments"][0]["id"]
 
     async def test_cli_with_a_busy_port_says_so_in_one_line(self):
-        import socket
-        import sys
-        with socket.socket() as taken:
-            taken.bind(("127.0.0.1", 0))
-            taken.listen()
-            port = taken.getsockname()[1]
+        with busy_port() as port:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "controller.simulator", "--listen", f"127.0.0.1:{port}",
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)

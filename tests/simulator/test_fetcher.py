@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import gzip
-import io
 import stat
-import tarfile
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -16,17 +14,9 @@ import pytest
 
 from controller.simulator import FetchError, FetchLimits, fetch_into_sandbox
 from controller.simulator.fetcher import mesos_basename
+from tests.factories import tar_gz
 
 CONFIG = b'{"auths": {}}'
-
-
-def tar_gz(path: Path, members: dict[str, bytes]) -> Path:
-    with tarfile.open(path, "w:gz") as tar:
-        for name, content in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            tar.addfile(info, io.BytesIO(content))
-    return path
 
 
 @pytest.fixture

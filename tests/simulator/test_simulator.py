@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from datetime import timedelta
 from typing import Any
 
 import aiohttp
@@ -19,8 +17,9 @@ from controller.simulator import (
     MarathonState,
     seed_apps,
 )
-from tests.services import REFERENCE
-from tests.simulator.support import TIMEOUT, Clock, Recorder, simulator_process
+from tests.clock import FakeClock
+from tests.services import REFERENCE, eventually
+from tests.simulator.support import TIMEOUT, Recorder, simulator_process
 
 EXAMPLES = REFERENCE / "examples"
 SCHEMA = json.loads((REFERENCE / "schema" / "AppDefinition.json").read_text())
@@ -33,33 +32,9 @@ DOCKER = {"type": "DOCKER", "docker": {"image": "registry.example.com:5000/team/
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def state(clock: Clock) -> MarathonState:
-    """Deployments run until a test ends them."""
-    return MarathonState(now=clock, deployment_seconds=None)
-
-
-@pytest.fixture
-def recorder(state: MarathonState) -> Recorder:
-    rec = Recorder()
-    state.subscribe(rec)
-    return rec
-
-
-@pytest.fixture
-async def sim(state: MarathonState) -> AsyncIterator[MarathonSimulator]:
-    async with MarathonSimulator(state) as simulator:
-        yield simulator
-
-
-@pytest.fixture
-async def http(sim: MarathonSimulator) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(sim.url, headers={"User-Agent": "tests/1"}) as session:
-        yield session
+def state(clock: FakeClock) -> MarathonState:
+    """No agent: deployments run until a test ends them."""
+    return MarathonState(now=clock.wall, deployment_seconds=None)
 
 
 def web_app(**fields: Any) -> dict[str, Any]:
@@ -329,7 +304,7 @@ class TestPartialUpdate:
     def test_version_alone_rolls_back(self, state, app_id, clock):
         """``{"version": v}`` restores that version's definition as a new version."""
         old = state.get_app(app_id)
-        clock.moment += timedelta(seconds=1)
+        clock.advance(1)
         state.update_app(app_id, {"labels": {"new": "1"}, "executorResources": {"cpus": 0.2}})
         state.finish_all_deployments()
         state.update_app(app_id, {"id": app_id, "version": old["version"]})
@@ -369,7 +344,7 @@ class TestPartialUpdate:
     def test_scaling_keeps_last_config_change(self, state, app_id, clock):
         """Changing only instances is a scale: lastConfigChangeAt stays."""
         before = state.get_app(app_id)
-        clock.moment += timedelta(seconds=5)
+        clock.advance(5)
         state.update_app(app_id, {"instances": 4, "executorResources": {"cpus": 0.2, "mem": 64}})
         info = state.get_app(app_id)["versionInfo"]
         assert info["lastConfigChangeAt"] == before["versionInfo"]["lastConfigChangeAt"]
@@ -767,10 +742,15 @@ class TestRestart:
 
     async def test_nothing_answers_while_down(self, state, sim, http):
         """During ``down_seconds`` connections are refused."""
+        async def refused() -> bool:
+            try:
+                async with http.get("/ping"):
+                    return False
+            except aiohttp.ClientConnectorError:
+                return True
+
         restarting = asyncio.ensure_future(sim.restart(down_seconds=0.5))
-        await asyncio.sleep(0.2)
-        with pytest.raises(aiohttp.ClientConnectorError):
-            await http.get("/ping")
+        await eventually(refused, TIMEOUT, "a connection is refused")
         await restarting
         assert (await http.get("/ping")).status == 200
 
@@ -842,7 +822,7 @@ class TestFaults:
         """A held request is answered normally once the fault is released."""
         fault = state.inject("^/ping", "hang")
         request = asyncio.ensure_future(http.get("/ping"))
-        await asyncio.sleep(0.1)  # give the request time to arrive; it must still be waiting
+        await eventually(lambda: fault.remaining == 0, TIMEOUT, "the request meets the fault")
         assert not request.done()
         fault.release()
         async with asyncio.timeout(TIMEOUT):
@@ -867,13 +847,14 @@ class TestFaults:
         fault.release()
 
     async def test_clear_faults_releases_held_requests(self, http, state):
-        """Clearing the table lets every held request go on."""
-        state.inject("^/ping", "hang", count=None)
-        request = asyncio.ensure_future(http.get("/ping"))
-        await asyncio.sleep(0.1)
+        """Clearing the table lets every request its faults hold go on."""
+        fault = state.inject("^/ping", "hang", count=3)  # one use left: it stays in the table
+        requests = [asyncio.ensure_future(http.get("/ping")) for _ in range(2)]
+        await eventually(lambda: fault.remaining == 1, TIMEOUT, "both requests meet the fault")
+        assert not any(request.done() for request in requests)
         state.clear_faults()
         async with asyncio.timeout(TIMEOUT):
-            assert (await request).status == 200
+            assert [(await request).status for request in requests] == [200, 200]
 
     async def test_truncate_sends_half_the_body_as_all_of_it(self, http, state):
         """A truncated answer is a complete HTTP response whose JSON is cut short."""
@@ -897,7 +878,7 @@ class TestFaults:
 class TestOldMarathon:
     @pytest.fixture
     def state(self, clock):
-        return MarathonState(version="1.3.14", now=clock, deployment_seconds=None)
+        return MarathonState(version="1.3.14", now=clock.wall, deployment_seconds=None)
 
     async def test_patch_does_not_exist(self, http, state):
         """PATCH came with 1.4."""

@@ -14,8 +14,8 @@ import pytest
 from controller.dialect import Dialect
 from controller.simulator import MarathonSimulator, MarathonState
 from controller.simulator.versions import MarathonVersion, parse_version
+from tests.clock import FakeClock
 from tests.services import REFERENCE
-from tests.simulator.support import Clock
 from tests.simulator.test_simulator import SSE, read_event, web_app
 
 VERSIONS = ["0.14.1", "0.15.0", "1.1.7", "1.3.6", "1.3.7", "1.3.14", "1.4.0", "1.4.0-RC1",
@@ -129,7 +129,7 @@ DEPLOYMENT_TYPES = {"deployment_info", "deployment_step_success", "deployment_su
 
 
 async def plans(version: str, query: dict[str, str], **options: Any) -> list[dict[str, Any]]:
-    state = MarathonState(version=version, now=Clock(), deployment_seconds=None, **options)
+    state = MarathonState(version=version, now=FakeClock().wall, deployment_seconds=None, **options)
     return [payload["plan"] async for event_type, payload in deployment_events(state, query)
             if event_type in DEPLOYMENT_TYPES]
 
@@ -175,7 +175,7 @@ class TestDeploymentEvents:
         assert all("original" not in p for p in light)
 
     async def test_event_payloads_match_marathons_writes(self):
-        state = MarathonState(now=Clock(), deployment_seconds=None)
+        state = MarathonState(now=FakeClock().wall, deployment_seconds=None)
         events = [e async for e in deployment_events(state, {})]
         shapes = {event_type: list(payload) for event_type, payload in events}
         assert shapes["deployment_info"] == ["plan", "currentStep", "eventType", "timestamp"]
