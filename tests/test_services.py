@@ -32,23 +32,14 @@ from kazoo.client import KazooClient
 
 from controller.simulator.fetcher import FetchError
 from tests import services
+from tests.factories import tar_gz
 from tests.services.process import clean_env, spawn_ready
 
 # --------------------------------------------------------------------------- helpers
 
 
-def make_tarball(path: Path, files: dict[str, bytes]) -> Path:
-    """A gzipped tar with the given members, like ``tar -czf docker.tar.gz .docker``."""
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o600
-            tar.addfile(info, io.BytesIO(data))
-    return path
-
-
 def config_bundle(tmp_path: Path, config: Mapping[str, Any]) -> Path:
-    return make_tarball(
+    return tar_gz(
         tmp_path / "docker.tar.gz", {".docker/config.json": json.dumps(config).encode()}
     )
 
@@ -107,15 +98,19 @@ def test_a_service_that_exits_fails_fast_with_its_log(tmp_path: Path) -> None:
 
 
 async def test_eventually_takes_sync_and_async_checks() -> None:
-    calls: list[int] = []
+    calls: list[str] = []
+
+    def at_once() -> bool:
+        calls.append("sync")
+        return True
 
     async def third_time() -> bool:
-        calls.append(1)
-        return len(calls) >= 3
+        calls.append("async")
+        return calls.count("async") >= 3
 
-    assert await services.eventually(lambda: True) >= 0
+    await services.eventually(at_once)
     await services.eventually(third_time, 5, "the third call")
-    assert len(calls) == 3
+    assert calls == ["sync", "async", "async", "async"]
 
 
 async def test_eventually_names_what_it_waited_for() -> None:
@@ -243,7 +238,7 @@ def test_fetch_over_http_keeps_the_query_string_in_the_name(
 ) -> None:
     """Mesos names the file after the URI path *with* ``?query``: no extraction without destPath."""
     root, base = http_dir
-    make_tarball(root / "docker.tar.gz", {".docker/config.json": b"{}"})
+    tar_gz(root / "docker.tar.gz", {".docker/config.json": b"{}"})
     uri = f"{base}/docker.tar.gz?X-Amz-Signature=abc"
 
     plain = services.fetch_into_sandbox(uri, tmp_path / "plain")
@@ -256,7 +251,7 @@ def test_fetch_over_http_keeps_the_query_string_in_the_name(
 
 
 def test_fetch_refuses_unsafe_archives_and_remote_hosts(tmp_path: Path) -> None:
-    evil = make_tarball(tmp_path / "evil.tar.gz", {"../escape.txt": b"x"})
+    evil = tar_gz(tmp_path / "evil.tar.gz", {"../escape.txt": b"x"})
     with pytest.raises(FetchError):
         services.fetch_into_sandbox(evil.as_uri(), tmp_path / "sandbox")
     assert not (tmp_path / "escape.txt").exists()
