@@ -8,12 +8,14 @@ installs the packages, so a skip there would hide a broken setup.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import NoReturn, Protocol, TypeVar
 
 import pytest
+import structlog
 from hypothesis import settings
 from pytest_asyncio import is_async_test
 
@@ -88,6 +90,16 @@ def aws(moto_server: services.MotoServer, monkeypatch: pytest.MonkeyPatch) -> se
 
 
 # --------------------------------------------------------------------------- leaked tasks
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """For a test that configures the process's logging (the commands do): undo it after."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers, root.level = handlers, level
 
 
 @pytest.fixture(autouse=True)

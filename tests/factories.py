@@ -1,4 +1,5 @@
-"""Builders for what many tests need: a Docker app as Marathon holds it, a controller config.
+"""Builders for what many tests need: a Docker app as Marathon holds it, a controller config,
+a tarball.
 
 One builder each, so a test says only what matters to it (``docker_app("/a", opted_in=False)``,
 ``config_doc(url, bundles, reconcile={...})``) and a change to the shape is made once.
@@ -7,6 +8,8 @@ Free ports come from ``tests.services.free_port``; polling from ``tests.services
 
 from __future__ import annotations
 
+import io
+import tarfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -89,3 +92,14 @@ def write_config(directory: Path, doc: object, name: str = "config.yaml") -> Pat
     path.write_text(yaml.safe_dump(doc))
     return path
 
+
+
+def tar_gz(path: Path, members: Mapping[str, bytes]) -> Path:
+    """A gzipped tar of ``members`` (name: content, mode 0600) at ``path``, like
+    ``tar -czf docker.tar.gz .docker``; names are written as given, ``../`` and all."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, content in members.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(content), 0o600
+            tar.addfile(info, io.BytesIO(content))
+    return path

@@ -6,7 +6,6 @@ import datetime
 import inspect
 import ipaddress
 import json
-import socket
 import ssl
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from aiohttp import web
 from controller.marathon.api import RequestObserver
 from controller.marathon.client import MarathonClient
 from controller.settings import MarathonSettings
+from tests.services import free_port
 
 APPS = {"apps": [{"id": "/a"}]}
 
@@ -48,9 +48,8 @@ class Recorder:
 
 
 def free_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}"
+    """The URL of a loopback port nothing listens on."""
+    return f"http://127.0.0.1:{free_port()}"
 
 
 class Statuses(list[str]):
@@ -68,24 +67,25 @@ def client(session, *urls: str, retry_sleep=no_sleep, observer: RequestObserver 
                           retry_sleep=retry_sleep, observer=observer)
 
 
-def self_signed(directory: Path, *, ip: str = "127.0.0.1",
+def self_signed(directory: Path, *, ip: str = "127.0.0.1", dns: str | None = None,
                 expired: bool = False) -> tuple[Path, Path]:
-    """A self-signed certificate for ``ip`` (valid now, or expired an hour ago) and its key."""
+    """A self-signed certificate for ``ip``, or for the DNS name ``dns`` if given (valid now,
+    or expired an hour ago), and its key."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ip)])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns or ip)])
+    alternative = x509.DNSName(dns) if dns else x509.IPAddress(ipaddress.ip_address(ip))
     now = datetime.datetime.now(datetime.UTC)
     start = now - datetime.timedelta(hours=2 if expired else 0, minutes=1)
     end = now - datetime.timedelta(hours=1) if expired else now + datetime.timedelta(hours=1)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(start).not_valid_after(end)
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address(ip))]), critical=False)
+            .add_extension(x509.SubjectAlternativeName([alternative]), critical=False)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(key, hashes.SHA256()))
     directory.mkdir(parents=True, exist_ok=True)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import base64
-import datetime
 import secrets
 import socket
 import ssl
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -24,7 +22,7 @@ from controller.model import RegistryCredential, Secret
 from controller.registryapi.challenges import Challenge, parse_challenges
 from controller.registryapi.login import MANIFEST_MEDIA_TYPES, RegistryLogin
 from controller.registryapi.results import DETAIL_LIMIT, IMAGE_CHECK_RESULTS, ImageCheck
-from tests.adapters.marathon_helpers import free_url, server_tls
+from tests.adapters.marathon_helpers import free_url, self_signed, server_tls
 
 USER = "ci-puller"
 PASSWORD = "pa55:wörd-" + "s3cret"
@@ -573,30 +571,6 @@ async def pinned_session():
         yield s
 
 
-def dns_certificate(directory: Path, name: str) -> tuple[Path, Path]:
-    """A self-signed certificate for the DNS name ``name`` and its key."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (directory / "key.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    return directory / "cert.pem", directory / "key.pem"
-
-
 class TestTransport:
     async def test_plain_http_is_refused_for_a_non_loopback_name(self, start, pinned_session):
         """A named host gets https only: a plain-http registry never sees a request."""
@@ -618,7 +592,7 @@ class TestTransport:
     async def test_untrusted_certificate_is_named(self, aiohttp_server, pinned_session,
                                                   tmp_path):
         """An https registry whose certificate no CA vouches for is unreachable, in words."""
-        cert, key = dns_certificate(tmp_path, NAME)
+        cert, key = self_signed(tmp_path, dns=NAME)
         fake = await FakeRegistry(auth="basic").start(aiohttp_server, ssl=server_tls(cert, key))
         port = fake.host.rsplit(":", 1)[1]
         outcome = await login(pinned_session, f"{NAME}:{port}").verify(password_credential())
@@ -628,7 +602,7 @@ class TestTransport:
 
     async def test_ca_file_is_trusted(self, aiohttp_server, pinned_session, tmp_path):
         """A registry CA file makes its certificate trusted."""
-        cert, key = dns_certificate(tmp_path, NAME)
+        cert, key = self_signed(tmp_path, dns=NAME)
         fake = await FakeRegistry(auth="basic").start(aiohttp_server, ssl=server_tls(cert, key))
         port = fake.host.rsplit(":", 1)[1]
         outcome = await login(pinned_session, f"{NAME}:{port}", ca_file=cert).verify(

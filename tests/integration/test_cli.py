@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import socket
-
 from controller.plan import is_managed_uri
 from controller.simulator import MarathonSimulator, MarathonState
 from tests.factories import REGISTRY, config_doc, docker_app, write_config
 from tests.integration.runner import cli
+from tests.services import busy_port
 
 SECRET = "Sup3r-s3cret-Pw"
 
@@ -79,10 +78,7 @@ class TestPlan:
 
 async def test_busy_listen_port_is_a_clear_error(tmp_path):
     """A port already in use is reported as a config problem (exit 2), not a traceback."""
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
+    with busy_port() as port:
         config = write_config(tmp_path, config_doc(
             "http://127.0.0.1:1", tmp_path, server={"listen": f"127.0.0.1:{port}"}))
         code, _, err = await cli("run", "--config", config, env={"REG_PW": "x"})

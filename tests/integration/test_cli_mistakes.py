@@ -3,7 +3,6 @@ names the key, file or flag and the fix, no traceback, no temp file left, no sec
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import pytest
 from tests.factories import REGISTRY, config_doc, write_config
 from tests.integration.runner import cli
 from tests.integration.test_cli import SECRET
+from tests.services import busy_port
 
 
 def good_config(tmp_path: Path, **override: Any) -> dict[str, Any]:
@@ -93,10 +93,7 @@ async def test_mistake_is_one_clear_message(tmp_path, name):
 
 async def test_demo_on_a_busy_port_names_the_flag():
     """`make demo` with 9102 taken says which flag picks another port."""
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
+    with busy_port() as port:
         code, _, err = await cli("demo", "--duration", "5", "--listen", f"127.0.0.1:{port}")
     assert code == 2
     assert f"--listen 127.0.0.1:{port}: that port is busy" in err

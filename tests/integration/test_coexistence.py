@@ -20,7 +20,7 @@ from controller.config import settings_from_mapping
 from controller.manager import run, run_once
 from controller.plan import bundle_name
 from controller.presence import NameTakenError
-from controller.simulator import MarathonSimulator, MarathonState
+from controller.simulator import MarathonState
 from controller.wiring import build
 from tests.factories import REGISTRY, docker_app
 from tests.integration.runner import Daemon, Ops, bundle_uris, daemon_config
@@ -38,12 +38,6 @@ USER_FETCH = {"uri": "https://artifacts.example.com/team/conf.tgz", "extract": T
 @pytest.fixture
 def state() -> MarathonState:
     return MarathonState(deployment_seconds=None)
-
-
-@pytest.fixture
-async def sim(state):
-    async with MarathonSimulator(state, heartbeat_seconds=0.5) as simulator:
-        yield simulator
 
 
 @pytest.fixture

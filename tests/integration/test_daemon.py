@@ -17,22 +17,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from controller.config import settings_from_mapping
 from controller.manager import run
-from controller.simulator import MarathonSimulator, MarathonState
 from controller.source import AppSource
 from tests.factories import LABEL, REGISTRY, docker_app, write_config
 from tests.integration.runner import Daemon, bundle_uris, daemon_config
 from tests.services import eventually
-
-
-@pytest.fixture
-def state() -> MarathonState:
-    return MarathonState(deployment_seconds=0.05)
-
-
-@pytest.fixture
-async def sim(state):
-    async with MarathonSimulator(state, heartbeat_seconds=0.5) as simulator:
-        yield simulator
 
 
 @pytest.fixture

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.services import free_port
 
 
 def test_demo_runs_and_rotation_restarts_nothing():
     """The demo converges, rotates without app writes, opts out, closes the loop after a
     rotation at the registry only, and exits 0 on --duration."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     result = subprocess.run(
         [sys.executable, "-m", "controller", "demo", "--duration", "20",
          "--listen", f"127.0.0.1:{port}"],

@@ -17,7 +17,7 @@ import pytest
 
 from controller.config import settings_from_mapping
 from controller.plan import bundle_name
-from controller.simulator import MarathonSimulator, MarathonState
+from controller.simulator import MarathonState
 from controller.simulator.faults import WriteRecord
 from tests.factories import REGISTRY, docker_app, write_config
 from tests.integration.runner import Daemon, bundle_uris, cli, daemon_config
@@ -27,17 +27,6 @@ PIPELINE = "deploy-pipeline/1.0"
 ENV = {"REG_PW": "pipeline-never-sees-this"}
 """The daemon's environment; ``inject`` runs without it."""
 USER_ENTRY = {"uri": "https://files.example.com/static.tgz", "cache": True}
-
-
-@pytest.fixture
-def state() -> MarathonState:
-    return MarathonState(deployment_seconds=0.05)
-
-
-@pytest.fixture
-async def sim(state):
-    async with MarathonSimulator(state, heartbeat_seconds=0.5) as simulator:
-        yield simulator
 
 
 @pytest.fixture

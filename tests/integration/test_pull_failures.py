@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 from controller.config import settings_from_mapping
 from controller.manager import Term, run
 from controller.model import AppId
-from controller.simulator import MarathonSimulator, MarathonState
+from controller.simulator import MarathonState
 from tests.factories import REGISTRY, docker_app
 from tests.integration.runner import bundle_uris, daemon_config
 from tests.services import eventually
@@ -64,18 +64,12 @@ class QueueFront:
 
 
 @pytest.fixture
-def state() -> MarathonState:
-    return MarathonState(deployment_seconds=0.05)
-
-
-@pytest.fixture
-async def front(state, aiohttp_server) -> AsyncIterator[tuple[QueueFront, str]]:
-    async with MarathonSimulator(state, heartbeat_seconds=0.5) as simulator:
-        queue = QueueFront(simulator.url)
-        application = web.Application()
-        application.router.add_route("*", "/{tail:.*}", queue.handle)
-        server = await aiohttp_server(application)
-        yield queue, str(server.make_url("")).rstrip("/")
+async def front(sim, aiohttp_server) -> tuple[QueueFront, str]:
+    queue = QueueFront(sim.url)
+    application = web.Application()
+    application.router.add_route("*", "/{tail:.*}", queue.handle)
+    server = await aiohttp_server(application)
+    return queue, str(server.make_url("")).rstrip("/")
 
 
 @asynccontextmanager

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +31,7 @@ from tests.packaging.test_packaging import (
     run_commands,
     stage_instructions,
 )
+from tests.services import free_port
 
 VENV = "/opt/venv"
 HELPERS_DIR = "/opt/credential-helpers"
@@ -77,14 +77,6 @@ def health_server(status: int) -> Iterator[int]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
-
-
-def free_port() -> int:
-    """A port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def run_healthcheck(config: Path) -> subprocess.CompletedProcess[str]:

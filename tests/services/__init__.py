@@ -5,7 +5,8 @@ these helpers run the real things, one module per service: a docker registry wit
 (``registry``) or token auth (``token_auth``) with an image pushed into it, built offline as an
 OCI layout (``oci``); ZooKeeper (``zookeeper``) and the moto server (``moto``).
 ``fetch_into_sandbox`` (``sandbox``) and ``skopeo_inspect`` (``skopeo``) stand in for the Mesos
-fetcher and for ``docker pull`` in a sandbox; ``process`` spawns them and finds free ports.
+fetcher and for ``docker pull`` in a sandbox; ``process`` spawns them and finds free (or busy)
+ports.
 
 Nothing here imports pytest: a missing binary raises ``ServiceUnavailable`` and the fixtures in
 ``tests/conftest.py`` turn that into a skip (or a failure when ``CI`` is set).
@@ -18,6 +19,7 @@ from tests.services.process import (
     ServiceProcess,
     ServiceStartError,
     ServiceUnavailable,
+    busy_port,
     eventually,
     find_binary,
     free_port,
@@ -50,6 +52,7 @@ __all__ = [
     "aws_env",
     "basic_auth",
     "build_oci_layout",
+    "busy_port",
     "eventually",
     "fetch_into_sandbox",
     "find_binary",

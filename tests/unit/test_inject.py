@@ -10,13 +10,11 @@ from __future__ import annotations
 import copy
 import io
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -31,6 +29,8 @@ from controller.storage.base import BundleStore
 from controller.storage.memory import MemoryStore
 from controller.wiring import store_from_settings
 from tests.factories import LABEL, REGISTRY, docker_app, write_config
+
+pytestmark = pytest.mark.usefixtures("restore_logging")  # the command configures logging
 
 BUNDLES = "/mnt/shared/pullsecrets"
 URI = f"file://{BUNDLES}/{bundle_name(REGISTRY)}"
@@ -400,16 +400,6 @@ class TestOfflineConfig:
 
 
 # -- the command --------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """The command configures logging for the process: undo it after each test."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    structlog.reset_defaults()
-    root.handlers, root.level = handlers, level
 
 
 @pytest.fixture

@@ -14,14 +14,7 @@ from controller.logs import configure
 SECRET = "Basic b3BzOmh1bnRlcjI="
 
 
-@pytest.fixture(autouse=True)
-def _reset_structlog():
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    structlog.reset_defaults()
-    root.handlers, root.level = handlers, level
-
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 @pytest.mark.parametrize("fmt", ["json", "console"])
 def test_tracebacks_show_no_local_variables(fmt):
