@@ -14,8 +14,8 @@ def test_demo_runs_and_rotation_restarts_nothing():
     """The demo converges, rotates without app writes, opts out, closes the loop after a
     rotation at the registry only, and exits 0 on --duration."""
     port = free_port()
-    result = subprocess.run(
-        [sys.executable, "-m", "controller", "demo", "--duration", "20",
+    result = subprocess.run(  # the story takes about 6 s; the rest of --duration is idle
+        [sys.executable, "-m", "controller", "demo", "--duration", "12",
          "--listen", f"127.0.0.1:{port}"],
         capture_output=True, text=True, timeout=90, check=False)
     out = result.stdout
