@@ -20,7 +20,8 @@ from tests.services import HOST, eventually, free_port
 
 pytestmark = pytest.mark.zookeeper
 
-SESSION_TIMEOUT = 4.0
+SESSION_TIMEOUT = 2.0
+"""The controller's floor, which the tests' ZooKeeper grants (2 ticks of 1 s)."""
 
 
 def converged(state: MarathonState, app_id: str) -> bool:

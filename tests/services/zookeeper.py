@@ -66,7 +66,7 @@ def start_zookeeper(workdir: Path, *, timeout: float = 20.0) -> ZooKeeper:
         cfg.write_text(
             "\n".join(
                 [
-                    "tickTime=2000",
+                    "tickTime=1000",  # sessions from 2 ticks: the controller's 2 s floor
                     f"dataDir={data}",
                     f"clientPort={port}",
                     f"clientPortAddress={HOST}",
