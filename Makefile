@@ -56,6 +56,13 @@ lint: $(STAMP)
 test: $(STAMP) system-deps lint
 	$(BIN)/pytest
 
+# The fast directories (under a minute on 2 cores): the core's unit and property tests, the
+# simulator and the secret hygiene. Without make test's lint steps (make lint runs them) and
+# without ZooKeeper, moto or the end-to-end runs; the few tests with a real registry skip where
+# it is not installed.
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit tests/simulator tests/hygiene
+
 # The fault-injection suite with longer faults (several minutes, needs root); writes
 # docs/reliability.md from the run and fails if a scenario did not recover.
 reliability: $(STAMP) system-deps

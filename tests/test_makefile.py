@@ -31,3 +31,15 @@ def test_demo_installs_the_runtime_only(tmp_path):
 def test_test_installs_the_test_extras(tmp_path):
     commands = planned_commands(tmp_path, "test")
     assert "pip install --quiet -e '.[test]'" in commands
+
+
+def test_unit_runs_the_fast_directories_only(tmp_path):
+    """`make unit` installs the test extras and runs pytest on the fast directories, which
+    exist: no system packages and no lint steps (those are `make test`'s)."""
+    commands = planned_commands(tmp_path, "unit")
+    assert "pip install --quiet -e '.[test]'" in commands
+    runs = [line.split()[1:] for line in commands.splitlines() if line.startswith(".venv/bin/")
+            and "/pip" not in line]
+    assert runs == [["tests/unit", "tests/simulator", "tests/hygiene"]]
+    assert all((ROOT / directory).is_dir() for directory in runs[0])
+    assert "apt-get" not in commands
