@@ -21,11 +21,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from controller.config import settings_from_mapping
 from controller.simulator import Agent, MarathonSimulator, MarathonState
 from tests.conftest import _start
-from tests.factories import docker_app, filesystem_storage
-from tests.integration.runner import Daemon, Ops, bundle_uris
+from tests.factories import docker_app
+from tests.integration.runner import Daemon, Ops, bundle_uris, registry_daemon_settings
 from tests.services import eventually, free_port, make_htpasswd, start_registry
 from tests.simulator.skopeo_puller import SkopeoPuller
 
@@ -55,16 +54,9 @@ async def story(tmp_path: Path, *, reset_launch_delay: bool) -> dict[str, float]
         listen = f"127.0.0.1:{free_port()}"
         async with (MarathonSimulator(state, heartbeat_seconds=0.5) as sim,
                     aiohttp.ClientSession() as session):
-            settings = settings_from_mapping({
-                "marathon": {"urls": [sim.url], "timeout_seconds": 5},
-                "registries": [{"host": registry.host, "verify": "required",
-                                "credentials": {"username": registry.username,
-                                                "password_file": str(password_file)}}],
-                "storage": filesystem_storage(tmp_path / "bundles"),
-                "reconcile": {"max_writes_per_second": 1000, "write_burst": 1000},
-                "remediation": {"reset_launch_delay": reset_launch_delay},
-                "server": {"listen": listen},
-            }, {})
+            settings = registry_daemon_settings(
+                sim.url, registry, password_file, tmp_path, listen, verify="required",
+                sections={"remediation": {"reset_launch_delay": reset_launch_delay}})
             async with Daemon(settings, {}) as daemon:
                 handle = daemon.handle
                 assert handle is not None

@@ -7,18 +7,19 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from controller.config import settings_from_mapping
 from controller.manager import Term, run
 from controller.plan import is_managed_uri
 from controller.settings import Settings
 from controller.simulator import MarathonState
-from tests.factories import REGISTRY, config_doc
-from tests.services import HOST, free_port
+from tests.factories import REGISTRY, config_doc, filesystem_storage
+from tests.services import HOST, Registry, free_port
 
 
 async def cli(*args: str | os.PathLike[str], env: dict[str, str] | None = None
@@ -43,6 +44,26 @@ def daemon_config(marathon_url: str, tmp_path: Path, *, hosts: Iterable[str] = (
                    **reconcile},
         server={"listen": f"{HOST}:{free_port()}"},
     )
+
+
+def registry_daemon_settings(marathon_url: str, registry: Registry, password_file: Path,
+                             tmp_path: Path, listen: str, *,
+                             sections: Mapping[str, Any] | None = None,
+                             **registry_keys: Any) -> Settings:
+    """Settings for the daemon serving the real ``registry`` with the password in
+    ``password_file``: bundles in ``tmp_path/bundles``, writes unthrottled; ``registry_keys``
+    are added to the registry's entry (``verify="required"``), ``sections`` to the config
+    (``{"remediation": {...}}``)."""
+    return settings_from_mapping({
+        "marathon": {"urls": [marathon_url], "timeout_seconds": 5},
+        "registries": [{"host": registry.host, **registry_keys,
+                        "credentials": {"username": registry.username,
+                                        "password_file": str(password_file)}}],
+        "storage": filesystem_storage(tmp_path / "bundles"),
+        "reconcile": {"max_writes_per_second": 1000, "write_burst": 1000},
+        "server": {"listen": listen},
+        **(sections or {}),
+    }, {})
 
 
 def bundle_uris(state: MarathonState, app_id: str) -> list[str]:

@@ -9,18 +9,16 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 import yaml
 
-from controller.config import settings_from_mapping
 from controller.manager import Term, run
 from controller.simulator import MarathonSimulator, MarathonState
 from tests.conftest import _start
 from tests.factories import docker_app, filesystem_storage
-from tests.integration.runner import Ops, bundle_uris
+from tests.integration.runner import Ops, bundle_uris, registry_daemon_settings
 from tests.services import (
     Registry,
     eventually,
@@ -33,18 +31,6 @@ from tests.services import (
 
 pytestmark = pytest.mark.e2e
 
-def daemon_settings(sim_url: str, registry: Registry, password_file: Path, tmp_path: Path,
-                    listen: str, **options: Any) -> Any:
-    return settings_from_mapping({
-        "marathon": {"urls": [sim_url], "timeout_seconds": 5},
-        "registries": [{"host": registry.host, **options,
-                        "credentials": {"username": registry.username,
-                                        "password_file": str(password_file)}}],
-        "storage": filesystem_storage(tmp_path / "bundles"),
-        "reconcile": {"max_writes_per_second": 1000, "write_burst": 1000},
-        "server": {"listen": listen},
-    }, {})
-
 
 async def test_wrong_password_is_not_published_until_the_file_is_fixed(registry: Registry,
                                                                       tmp_path: Path):
@@ -55,7 +41,7 @@ async def test_wrong_password_is_not_published_until_the_file_is_fixed(registry:
     state = MarathonState(deployment_seconds=0.05)
     state.load_apps([docker_app("/team-a/web", registry.ref())])
     async with MarathonSimulator(state, heartbeat_seconds=0.5) as sim:
-        settings = daemon_settings(sim.url, registry, password_file, tmp_path, listen,
+        settings = registry_daemon_settings(sim.url, registry, password_file, tmp_path, listen,
                                    verify_repository="team-a/hello")
         stop = asyncio.Event()
         started: asyncio.Future[Term] = asyncio.get_running_loop().create_future()
@@ -158,7 +144,7 @@ async def test_password_changed_at_the_registry_shows_on_request(tmp_path: Path)
         state = MarathonState(deployment_seconds=0.05)
         state.load_apps([docker_app("/team-a/web", registry.ref())])
         async with MarathonSimulator(state, heartbeat_seconds=0.5) as sim:
-            settings = daemon_settings(sim.url, registry, password_file, tmp_path, listen)
+            settings = registry_daemon_settings(sim.url, registry, password_file, tmp_path, listen)
             stop = asyncio.Event()
             started: asyncio.Future[Term] = asyncio.get_running_loop().create_future()
             daemon = asyncio.create_task(run(settings, {}, stop=stop,
