@@ -78,6 +78,7 @@ class FaultsAndWrites:
         writes: list[WriteRecord]
         unavailable: bool
         _faults: list[Fault]
+        _spent_hangs: list[Fault]
         _now: Callable[[], datetime]
 
     def fail_next(
@@ -106,10 +107,12 @@ class FaultsAndWrites:
         return fault
 
     def clear_faults(self) -> None:
-        """Drop every planned fault and let held requests go on (``unavailable`` stays)."""
-        for fault in self._faults:
+        """Drop every planned fault and let held requests go on, also those of a ``hang`` that
+        was used up (``unavailable`` stays)."""
+        for fault in (*self._faults, *self._spent_hangs):
             fault.release()
         self._faults.clear()
+        self._spent_hangs.clear()
 
     def claim_fault(self, method: str, path: str) -> Fault | None:
         """The fault this request meets, if any (each request uses up one). The facade asks
@@ -134,6 +137,8 @@ class FaultsAndWrites:
                     fault.remaining -= 1
                     if fault.remaining <= 0:
                         self._faults.remove(fault)
+                        if fault.kind == "hang":  # it may still hold requests
+                            self._spent_hangs.append(fault)
                 return fault
         return None
 

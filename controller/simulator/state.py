@@ -103,6 +103,7 @@ class MarathonState(Deployer, FaultsAndWrites):
         """Apps whose tasks changed while deployments were being advanced (done next)."""
         self._subscribers: tuple[Subscriber, ...] = ()
         self._faults: list[Fault] = []
+        self._spent_hangs: list[Fault] = []
         self._schedulers: list[Scheduler] = []
         """Facades that can end deployments; the first does, the next takes over from it."""
         self.registries = RegistryBook()
