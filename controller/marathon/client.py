@@ -93,6 +93,8 @@ class MarathonClient:
         self._leaders = Leaders(settings.urls)
         self._dialect: Dialect | None = None if settings.update_method == "auto" else Dialect(
             write_method="PATCH" if settings.update_method == "patch" else "PUT")
+        self._dialect_read = asyncio.Lock()
+        """Writers that need the dialect at once share one ``/v2/info`` read."""
         # Certificates are always verified; there is deliberately no way to turn that off.
         self._ssl: ssl.SSLContext | Literal[True] = True
         if settings.ca_file is not None:
@@ -177,10 +179,12 @@ class MarathonClient:
         """This Marathon's dialect: forced by ``marathon.update_method``, else read from
         ``/v2/info`` the first time a write needs it."""
         if self._dialect is None:
-            version = str((await self.info()).get("version", "0"))
-            self._dialect = Dialect.of(version)
-            log.info("marathon_version_detected", version=version,
-                     update_method=self._dialect.write_method)
+            async with self._dialect_read:
+                if self._dialect is None:
+                    version = str((await self.info()).get("version", "0"))
+                    self._dialect = Dialect.of(version)
+                    log.info("marathon_version_detected", version=version,
+                             update_method=self._dialect.write_method)
         return self._dialect
 
     async def reset_launch_delay(self, app_id: AppId) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from pathlib import Path
@@ -118,6 +119,21 @@ class TestWrites:
         assert (write.method, write.path, deployment) == ("PATCH", "/v2/apps/team/app", "d1")
         assert "force" not in write.query
         assert rec.bodies[-1] == body
+
+    async def test_writes_at_once_read_the_version_once(self, aiohttp_server, session):
+        """Several writes that start together share one ``/v2/info`` read."""
+        rec = Recorder()
+
+        async def handler(request):
+            if request.path == "/v2/info":
+                return web.json_response({"version": "1.10.26"})
+            return web.json_response({"deploymentId": "d", "version": "v"})
+
+        server = await aiohttp_server(rec.app(handler))
+        c = client(session, str(server.make_url("")))
+        await asyncio.gather(*(c.update_app(AppId(f"/a{i}"), {"fetch": []}) for i in range(4)))
+        assert sorted(r.path for r in rec.requests) == [
+            "/v2/apps/a0", "/v2/apps/a1", "/v2/apps/a2", "/v2/apps/a3", "/v2/info"]
 
     async def test_old_marathon_gets_partial_put(self, aiohttp_server, session):
         """Marathon < 1.4 has no PATCH: a PUT (partial) is sent instead."""
