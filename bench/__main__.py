@@ -148,7 +148,7 @@ class Config:
         path = self.tmp / f"config-{_free_port()}.yaml"
         path.write_text(yaml.safe_dump({
             "marathon": {"urls": [url], "timeout_seconds": 60},
-            "registries": [{"host": REGISTRY, "credentials": {
+            "registries": [{"host": REGISTRY, "check_images": False, "credentials": {
                 "username": "bench", "password_env": "BENCH_PW"}}],
             "storage": {"filesystem": {"path": str(self.bundles)}},
             "server": {"listen": listen or f"127.0.0.1:{_free_port()}"},

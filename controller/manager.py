@@ -126,16 +126,13 @@ async def run_once(parts: Components, *, every_app: bool = False,
                       workers=rc.workers, timeout=None, once=True, holds=index.held_for)
     found = await parts.marathon.list_apps(
         label_selector=None if every_app else parts.settings.selector.label)
-    locations = await reconciler.locations()
-    settled = 0
+    planning = await reconciler.planning()
     with collector_paused():
         for app in found:  # an app that needs no write is planned here, without a task
-            if reconciler.plan_listed(app, locations) is None:
+            if not planning.settle(app):
                 index.keep_listed(app)
-                apps.queue.add(AppId(app["id"]))
-            else:
-                settled += 1
-    reconciler.count_planned(settled)
+                apps.queue.add(app.id)
+    planning.finish()
     del found
     poller = asyncio.create_task(_follow_deployments(parts, reconciler, apps.queue),
                                  name="deployments")

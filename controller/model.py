@@ -177,6 +177,8 @@ class BundleLocation:
     @property
     def dest_path(self) -> str | None:
         """Mesos extracts by local file name, so a URI with a query string needs ``destPath``."""
+        if "?" not in self.uri:  # no query at all (as a rule): no need to split
+            return None
         return "docker.tar.gz" if urlsplit(self.uri).query else None
 
     def matches(self, uri: str) -> bool:
