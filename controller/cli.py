@@ -19,7 +19,6 @@ import sys
 import threading
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import replace
-from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -64,6 +63,18 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
                              "stderr is a terminal)")
 
 
+class _Version(argparse.Action):
+    """``--version``: the installed version, looked up only when asked for (reading the
+    package metadata is a cost every other command's start-up would pay)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        from importlib.metadata import version
+
+        print(f"{parser.prog} {version('marathon-pullsecret-controller')}")
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pullsecret-controller",
@@ -75,8 +86,8 @@ def _parser() -> argparse.ArgumentParser:
                "be reached, a write was refused), 2 invalid configuration or arguments, "
                "130 interrupted.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version",
-                        version=f"%(prog)s {version('marathon-pullsecret-controller')}")
+    parser.add_argument("--version", action=_Version, nargs=0, default=argparse.SUPPRESS,
+                        help="show program's version number and exit")
     _global_options(parser, suppress=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

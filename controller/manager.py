@@ -26,26 +26,26 @@ from controller.appreconciler import AppPolicy, AppReconciler, OutcomeListener
 from controller.backoff import Backoff
 from controller.election import Election, no_fence
 from controller.errors import ConfigError
-from controller.events import EventWatcher
-from controller.filewatch import FileWatch
 from controller.gcpause import collector_paused
 from controller.handler import Controller
-from controller.localpaths import LocalPaths
 from controller.metrics import Metrics
 from controller.model import AppId
 from controller.passreport import PassReport
 from controller.plan import Ownership, Planner, RegistryRule, location_of
 from controller.registryreconciler import RegistryReconciler, VerificationRequests
-from controller.remediation import PullRemediator
 from controller.settings import Settings
-from controller.source import AppSource
-from controller.statusbook import FIRST_PAGE, AppPage, StatusBook
 from controller.wiring import Components, build, leader_election
 from controller.workqueue import WorkQueue
 
 if TYPE_CHECKING:
+    # The daemon's alone, imported where it is built (make_term, _Daemon, run): a one-shot
+    # pass (reconcile --once, plan) starts without them.
     from aiohttp import web
 
+    from controller.events import EventWatcher
+    from controller.remediation import PullRemediator
+    from controller.source import AppSource
+    from controller.statusbook import AppPage, StatusBook
 
 __all__ = ["Term", "make_term", "planner", "run", "run_once"]
 
@@ -210,6 +210,11 @@ def make_term(parts: Components, metrics: Metrics) -> Term:
     Built in the order their parts need each other: the queues, the index, what feeds the
     queues (verification requests, the remediator), the reconcilers, the controllers.
     """
+    from controller.events import EventWatcher
+    from controller.remediation import PullRemediator
+    from controller.source import AppSource
+    from controller.statusbook import StatusBook
+
     rc = parts.settings.reconcile
     app_queue: WorkQueue[AppId] = WorkQueue(backoff=APP_BACKOFF)
     registry_queue: WorkQueue[str] = WorkQueue(backoff=REGISTRY_BACKOFF)
@@ -264,8 +269,13 @@ class _Daemon:
         self.metrics = metrics
         self.parts = parts
         self.election = election
+        from controller.localpaths import LocalPaths
+        from controller.statusbook import StatusBook
+
         self.term: Term | None = None
         self.cut_paths = LocalPaths.of(settings)
+        self.no_term = StatusBook(app_index(settings))
+        """What ``/status`` shows of the apps while no term runs: none."""
 
     # -- ops endpoints -------------------------------------------------------------------------
 
@@ -286,9 +296,9 @@ class _Daemon:
                                                       and now - last_relist < fresh),
         }
 
-    def status(self, page: AppPage = FIRST_PAGE) -> dict[str, Any]:
+    def status(self, page: AppPage) -> dict[str, Any]:
         term = self.term
-        book = term.status if term else StatusBook(app_index(self.settings))
+        book = term.status if term else self.no_term
         return book.snapshot(
             self.parts.bundles.states, datetime.now(UTC), page, cut=self.cut_paths,
             leader=term is not None, ready=self.ready(),
@@ -310,6 +320,8 @@ class _Daemon:
     async def lead(self, stop: asyncio.Event, lost: asyncio.Event,
                    started: Callable[[Term], None] | None) -> bool:
         """Run one leadership term until ``stop`` or ``lost``; return True if a task crashed."""
+        from controller.filewatch import FileWatch
+
         rc = self.settings.reconcile
         metrics, parts = self.metrics, self.parts
         term = make_term(parts, metrics)
