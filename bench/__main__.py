@@ -446,7 +446,7 @@ async def bench_daemon(apps: int, creations: int) -> dict[str, Any]:
             (Path(tmp) / "bundles").mkdir()  # the controller never creates it
             settings = settings_from_mapping({
                 "marathon": {"urls": [url], "timeout_seconds": 60},
-                "registries": [{"host": REGISTRY, "credentials": {
+                "registries": [{"host": REGISTRY, "check_images": False, "credentials": {
                     "username": "bench", "password_env": "BENCH_PW"}}],
                 "storage": {"filesystem": {"path": str(Path(tmp) / "bundles")}},
                 "reconcile": {"max_writes_per_second": 100000, "write_burst": 100000,
