@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from controller import __version__
 from controller.archive import build_bundle
 from controller.config import load_settings
 from controller.errors import ConfigError, ControllerError
@@ -63,18 +64,6 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
                              "stderr is a terminal)")
 
 
-class _Version(argparse.Action):
-    """``--version``: the installed version, looked up only when asked for (reading the
-    package metadata is a cost every other command's start-up would pay)."""
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: object, option_string: str | None = None) -> None:
-        from importlib.metadata import version
-
-        print(f"{parser.prog} {version('marathon-pullsecret-controller')}")
-        parser.exit()
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pullsecret-controller",
@@ -86,8 +75,7 @@ def _parser() -> argparse.ArgumentParser:
                "be reached, a write was refused), 2 invalid configuration or arguments, "
                "130 interrupted.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action=_Version, nargs=0, default=argparse.SUPPRESS,
-                        help="show program's version number and exit")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _global_options(parser, suppress=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from prometheus_client import CollectorRegistry
 
 from controller.appindex import AppIndex
 from controller.appreconciler import AppPolicy, AppReconciler, OutcomeListener
@@ -28,21 +27,22 @@ from controller.election import Election, no_fence
 from controller.errors import ConfigError
 from controller.gcpause import collector_paused
 from controller.handler import Controller
-from controller.metrics import Metrics
 from controller.model import AppId
 from controller.passreport import PassReport
 from controller.plan import Ownership, Planner, RegistryRule, location_of
 from controller.registryreconciler import RegistryReconciler, VerificationRequests
 from controller.settings import Settings
-from controller.wiring import Components, build, leader_election
+from controller.wiring import Components, Uncounted, build, leader_election
 from controller.workqueue import WorkQueue
 
 if TYPE_CHECKING:
     # The daemon's alone, imported where it is built (make_term, _Daemon, run): a one-shot
     # pass (reconcile --once, plan) starts without them.
     from aiohttp import web
+    from prometheus_client import CollectorRegistry
 
     from controller.events import EventWatcher
+    from controller.metrics import Metrics
     from controller.remediation import PullRemediator
     from controller.source import AppSource
     from controller.statusbook import AppPage, StatusBook
@@ -76,7 +76,7 @@ def app_index(settings: Settings) -> AppIndex:
     return AppIndex(fight_limit=rc.fight_limit, fight_window=rc.fight_window)
 
 
-def _app_reconciler(parts: Components, index: AppIndex, metrics: Metrics, *,
+def _app_reconciler(parts: Components, index: AppIndex, metrics: Metrics | Uncounted, *,
                     wait_for_budget: bool, max_conflicts: int | None = None,
                     listeners: tuple[OutcomeListener, ...]) -> AppReconciler:
     settings = parts.settings
@@ -108,7 +108,7 @@ async def run_once(parts: Components, *, every_app: bool = False,
         await parts.presence.check()
     rc = parts.settings.reconcile
     report = report if report is not None else PassReport()
-    metrics = Metrics(CollectorRegistry())
+    metrics = Uncounted()
     index = app_index(parts.settings)
     registry_queue: WorkQueue[str] = WorkQueue(backoff=REGISTRY_BACKOFF)
     requests = VerificationRequests(parts.bundles, registry_queue.add_after)
@@ -427,7 +427,11 @@ async def run(
     ``on_stop_signal`` is told when SIGTERM or SIGINT asks the daemon to stop (the command line
     arms its hard deadline then).
     """
-    from controller.opsserver import make_app, serve  # the web server: the daemon's alone
+    # The web server and the metrics: the daemon's alone.
+    from prometheus_client import CollectorRegistry
+
+    from controller.metrics import Metrics
+    from controller.opsserver import make_app, serve
 
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

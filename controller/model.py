@@ -15,6 +15,7 @@ __all__ = [
     "BundleLocation",
     "BundleManifest",
     "DelayResetOutcome",
+    "ErrorKind",
     "RawApp",
     "RawAppUpdate",
     "RawContainer",
@@ -39,6 +40,10 @@ RefreshOutcome = Literal["published", "repaired", "unchanged", "not_due", "faile
 
 ReconcileOutcome = Literal["success", "error", "requeue_after"]
 """How one reconcile ended (the ``result`` label of ``controller_reconcile_total``)."""
+
+ErrorKind = Literal["terminal", "timeout", "transient"]
+"""Why a reconcile failed (``reconcile_errors_total``'s ``kind``): a terminal error (not
+retried), the reconcile's time limit, or anything retried with backoff."""
 
 DelayResetOutcome = Literal["ok", "not_queued", "error"]
 """What one launch delay reset did (the ``result`` label of ``delay_resets_total``): reset,
