@@ -3,13 +3,15 @@
 Prints one JSON document and writes ``bench/RESULTS.md`` (``--results``). Figures:
 
 - **start-up**: ``reconcile --once`` against an empty Marathon, next to ``python -c "import
-  aiohttp"``;
-- **no-op passes** at each size (1k, 10k, 50k apps), all apps labelled (1 in 10 ``"true"``, the
-  rest ``"false"``: the server-side ``label`` filter keeps them all) and 10 % labelled (the
-  filter keeps one in ten): the cost of ``reconcile --once`` above the empty-Marathon run,
-  divided by the floor, a bare ``GET /v2/apps`` of every app plus ``json.loads`` with aiohttp
-  against the same server; and how both grow from 10k to 50k;
-- **daemon peak RSS** after its first sync (``VmHWM`` from ``/proc``), all apps labelled;
+  aiohttp"`` (the controller's bytecode compiled first, as an installed package has it);
+- **no-op passes** at each size (1k, 10k, 50k apps) and label mix (``MIXES``: the opt-in label
+  on every app, so that the server-side ``label`` filter keeps them all, with 0 %, 10 % or
+  100 % of the apps opted in; and the label on one app in ten, which opts in): the cost of
+  ``reconcile --once`` above the empty-Marathon run, divided by the floor, a bare
+  ``GET /v2/apps`` of every app plus ``json.loads`` with aiohttp against the same server; and
+  how both grow from 10k to 50k;
+- **daemon peak RSS** after its first sync (``VmHWM`` from ``/proc``), the label on every app,
+  10 % and 100 % opted in;
 - **compressed lists**: ``list_apps`` with and without ``Accept-Encoding: gzip``, on loopback
   and through a 1 Gbit/s token-bucket proxy;
 - **memory holders**: ``tracemalloc`` top lines once the list is decoded and after the relist;
@@ -40,6 +42,7 @@ import re
 import signal
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -66,6 +69,10 @@ from controller.sse import SSEDecoder
 
 REGISTRY = "registry.example.com:5000"
 ROOT = Path(__file__).resolve().parents[1]
+MIXES = (("all", 10), ("all", 0), ("all", 100), ("tenth", 10))
+"""Label mixes of the no-op passes: which apps carry the opt-in label (every app, or one in
+ten), and what percent of all apps opt in. The first is the goals' (the worst realistic one:
+the filter keeps every app, and nine in ten are planned only to be found not opted in)."""
 
 
 def _free_port() -> int:
@@ -100,10 +107,12 @@ def _url(line: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _stub(apps: int, labels: str, bundle_uri: str, *, gzip: bool = False
-                ) -> AsyncIterator[tuple[str, dict[str, int]]]:
-    argv = ["-m", "bench.stub", "--apps", str(apps), "--labels", labels,
-            "--bundle-uri", bundle_uri, *(["--gzip"] if gzip else [])]
+async def _stub(apps: int, bundle_uri: str, mix: tuple[str, int] = MIXES[0], *,
+                gzip: bool = False) -> AsyncIterator[tuple[str, dict[str, int]]]:
+    labelled, opted_in = mix
+    argv = ["-m", "bench.stub", "--apps", str(apps), "--labelled", labelled,
+            "--opted-in", str(opted_in), "--bundle-uri", bundle_uri,
+            *(["--gzip"] if gzip else [])]
     async with _process(*argv) as (_, line):
         sizes = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
         yield _url(line), sizes
@@ -148,7 +157,7 @@ class Config:
         path = self.tmp / f"config-{_free_port()}.yaml"
         path.write_text(yaml.safe_dump({
             "marathon": {"urls": [url], "timeout_seconds": 60},
-            "registries": [{"host": REGISTRY, "credentials": {
+            "registries": [{"host": REGISTRY, "check_images": False, "credentials": {
                 "username": "bench", "password_env": "BENCH_PW"}}],
             "storage": {"filesystem": {"path": str(self.bundles)}},
             "server": {"listen": listen or f"127.0.0.1:{_free_port()}"},
@@ -166,14 +175,26 @@ _WITHOUT_RICH = ("import sys; sys.modules['rich'] = None; from controller.cli im
 virtualenv has (import-linter needs it) and which ``structlog`` imports when it is there."""
 
 
+def _compiled() -> None:
+    """The controller's bytecode, written as ``pip install`` writes it for an installed package:
+    the test virtualenv's editable install, under ``PYTHONDONTWRITEBYTECODE``, would otherwise
+    compile every module at every start (``import aiohttp`` loads compiled site-packages)."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "controller")],
+                   check=True)
+
+
 async def bench_startup(config: Config, repeat: int) -> dict[str, Any]:
-    async with _stub(0, "all", config.bundle_uri) as (url, _):
+    """``reconcile --once`` on an empty Marathon, with and without ``rich``, and ``import
+    aiohttp``, run in turn ``repeat`` times."""
+    _compiled()
+    async with _stub(0, config.bundle_uri) as (url, _):
         path = str(config.write(url))
-        empty = await _best(repeat, lambda: config.once(url))
-        bare = await _best(repeat, lambda: _wall(
-            sys.executable, "-c", _WITHOUT_RICH, "reconcile", "--once", "-c", path,
-            env=config.env))
-    aiohttp_import = await _best(repeat, lambda: _wall(sys.executable, "-c", "import aiohttp"))
+        runs = [(await config.once(url),
+                 await _wall(sys.executable, "-c", _WITHOUT_RICH, "reconcile", "--once", "-c",
+                             path, env=config.env),
+                 await _wall(sys.executable, "-c", "import aiohttp"))
+                for _ in range(repeat)]
+    empty, bare, aiohttp_import = (min(r[i] for r in runs) for i in range(3))
     return {"reconcile_once_empty_s": round(empty, 3),
             "import_aiohttp_s": round(aiohttp_import, 3),
             "ratio": round(empty / aiohttp_import, 2),
@@ -183,16 +204,17 @@ async def bench_startup(config: Config, repeat: int) -> dict[str, Any]:
 async def bench_noop(config: Config, sizes: list[int], repeat: int) -> list[dict[str, Any]]:
     """Each case's floor, pass and empty-Marathon pass, run in turn ``repeat`` times: the three
     figures of one ratio see the same load."""
+    _compiled()
     rows = []
-    async with _stub(0, "all", config.bundle_uri) as (empty_url, _):
-        for labels in ("all", "tenth"):
+    async with _stub(0, config.bundle_uri) as (empty_url, _):
+        for mix in MIXES:
             for apps in sizes:
-                async with _stub(apps, labels, config.bundle_uri) as (url, body):
+                async with _stub(apps, config.bundle_uri, mix) as (url, body):
                     await config.once(url)  # warm the page cache and the bundle
                     runs = [(await _floor(url), await config.once(url),
                              await config.once(empty_url)) for _ in range(repeat)]
                 floor, noop, empty = (min(r[i] for r in runs) for i in range(3))
-                rows.append({"apps": apps, "labelled": labels,
+                rows.append({"apps": apps, "labelled": mix[0], "opted_in": mix[1],
                              "list_mb": round(body["bytes"] / 1e6, 1),
                              "floor_s": round(floor, 3), "pass_s": round(noop, 3),
                              "empty_s": round(empty, 3), "above_empty_s": round(noop - empty, 3),
@@ -200,16 +222,19 @@ async def bench_noop(config: Config, sizes: list[int], repeat: int) -> list[dict
     return rows
 
 
-def _growth(rows: list[dict[str, Any]], low: int, high: int) -> dict[str, Any]:
-    """Cost growth from ``low`` to ``high`` apps; ``None`` where the smaller figure is lost in
-    the noise (at smoke-test sizes a pass can cost no more than the empty run)."""
-    out = {}
-    for labels in ("all", "tenth"):
-        by = {r["apps"]: r for r in rows if r["labelled"] == labels}
+def _growth(rows: list[dict[str, Any]], low: int, high: int) -> list[dict[str, Any]]:
+    """Cost growth from ``low`` to ``high`` apps, per label mix; ``None`` where the smaller
+    figure is lost in the noise (at smoke-test sizes a pass can cost no more than the empty
+    run)."""
+    out = []
+    for labelled, opted_in in MIXES:
+        by = {r["apps"]: r for r in rows
+              if (r["labelled"], r["opted_in"]) == (labelled, opted_in)}
         if low in by and high in by:
-            out[labels] = {"pass_growth": _ratio(by[high]["above_empty_s"],
-                                                 by[low]["above_empty_s"]),
-                           "floor_growth": _ratio(by[high]["floor_s"], by[low]["floor_s"])}
+            out.append({"labelled": labelled, "opted_in": opted_in,
+                        "pass_growth": _ratio(by[high]["above_empty_s"],
+                                              by[low]["above_empty_s"]),
+                        "floor_growth": _ratio(by[high]["floor_s"], by[low]["floor_s"])})
     return out
 
 
@@ -250,12 +275,14 @@ async def _daemon_process(config: Config, url: str) -> AsyncIterator[tuple[int, 
         await proc.wait()
 
 
-async def bench_daemon_rss(config: Config, apps: int) -> dict[str, Any]:
-    """Peak RSS of the daemon process once its first sync is done (all apps labelled)."""
-    async with _stub(apps, "all", config.bundle_uri) as (url, _), \
+async def bench_daemon_rss(config: Config, apps: int, opted_in: int) -> dict[str, Any]:
+    """Peak RSS of the daemon process once its first sync is done (the label on every app,
+    ``opted_in`` percent opted in)."""
+    async with _stub(apps, config.bundle_uri, ("all", opted_in)) as (url, _), \
             _daemon_process(config, url) as (pid, _, synced):
         rss = _vm_mb(pid, "VmHWM")
-    return {"apps": apps, "peak_rss_mb": round(rss, 1), "ready_after_s": round(synced, 2)}
+    return {"apps": apps, "opted_in": opted_in, "peak_rss_mb": round(rss, 1),
+            "ready_after_s": round(synced, 2)}
 
 
 async def _quiet(base: str) -> None:
@@ -302,7 +329,7 @@ async def bench_ops_load(config: Config, apps: int, clients: int, seconds: float
     daemon (its own process) at ``apps`` apps, every one opted in (so all are in its status
     book), while ``/healthz`` is probed every 50 ms: the probe's latency, and how far the
     daemon's RSS rose above what it held before the load."""
-    async with _stub(apps, "opted", config.bundle_uri) as (url, _), \
+    async with _stub(apps, config.bundle_uri, ("all", 100)) as (url, _), \
             _daemon_process(config, url) as (pid, listen, _):
         base = f"http://{listen}"
         await _quiet(base)
@@ -352,7 +379,7 @@ async def bench_gzip(config: Config, apps: int, repeat: int) -> dict[str, Any]:
     as it is and from one that gzips it, on loopback and on a 1 Gbit/s link."""
     out: dict[str, Any] = {"apps": apps}
     for encoding in ("identity", "gzip"):
-        async with _stub(apps, "all", config.bundle_uri, gzip=encoding == "gzip") as (url, body):
+        async with _stub(apps, config.bundle_uri, gzip=encoding == "gzip") as (url, body):
             out["list_mb"] = round(body["bytes"] / 1e6, 1)
             if encoding == "gzip":
                 out["gzipped_mb"] = round(body["gzipped"] / 1e6, 2)
@@ -366,7 +393,7 @@ async def bench_gzip(config: Config, apps: int, repeat: int) -> dict[str, Any]:
 
 
 async def bench_holders(config: Config, apps: int) -> dict[str, Any]:
-    async with _stub(apps, "all", config.bundle_uri) as (url, _):
+    async with _stub(apps, config.bundle_uri) as (url, _):
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.holders", "--config", str(config.write(url)),
             cwd=ROOT, env=config.env, stdout=asyncio.subprocess.PIPE,
@@ -419,7 +446,7 @@ async def bench_daemon(apps: int, creations: int) -> dict[str, Any]:
             (Path(tmp) / "bundles").mkdir()  # the controller never creates it
             settings = settings_from_mapping({
                 "marathon": {"urls": [url], "timeout_seconds": 60},
-                "registries": [{"host": REGISTRY, "credentials": {
+                "registries": [{"host": REGISTRY, "check_images": False, "credentials": {
                     "username": "bench", "password_env": "BENCH_PW"}}],
                 "storage": {"filesystem": {"path": str(Path(tmp) / "bundles")}},
                 "reconcile": {"max_writes_per_second": 100000, "write_burst": 100000,
@@ -623,9 +650,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         report["startup"] = await bench_startup(config, args.repeat)
         report["noop"] = await bench_noop(config, sizes, args.repeat)
         low, high = (sizes[-2], sizes[-1]) if len(sizes) > 1 else (sizes[0], sizes[0])
-        report["growth"] = {"from": low, "to": high, **_growth(report["noop"], low, high)}
-        report["daemon_rss"] = [await bench_daemon_rss(config, n)
-                                for n in _sizes(args.rss_sizes)]
+        report["growth"] = {"from": low, "to": high, "mixes": _growth(report["noop"], low, high)}
+        report["daemon_rss"] = [await bench_daemon_rss(config, n, opted_in)
+                                for opted_in in (10, 100) for n in _sizes(args.rss_sizes)
+                                if n or opted_in == 10]
         report["gzip"] = [await bench_gzip(config, n, args.repeat)
                           for n in _sizes(args.gzip_sizes)]
         report["holders"] = await bench_holders(config, sizes[-1])

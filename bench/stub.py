@@ -1,7 +1,7 @@
 """A read-only Marathon for the list benchmarks: precomputed bytes, so the server costs ~nothing.
 
-``python -m bench.stub --apps N --labels all|tenth --bundle-uri URI`` prints one ``listening
-on URL`` line, then serves until SIGTERM:
+``python -m bench.stub --apps N --labelled all|tenth --opted-in PERCENT --bundle-uri URI``
+prints one ``listening on URL`` line, then serves until SIGTERM:
 
 - ``GET /v2/apps`` the whole list, or with ``?label=pullsecret.enabled`` only the apps that
   carry the label (Marathon's existence selector, done server-side);
@@ -9,12 +9,12 @@ on URL`` line, then serves until SIGTERM:
   that only sends heartbeats), enough for a daemon to sync and stay up.
 
 Apps are realistic (about 1.2 KB each, as the issue's stub: env, health checks, port
-mappings, several labels). Every tenth opts in (``"true"``) and already fetches its bundle
-(``--bundle-uri``), so every pass is a no-op. With ``--labels all`` every other app carries
-the label as ``"false"`` (the worst case: the server-side filter keeps every app); with
-``tenth`` they carry none; with ``opted`` every app opts in (and fetches its bundle), so every
-app is in the controller's status book. With ``--gzip`` a client that accepts gzip gets the body
-compressed (once, at start-up: the server's own cost is not what is measured).
+mappings, several labels). The opt-in label is on every app (``--labelled all``: the
+server-side filter keeps them all, the worst case) or on every tenth (``tenth``).
+``--opted-in`` percent of all apps (0, 10: every tenth, or 100; never more than carry the label)
+say ``"true"`` and already fetch their bundle (``--bundle-uri``), so every pass is a no-op; the
+other apps that carry the label say ``"false"``. With ``--gzip`` a client that accepts gzip gets
+the body compressed (once, at start-up: the server's own cost is not what is measured).
 """
 
 from __future__ import annotations
@@ -35,9 +35,13 @@ _WRITE = 1024 * 1024
 _PUBLIC = ("nginx:1.25", "python:3.12-slim", "redis:7.2", "busybox:1.36", "postgres:16")
 
 
-def realistic_app(i: int, *, labels: str, bundle_uri: str) -> dict[str, Any]:
+def realistic_app(i: int, *, labelled: str, opted_in_percent: int, bundle_uri: str
+                  ) -> dict[str, Any]:
     team = f"team-{i % 20:02d}"
-    opted_in = labels == "opted" or i % 10 == 0
+    has_label = labelled == "all" or i % 10 == 0
+    opted_in = opted_in_percent == 100 or (opted_in_percent == 10 and i % 10 == 0)
+    if opted_in and not has_label:
+        raise ValueError("more apps opted in than carry the label")
     image = (f"{REGISTRY}/{team}/service-{i:05d}:1.4.{i % 10}" if opted_in
              else _PUBLIC[i % len(_PUBLIC)])
     fetch = [{"uri": f"https://artifacts.example.com/{team}/config-{i}.tgz", "extract": True,
@@ -46,7 +50,7 @@ def realistic_app(i: int, *, labels: str, bundle_uri: str) -> dict[str, Any]:
         fetch.append({"uri": bundle_uri, "extract": True, "executable": False, "cache": False})
     app_labels = {"team": team, "HAPROXY_GROUP": "external",
                   "HAPROXY_0_VHOST": f"service-{i}.example.com"}
-    if opted_in or labels == "all":
+    if has_label:
         app_labels[LABEL] = "true" if opted_in else "false"
     return {
         "id": f"/{team}/service-{i:05d}", "cmd": None, "args": ["--port", "$PORT0"],
@@ -141,8 +145,8 @@ class _Body:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    apps = [realistic_app(i, labels=args.labels, bundle_uri=args.bundle_uri)
-            for i in range(args.apps)]
+    apps = [realistic_app(i, labelled=args.labelled, opted_in_percent=args.opted_in,
+                          bundle_uri=args.bundle_uri) for i in range(args.apps)]
     stub = Stub(apps, compress=args.gzip)
     del apps
     runner = web.AppRunner(stub.application(), access_log=None)
@@ -163,7 +167,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench.stub", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--apps", type=int, required=True)
-    parser.add_argument("--labels", choices=("all", "tenth", "opted"), default="all")
+    parser.add_argument("--labelled", choices=("all", "tenth"), default="all",
+                        help="which apps carry the opt-in label")
+    parser.add_argument("--opted-in", type=int, choices=(0, 10, 100), default=10,
+                        help='percent of all apps whose label says "true"')
     parser.add_argument("--bundle-uri", required=True)
     parser.add_argument("--gzip", action="store_true")
     parser.add_argument("--port", type=int, default=0)

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from controller.applist import ListedApp, as_raw
 from controller.model import AppId, AppState, DelayResetOutcome, RawApp
 from controller.pullfailure import PullFailureReason
 from controller.registryapi.results import ImageCheck
@@ -138,7 +139,7 @@ class AppIndex:
                  clock: Callable[[], float] = time.monotonic,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._records: dict[AppId, AppRecord] = {}
-        self._listed: dict[AppId, RawApp] = {}
+        self._listed: dict[AppId, ListedApp] = {}
         self.statuses: dict[AppId, AppStatus] = {}
         """Each app in the book (opted in, or with something to show), by id."""
         self._counts: Counter[str] = Counter()
@@ -174,13 +175,14 @@ class AppIndex:
 
     # -- listed copies (an informer's cache) ---------------------------------------------------
 
-    def keep_listed(self, app: RawApp) -> None:
+    def keep_listed(self, app: ListedApp) -> None:
         """Keep a relist's copy of an app that goes to a worker, which then needs no GET."""
-        self._listed[AppId(app["id"])] = app
+        self._listed[app.id] = app
 
     def take_listed(self, app_id: AppId) -> RawApp | None:
         """The listed copy, used up; ``None`` when there is none, or a newer event spoilt it."""
-        return self._listed.pop(app_id, None)
+        listed = self._listed.pop(app_id, None)
+        return as_raw(listed) if listed is not None else None
 
     def spoil_listed(self, app_id: AppId) -> None:
         """An event named the app: the listed copy may predate it."""
@@ -198,6 +200,16 @@ class AppIndex:
             self.record(app_id).registry = registry
         elif (found := self._records.get(app_id)) is not None:
             found.registry = None
+
+    def not_ours(self, app_id: AppId) -> None:
+        """The app is not this controller's (not opted in, and no entry of ours): ``track`` it
+        for no registry and clear its status, at the cost of two lookups when it was not ours
+        before either (its pull failures and delay resets are kept only while it has a status)."""
+        found = self._records.get(app_id)
+        if found is not None:
+            found.registry = None
+        if app_id in self.statuses:
+            self.clear_status(app_id)
 
     def registry_of(self, app_id: AppId) -> str | None:
         found = self._records.get(app_id)

@@ -17,7 +17,7 @@ deployment, and only when the deployment changes this app alone.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Literal, Protocol
@@ -25,6 +25,7 @@ from typing import Literal, Protocol
 import structlog
 
 from controller.appindex import AppIndex, AppStatus
+from controller.applist import ListedApp, Triage, as_raw
 from controller.bundles import BundleManager
 from controller.dialect import Dialect
 from controller.errors import (
@@ -39,11 +40,12 @@ from controller.imagecheck import UNPULLABLE, ImageChecks
 from controller.marathon.api import MarathonAPI
 from controller.model import AppId, AppState, BundleLocation, RawApp, RescueOutcome
 from controller.outcome import AppOutcome
-from controller.plan import AppPlan, Planner, update_body
+from controller.plan import AppPlan, Change, Eligibility, Planner, update_body
 from controller.pullfailure import classify_status_update
 from controller.ratelimit import WriteGate
+from controller.registryapi.results import ImageCheck
 
-__all__ = ["AppObserver", "AppPolicy", "AppReconciler", "OutcomeListener"]
+__all__ = ["AppObserver", "AppPolicy", "AppReconciler", "ListedPlanning", "OutcomeListener"]
 
 log = structlog.get_logger(component="reconcile")
 
@@ -80,6 +82,10 @@ class OutcomeListener(Protocol):
 
     def settled(self, outcome: AppOutcome) -> None:
         """A listed app was planned inline and needs nothing."""
+
+    def settled_many(self, apps: Sequence[tuple[AppId, Eligibility]]) -> None:
+        """Listed apps found to need nothing without a plan (``controller.applist.Triage``),
+        once per list: each with its decision, which is all there is to tell of it."""
 
     def failed(self, app_id: AppId, error: Exception) -> None:
         """A converge raised, or a one-shot pass gave up on a locked app."""
@@ -376,17 +382,19 @@ class AppReconciler:
         found = await asyncio.gather(*(location(r) for r in registries))
         return {r: loc for r, loc in zip(registries, found, strict=True) if loc is not None}
 
+    async def planning(self, requeue: Callable[[AppId, float], None] | None = None
+                       ) -> ListedPlanning:
+        """Plan a list's apps inline, against the bundle locations that can be had now;
+        ``requeue`` is told when a settled app must be looked at again (its bundle URI
+        expires)."""
+        return ListedPlanning(self, Triage(self._planner, await self.locations()), requeue)
+
     def plan_listed(self, app: RawApp, locations: Mapping[str, BundleLocation]
                     ) -> AppOutcome | None:
-        """Plan a listed app inline, without a task: if it needs no write, record it as a
-        reconcile would and return the outcome (its ``requeue_after`` is the caller's); else
-        ``None``, and the app goes to a worker. So does an app the index says waits for
-        something (locked, deferred, in a fight), a malformed one, and one whose bundle location
-        is not in ``locations``. Pure but for the bookkeeping; call ``count_planned`` after a
-        list."""
+        """Plan a listed app inline with the planner: if it needs no write, record it as a
+        reconcile would and return the outcome; else ``None``, and the app goes to a worker.
+        So does a malformed app, and one whose bundle location is not in ``locations``."""
         app_id = AppId(app["id"])
-        if self.index.waiting(app_id):
-            return None
         try:
             decision = self._planner.eligibility(app)
             location = None
@@ -401,10 +409,11 @@ class AppReconciler:
             return None
         image = _image(app)
         check = None
-        if decision.registry is not None and image is not None and self._images is not None:
-            if self._images.needs_asking(decision.registry, image):
+        if decision.registry is not None and image is not None:
+            known = self._known_check(decision.registry, image)
+            if isinstance(known, bool):
                 return None  # a worker asks the registry
-            check = self._images.known(decision.registry, image)
+            check = known
         self.index.track(app_id, decision.registry)
         outcome = replace(_unchanged(plan, location), image_check=check)
         for listener in self._listeners:
@@ -412,12 +421,35 @@ class AppReconciler:
         self._record(outcome, None)
         return outcome
 
-    def count_planned(self, count: int) -> None:
-        """``count`` apps were planned inline and needed nothing: count them as reconciles,
-        and set the gauges."""
+    def settle_converged(self, app_id: AppId, decision: Eligibility, image: str) -> bool:
+        """An opted-in app whose entry is in place (the triage found it so): record it as a
+        reconcile would; False when its image must first be asked about (a worker's job)."""
+        assert decision.registry is not None
+        check = self._known_check(decision.registry, image)
+        if isinstance(check, bool):
+            return False
+        self.index.track(app_id, decision.registry)
+        self._record_status(app_id, decision, check=check)
+        return True
+
+    def count_planned(self, count: int, quiet: Sequence[tuple[AppId, Eligibility]]) -> None:
+        """``count`` apps were planned inline and needed nothing, ``quiet`` of them without a
+        plan: tell the listeners of those, count them all as reconciles, and set the gauges."""
+        if quiet:
+            for listener in self._listeners:
+                listener.settled_many(quiet)
         if count:
             self._observer.on_settled(count)
         self._update_gauges()
+
+    def _known_check(self, registry: str, image: str) -> ImageCheck | Literal[False] | None:
+        """What is known of the image with the registry's credential (``None``: nothing to
+        know); False when a worker must ask the registry first."""
+        if self._images is None:
+            return None
+        if self._images.needs_asking(registry, image):
+            return False
+        return self._images.known(registry, image)
 
     async def _get(self, app_id: AppId) -> RawApp | None:
         try:
@@ -500,35 +532,41 @@ class AppReconciler:
 
     def _record(self, outcome: AppOutcome, state: Literal["pending"] | None) -> None:
         plan = outcome.plan
-        if plan is None:
+        if plan is not None:
+            self._record_status(outcome.app_id, plan.eligibility, change=plan.change,
+                                conflict=plan.conflict, check=outcome.image_check,
+                                deployment_id=outcome.deployment_id, state=state)
+
+    def _record_status(self, app_id: AppId, decision: Eligibility, *,
+                       change: Change | None = None, conflict: tuple[str, ...] = (),
+                       check: ImageCheck | None = None, deployment_id: str | None = None,
+                       state: Literal["pending"] | None = None) -> None:
+        """The app's status after a plan (``change``, ``conflict``) and what came of it."""
+        if decision.reason == "not_opted_in" and change is None:
+            self.index.clear_status(app_id)  # not ours: keep the book to opted-in apps
             return
-        decision = plan.eligibility
-        if decision.reason == "not_opted_in" and not plan.changed:
-            self.index.clear_status(outcome.app_id)  # not ours: keep the book to opted-in apps
-            return
-        if plan.conflict:
-            others = "; ".join(plan.conflict)
-            if self.index.state_of(outcome.app_id) != "conflict":
-                log.warning("app_ownership_conflict", app_id=outcome.app_id, others=others)
-            self.index.set_status(outcome.app_id, AppStatus(
+        if conflict:
+            others = "; ".join(conflict)
+            if self.index.state_of(app_id) != "conflict":
+                log.warning("app_ownership_conflict", app_id=app_id, others=others)
+            self.index.set_status(app_id, AppStatus(
                 state="conflict", registry=decision.registry, last_reconcile=self.index.now(),
                 detail=f"also managed by {others}: neither changes it; give this app's "
                        "registry to one controller only"))
             return
-        check = outcome.image_check
         if check is not None and check.result in UNPULLABLE:
-            self.index.set_status(outcome.app_id, AppStatus(
+            self.index.set_status(app_id, AppStatus(
                 state="image_unpullable", registry=decision.registry,
                 detail=f"its credential cannot pull its image: {check.result} ({check.detail})",
-                last_reconcile=self.index.now(), deployment_id=outcome.deployment_id,
+                last_reconcile=self.index.now(), deployment_id=deployment_id,
                 image_check=check))
             return
-        self.index.set_status(outcome.app_id, AppStatus(
+        self.index.set_status(app_id, AppStatus(
             state=state or ("converged" if decision.registry else "skipped"),
-            detail=decision.detail or _DONE.get(plan.change, "its bundle entry is in place"),
+            detail=decision.detail or _DONE.get(change, "its bundle entry is in place"),
             registry=decision.registry,
             last_reconcile=self.index.now(),
-            deployment_id=outcome.deployment_id,
+            deployment_id=deployment_id,
             image_check=check,
         ))
 
@@ -544,6 +582,62 @@ class AppReconciler:
         self._observer.on_apps(self.index.counts(), self._gate.budget.in_flight)
 
 
+
+
+class ListedPlanning:
+    """One list's apps planned inline, without a task (``AppReconciler.planning``): ``settle``
+    each app, then ``finish``.
+
+    An app the triage finds needing nothing (``controller.applist.Triage``) costs a few
+    microseconds and no plan: not opted in and carrying no entry of ours (it leaves the book),
+    or opted in with its entry in place (converged). Any other app is planned as a reconcile
+    would plan it (``AppReconciler.plan_listed``)."""
+
+    def __init__(self, reconciler: AppReconciler, triage: Triage,
+                 requeue: Callable[[AppId, float], None] | None) -> None:
+        self._reconciler = reconciler
+        self._index = reconciler.index
+        self._triage = triage
+        self._requeue = requeue
+        self._locations = triage.locations
+        self._settled = 0
+        self._quiet: list[tuple[AppId, Eligibility]] = []
+
+    def settle(self, app: ListedApp) -> bool:
+        """Settle ``app`` inline if it needs no write (recorded as a reconcile would); False
+        sends it to a worker: it needs a write, a bundle, a question to the registry, has a
+        problem to report, or waits for something (locked, deferred, in a fight)."""
+        app_id: AppId = app.id
+        if self._index.waiting(app_id):
+            return False
+        found = self._triage.settled(app)
+        if found is None:
+            outcome = self._reconciler.plan_listed(as_raw(app), self._locations)
+            if outcome is None:
+                return False
+            self._count(app_id, outcome.requeue_after)
+            return True
+        decision, location, image = found
+        if location is None:
+            self._index.not_ours(app_id)
+            self._settled += 1
+        elif image is None or not self._reconciler.settle_converged(app_id, decision, image):
+            return False
+        else:
+            self._count(app_id, location.renew_in)
+        self._quiet.append((app_id, decision))
+        return True
+
+    def _count(self, app_id: AppId, requeue_after: float | None) -> None:
+        self._settled += 1
+        if requeue_after is not None and self._requeue is not None:
+            self._requeue(app_id, requeue_after)
+
+    def finish(self) -> int:
+        """Count the apps settled, tell the listeners, set the gauges; returns the count."""
+        self._reconciler.count_planned(self._settled, self._quiet)
+        settled, self._settled, self._quiet = self._settled, 0, []
+        return settled
 
 
 def _image(app: RawApp) -> str | None:

@@ -19,10 +19,10 @@ import sys
 import threading
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import replace
-from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from controller import __version__
 from controller.archive import build_bundle
 from controller.config import load_settings
 from controller.errors import ConfigError, ControllerError
@@ -75,8 +75,7 @@ def _parser() -> argparse.ArgumentParser:
                "be reached, a write was refused), 2 invalid configuration or arguments, "
                "130 interrupted.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version",
-                        version=f"%(prog)s {version('marathon-pullsecret-controller')}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _global_options(parser, suppress=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -21,6 +21,7 @@ from typing import Protocol
 
 import structlog
 
+from controller.applist import ListedApp
 from controller.dialect import Dialect
 from controller.errors import ContactRecorded, WriteRecorded
 from controller.marathon.api import MarathonAPI
@@ -90,7 +91,7 @@ class RecordingMarathon:
     def last_answered(self) -> float | None:
         return self._marathon.last_answered
 
-    async def list_apps(self, label_selector: str | None = None) -> list[RawApp]:
+    async def list_apps(self, label_selector: str | None = None) -> list[ListedApp]:
         return await self._marathon.list_apps(label_selector)
 
     async def get_app(self, app_id: AppId) -> RawApp:

@@ -29,8 +29,7 @@ import structlog
 from structlog.contextvars import bound_contextvars
 
 from controller.errors import TerminalError
-from controller.metrics import ErrorKind
-from controller.model import ReconcileOutcome
+from controller.model import ErrorKind, ReconcileOutcome
 from controller.workqueue import QueueObserver, QueueShutDown, WorkQueue
 
 __all__ = ["Controller", "HandlerObserver", "Reconciler", "Result"]

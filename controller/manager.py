@@ -19,33 +19,33 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from prometheus_client import CollectorRegistry
 
 from controller.appindex import AppIndex
 from controller.appreconciler import AppPolicy, AppReconciler, OutcomeListener
 from controller.backoff import Backoff
 from controller.election import Election, no_fence
 from controller.errors import ConfigError
-from controller.events import EventWatcher
-from controller.filewatch import FileWatch
 from controller.gcpause import collector_paused
 from controller.handler import Controller
-from controller.localpaths import LocalPaths
-from controller.metrics import Metrics
 from controller.model import AppId
 from controller.passreport import PassReport
 from controller.plan import Ownership, Planner, RegistryRule, location_of
 from controller.registryreconciler import RegistryReconciler, VerificationRequests
-from controller.remediation import PullRemediator
 from controller.settings import Settings
-from controller.source import AppSource
-from controller.statusbook import FIRST_PAGE, AppPage, StatusBook
-from controller.wiring import Components, build, leader_election
+from controller.wiring import Components, Uncounted, build, leader_election
 from controller.workqueue import WorkQueue
 
 if TYPE_CHECKING:
+    # The daemon's alone, imported where it is built (make_term, _Daemon, run): a one-shot
+    # pass (reconcile --once, plan) starts without them.
     from aiohttp import web
+    from prometheus_client import CollectorRegistry
 
+    from controller.events import EventWatcher
+    from controller.metrics import Metrics
+    from controller.remediation import PullRemediator
+    from controller.source import AppSource
+    from controller.statusbook import AppPage, StatusBook
 
 __all__ = ["Term", "make_term", "planner", "run", "run_once"]
 
@@ -76,7 +76,7 @@ def app_index(settings: Settings) -> AppIndex:
     return AppIndex(fight_limit=rc.fight_limit, fight_window=rc.fight_window)
 
 
-def _app_reconciler(parts: Components, index: AppIndex, metrics: Metrics, *,
+def _app_reconciler(parts: Components, index: AppIndex, metrics: Metrics | Uncounted, *,
                     wait_for_budget: bool, max_conflicts: int | None = None,
                     listeners: tuple[OutcomeListener, ...]) -> AppReconciler:
     settings = parts.settings
@@ -108,7 +108,7 @@ async def run_once(parts: Components, *, every_app: bool = False,
         await parts.presence.check()
     rc = parts.settings.reconcile
     report = report if report is not None else PassReport()
-    metrics = Metrics(CollectorRegistry())
+    metrics = Uncounted()
     index = app_index(parts.settings)
     registry_queue: WorkQueue[str] = WorkQueue(backoff=REGISTRY_BACKOFF)
     requests = VerificationRequests(parts.bundles, registry_queue.add_after)
@@ -126,16 +126,13 @@ async def run_once(parts: Components, *, every_app: bool = False,
                       workers=rc.workers, timeout=None, once=True, holds=index.held_for)
     found = await parts.marathon.list_apps(
         label_selector=None if every_app else parts.settings.selector.label)
-    locations = await reconciler.locations()
-    settled = 0
+    planning = await reconciler.planning()
     with collector_paused():
         for app in found:  # an app that needs no write is planned here, without a task
-            if reconciler.plan_listed(app, locations) is None:
+            if not planning.settle(app):
                 index.keep_listed(app)
-                apps.queue.add(AppId(app["id"]))
-            else:
-                settled += 1
-    reconciler.count_planned(settled)
+                apps.queue.add(app.id)
+    planning.finish()
     del found
     poller = asyncio.create_task(_follow_deployments(parts, reconciler, apps.queue),
                                  name="deployments")
@@ -213,6 +210,11 @@ def make_term(parts: Components, metrics: Metrics) -> Term:
     Built in the order their parts need each other: the queues, the index, what feeds the
     queues (verification requests, the remediator), the reconcilers, the controllers.
     """
+    from controller.events import EventWatcher
+    from controller.remediation import PullRemediator
+    from controller.source import AppSource
+    from controller.statusbook import StatusBook
+
     rc = parts.settings.reconcile
     app_queue: WorkQueue[AppId] = WorkQueue(backoff=APP_BACKOFF)
     registry_queue: WorkQueue[str] = WorkQueue(backoff=REGISTRY_BACKOFF)
@@ -267,8 +269,13 @@ class _Daemon:
         self.metrics = metrics
         self.parts = parts
         self.election = election
+        from controller.localpaths import LocalPaths
+        from controller.statusbook import StatusBook
+
         self.term: Term | None = None
         self.cut_paths = LocalPaths.of(settings)
+        self.no_term = StatusBook(app_index(settings))
+        """What ``/status`` shows of the apps while no term runs: none."""
 
     # -- ops endpoints -------------------------------------------------------------------------
 
@@ -289,9 +296,9 @@ class _Daemon:
                                                       and now - last_relist < fresh),
         }
 
-    def status(self, page: AppPage = FIRST_PAGE) -> dict[str, Any]:
+    def status(self, page: AppPage) -> dict[str, Any]:
         term = self.term
-        book = term.status if term else StatusBook(app_index(self.settings))
+        book = term.status if term else self.no_term
         return book.snapshot(
             self.parts.bundles.states, datetime.now(UTC), page, cut=self.cut_paths,
             leader=term is not None, ready=self.ready(),
@@ -313,6 +320,8 @@ class _Daemon:
     async def lead(self, stop: asyncio.Event, lost: asyncio.Event,
                    started: Callable[[Term], None] | None) -> bool:
         """Run one leadership term until ``stop`` or ``lost``; return True if a task crashed."""
+        from controller.filewatch import FileWatch
+
         rc = self.settings.reconcile
         metrics, parts = self.metrics, self.parts
         term = make_term(parts, metrics)
@@ -418,7 +427,11 @@ async def run(
     ``on_stop_signal`` is told when SIGTERM or SIGINT asks the daemon to stop (the command line
     arms its hard deadline then).
     """
-    from controller.opsserver import make_app, serve  # the web server: the daemon's alone
+    # The web server and the metrics: the daemon's alone.
+    from prometheus_client import CollectorRegistry
+
+    from controller.metrics import Metrics
+    from controller.opsserver import make_app, serve
 
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -20,7 +20,7 @@ metric object. A new metric is declared here and fed through its part's observer
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Final, Literal, get_args
+from typing import Final, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -31,6 +31,7 @@ from controller.model import (
     AppState,
     BundleManifest,
     DelayResetOutcome,
+    ErrorKind,
     ReconcileOutcome,
     RefreshOutcome,
     RescueOutcome,
@@ -38,7 +39,7 @@ from controller.model import (
 from controller.pullfailure import PULL_FAILURE_REASONS, PullFailureReason
 from controller.registryapi.results import IMAGE_CHECK_RESULTS, ImageCheckResult
 
-__all__ = ["APP_STATES", "CONTROLLERS", "PREFIX", "ErrorKind", "Metrics", "QueueMetrics"]
+__all__ = ["APP_STATES", "CONTROLLERS", "PREFIX", "Metrics", "QueueMetrics"]
 
 PREFIX: Final = "marathon_pullsecret_"
 RECONCILE_RESULTS = get_args(ReconcileOutcome)
@@ -46,9 +47,6 @@ APP_STATES = get_args(AppState)
 PUBLISH_RESULTS = get_args(RefreshOutcome)
 DELAY_RESET_RESULTS = get_args(DelayResetOutcome)
 RESCUE_RESULTS = get_args(RescueOutcome)
-ErrorKind = Literal["terminal", "timeout", "transient"]
-"""Why a reconcile failed (``reconcile_errors_total``'s ``kind``): a terminal error (not
-retried), the reconcile's time limit, or anything retried with backoff."""
 ERROR_KINDS = get_args(ErrorKind)
 CONTROLLERS: Final = ("app", "registry")
 """The two controllers of a term, as their series name them (also their queues' names)."""

@@ -15,6 +15,7 @@ __all__ = [
     "BundleLocation",
     "BundleManifest",
     "DelayResetOutcome",
+    "ErrorKind",
     "RawApp",
     "RawAppUpdate",
     "RawContainer",
@@ -39,6 +40,10 @@ RefreshOutcome = Literal["published", "repaired", "unchanged", "not_due", "faile
 
 ReconcileOutcome = Literal["success", "error", "requeue_after"]
 """How one reconcile ended (the ``result`` label of ``controller_reconcile_total``)."""
+
+ErrorKind = Literal["terminal", "timeout", "transient"]
+"""Why a reconcile failed (``reconcile_errors_total``'s ``kind``): a terminal error (not
+retried), the reconcile's time limit, or anything retried with backoff."""
 
 DelayResetOutcome = Literal["ok", "not_queued", "error"]
 """What one launch delay reset did (the ``result`` label of ``delay_resets_total``): reset,
@@ -177,6 +182,8 @@ class BundleLocation:
     @property
     def dest_path(self) -> str | None:
         """Mesos extracts by local file name, so a URI with a query string needs ``destPath``."""
+        if "?" not in self.uri:  # no query at all (as a rule): no need to split
+            return None
         return "docker.tar.gz" if urlsplit(self.uri).query else None
 
     def matches(self, uri: str) -> bool:

@@ -14,12 +14,13 @@ It shows URIs and flags only: bundle contents never reach this module.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from controller.errors import InvalidAppError
 from controller.model import AppId
 from controller.outcome import AppOutcome
-from controller.plan import shown_entry
+from controller.plan import AppPlan, Eligibility, shown_entry
 
 __all__ = ["PassReport", "format_report"]
 
@@ -29,6 +30,9 @@ _COMES_BACK = frozenset({"deferred", "locked", "stuck"})
 @dataclass(slots=True)
 class PassReport:
     outcomes: list[AppOutcome] = field(default_factory=list)
+    triaged: list[tuple[AppId, Eligibility]] = field(default_factory=list)
+    """Apps found to need nothing without a plan (not opted in, or converged: no change, no
+    conflict), each with its decision: reported as the outcomes of such plans are."""
     failures: dict[AppId, str] = field(default_factory=dict)
     """Apps that could not be converged for a reason of ours (Marathon, storage, a refused
     write)."""
@@ -53,6 +57,9 @@ class PassReport:
 
     def settled(self, outcome: AppOutcome) -> None:
         self.outcomes.append(outcome)
+
+    def settled_many(self, apps: Sequence[tuple[AppId, Eligibility]]) -> None:
+        self.triaged.extend(apps)
 
     def failed(self, app_id: AppId, error: Exception) -> None:
         """Record why ``app_id`` could not be converged, as ours or as its owner's."""
@@ -84,8 +91,21 @@ def format_report(report: PassReport, *, verbose: bool = False,
     for registry, preview in sorted(report.registry_plans.items() if report.preview else ()):
         if verbose or not preview.startswith("unchanged"):
             lines.append(f"registry {registry}: {preview}")
-    for outcome in sorted(report.outcomes, key=lambda o: o.app_id):
-        plan = outcome.plan
+    rows: list[tuple[AppId, AppOutcome | Eligibility]] = [(o.app_id, o) for o in report.outcomes]
+    if verbose:
+        rows += report.triaged
+    else:  # only counted: no line to sort in
+        for _, decision in report.triaged:
+            if decision.reason != "eligible":
+                skipped[decision.reason] += 1
+            else:
+                actions["unchanged"] += 1
+    for app_id, row in sorted(rows, key=lambda r: r[0]):
+        if isinstance(row, Eligibility):  # a triaged app: unchanged, as a plan would say
+            row = AppOutcome(app_id=app_id, action="unchanged", plan=AppPlan(
+                app_id=app_id, eligibility=row, field="fetch", current=(), desired=(),
+                change=None))
+        outcome, plan = row, row.plan
         if plan is not None and plan.eligibility.reason != "eligible" and not plan.changed:
             skipped[plan.eligibility.reason] += 1
             if verbose:
@@ -120,7 +140,8 @@ def format_report(report: PassReport, *, verbose: bool = False,
     if report.invalid:
         parts.append(f"{len(report.invalid)} invalid")
     parts.append(f"{len(report.failures)} failed")
-    count = len(report.outcomes) + len(report.invalid) + len(report.failures)
+    count = (len(report.outcomes) + len(report.triaged) + len(report.invalid)
+             + len(report.failures))
     if interrupted:
         lines.append(f"interrupted: {count} apps so far: " + ", ".join(parts)
                      + "; a write under way may have landed too: run it again to finish")

@@ -17,6 +17,12 @@ left at the same name, or a storage move not listed) or a user's look-alike. An 
 controller would manage that carries someone else's controller entry is a conflict, reported and
 left alone; an app it would not manage is never touched for it. Every other entry is kept exactly
 as the user wrote it, in its place.
+
+The planner reads only ``PLANNED_FIELDS`` of an app: a listed app is decoded to those alone
+(``controller.applist``), and most listed apps are found to need nothing straight from that
+decoding, without a plan (``controller.applist.Triage``, built on ``label_says``,
+``image_decision``, ``entry_owner`` and ``entry_ok`` here). A rule that reads another field
+adds it to ``PLANNED_FIELDS``; the tests hold the planner, the decoding and the triage to it.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Any, Literal
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 from controller.dialect import Dialect, FetchField
@@ -36,6 +42,7 @@ from controller.reference import InvalidReferenceError, normalize_registry_host,
 
 __all__ = [
     "DEFAULT_OWNER",
+    "PLANNED_FIELDS",
     "AppPlan",
     "Change",
     "Eligibility",
@@ -45,9 +52,13 @@ __all__ = [
     "RegistryRule",
     "bundle_name",
     "eligibility",
+    "entry_ok",
     "entry_owner",
+    "image_decision",
     "is_managed_uri",
+    "label_says",
     "location_of",
+    "not_opted_in",
     "plan_app",
     "shown_entry",
     "shown_uri",
@@ -60,6 +71,12 @@ Change = Literal["add", "replace", "remove"]
 
 DEFAULT_OWNER = "default"
 """The name of a controller whose config sets none; its entries keep the unnamed form."""
+
+PLANNED_FIELDS: Final = ("id", "labels.<label>", "container.type", "container.docker.image",
+                         "fetch", "uris")
+"""Every field of an app the planner reads (``eligibility``, ``plan_app``, and the unknown
+``Dialect``'s choice of list), as a path of keys: ``<label>`` is the opt-in label alone, not
+the other labels; ``fetch`` and ``uris`` are read whole."""
 
 # Owner names are [a-z0-9-] (config enforces it) and never hold "_", so the first "_" after
 # the prefix ends the name; registry slugs are [a-z0-9._-].
@@ -82,6 +99,8 @@ def bundle_name(registry: str, owner: str = DEFAULT_OWNER) -> str:
 
 def entry_owner(uri: str) -> str | None:
     """The controller that manages a fetch URI (by its file name), or ``None`` for a user's."""
+    if "pullsecret" not in uri:  # most entries: no bundle's name, whatever the URI
+        return None
     try:
         path = urlsplit(uri).path
     except ValueError:  # not a URI at all: certainly not ours
@@ -197,12 +216,25 @@ def _member(data: Mapping[str, Any], key: str, kind: type, what: str) -> Any:
 _LABEL_WORDS: dict[str, bool] = {"true": True, "false": False, "": False}
 
 
-def _label_value(app: RawApp, label: str) -> str:
+def label_says(value: str | None) -> bool | None:
+    """Whether the opt-in label's value (``None``: no such label) opts in, opts out, or is
+    neither (``None``): only ``"true"`` opts in; ``"false"`` or no value opts out."""
+    word = value or ""
+    found = _LABEL_WORDS.get(word)  # as it is mostly written
+    return found if found is not None else _LABEL_WORDS.get(word.strip().lower())
+
+
+def not_opted_in(label: str) -> Eligibility:
+    return Eligibility(registry=None, reason="not_opted_in",
+                       detail=f"label {label} is not \"true\"")
+
+
+def _label_value(app: RawApp, label: str) -> str | None:
     labels = _member(app, "labels", dict, "a map of labels") or {}
     value = labels.get(label)
     if value is not None and not isinstance(value, str):
         raise InvalidAppError(f"label {label} is not text")
-    return (value or "").strip().lower()
+    return value
 
 
 def eligibility(app: RawApp, *, label: str, rules: Sequence[RegistryRule]) -> Eligibility:
@@ -213,14 +245,14 @@ def eligibility(app: RawApp, *, label: str, rules: Sequence[RegistryRule]) -> El
     """
     app_id = _app_id(app)
     value = _label_value(app, label)
-    opted_in = _LABEL_WORDS.get(value)
+    opted_in = label_says(value)
     if opted_in is None:
+        shown = (value or "").strip().lower()[:40]
         return Eligibility(registry=None, reason="label_unrecognised",
-                           detail=f"label {label} is {value[:40]!r}: only \"true\" opts in "
+                           detail=f"label {label} is {shown!r}: only \"true\" opts in "
                                   "(\"false\" opts out)")
     if not opted_in:
-        return Eligibility(registry=None, reason="not_opted_in",
-                           detail=f"label {label} is not \"true\"")
+        return not_opted_in(label)
     container = _member(app, "container", dict, "an object") or {}
     kind = _member(container, "type", str, "text") or "DOCKER"
     if kind == "MESOS":
@@ -231,6 +263,12 @@ def eligibility(app: RawApp, *, label: str, rules: Sequence[RegistryRule]) -> El
     image = _member(docker, "image", str, "text")
     if kind != "DOCKER" or not image:
         return Eligibility(registry=None, reason="not_docker", detail="no Docker image")
+    return image_decision(app_id, image, rules)
+
+
+def image_decision(app_id: str, image: str, rules: Sequence[RegistryRule]) -> Eligibility:
+    """Which registry's bundle an opted-in Docker app with ``image`` needs, or why none;
+    raises ``InvalidAppError`` for an image ``docker pull`` would refuse."""
     if not rules:  # none configured (uninstall): the image need not even be valid to say so
         return Eligibility(registry=None, reason="unconfigured_registry",
                            detail="no registry is configured")
@@ -271,7 +309,8 @@ def _entries(app: RawApp, field: FetchField) -> tuple[RawFetch | str, ...]:
     return tuple(entries)
 
 
-def _entry_ok(entry: RawFetch | str, location: BundleLocation) -> bool:
+def entry_ok(entry: RawFetch | str, location: BundleLocation) -> bool:
+    """Whether this controller's entry is the very one ``location`` wants."""
     if not location.matches(_uri(entry)):
         return False
     if isinstance(entry, str):
@@ -311,7 +350,7 @@ def plan_app(app: RawApp, decision: Eligibility, location: BundleLocation | None
     change: Change | None
     settled = wanted is not None and (
         bool(others)  # two controllers would manage it: never fight
-        or (len(ours) == 1 and _entry_ok(current[ours[0]], wanted)))
+        or (len(ours) == 1 and entry_ok(current[ours[0]], wanted)))
     if settled:
         desired, change = current, None
     elif wanted is not None:

@@ -20,7 +20,7 @@ only recorded (``WriteRecorded``): it counts as done for that fix, and is logged
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,6 +31,7 @@ from controller.errors import MarathonError, WriteRecorded
 from controller.logthrottle import LogThrottle
 from controller.model import AppId, DelayResetOutcome
 from controller.outcome import AppOutcome
+from controller.plan import Eligibility
 from controller.pullfailure import FailedPull, PullFailureReason
 from controller.ratelimit import WriteGate
 
@@ -202,6 +203,9 @@ class PullRemediator:
 
     def settled(self, outcome: AppOutcome) -> None:
         """An app planned inline needs nothing: nothing to reset."""
+
+    def settled_many(self, apps: Sequence[tuple[AppId, Eligibility]]) -> None:
+        """Apps that need nothing: nothing to reset."""
 
     def failed(self, app_id: AppId, error: Exception) -> None:
         """A failed converge fixed nothing: nothing to reset."""

@@ -51,8 +51,19 @@ def type_hints(cls: type) -> dict[str, Any]:
 
 
 def floor_at(path: str) -> Floor | None:
-    """The ``Floor`` of the duration key at ``path`` (e.g. ``registries[0].max_age``)."""
-    return _floors(_registered()).get(re.sub(r"\[[0-9]+\]", "[]", path))
+    """The ``Floor`` of the duration key at ``path`` (e.g. ``registries[0].max_age``). Only
+    the sections along the path are read: every start pays for this, and a file names few
+    durations."""
+    hint: Any = Settings
+    metadata: tuple[Any, ...] = ()
+    for name in re.sub(r"\[[0-9]+\]", "", path).split("."):
+        if not (dataclasses.is_dataclass(hint) and isinstance(hint, type)):
+            return None
+        owner = next((o for o, item in section_fields(hint) if item.name == name), None)
+        if owner is None:
+            return None
+        hint, metadata, _ = _unwrapped(type_hints(owner)[name])
+    return next((extra for extra in metadata if isinstance(extra, Floor)), None)
 
 
 def pattern_words() -> Mapping[str, Pattern]:
@@ -63,12 +74,6 @@ def pattern_words() -> Mapping[str, Pattern]:
 def _registered() -> tuple[type, ...]:
     """What the tables hold now: the caches below are kept per state of the tables."""
     return tuple(entry.settings for table in TABLES for entry in table.entries.values())
-
-
-@functools.cache
-def _floors(_: tuple[type, ...]) -> dict[str, Floor]:
-    return {path: extra for path, metadata in _keys() for extra in metadata
-            if isinstance(extra, Floor)}
 
 
 @functools.cache
@@ -90,17 +95,25 @@ def _keys() -> Iterator[tuple[str, tuple[Any, ...]]]:
         prefix, cls = sections.pop()
         for owner, item in section_fields(cls):
             path = f"{prefix}.{item.name}" if prefix else item.name
-            hint, metadata = type_hints(owner)[item.name], ()
-            while True:
-                if get_origin(hint) is Annotated:
-                    metadata += hint.__metadata__
-                    hint = hint.__origin__
-                elif get_origin(hint) in (Union, types.UnionType):
-                    hint = next(a for a in get_args(hint) if a is not type(None))
-                elif get_origin(hint) is tuple:
-                    hint, path = get_args(hint)[0], path + "[]"
-                else:
-                    break
+            hint, metadata, listed = _unwrapped(type_hints(owner)[item.name])
+            path += "[]" if listed else ""
             yield path, metadata
             if dataclasses.is_dataclass(hint) and isinstance(hint, type):
                 sections.append((path, hint))
+
+
+def _unwrapped(hint: Any) -> tuple[Any, tuple[Any, ...], bool]:
+    """A key's type without ``Annotated``, ``None`` and ``tuple[...]``: the type, the
+    ``Annotated`` metadata, and whether the key holds a list."""
+    metadata: tuple[Any, ...] = ()
+    listed = False
+    while True:
+        if get_origin(hint) is Annotated:
+            metadata += hint.__metadata__
+            hint = hint.__origin__
+        elif get_origin(hint) in (Union, types.UnionType):
+            hint = next(a for a in get_args(hint) if a is not type(None))
+        elif get_origin(hint) is tuple:
+            hint, listed = get_args(hint)[0], True
+        else:
+            return hint, metadata, listed

@@ -91,32 +91,25 @@ class AppSource:
         the list lacks (it may be gone), and every registry."""
         listed_at = self._events_seen
         apps = await self._marathon.list_apps(label_selector=self._label)
-        locations = await self._reconciler.locations()
+        planning = await self._reconciler.planning(requeue=self._apps.add_after)
         listed_ids: set[AppId] = set()
         app_ids: set[AppId] = set()
-        settled = 0
+        touched, queued = self._touched, self._apps
         for start in range(0, len(apps), _INLINE_BATCH):
             if start:
                 await asyncio.sleep(0)  # a long list must not hold up the event stream
             with collector_paused():
                 for app in apps[start:start + _INLINE_BATCH]:
-                    app_id = AppId(app["id"])
+                    app_id: AppId = app.id
                     listed_ids.add(app_id)
-                    if self._touched.get(app_id, -1) > listed_at:  # an event is newer
+                    if touched.get(app_id, -1) > listed_at:  # an event is newer
                         app_ids.add(app_id)
-                        continue
-                    if app_id not in self._apps:
-                        outcome = self._reconciler.plan_listed(app, locations)
-                        if outcome is not None:
-                            settled += 1
-                            if outcome.requeue_after is not None:
-                                self._apps.add_after(app_id, outcome.requeue_after)
-                            continue
-                    self._index.keep_listed(app)
-                    app_ids.add(app_id)
+                    elif app_id in queued or not planning.settle(app):
+                        self._index.keep_listed(app)
+                        app_ids.add(app_id)
         count = len(apps)
         del apps  # only the copies of apps that need a worker are kept
-        self._reconciler.count_planned(settled)
+        settled = planning.finish()
         self._touched = {a: seen for a, seen in self._touched.items() if seen > listed_at}
         app_ids.update(a for a in self._index.statuses if a not in listed_ids)
         registries = set(self._bundles.states)

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields, is_dataclass
 from importlib import import_module
-from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import structlog
 
+from controller import __version__
 from controller.bundles import BundleManager
 from controller.credentials.base import CredentialSource
 from controller.credentials.kinds import CREDENTIAL_KINDS, SourceFactory
@@ -32,7 +32,7 @@ from controller.dryrun import (
 from controller.election import Election, Fence, no_fence
 from controller.imagecheck import ImageChecks
 from controller.marathon.client import MarathonClient
-from controller.metrics import Metrics
+from controller.model import ErrorKind, ReconcileOutcome, RescueOutcome
 from controller.presence import Presence, config_fingerprint
 from controller.ratelimit import DeploymentBudget, NoRateLimit, RateLimit, TokenBucket, WriteGate
 from controller.registryapi.login import RegistryLogin
@@ -41,8 +41,12 @@ from controller.settings import RegistrySettings, Settings, StorageSettings
 from controller.storage.backends import STORAGE_BACKENDS, StoreFactory
 from controller.storage.base import BundleStore
 
-__all__ = ["Components", "build", "checks_images", "credential_source", "leader_election",
-           "registry_logins", "store_from_settings", "user_agent"]
+if TYPE_CHECKING:
+    # The daemon's: a one-shot pass counts nothing (``Uncounted``).
+    from controller.metrics import Metrics
+
+__all__ = ["Components", "Uncounted", "build", "checks_images", "credential_source",
+           "leader_election", "registry_logins", "store_from_settings", "user_agent"]
 
 log = structlog.get_logger(component="wiring")
 
@@ -102,7 +106,7 @@ def _adapter(factory: str) -> Any:
 
 def user_agent() -> str:
     """Names this process in Marathon's logs (and the simulator's write log)."""
-    return (f"marathon-pullsecret-controller/{version('marathon-pullsecret-controller')} "
+    return (f"marathon-pullsecret-controller/{__version__} "
             f"({socket.gethostname()}/{os.getpid()})")
 
 
@@ -181,7 +185,7 @@ async def build(
         )
         images = ImageChecks(
             {r: login for r, login in asked.items() if checks_images(registries[r])},
-            bundles.credential, bundles.gate, metrics or _Uncounted())
+            bundles.credential, bundles.gate, metrics or Uncounted())
 
         async def running_deployments() -> set[str]:
             return {d["id"] for d in await marathon.list_deployments()}
@@ -209,8 +213,53 @@ def _paths(settings: object) -> Iterator[Path]:
             yield from _paths(value)
 
 
-class _Uncounted:
+class Uncounted:
+    """The observer of a run nobody scrapes (a one-shot pass: its figures are in its report),
+    so that such a run never imports ``prometheus_client``: what the handler, the app
+    reconciler, the queues and the image checks would count, dropped."""
+
     def on_image_check(self, registry: str, result: ImageCheckResult) -> None:
+        pass
+
+    def on_reconciled(self, controller: str, outcome: ReconcileOutcome, seconds: float,
+                      error: ErrorKind | None) -> None:
+        pass
+
+    def on_worker(self, controller: str, active: int) -> None:
+        pass
+
+    def queue(self, name: str, *, unfinished: Callable[[], float],
+              longest: Callable[[], float]) -> Uncounted:
+        return self
+
+    def on_add(self, key: object) -> None:
+        pass
+
+    def on_get(self, key: object, waited_seconds: float) -> None:
+        pass
+
+    def on_done(self, key: object, worked_seconds: float) -> None:
+        pass
+
+    def on_retry(self, key: object) -> None:
+        pass
+
+    def on_depth(self, depth: int) -> None:
+        pass
+
+    def on_settled(self, count: int) -> None:
+        pass
+
+    def on_deployment_started(self) -> None:
+        pass
+
+    def on_rescue(self, result: RescueOutcome) -> None:
+        pass
+
+    def on_withheld(self, reason: str) -> None:
+        pass
+
+    def on_apps(self, counts: Mapping[str, int], deployments_in_flight: int) -> None:
         pass
 
 

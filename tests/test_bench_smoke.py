@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+MIXES = [("all", 10), ("all", 0), ("all", 100), ("tenth", 10)]
+"""The label mixes of the no-op passes (``bench.__main__.MIXES``)."""
 
 
 def test_bench_runs_and_reports_every_figure(tmp_path):
@@ -22,10 +24,12 @@ def test_bench_runs_and_reports_every_figure(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout)
-    assert [(r["apps"], r["labelled"]) for r in report["noop"]] == [
-        (100, "all"), (200, "all"), (100, "tenth"), (200, "tenth")]
+    assert [(r["apps"], r["labelled"], r["opted_in"]) for r in report["noop"]] == [
+        (apps, labelled, opted_in) for labelled, opted_in in MIXES for apps in (100, 200)]
+    assert {(r["labelled"], r["opted_in"]) for r in report["growth"]["mixes"]} == set(MIXES)
     assert report["startup"]["reconcile_once_empty_s"] > 0
-    assert report["daemon_rss"][0]["peak_rss_mb"] > 0
+    assert [(r["apps"], r["opted_in"]) for r in report["daemon_rss"]] == [(200, 10), (200, 100)]
+    assert all(r["peak_rss_mb"] > 0 for r in report["daemon_rss"])
     assert report["holders"]["decoded"]["apps"] == 200
     assert report["first_sync"]["first_sync"]["writes"] == 20
     assert report["latency"]["noop_resync"]["writes"] == 0
@@ -38,6 +42,7 @@ def test_bench_runs_and_reports_every_figure(tmp_path):
     assert set(ops["answers"]) <= {"200", "503"}  # every answer a page, or "busy"
     assert ops["healthz_ms"]["probes"] > 0
     text = results.read_text()
+    assert "## Goals (issue 20)" in text
     assert "## Goals (issue 12)" in text
     assert "## Memory holders" in text
     assert "## The ops port under load" in text
@@ -49,8 +54,11 @@ def test_growth_is_below_noise_when_the_small_pass_costs_nothing():
     from bench.__main__ import _growth
     from bench.render import _times
 
-    rows = [{"apps": 100, "labelled": "all", "above_empty_s": 0.0, "floor_s": 0.01},
-            {"apps": 200, "labelled": "all", "above_empty_s": 0.004, "floor_s": 0.02}]
+    rows = [{"apps": 100, "labelled": "all", "opted_in": 10, "above_empty_s": 0.0,
+             "floor_s": 0.01},
+            {"apps": 200, "labelled": "all", "opted_in": 10, "above_empty_s": 0.004,
+             "floor_s": 0.02}]
     growth = _growth(rows, 100, 200)
-    assert growth == {"all": {"pass_growth": None, "floor_growth": 2.0}}
-    assert _times(growth["all"]["pass_growth"]) == "below noise"
+    assert growth == [{"labelled": "all", "opted_in": 10, "pass_growth": None,
+                       "floor_growth": 2.0}]
+    assert _times(growth[0]["pass_growth"]) == "below noise"

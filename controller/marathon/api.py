@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
+from controller.applist import ListedApp
 from controller.dialect import Dialect
 from controller.model import AppId, RawApp, RawAppUpdate, RawDeployment
 
@@ -15,7 +16,9 @@ __all__ = ["MarathonAPI", "RequestObserver"]
 class MarathonAPI(Protocol):
     """The Marathon operations the controller needs."""
 
-    async def list_apps(self, label_selector: str | None = None) -> list[RawApp]: ...
+    async def list_apps(self, label_selector: str | None = None) -> list[ListedApp]:
+        """Every app (matching the selector), cut to the fields planning reads."""
+        ...
 
     async def get_app(self, app_id: AppId) -> RawApp: ...
 

@@ -6,13 +6,15 @@ from __future__ import annotations
 import mmap
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import aiohttp
 
 from controller.errors import MarathonUnavailable
 from controller.marathon.urls import where_of
 
-__all__ = ["MAX_ANSWER_BYTES", "MAX_APP_BYTES", "MAX_LIST_BYTES", "Answer", "read_answer"]
+__all__ = ["MAX_ANSWER_BYTES", "MAX_APP_BYTES", "MAX_LIST_BYTES", "Answer", "BodySink",
+           "read_answer"]
 
 _MIB = 1024 * 1024
 # Body limits far above real clusters (an app is a few KiB; 10 000 apps ~ 100 MiB), far
@@ -35,15 +37,34 @@ class Answer:
     """Whether the request carried credentials."""
 
 
-async def read_answer(response: aiohttp.ClientResponse, limit: int, request: str) -> Answer:
-    """Read the body, refusing it once past ``limit`` bytes rather than after it is all in."""
+class BodySink(Protocol):
+    """Where an answer's bytes go as they come (``_Body`` keeps them; a list decoder may
+    decode them as it goes, ``controller.applist.AppListStream``)."""
+
+    @property
+    def size(self) -> int:
+        """Bytes taken so far."""
+        ...
+
+    def append(self, chunk: bytes) -> None: ...
+
+    def view(self) -> bytes | memoryview:
+        """The bytes it holds, once all are in."""
+        ...
+
+
+async def read_answer(response: aiohttp.ClientResponse, limit: int, request: str,
+                      sink: BodySink | None = None) -> Answer:
+    """Read the body, refusing it once past ``limit`` bytes rather than after it is all in;
+    into ``sink`` when given, unless the answer is an error."""
     where = where_of(str(response.url))
     if response.status >= 400:
         limit = MAX_ANSWER_BYTES
     refusal = f"{request}: {where} answered more than {limit // _MIB} MiB, which is refused"
     if response.content_length is not None and response.content_length > limit:
         raise MarathonUnavailable(refusal, status=response.status)
-    body = _Body(mapped=limit > MAX_APP_BYTES)  # lists may be tens of MB
+    body: BodySink = (sink if sink is not None and response.status < 400
+                      else _Body(mapped=limit > MAX_APP_BYTES))  # lists may be tens of MB
     async for chunk in response.content.iter_any():
         if body.size + len(chunk) > limit:
             raise MarathonUnavailable(refusal, status=response.status)

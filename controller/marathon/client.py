@@ -10,7 +10,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 import aiohttp
 import structlog
@@ -23,7 +23,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from controller.applist import AppList, AppListDecoder
+from controller.applist import AppList, AppListDecoder, ListedApp
 from controller.dialect import Dialect
 from controller.errors import MarathonUnavailable
 from controller.marathon.answers import NOT_QUEUED, error_body, raise_for_status
@@ -34,14 +34,15 @@ from controller.marathon.body import (
     MAX_APP_BYTES,
     MAX_LIST_BYTES,
     Answer,
+    BodySink,
     read_answer,
 )
 from controller.marathon.leaders import Leaders, RedirectRefused
 from controller.marathon.network import network_problem
 from controller.marathon.shapes import (
-    app_problem,
     checked_object,
     id_problem,
+    listed_problem,
     member,
     usable_entries,
 )
@@ -57,6 +58,9 @@ log = structlog.get_logger(component="marathon")
 _MAX_REDIRECTS = 3
 _EVENT_STREAM_READ_TIMEOUT = 30.0  # 3 x Marathon's 10 s heartbeat
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_READ_AGAIN: Any = object()
+"""A list decoded in pieces whose end the typed decoder refused: it is read again whole."""
+_T = TypeVar("_T")
 
 
 class _Unobserved:
@@ -108,17 +112,36 @@ class MarathonClient:
 
     # -- public API ------------------------------------------------------------------------
 
-    async def list_apps(self, label_selector: str | None = None) -> list[RawApp]:
-        """Every app (matching the selector), with only the fields planning reads
-        (``controller.applist``); entries that are no app are dropped and logged."""
+    async def list_apps(self, label_selector: str | None = None) -> list[ListedApp]:
+        """Every app (matching the selector), with only the fields planning reads, decoded
+        as the answer comes (``controller.applist``); entries that are no app are dropped and
+        logged."""
         params = {"label": label_selector} if label_selector else None
-        data = await self._read("/v2/apps", params, max_bytes=MAX_LIST_BYTES,
-                                decode=self._decode_app_list)
+        data = await self._retried(lambda: self._read_list(params))
+        if data is _READ_AGAIN:
+            data = await self._read("/v2/apps", params, max_bytes=MAX_LIST_BYTES,
+                                    decode=self._decode_app_list)
         listed = data if isinstance(data, AppList) else self._app_list.convert(
             member(data, "apps", [], "GET /v2/apps"))
         del data  # the slow path's whole answer: only the cut copies are kept
-        return cast(list[RawApp], usable_entries(self._app_list.planned(listed),
-                                                 "marathon_app_skipped", app_problem))
+        apps, listed.apps = listed.apps, []
+        if all(listed_problem(app) is None for app in apps):  # as a rule: nothing to drop
+            return cast(list[ListedApp], apps)
+        return cast(list[ListedApp],
+                    usable_entries(apps, "marathon_app_skipped", listed_problem))
+
+    async def _read_list(self, params: Mapping[str, str] | None) -> Any:
+        """One read of the list, decoded as it comes: the typed decoder's list; else, for an
+        answer kept whole, what ``json.loads`` reads; else ``_READ_AGAIN``."""
+        stream = self._app_list.stream()
+        answer = await self._send("GET", "/v2/apps", params=params, max_bytes=MAX_LIST_BYTES,
+                                  sink=stream)
+        raise_for_status("GET", "/v2/apps", answer)
+        listed = stream.result()
+        if listed is not None:
+            return listed
+        return _json(answer, "/v2/apps", json_value(answer.body)) if stream.whole else (
+            _READ_AGAIN)
 
     def _decode_app_list(self, body: bytes | memoryview) -> Any:
         """The typed decoder's list; else the answer as ``json.loads`` reads it."""
@@ -233,7 +256,16 @@ class MarathonClient:
 
     async def _read(self, path: str, params: Mapping[str, str] | None = None, *, max_bytes: int,
                     decode: Callable[[bytes | memoryview], Any] = json_value) -> Any:
-        """GET with short jittered retries on connection errors, 5xx and 429.
+        """GET with short jittered retries on connection errors, 5xx and 429 (``_retried``)."""
+        async def attempt() -> Any:
+            answer = await self._send("GET", path, params=params, max_bytes=max_bytes)
+            raise_for_status("GET", path, answer)
+            return _json(answer, path, decode(answer.body))
+
+        return await self._retried(attempt)
+
+    async def _retried(self, attempt: Callable[[], Awaitable[_T]]) -> _T:
+        """Short jittered retries of a read on connection errors, 5xx and 429.
 
         A ``Retry-After`` is honoured when the wait fits the budget (twice the timeout);
         otherwise the error, carrying ``retry_after``, goes to the caller's work queue.
@@ -247,15 +279,9 @@ class MarathonClient:
             reraise=True,
             sleep=self._retry_sleep,
         )
-        async for attempt in retrying:
-            with attempt:
-                answer = await self._send("GET", path, params=params, max_bytes=max_bytes)
-                raise_for_status("GET", path, answer)
-                data = decode(answer.body)
-                if data is NOT_JSON:
-                    raise MarathonUnavailable(f"GET {path}: {answer.where} answered something "
-                                              "that is not JSON", status=answer.status)
-                return data
+        async for trying in retrying:
+            with trying:
+                return await attempt()
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
@@ -265,12 +291,12 @@ class MarathonClient:
 
     async def _send(
         self, method: str, path: str, *, params: Mapping[str, str] | None = None,
-        body: Mapping[str, Any] | None = None, max_bytes: int,
+        body: Mapping[str, Any] | None = None, max_bytes: int, sink: BodySink | None = None,
     ) -> Answer:
         response = await self._open(method, path, params=params, body=body,
                                     client_timeout=self._timeout)
         try:
-            return await read_answer(response, max_bytes, f"{method} {path}")
+            return await read_answer(response, max_bytes, f"{method} {path}", sink)
         except (aiohttp.ClientError, TimeoutError) as e:
             self._leaders.forget_leader(str(response.url))
             raise MarathonUnavailable(f"{method} {path}: {network_problem(e)}") from e
@@ -341,6 +367,14 @@ class MarathonClient:
 
 
 _BACKOFF = wait_exponential_jitter(multiplier=0.2, max=2.0, jitter=0.2)
+
+
+def _json(answer: Answer, path: str, data: Any) -> Any:
+    """``data``, decoded from ``answer``, unless it is ``NOT_JSON`` (a transient failure)."""
+    if data is NOT_JSON:
+        raise MarathonUnavailable(f"GET {path}: {answer.where} answered something that is not "
+                                  "JSON", status=answer.status)
+    return data
 
 
 def _retry_wait(state: RetryCallState) -> float:

@@ -6,12 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import structlog
 
+from controller.applist import ListedApp
 from controller.errors import MarathonUnavailable
 from controller.marathon.text import kind_of
 
-__all__ = ["app_problem", "checked_object", "id_problem", "member", "usable_entries"]
+__all__ = ["checked_object", "id_problem", "listed_problem", "member", "usable_entries"]
 
 log = structlog.get_logger(component="marathon")
 
@@ -46,11 +48,17 @@ def id_problem(item: Any) -> str | None:
     return None
 
 
-def app_problem(item: Any) -> str | None:
-    problem = id_problem(item)
-    if problem is None and not item["id"].startswith("/"):
-        return "its id does not start with /"
-    return problem
+def listed_problem(item: Any) -> str | None:
+    """Why an entry of a decoded app list (``controller.applist``) is no usable app (no object,
+    no string id, an id without its leading ``/``), or None."""
+    if not isinstance(item, ListedApp):
+        return f"it is {kind_of(item)}, not an object"
+    app_id = item.id
+    if type(app_id) is str:
+        return None if app_id.startswith("/") else "its id does not start with /"
+    if app_id is msgspec.UNSET:
+        return "it has no id"
+    return f"its id is {kind_of(app_id)}, not a string"
 
 
 def usable_entries(items: list[Any], event: str,

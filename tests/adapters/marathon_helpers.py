@@ -24,7 +24,8 @@ async def no_sleep(_: float) -> None:
 
 
 def ids(apps) -> list[str]:
-    return [app["id"] for app in apps]
+    """The ids of listed apps (``ListedApp``) or app dicts."""
+    return [app["id"] if isinstance(app, dict) else app.id for app in apps]
 
 
 class Recorder:

@@ -4,6 +4,7 @@ names the key, file or flag and the fix, no traceback, no temp file left, no sec
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -103,8 +104,11 @@ async def test_demo_on_a_busy_port_names_the_flag():
 
 class TestConventions:
     async def test_version(self):
+        """``--version`` names the version the package metadata carries (both read
+        ``controller.__version__``)."""
         code, out, _ = await cli("--version")
-        assert (code, out.split()[0]) == (0, "pullsecret-controller")
+        assert (code, out.split()) == (0, ["pullsecret-controller",
+                                           version("marathon-pullsecret-controller")])
 
     @pytest.mark.parametrize("before", [True, False], ids=["before", "after"])
     async def test_global_options_before_or_after_the_command(self, tmp_path, before):

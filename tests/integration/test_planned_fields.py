@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from controller.applist import AppListDecoder, as_raw
 from controller.config import settings_from_mapping
 from controller.manager import make_term
 from controller.metrics import Metrics
@@ -61,7 +62,7 @@ async def test_listed_copy_holds_only_planned_fields_and_a_write_resends_from_a_
 
             cached = term.index._listed
             assert set(cached) == {"/p/new"}  # only the app that needs a worker is kept
-            copy = cached[AppId("/p/new")]
+            copy = as_raw(cached[AppId("/p/new")])
             assert set(copy) <= PLANNED
             assert copy["labels"] == {"pullsecret.enabled": "true"}
             assert copy["container"] == {"type": "DOCKER", "docker": {"image": f"{REG}/a:1"}}
@@ -98,7 +99,8 @@ async def test_apps_that_need_a_worker_are_queued_not_settled(engine, monkeypatc
     (here: for a deployment slot) are queued with their listed copy, not planned inline."""
     marathon = engine.parts.marathon
     listed = await marathon.list_apps("pullsecret.enabled")
-    bad = {"id": "/e/bad", "labels": {"pullsecret.enabled": 5}}
+    bad = AppListDecoder("pullsecret.enabled").convert(
+        [{"id": "/e/bad", "labels": {"pullsecret.enabled": 5}}]).apps[0]
 
     async def with_a_bad_app(label_selector: str | None = None) -> list[Any]:
         return [*listed, bad]

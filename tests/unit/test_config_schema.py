@@ -16,7 +16,7 @@ import yaml
 from controller import settings as settings_module
 from controller.config import load_schema, parse_duration, settings_from_mapping
 from controller.settings_schema import SCHEMA_FILE, field_docs
-from controller.settingtree import TABLES, type_hints
+from controller.settingtree import TABLES, floor_at, type_hints
 from tests.unit.test_config import EXAMPLE, ROOT, minimal
 
 SETTINGS_CLASSES = [cls for name, cls in vars(settings_module).items()
@@ -113,6 +113,17 @@ class TestGeneratedSchema:
     def test_every_key_is_described(self):
         """Every key in the schema carries a description."""
         assert [key for key, sub in schema_keys(load_schema()) if not sub.get("description")] == []
+
+    def test_the_loader_finds_each_keys_floor(self):
+        """``floor_at`` (the loader's, which reads only the sections along a path) gives every
+        key the floor the schema states: a duration's ``minimum``, none for any other key."""
+        found = {key: floor_at(key.replace("[]", "[0]")) for key, _ in schema_keys(load_schema())}
+        expected = {key: sub.get("minimum") if sub.get("$ref") == "#/$defs/duration" else None
+                    for key, sub in schema_keys(load_schema())}
+        assert {key: floor and floor.seconds for key, floor in found.items()} == expected
+        assert sum(v is not None for v in expected.values()) >= 10
+        assert floor_at("reconcile.no_such_key") is None
+        assert floor_at("reconcile.resync_seconds.deeper") is None
 
 
 class TestDefaults:
