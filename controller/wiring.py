@@ -40,6 +40,7 @@ from controller.registryapi.results import ImageCheckResult
 from controller.settings import RegistrySettings, Settings, StorageSettings
 from controller.storage.backends import STORAGE_BACKENDS, StoreFactory
 from controller.storage.base import BundleStore
+from controller.workqueue import QueueUnobserved
 
 if TYPE_CHECKING:
     # The daemon's: a one-shot pass counts nothing (``Uncounted``).
@@ -229,23 +230,8 @@ class Uncounted:
         pass
 
     def queue(self, name: str, *, unfinished: Callable[[], float],
-              longest: Callable[[], float]) -> Uncounted:
-        return self
-
-    def on_add(self, key: object) -> None:
-        pass
-
-    def on_get(self, key: object, waited_seconds: float) -> None:
-        pass
-
-    def on_done(self, key: object, worked_seconds: float) -> None:
-        pass
-
-    def on_retry(self, key: object) -> None:
-        pass
-
-    def on_depth(self, depth: int) -> None:
-        pass
+              longest: Callable[[], float]) -> QueueUnobserved:
+        return QueueUnobserved()
 
     def on_settled(self, count: int) -> None:
         pass

@@ -31,7 +31,7 @@ from controller.backoff import Backoff
 
 _DEFAULT_BACKOFF = Backoff(1.0, 300.0)
 
-__all__ = ["QueueEmpty", "QueueObserver", "QueueShutDown", "WorkQueue"]
+__all__ = ["QueueEmpty", "QueueObserver", "QueueShutDown", "QueueUnobserved", "WorkQueue"]
 
 K = TypeVar("K", bound=Hashable)
 K_contra = TypeVar("K_contra", contravariant=True)
@@ -65,7 +65,9 @@ class QueueObserver(Protocol[K_contra]):
         """The number of keys waiting for a worker changed."""
 
 
-class _NoObserver:
+class QueueUnobserved:
+    """The observer of a queue nobody counts."""
+
     def on_add(self, key: object) -> None:
         pass
 
@@ -98,7 +100,7 @@ class WorkQueue(Generic[K]):
     ) -> None:
         self._clock = clock
         self._backoff = backoff
-        self._observer: QueueObserver[K] = observer if observer is not None else _NoObserver()
+        self._observer: QueueObserver[K] = observer if observer is not None else QueueUnobserved()
 
         self._ready: deque[K] = deque()
         # Keys owed a delivery: the ready ones, plus processing ones re-added meanwhile.
