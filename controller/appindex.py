@@ -18,8 +18,9 @@ from __future__ import annotations
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
+
+import msgspec
 
 from controller.applist import ListedApp, as_raw
 from controller.model import AppId, AppState, DelayResetOutcome, RawApp
@@ -33,8 +34,7 @@ _RECENT = 50
 """Writes and failures kept for the status page, newest first."""
 
 
-@dataclass(slots=True, kw_only=True)
-class AppStatus:
+class AppStatus(msgspec.Struct, kw_only=True):
     """Where an app stands, as ``/status`` shows it; each reconcile replaces it."""
 
     state: AppState
@@ -49,8 +49,7 @@ class AppStatus:
     """What the registry last said of the app's image with the credential it is given."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PullFailureNote:
+class PullFailureNote(msgspec.Struct, frozen=True, kw_only=True):
     """An app's last task that failed to pull its image, as ``/status`` shows it."""
 
     reason: PullFailureReason
@@ -61,16 +60,14 @@ class PullFailureNote:
     """The failure's summary (``controller.pullfailure.summary``): short, no URL paths."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DelayReset:
+class DelayReset(msgspec.Struct, frozen=True, kw_only=True):
     """An app's last launch delay reset, tried after a fix of a pull that failed for ``auth``."""
 
     at: datetime
     result: DelayResetOutcome
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DeploymentLock:
+class DeploymentLock(msgspec.Struct, frozen=True, kw_only=True):
     """Deployments that lock an app (Marathon's 409), and the definition they roll out."""
 
     deployment_ids: tuple[str, ...]
@@ -79,8 +76,7 @@ class DeploymentLock:
     """The app's ``version`` when the lock was met: the definition the deployment rolls out."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FailedPullNote:
+class FailedPullNote(msgspec.Struct, frozen=True, kw_only=True):
     """A task of the app that failed to pull its image (the evidence the engine decides on)."""
 
     reason: PullFailureReason
@@ -89,8 +85,7 @@ class FailedPullNote:
     """The app version the task was launched from (``None``: the event did not say)."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Fight:
+class Fight(msgspec.Struct, frozen=True, kw_only=True):
     """Another writer keeps removing the entry this controller writes."""
 
     removals: int
@@ -100,8 +95,7 @@ class Fight:
     """Who removed it last, as Marathon's ``api_post_event`` named the request."""
 
 
-@dataclass(slots=True)
-class AppRecord:
+class AppRecord(msgspec.Struct):
     """The facts of one app; the rarer ones start empty (``None``), as most apps never have
     them, and an index may hold tens of thousands of apps."""
 

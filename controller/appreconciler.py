@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Literal, Protocol
 
+import msgspec
 import structlog
 
 from controller.appindex import AppIndex, AppStatus
@@ -91,8 +91,7 @@ class OutcomeListener(Protocol):
         """A converge raised, or a one-shot pass gave up on a locked app."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AppPolicy:
+class AppPolicy(msgspec.Struct, frozen=True, kw_only=True):
     """The controller's planning rules, where the daemon and a one-shot pass act differently,
     and what the operator chose."""
 
@@ -105,8 +104,7 @@ class AppPolicy:
     """``remediation.rescue_stuck_deployments``."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Stuck:
+class _Stuck(msgspec.Struct, frozen=True, kw_only=True):
     deployment_ids: tuple[str, ...]
     version: str | None
     reason: str
@@ -195,7 +193,7 @@ class AppReconciler:
         if registry is None or image is None or self._images is None:
             return outcome
         check = await self._images.check(registry, image)
-        return outcome if check is None else replace(outcome, image_check=check)
+        return outcome if check is None else msgspec.structs.replace(outcome, image_check=check)
 
     async def _converge(self, app_id: AppId, app: RawApp) -> AppOutcome:
         plan, location = await self.desired(app)
@@ -415,7 +413,7 @@ class AppReconciler:
                 return None  # a worker asks the registry
             check = known
         self.index.track(app_id, decision.registry)
-        outcome = replace(_unchanged(plan, location), image_check=check)
+        outcome = msgspec.structs.replace(_unchanged(plan, location), image_check=check)
         for listener in self._listeners:
             listener.settled(outcome)
         self._record(outcome, None)

@@ -3,7 +3,7 @@ ZooKeeper connects. Pure: callers sleep, or schedule, as they need."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 __all__ = ["Backoff"]
 
@@ -12,8 +12,7 @@ __all__ = ["Backoff"]
 _MAX_EXPONENT = 64
 
 
-@dataclass(frozen=True, slots=True)
-class Backoff:
+class Backoff(msgspec.Struct, frozen=True):
     """``base`` seconds after the first failure, doubling with each one, at most ``cap``."""
 
     base: float

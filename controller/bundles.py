@@ -36,10 +36,10 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+import msgspec
 import structlog
 
 from controller.archive import (
@@ -98,8 +98,7 @@ class _Unobserved:
         pass
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LoginCheck:
+class LoginCheck(msgspec.Struct, frozen=True, kw_only=True):
     """One login with the source's credential, for ``/status``; never a secret."""
 
     result: LoginOutcome
@@ -110,8 +109,7 @@ class LoginCheck:
     credential from another; never shown."""
 
 
-@dataclass(slots=True)
-class RegistryState:
+class RegistryState(msgspec.Struct):
     """What this process knows of one registry's bundle (for ``/status`` and scheduling)."""
 
     manifest: BundleManifest | None = None
@@ -401,7 +399,7 @@ class BundleManager:
             return None, str(e), None
         if data is None:
             return None, "the bundle is missing while its record is there", None
-        served = replace(stored, sha256=content_hash(data))
+        served = msgspec.structs.replace(stored, sha256=content_hash(data))
         if served.sha256 != stored.sha256:
             return served, "the bundle's bytes differ from the recorded hash", None
         try:

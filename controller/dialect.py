@@ -10,8 +10,9 @@ except that the app's own fields then tell whether it predates ``fetch``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
 from typing import Any, Final, Literal, cast
+
+import msgspec
 
 from controller.model import RawApp, RawAppUpdate, RawFetch, version_tuple
 
@@ -26,8 +27,7 @@ app has them. Every version gets them, as the version may be unknown and older o
 anyway (sending what the app has changes nothing)."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Dialect:
+class Dialect(msgspec.Struct, frozen=True, kw_only=True):
     version: tuple[int, ...] | None = None
     """The Marathon version (``(1, 10, 26)``), or ``None`` when not known."""
     write_method: WriteMethod = "PATCH"
@@ -36,7 +36,7 @@ class Dialect:
     def of(cls, version: str) -> Dialect:
         """The dialect of the Marathon whose ``/v2/info`` says ``version``."""
         known = cls(version=version_tuple(version))
-        return replace(known, write_method="PATCH" if known.has_patch else "PUT")
+        return msgspec.structs.replace(known, write_method="PATCH" if known.has_patch else "PUT")
 
     def _since(self, version: tuple[int, ...]) -> bool:
         return self.version is None or self.version >= version
@@ -74,7 +74,7 @@ class Dialect:
 
     def without_patch(self) -> Dialect:
         """This dialect writing with PUT (a server that answered PATCH with 405)."""
-        return replace(self, write_method="PUT")
+        return msgspec.structs.replace(self, write_method="PUT")
 
     @property
     def write_params(self) -> dict[str, str] | None:

@@ -16,9 +16,9 @@ import json
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
+import msgspec
 import structlog
 
 from controller.backoff import Backoff
@@ -46,8 +46,7 @@ _STABLE_SECONDS = 30.0
 _RECONNECT_BACKOFF = Backoff(0.5, 30.0)
 
 
-@dataclass(frozen=True, slots=True)
-class Posted:
+class Posted(msgspec.Struct, frozen=True):
     """Who wrote an app through the REST API (``api_post_event``), and the fetch URIs it wrote:
     to name the other writer when the entry this controller wrote is taken away."""
 
@@ -57,8 +56,7 @@ class Posted:
     uris: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class EventEffect:
+class EventEffect(msgspec.Struct, frozen=True):
     """What one event means for the controller."""
 
     app_ids: tuple[AppId, ...] = ()

@@ -50,10 +50,10 @@ import errno
 import os
 import time
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, NamedTuple, TypeVar
 
+import msgspec
 import structlog
 
 __all__ = ["Absent", "FileState", "FileWatch", "Observation", "observe"]
@@ -90,8 +90,7 @@ class FileState(NamedTuple):
         return stamp + window - now_ns
 
 
-@dataclass(frozen=True, slots=True)
-class Absent:
+class Absent(msgspec.Struct, frozen=True):
     """No file could be stat-ed at the path: ``missing``, or the error's name (``EACCES``)."""
 
     reason: str

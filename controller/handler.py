@@ -22,9 +22,9 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
+import msgspec
 import structlog
 from structlog.contextvars import bound_contextvars
 
@@ -40,15 +40,14 @@ K = TypeVar("K", bound=Hashable)
 K_contra = TypeVar("K_contra", bound=Hashable, contravariant=True)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Result:
+class Result(msgspec.Struct, frozen=True, kw_only=True):
     """What a reconciler says of one key: when to look again, and what to log."""
 
     requeue_after: float | None = None
     waiting: bool = False
     """The key is not done (it waits for a lock or a slot): it comes back even in a one-shot
     pass, which otherwise drops ``requeue_after`` (a later refresh is the daemon's business)."""
-    log: Mapping[str, object] = field(default_factory=dict)
+    log: Mapping[str, object] = msgspec.field(default_factory=dict)
 
 
 class Reconciler(Protocol[K_contra]):

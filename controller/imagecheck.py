@@ -20,8 +20,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Final, Protocol
+
+import msgspec
 
 from controller.errors import ContactRecorded
 from controller.logingate import LoginGate
@@ -42,8 +43,7 @@ class CheckObserver(Protocol):
     def on_image_check(self, registry: str, result: ImageCheckResult) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class ImageSubject:
+class ImageSubject(msgspec.Struct, frozen=True):
     """One image asked about: the repository path on its registry and a tag or digest."""
 
     repository: str
@@ -60,8 +60,7 @@ class ImageSubject:
         return cls(parsed.path, parsed.digest or parsed.tag or "latest")
 
 
-@dataclass(frozen=True, slots=True)
-class _Answer:
+class _Answer(msgspec.Struct, frozen=True):
     check: ImageCheck
     at: float
 

@@ -20,8 +20,9 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Literal, cast
+
+import msgspec
 
 from controller.errors import ConfigError, InvalidAppError
 from controller.model import BundleLocation, RawApp
@@ -35,8 +36,7 @@ FindingKind = Literal["add", "replace", "remove", "conflict", "invalid"]
 _CHANGES: tuple[FindingKind, ...] = ("add", "replace", "remove")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Finding:
+class Finding(msgspec.Struct, frozen=True, kw_only=True):
     """What ``inject`` did to one app, or why it left it alone."""
 
     app: str
@@ -49,8 +49,7 @@ class Finding:
         return f"{self.app}: {self.detail}"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Injected:
+class Injected(msgspec.Struct, frozen=True, kw_only=True):
     document: Any
     """The input with each managed entry as the daemon wants it."""
     findings: tuple[Finding, ...]
@@ -71,8 +70,7 @@ class Injected:
         return tuple(f for f in self.findings if f.kind == "conflict")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Injector:
+class Injector(msgspec.Struct, frozen=True, kw_only=True):
     """What the daemon plans with, known offline: its planner, and each configured registry's
     bundle location."""
 

@@ -13,9 +13,10 @@ Pure but for the clock: the publisher asks ``withheld_until`` before a login and
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
+
+import msgspec
 
 from controller.registryapi.results import LOGIN_OUTCOMES, LoginOutcome
 
@@ -27,8 +28,7 @@ LoginAttempt = LoginOutcome | Literal["withheld"]
 LOGIN_ATTEMPTS: Final[tuple[LoginAttempt, ...]] = (*LOGIN_OUTCOMES, "withheld")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Refusal:
+class Refusal(msgspec.Struct, frozen=True, kw_only=True):
     """The registry refused the credential whose bundle hashes to ``digest`` at ``at``."""
 
     digest: str

@@ -14,10 +14,10 @@ import asyncio
 import signal
 import time
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import structlog
 
 from controller.appindex import AppIndex
@@ -179,8 +179,7 @@ async def _guard(coro: Coroutine[Any, Any, None], name: str, stopping: asyncio.E
         log.error("task_exited", task=name)
 
 
-@dataclass(slots=True, kw_only=True)
-class Term:
+class Term(msgspec.Struct, kw_only=True):
     """The controllers of one leadership term, the sources of their keys and what they learn
     (``index``, seen through ``status``); ``tasks`` are its root tasks once it runs."""
 
@@ -194,7 +193,7 @@ class Term:
     verification: VerificationRequests
     """Takes ``ask`` calls: evidence that a registry's credential may be wrong."""
     remediator: PullRemediator
-    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    tasks: dict[str, asyncio.Task[None]] = msgspec.field(default_factory=dict)
 
     def source_changed(self, registry: str) -> None:
         """A file of the registry's credential changed (or SIGHUP asks): refresh that registry

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, NewType, NotRequired, Required, TypedDict
 from urllib.parse import urlsplit
+
+import msgspec
 
 __all__ = [
     "AppId",
@@ -142,8 +143,7 @@ class Secret:
         return bool(self._value)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RegistryCredential:
+class RegistryCredential(msgspec.Struct, frozen=True, kw_only=True):
     """What a credential source yields for one registry.
 
     ``identity_token`` marks an OAuth identity token (Docker's ``<token>`` username), written
@@ -151,13 +151,13 @@ class RegistryCredential:
     """
 
     username: str
-    password: Secret = field(repr=False)
+    password: Secret
+    """Shows itself masked in ``repr`` (a ``Secret``), so the record's ``repr`` holds no secret."""
     identity_token: bool = False
     expires_at: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BundleManifest:
+class BundleManifest(msgspec.Struct, frozen=True, kw_only=True):
     """The metadata record stored beside a bundle; staleness is judged from it alone."""
 
     registry: str
@@ -169,8 +169,7 @@ class BundleManifest:
     leader_epoch: int | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BundleLocation:
+class BundleLocation(msgspec.Struct, frozen=True, kw_only=True):
     """Where tasks fetch a registry's bundle from."""
 
     uri: str

@@ -31,7 +31,6 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -151,8 +150,7 @@ class _RenderSlots:
             work.exception()  # retrieved here: the request may have gone
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServerLimits:
+class ServerLimits(msgspec.Struct, frozen=True, kw_only=True):
     """What one client may take from the ops server.
 
     ``idle_timeout`` bounds how long a connection may go without delivering a whole request head

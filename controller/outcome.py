@@ -3,8 +3,9 @@ and the status book."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
+
+import msgspec
 
 from controller.model import AppId
 from controller.plan import AppPlan
@@ -16,8 +17,7 @@ Action = Literal["updated", "would_update", "unchanged", "gone", "deferred", "lo
                  "withheld"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AppOutcome:
+class AppOutcome(msgspec.Struct, frozen=True, kw_only=True):
     """What converging one app did (``AppReconciler.converge``)."""
 
     app_id: AppId

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+
+import msgspec
 
 from controller.errors import InvalidAppError
 from controller.model import AppId
@@ -27,20 +28,19 @@ __all__ = ["PassReport", "format_report"]
 _COMES_BACK = frozenset({"deferred", "locked", "stuck"})
 
 
-@dataclass(slots=True)
-class PassReport:
-    outcomes: list[AppOutcome] = field(default_factory=list)
-    triaged: list[tuple[AppId, Eligibility]] = field(default_factory=list)
+class PassReport(msgspec.Struct):
+    outcomes: list[AppOutcome] = msgspec.field(default_factory=list)
+    triaged: list[tuple[AppId, Eligibility]] = msgspec.field(default_factory=list)
     """Apps found to need nothing without a plan (not opted in, or converged: no change, no
     conflict), each with its decision: reported as the outcomes of such plans are."""
-    failures: dict[AppId, str] = field(default_factory=dict)
+    failures: dict[AppId, str] = msgspec.field(default_factory=dict)
     """Apps that could not be converged for a reason of ours (Marathon, storage, a refused
     write)."""
-    invalid: dict[AppId, str] = field(default_factory=dict)
+    invalid: dict[AppId, str] = msgspec.field(default_factory=dict)
     """Apps whose definition cannot be planned; their owners must fix them."""
-    registry_failures: dict[str, str] = field(default_factory=dict)
+    registry_failures: dict[str, str] = msgspec.field(default_factory=dict)
     """Registries whose bundle could not be published (the last good one, if any, still serves)."""
-    registry_plans: dict[str, str] = field(default_factory=dict)
+    registry_plans: dict[str, str] = msgspec.field(default_factory=dict)
     """What each registry's refresh did without writing, in words (``BundleManager.previews``):
     found the bundle unchanged, or would have verified and published."""
     preview: bool = False

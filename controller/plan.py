@@ -30,10 +30,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
+
+import msgspec
 
 from controller.dialect import Dialect, FetchField
 from controller.errors import InvalidAppError
@@ -142,8 +143,7 @@ def location_of(uri: str) -> str:
     return f"{parts.scheme.lower()}://{parts.netloc.lower()}{directory}"
 
 
-@dataclass(frozen=True, slots=True)
-class Ownership:
+class Ownership(msgspec.Struct, frozen=True):
     """Which fetch entries are this controller's: its name in the file name, and a location it
     publishes to (``homes``: the configured storage location first, then the
     ``storage.previous_locations`` it may replace entries from)."""
@@ -168,8 +168,7 @@ class Ownership:
                 f"storage.previous_locations)")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RegistryRule:
+class RegistryRule(msgspec.Struct, frozen=True, kw_only=True):
     """The planning view of one configured registry."""
 
     registry: str
@@ -178,16 +177,14 @@ class RegistryRule:
     """App-id glob patterns allowed to receive these credentials; empty allows every app."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Eligibility:
+class Eligibility(msgspec.Struct, frozen=True, kw_only=True):
     registry: str | None
     """The registry whose bundle the app needs; ``None`` when it needs none."""
     reason: Reason
     detail: str = ""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AppPlan:
+class AppPlan(msgspec.Struct, frozen=True, kw_only=True):
     """The outcome of planning one app: the list to write (if ``change``) and why."""
 
     app_id: AppId
@@ -375,8 +372,7 @@ def plan_app(app: RawApp, decision: Eligibility, location: BundleLocation | None
     )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Planner:
+class Planner(msgspec.Struct, frozen=True, kw_only=True):
     """One controller's planning rules: its opt-in label, its registries, its entries."""
 
     label: str

@@ -27,10 +27,10 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import structlog
 
 from controller.errors import ConfigError, StorageError, WriteRecorded
@@ -66,8 +66,7 @@ def config_fingerprint(settings: Settings, home: str) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PresenceRecord:
+class PresenceRecord(msgspec.Struct, frozen=True, kw_only=True):
     instance: str
     host: str
     pid: int
@@ -171,7 +170,7 @@ class Presence:
                                 pid=os.getpid(), fingerprint=self._fingerprint,
                                 heartbeat=datetime.now(UTC).isoformat(), released=released)
         try:
-            await self._store.write_note(self._name, json.dumps(asdict(record)).encode())
+            await self._store.write_note(self._name, msgspec.json.encode(record))
         except WriteRecorded:
             pass  # a dry run writes no record: the name stays free for a controller that writes
         except StorageError as e:

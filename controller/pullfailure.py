@@ -40,9 +40,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Final, Literal, get_args
 from urllib.parse import urlsplit
+
+import msgspec
 
 from controller.model import AppId
 from controller.reference import (
@@ -162,8 +163,7 @@ _RULES: tuple[tuple[PullFailureReason, tuple[str | re.Pattern[str], ...]], ...] 
 )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PullFailure:
+class PullFailure(msgspec.Struct, frozen=True, kw_only=True):
     """An image pull that failed: why, and which image on which registry when the text says."""
 
     reason: PullFailureReason
@@ -202,8 +202,7 @@ def classify_status_update(event: Mapping[str, object]) -> PullFailure | None:
     return classify(message)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FailedPull:
+class FailedPull(msgspec.Struct, frozen=True, kw_only=True):
     """A task of ``app_id`` that failed to pull its image, as a ``status_update_event`` said."""
 
     app_id: AppId

@@ -12,9 +12,9 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Protocol
 
+import msgspec
 import structlog
 
 from controller.election import Fence, no_fence
@@ -192,6 +192,5 @@ class WriteGate:
         await self._fence()
 
 
-@dataclass(slots=True)
-class WriteSlot:
+class WriteSlot(msgspec.Struct):
     deployment_id: str | None = None

@@ -23,7 +23,8 @@ is an error; docker would yield a reference without a registry.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+import msgspec
 
 __all__ = [
     "HUB_AUTH_KEY",
@@ -76,8 +77,7 @@ class InvalidReferenceError(ValueError):
     """An image reference or registry host that docker would reject."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ImageReference:
+class ImageReference(msgspec.Struct, frozen=True, kw_only=True):
     """A parsed, normalised image reference; ``str()`` gives the canonical full form.
 
     ``str()`` and ``familiar`` parse back to an equal reference, except for a registry that only

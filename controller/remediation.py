@@ -21,9 +21,9 @@ only recorded (``WriteRecorded``): it counts as done for that fix, and is logged
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
+import msgspec
 import structlog
 
 from controller.appindex import AppIndex, DelayReset, PullFailureNote
@@ -57,8 +57,7 @@ class LaunchQueue(Protocol):
     async def reset_launch_delay(self, app_id: AppId) -> bool: ...
 
 
-@dataclass(slots=True, kw_only=True)
-class Evidence:
+class Evidence(msgspec.Struct, kw_only=True):
     """What is known of one app, as ticks of one counter (an order that no clock can upset)."""
 
     registry: str

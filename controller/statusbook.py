@@ -13,9 +13,10 @@ from __future__ import annotations
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+import msgspec
 
 from controller.appindex import AppIndex, AppStatus, DelayReset, PullFailureNote
 from controller.bundles import RegistryState
@@ -53,8 +54,7 @@ def state_rank(state: str) -> tuple[int, int, str]:
     return 1, 0, state
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AppPage:
+class AppPage(msgspec.Struct, frozen=True, kw_only=True):
     """One page of apps: at most ``limit`` of them, the first whose ids sort after ``after``."""
 
     limit: int = DEFAULT_PAGE

@@ -10,12 +10,13 @@ import os
 import socket
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import fields, is_dataclass
 from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import msgspec
 import structlog
 
 from controller import __version__
@@ -111,8 +112,7 @@ def user_agent() -> str:
             f"({socket.gethostname()}/{os.getpid()})")
 
 
-@dataclass(slots=True, kw_only=True)
-class Components:
+class Components(msgspec.Struct, kw_only=True):
     """The adapters of one run, built from the settings; the manager assembles the rest."""
 
     settings: Settings

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import mmap
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Protocol
 
 import aiohttp
+import msgspec
 
 from controller.errors import MarathonUnavailable
 from controller.marathon.urls import where_of
@@ -24,8 +24,7 @@ MAX_APP_BYTES = 16 * _MIB
 MAX_ANSWER_BYTES = _MIB  # /v2/info, a write's answer, an error body: Marathon's are tiny
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
+class Answer(msgspec.Struct, frozen=True):
     """One HTTP answer with its body, read within a size limit."""
 
     status: int

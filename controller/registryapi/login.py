@@ -44,11 +44,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar
 
 import aiohttp
+import msgspec
 import structlog
 from yarl import URL
 
@@ -102,8 +102,7 @@ def _pull_path(registry: str, repository: str) -> str:
         raise ConfigError([f"verify_repository: {e}"]) from None
 
 
-@dataclass(frozen=True, slots=True)
-class _Access:
+class _Access(msgspec.Struct, frozen=True):
     """How to talk to the registry: where it answered, and with which ``Authorization``."""
 
     origin: URL

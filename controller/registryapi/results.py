@@ -8,8 +8,9 @@ a response body or a URL's user info, path or query.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Final, Literal, Protocol, get_args
+
+import msgspec
 
 from controller.model import RegistryCredential
 from controller.settings import VerifyMode
@@ -27,8 +28,7 @@ DETAIL_LIMIT: Final = 400
 """Characters of a ``detail`` at most: a repository path (255) and a digest fit."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LoginResult:
+class LoginResult(msgspec.Struct, frozen=True, kw_only=True):
     """How a login went; ``detail`` is for operators and holds no secret."""
 
     result: LoginOutcome
@@ -43,8 +43,7 @@ class LoginResult:
         return mode == "best_effort" and self.result == "rejected"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ImageCheck:
+class ImageCheck(msgspec.Struct, frozen=True, kw_only=True):
     """Whether a credential may pull one image; ``detail`` is for operators, holds no secret."""
 
     result: ImageCheckResult

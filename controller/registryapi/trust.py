@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import ipaddress
 import ssl
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import msgspec
 from yarl import URL
 
 from controller.errors import ConfigError
@@ -53,8 +53,7 @@ def ca_trust(ca_file: Path | None) -> ssl.SSLContext | Literal[True]:
     raise ConfigError([f"registry CA file {ca_file}: {problem}"])
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HostTrust:
+class HostTrust(msgspec.Struct, frozen=True, kw_only=True):
     """How far the registry's API host is trusted: ``insecure`` (plain http and unverified https
     allowed) when it is loopback or ``marked_insecure`` in the config."""
 

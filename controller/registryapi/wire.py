@@ -8,10 +8,10 @@ to 64 KiB.
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
 from typing import Literal
 
 import aiohttp
+import msgspec
 from yarl import URL
 
 from controller.registryapi.results import Stop
@@ -36,8 +36,7 @@ def refusal(status: int, who: str, refused: str) -> Stop:
     return Stop("error", f"{who} answered {status}")
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
+class Answer(msgspec.Struct, frozen=True):
     status: int
     challenges: tuple[str, ...]
     body: bytes

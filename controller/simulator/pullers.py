@@ -38,6 +38,8 @@ from ipaddress import ip_address
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 
+import msgspec
+
 from controller.reference import (
     HUB_REGISTRY,
     ImageReference,
@@ -329,7 +331,8 @@ class CredentialPuller:
             return FailedPull(f'Error parsing reference: "{image}" is not a valid '
                                "repository/tag: invalid reference format\n")
         if not (reference.tag or reference.digest):
-            reference = replace(reference, tag="latest")  # what docker pull asks for
+            # what docker pull asks for
+            reference = msgspec.structs.replace(reference, tag="latest")
         username = None
         if self.registries.is_private(reference.registry):
             account = self._account(reference, home)
@@ -341,7 +344,8 @@ class CredentialPuller:
         if isinstance(found, Manifest):
             return None
         cause = _DAEMON_REFUSALS[found].format(
-            name=replace(reference, tag=None, digest=None).familiar, image=reference.familiar)
+            name=msgspec.structs.replace(reference, tag=None, digest=None).familiar,
+            image=reference.familiar)
         return FailedPull(f"Error response from daemon: {cause}: "
                           f"{REFUSALS[found].daemon_words}\n")
 

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import boto3  # type: ignore[import-untyped]
+import msgspec
 import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
@@ -125,7 +126,8 @@ class TestObjects:
         """A second publish replaces object and manifest together."""
         store = S3Store(settings)
         await store.put_bundle(NAME, DATA, MANIFEST)
-        newer = replace(MANIFEST, sha256=hashlib.sha256(b"v2").hexdigest(), leader_epoch=None)
+        newer = msgspec.structs.replace(MANIFEST, sha256=hashlib.sha256(b"v2").hexdigest(),
+                                        leader_epoch=None)
         await store.put_bundle(NAME, b"v2", newer)
         assert await store.get_manifest(NAME) == newer
 

@@ -6,9 +6,9 @@ import gzip
 import io
 import tarfile
 from collections.abc import Iterable
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 from structlog.testing import capture_logs
 
@@ -289,7 +289,7 @@ class TestServedBundleCheck:
             tar.addfile(link)
         hostile = gzip.compress(raw.getvalue())
         h.store.bundles[NAME] = hostile
-        h.store.manifests[NAME] = replace(h.manifest, sha256=content_hash(hostile))
+        h.store.manifests[NAME] = msgspec.structs.replace(h.manifest, sha256=content_hash(hostile))
         with capture_logs() as logs:
             assert await h.refresh() == "repaired"
         assert [e["reason"] for e in logs if e["event"] == "bundle_repaired"] == [
