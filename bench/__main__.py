@@ -195,7 +195,7 @@ async def bench_startup(config: Config, repeat: int) -> dict[str, Any]:
                  await _wall(sys.executable, "-c", "import aiohttp"))
                 for _ in range(repeat)]
     empty, bare, aiohttp_import = (min(r[i] for r in runs) for i in range(3))
-    return {"reconcile_once_empty_s": round(empty, 3),
+    return {"runs": repeat, "reconcile_once_empty_s": round(empty, 3),
             "import_aiohttp_s": round(aiohttp_import, 3),
             "ratio": round(empty / aiohttp_import, 2),
             "without_rich_s": round(bare, 3), "without_rich_ratio": round(bare / aiohttp_import, 2)}
@@ -431,9 +431,15 @@ async def _idle(handle: Term) -> None:
         await asyncio.sleep(0.005)
 
 
+_LATENCY_ROUNDS = 3
+"""Rounds of app creations: the latency is the best round's, as every figure here is the best
+of its runs (one hiccup of a shared machine moves a p99 of 200 by several times)."""
+
+
 async def bench_daemon(apps: int, creations: int) -> dict[str, Any]:
     """The daemon in this process against the simulator (its own process): first full sync,
-    a no-op resync, then event-to-write latency over ``creations`` app creations."""
+    a no-op resync, then event-to-write latency over ``creations`` app creations, in
+    ``_LATENCY_ROUNDS`` rounds one after the other."""
     sim, url = await _start_simulator(apps)
     registry = CollectorRegistry()
     stop = asyncio.Event()
@@ -485,9 +491,11 @@ async def bench_daemon(apps: int, creations: int) -> dict[str, Any]:
             resync = time.perf_counter() - t1
             resync_writes = _writes(registry) - before
 
-            latencies = []
+            rounds: list[list[float]] = []
             async with aiohttp.ClientSession() as session:
-                for i in range(creations):
+                for i in range(creations * _LATENCY_ROUNDS):
+                    if i % creations == 0:
+                        rounds.append([])
                     app_id = f"/bench/new-{i:04d}"
                     body = {"id": app_id, "cmd": "sleep 1", "labels": {"pullsecret.enabled":
                                                                        "true"},
@@ -499,25 +507,23 @@ async def bench_daemon(apps: int, creations: int) -> dict[str, Any]:
                     async with asyncio.timeout(30):
                         while app_id not in write_times:  # noqa: ASYNC110 - bench polling
                             await asyncio.sleep(0.0005)
-                    latencies.append(write_times[app_id] - created)
+                    rounds[-1].append(write_times[app_id] - created)
             stop.set()
             await daemon
     finally:
         sim.terminate()
         await sim.wait()
-    latencies.sort()
     out: dict[str, Any] = {
         "apps": apps,
         "first_sync": {"seconds": round(first_sync, 3), "writes": int(converged_writes)},
         "noop_resync": {"seconds": round(resync, 3), "writes": int(resync_writes)},
     }
-    if latencies:
-        out["event_to_write_ms"] = {
-            "creations": len(latencies),
-            "p50": round(statistics.median(latencies) * 1000, 2),
-            "p99": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
-                         2),
-        }
+    if rounds:
+        figures = [{"p50": round(statistics.median(r) * 1000, 2),
+                    "p99": round(_percentile(r, 0.99) * 1000, 2)} for r in rounds]
+        out["event_to_write_ms"] = {"creations": creations,
+                                    **min(figures, key=lambda f: f["p99"]),
+                                    "rounds_p99": [f["p99"] for f in figures]}
     return out
 
 
@@ -647,7 +653,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     sizes = _sizes(args.sizes)
     with tempfile.TemporaryDirectory() as tmp:
         config = Config(Path(tmp))
-        report["startup"] = await bench_startup(config, args.repeat)
+        report["startup"] = await bench_startup(config, args.startup_repeat)
         report["noop"] = await bench_noop(config, sizes, args.repeat)
         low, high = (sizes[-2], sizes[-1]) if len(sizes) > 1 else (sizes[0], sizes[0])
         report["growth"] = {"from": low, "to": high, "mixes": _growth(report["noop"], low, high)}
@@ -684,6 +690,9 @@ if __name__ == "__main__":
     parser.add_argument("--creations", type=int, default=200)
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=9)
+    parser.add_argument("--startup-repeat", type=int, default=25,
+                        help="runs of the start-up figures (each well under a second, and "
+                             "the ratio of two fractions of a second needs more of them)")
     parser.add_argument("--results", type=Path, default=None,
                         help="write the Markdown report here (make bench: bench/RESULTS.md)")
     configure("warning", "json")

@@ -174,8 +174,8 @@ def render(report: dict[str, Any]) -> str:
               f"{s['ratio']:.2f}x. Without `rich` (as in the runtime image: only the test "
               "virtualenv has it, for import-linter, and `structlog` imports it when present): "
               f"{s['without_rich_s']} s, ratio {s['without_rich_ratio']:.2f}x. The three are run "
-              "in turn, each the best of its runs, with the controller's bytecode compiled "
-              "first, as an installed package has it.",
+              f"in turn {s['runs']} times, each the best of its runs, with the controller's "
+              "bytecode compiled first, as an installed package has it.",
               "", "## Daemon peak RSS after the first sync", "",
               "`pullsecret-controller run` as its own process, the label on every app (the "
               "filter keeps every app); `VmHWM` from `/proc/<pid>/status` once `/readyz` "
@@ -212,9 +212,13 @@ def render(report: dict[str, Any]) -> str:
                        ("after the relist", h["after_relist"]["top"])):
         lines += [f"| {when} | `{r['where']}` | {r['mb']} | {r['blocks']:,} |" for r in rows]
     lat = report["latency"]
+    created = lat.get("event_to_write_ms", {})
+    each_p99 = ", ".join(f"{v} ms" for v in created.get("rounds_p99", []))
     lines += ["", "## The daemon against the simulator", "",
               "The daemon in the benchmark's process, the simulator in its own; write limits "
-              "lifted.", "",
+              f"lifted. The latency is the best of {len(created.get('rounds_p99', []))} rounds "
+              f"of {created.get('creations', 0)} app creations (each round's p99: "
+              f"{each_p99 or '—'}).", "",
               "| apps | first full sync | writes | no-op resync | event → write p50 | p99 |",
               "|---|---|---|---|---|---|"]
     for r in (first, lat):
