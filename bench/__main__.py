@@ -222,19 +222,28 @@ async def bench_noop(config: Config, sizes: list[int], repeat: int) -> list[dict
     return rows
 
 
+def empty_spread(rows: list[dict[str, Any]]) -> float:
+    """How far the empty-Marathon figure (each the best of its runs) moves between the cases
+    of one run: a pass that costs less than this above it cannot be told from nothing."""
+    empties = [r["empty_s"] for r in rows]
+    return round(max(empties) - min(empties), 3)
+
+
 def _growth(rows: list[dict[str, Any]], low: int, high: int) -> list[dict[str, Any]]:
-    """Cost growth from ``low`` to ``high`` apps, per label mix; ``None`` where the smaller
-    figure is lost in the noise (at smoke-test sizes a pass can cost no more than the empty
-    run)."""
-    out = []
+    """Cost growth from ``low`` to ``high`` apps, per label mix, and the pass's ratio to the
+    floor at both sizes; the growth is ``None`` where the smaller cost is below the noise
+    (``empty_spread``): the quotient of two noises says nothing."""
+    noise, out = empty_spread(rows), []
     for labelled, opted_in in MIXES:
         by = {r["apps"]: r for r in rows
               if (r["labelled"], r["opted_in"]) == (labelled, opted_in)}
         if low in by and high in by:
+            small = by[low]["above_empty_s"]
             out.append({"labelled": labelled, "opted_in": opted_in,
-                        "pass_growth": _ratio(by[high]["above_empty_s"],
-                                              by[low]["above_empty_s"]),
-                        "floor_growth": _ratio(by[high]["floor_s"], by[low]["floor_s"])})
+                        "pass_growth": _ratio(by[high]["above_empty_s"], small)
+                        if small > noise else None,
+                        "floor_growth": _ratio(by[high]["floor_s"], by[low]["floor_s"]),
+                        "to_floor": [by[low]["ratio"], by[high]["ratio"]]})
     return out
 
 
@@ -656,7 +665,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         report["startup"] = await bench_startup(config, args.startup_repeat)
         report["noop"] = await bench_noop(config, sizes, args.repeat)
         low, high = (sizes[-2], sizes[-1]) if len(sizes) > 1 else (sizes[0], sizes[0])
-        report["growth"] = {"from": low, "to": high, "mixes": _growth(report["noop"], low, high)}
+        report["growth"] = {"from": low, "to": high, "noise_s": empty_spread(report["noop"]),
+                            "mixes": _growth(report["noop"], low, high)}
         report["daemon_rss"] = [await bench_daemon_rss(config, n, opted_in)
                                 for opted_in in (10, 100) for n in _sizes(args.rss_sizes)
                                 if n or opted_in == 10]

@@ -26,10 +26,10 @@ def _of(row: dict[str, Any] | None, key: str) -> float | None:
 
 
 def _goal(name: str, now: str, bar: float | None, moonshot: float, value: float | None,
-          unit: str, fmt: Callable[[float], str]) -> str:
+          unit: str, fmt: Callable[[float], str], *, missing: str = "not measured") -> str:
     if value is None:
         return (f"| {name} | {now} | {_limit(bar, unit)} | {_limit(moonshot, unit)} | "
-                "not measured | | |")
+                f"{missing} | | |")
     bar_met = "report it" if bar is None else ("**met**" if value <= bar else "not met")
     moon_met = "**met**" if value <= moonshot else "not met"
     return (f"| {name} | {now} | {_limit(bar, unit)} | {_limit(moonshot, unit)} | "
@@ -133,8 +133,8 @@ def render(report: dict[str, Any]) -> str:
               100,
               _of(rss_50k, "peak_rss_mb"), " MB", mb),
         _goal("no-op pass cost growth, 10k → 50k apps (all labelled, 10 % opted in)",
-              _NOW["growth"], 5.5,
-              5.0, growth, "x", ratio),
+              _NOW["growth"], 5.5, 5.0, growth, "x", ratio,
+              missing="below noise (see the growth table)"),
         _goal(f"first full sync, {first['apps']:,} apps / {first['first_sync']['writes']:,} "
               "writes, write limits lifted", _NOW["first_sync"], None, 1.0,
               first["first_sync"]["seconds"], " s", lambda v: f"{v:.2f} s"),
@@ -164,9 +164,14 @@ def render(report: dict[str, Any]) -> str:
               f"{r['ratio']:.2f}x |" for r in noop]
     g = report["growth"]
     lines += ["", f"### Cost growth, {g['from']:,} → {g['to']:,} apps", "",
-              "| the opt-in label | no-op pass (above empty) | floor |", "|---|---|---|"]
-    lines += [f"| {_mix(r)} | {_times(r['pass_growth'])} | {_times(r['floor_growth'])} |"
-              for r in g["mixes"]]
+              "\"Below noise\": the pass at the smaller size costs less above the empty run than "
+              "the empty-Marathon figure itself moves between the cases of this run "
+              f"({g['noise_s']} s), so a quotient would compare two noises. The pass's ratio to "
+              "the floor at both sizes says how it grows next to reading the list.", "",
+              "| the opt-in label | no-op pass (above empty) | floor | pass / floor |",
+              "|---|---|---|---|"]
+    lines += [f"| {_mix(r)} | {_times(r['pass_growth'])} | {_times(r['floor_growth'])} | "
+              f"{r['to_floor'][0]:.2f}x → {r['to_floor'][1]:.2f}x |" for r in g["mixes"]]
     s = report["startup"]
     lines += ["", "## Start-up", "",
               f"`reconcile --once` against an empty Marathon: {s['reconcile_once_empty_s']} s; "

@@ -51,17 +51,19 @@ def test_bench_runs_and_reports_every_figure(tmp_path):
     assert "## The ops port under load" in text
 
 
-def test_growth_is_below_noise_when_the_small_pass_costs_nothing():
-    """At smoke-test sizes a pass may cost no more than the empty-Marathon run; the growth table
-    says so instead of dividing by zero."""
+def test_growth_is_below_noise_within_the_spread_of_the_empty_runs():
+    """A pass whose smaller cost is within the spread of the empty-Marathon runs has no growth
+    to show; the growth table says so instead of dividing two noises."""
     from bench.__main__ import _growth
     from bench.render import _times
 
-    rows = [{"apps": 100, "labelled": "all", "opted_in": 10, "above_empty_s": 0.0,
-             "floor_s": 0.01},
-            {"apps": 200, "labelled": "all", "opted_in": 10, "above_empty_s": 0.004,
-             "floor_s": 0.02}]
+    rows = [{"apps": 100, "labelled": "all", "opted_in": 10, "above_empty_s": 0.03,
+             "floor_s": 0.01, "empty_s": 0.40, "ratio": 3.0},
+            {"apps": 200, "labelled": "all", "opted_in": 10, "above_empty_s": 0.3,
+             "floor_s": 0.02, "empty_s": 0.45, "ratio": 15.0}]
     growth = _growth(rows, 100, 200)
     assert growth == [{"labelled": "all", "opted_in": 10, "pass_growth": None,
-                       "floor_growth": 2.0}]
+                       "floor_growth": 2.0, "to_floor": [3.0, 15.0]}]
     assert _times(growth[0]["pass_growth"]) == "below noise"
+    rows[0]["above_empty_s"] = 0.06  # above the empty runs' spread (0.05 s): a growth
+    assert _growth(rows, 100, 200)[0]["pass_growth"] == 5.0
