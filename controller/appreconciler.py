@@ -17,7 +17,7 @@ deployment, and only when the deployment changes this app alone.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Literal, Protocol
 
@@ -25,7 +25,6 @@ import msgspec
 import structlog
 
 from controller.appindex import AppIndex, AppStatus
-from controller.applist import ListedApp, Triage, as_raw
 from controller.bundles import BundleManager
 from controller.dialect import Dialect
 from controller.errors import (
@@ -45,7 +44,7 @@ from controller.pullfailure import classify_status_update
 from controller.ratelimit import WriteGate
 from controller.registryapi.results import ImageCheck
 
-__all__ = ["AppObserver", "AppPolicy", "AppReconciler", "ListedPlanning", "OutcomeListener"]
+__all__ = ["AppObserver", "AppPolicy", "AppReconciler", "OutcomeListener"]
 
 log = structlog.get_logger(component="reconcile")
 
@@ -138,6 +137,10 @@ class AppReconciler:
         self._policy = policy
         self._planner = policy.planner
         self._listeners = tuple(listeners)
+
+    @property
+    def planner(self) -> Planner:
+        return self._planner
 
     # -- the Reconciler protocol ---------------------------------------------------------------
 
@@ -380,13 +383,6 @@ class AppReconciler:
         found = await asyncio.gather(*(location(r) for r in registries))
         return {r: loc for r, loc in zip(registries, found, strict=True) if loc is not None}
 
-    async def planning(self, requeue: Callable[[AppId, float], None] | None = None
-                       ) -> ListedPlanning:
-        """Plan a list's apps inline, against the bundle locations that can be had now;
-        ``requeue`` is told when a settled app must be looked at again (its bundle URI
-        expires)."""
-        return ListedPlanning(self, Triage(self._planner, await self.locations()), requeue)
-
     def plan_listed(self, app: RawApp, locations: Mapping[str, BundleLocation]
                     ) -> AppOutcome | None:
         """Plan a listed app inline with the planner: if it needs no write, record it as a
@@ -580,62 +576,6 @@ class AppReconciler:
         self._observer.on_apps(self.index.counts(), self._gate.budget.in_flight)
 
 
-
-
-class ListedPlanning:
-    """One list's apps planned inline, without a task (``AppReconciler.planning``): ``settle``
-    each app, then ``finish``.
-
-    An app the triage finds needing nothing (``controller.applist.Triage``) costs a few
-    microseconds and no plan: not opted in and carrying no entry of ours (it leaves the book),
-    or opted in with its entry in place (converged). Any other app is planned as a reconcile
-    would plan it (``AppReconciler.plan_listed``)."""
-
-    def __init__(self, reconciler: AppReconciler, triage: Triage,
-                 requeue: Callable[[AppId, float], None] | None) -> None:
-        self._reconciler = reconciler
-        self._index = reconciler.index
-        self._triage = triage
-        self._requeue = requeue
-        self._locations = triage.locations
-        self._settled = 0
-        self._quiet: list[tuple[AppId, Eligibility]] = []
-
-    def settle(self, app: ListedApp) -> bool:
-        """Settle ``app`` inline if it needs no write (recorded as a reconcile would); False
-        sends it to a worker: it needs a write, a bundle, a question to the registry, has a
-        problem to report, or waits for something (locked, deferred, in a fight)."""
-        app_id: AppId = app.id
-        if self._index.waiting(app_id):
-            return False
-        found = self._triage.settled(app)
-        if found is None:
-            outcome = self._reconciler.plan_listed(as_raw(app), self._locations)
-            if outcome is None:
-                return False
-            self._count(app_id, outcome.requeue_after)
-            return True
-        decision, location, image = found
-        if location is None:
-            self._index.not_ours(app_id)
-            self._settled += 1
-        elif image is None or not self._reconciler.settle_converged(app_id, decision, image):
-            return False
-        else:
-            self._count(app_id, location.renew_in)
-        self._quiet.append((app_id, decision))
-        return True
-
-    def _count(self, app_id: AppId, requeue_after: float | None) -> None:
-        self._settled += 1
-        if requeue_after is not None and self._requeue is not None:
-            self._requeue(app_id, requeue_after)
-
-    def finish(self) -> int:
-        """Count the apps settled, tell the listeners, set the gauges; returns the count."""
-        self._reconciler.count_planned(self._settled, self._quiet)
-        settled, self._settled, self._quiet = self._settled, 0, []
-        return settled
 
 
 def _image(app: RawApp) -> str | None:

@@ -27,6 +27,7 @@ from controller.election import Election, no_fence
 from controller.errors import ConfigError
 from controller.gcpause import collector_paused
 from controller.handler import Controller
+from controller.listedplanning import listed_planning
 from controller.model import AppId
 from controller.passreport import PassReport
 from controller.plan import Ownership, Planner, RegistryRule, location_of
@@ -126,7 +127,7 @@ async def run_once(parts: Components, *, every_app: bool = False,
                       workers=rc.workers, timeout=None, once=True, holds=index.held_for)
     found = await parts.marathon.list_apps(
         label_selector=None if every_app else parts.settings.selector.label)
-    planning = await reconciler.planning()
+    planning = await listed_planning(reconciler)
     with collector_paused():
         for app in found:  # an app that needs no write is planned here, without a task
             if not planning.settle(app):

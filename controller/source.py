@@ -25,6 +25,7 @@ from controller.backoff import Backoff
 from controller.bundles import BundleManager
 from controller.events import EventEffect
 from controller.gcpause import collector_paused
+from controller.listedplanning import listed_planning
 from controller.marathon.api import MarathonAPI
 from controller.model import AppId
 from controller.workqueue import WorkQueue
@@ -91,7 +92,7 @@ class AppSource:
         the list lacks (it may be gone), and every registry."""
         listed_at = self._events_seen
         apps = await self._marathon.list_apps(label_selector=self._label)
-        planning = await self._reconciler.planning(requeue=self._apps.add_after)
+        planning = await listed_planning(self._reconciler, requeue=self._apps.add_after)
         listed_ids: set[AppId] = set()
         app_ids: set[AppId] = set()
         touched, queued = self._touched, self._apps

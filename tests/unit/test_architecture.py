@@ -1,5 +1,5 @@
-"""The import graph of ``controller`` has no cycle, and the import contracts (``lint-imports``)
-cover every module and catch a planted violation of each.
+"""The import graph of ``controller`` has no cycle, the import contracts (``lint-imports``)
+cover every module and catch a planted violation of each, and no module is over 600 lines.
 
 The graph is grimp's, as import-linter builds it, with every import counted: those made inside
 functions (the wiring imports adapters lazily) and those under ``TYPE_CHECKING`` too. None is
@@ -180,3 +180,15 @@ def test_a_planted_violation_breaks_its_contract(tmp_path: Path, plant: dict[str
     assert result.returncode != 0
     broken = result.stdout.split("Broken contracts", 1)[-1]
     assert contract in broken, result.stdout[-2000:]
+
+
+MAX_MODULE_LINES = 600
+"""A module longer than this holds more than one thing: split it by what its parts do."""
+
+
+def test_no_module_is_over_the_size_limit() -> None:
+    package = Path(__file__).resolve().parents[2] / ROOT
+    sizes = {str(path.relative_to(package.parent)): len(path.read_text().splitlines())
+             for path in package.rglob("*.py")}
+    assert len(sizes) > 50  # the package was found
+    assert {path: lines for path, lines in sizes.items() if lines > MAX_MODULE_LINES} == {}

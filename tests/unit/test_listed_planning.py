@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from controller.appindex import AppIndex
 from controller.applist import Triage
 from controller.appreconciler import AppPolicy, AppReconciler
+from controller.listedplanning import listed_planning
 from controller.metrics import Metrics
 from controller.model import BundleLocation
 from controller.passreport import PassReport, format_report
@@ -74,7 +75,8 @@ class Pass:
         with monkeypatch.context() as patched:
             if not self.triage:
                 patched.setattr(Triage, "settled", lambda self, app: None)
-            planning = await self.reconciler.planning(
+            planning = await listed_planning(
+                self.reconciler,
                 requeue=lambda app_id, after: self.requeued.append((app_id, after)))
             settled = [planning.settle(listed(app)) for app in apps]
             planning.finish()
