@@ -27,6 +27,9 @@ from controller.plan import (
 )
 from tests.fuzz.budget import count, fuzz_settings
 from tests.fuzz.grammar import garbage, references
+from tests.unit.listed import LOCATIONS as LISTED_LOCATIONS
+from tests.unit.listed import cases as listed_cases
+from tests.unit.listed import planner_says, triage_says
 
 LABEL = "pullsecret.enabled"
 REG = "registry.example.com:5000"
@@ -160,3 +163,21 @@ class TestPlanner:
     def test_known_crash_plans_or_raises_invalid_app_error(self, app: Any) -> None:
         """Each input the targets found plans, or raises ``InvalidAppError`` only."""
         plan_one(app, LOCATIONS["plain"])
+
+
+class TestTriage:
+    @fuzz_settings(quick=200, full=20_000)
+    @given(case=listed_cases)
+    def test_the_triage_settles_what_the_planner_finds_needs_nothing(
+            self, case: tuple[dict[str, Any], str]) -> None:
+        """The fast path of a relist (``controller.applist.Triage``) against the planner, as in
+        ``tests/unit/test_triage.py``, with the fuzz budget: it settles an app, with the
+        planner's decision and location, exactly when the planner finds it needs nothing."""
+        count("plan: triage")
+        app, where = case
+        planned = planner_says(app, LISTED_LOCATIONS[where])
+        triaged = triage_says(app, LISTED_LOCATIONS[where])
+        if isinstance(planned, tuple):
+            assert triaged == planned
+        else:
+            assert triaged is None, planned

@@ -2,7 +2,8 @@
 triage: every planned field present or not, of the right kind or not, with the values that
 steer the planner (the label's words, Docker or not, registries configured or not and allowed
 or not, entries of ours, of other controllers, look-alikes, malformed ones), and fields the
-planner never reads."""
+planner never reads; and the two oracles the triage is held to (``planner_says``,
+``triage_says``), shared with the fuzz target."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from controller.applist import AppListDecoder, ListedApp
+from controller.applist import AppListDecoder, ListedApp, Triage
+from controller.errors import InvalidAppError
 from controller.model import BundleLocation
 from controller.plan import Ownership, Planner, RegistryRule, bundle_name, location_of
 
@@ -158,3 +160,30 @@ def listed(app: dict[str, Any]) -> ListedApp:
     (entry,) = decoded.apps
     assert isinstance(entry, ListedApp)
     return entry
+
+
+def planner_says(app: dict[str, Any], locations: dict[str, BundleLocation]) -> Any:
+    """What the planner makes of ``app``: ("nothing", decision, location) when it needs
+    nothing of the triage's two kinds, else why not."""
+    try:
+        decision = PLANNER.eligibility(app)
+        location = locations.get(decision.registry) if decision.registry else None
+        if decision.registry is not None and location is None:
+            return "no bundle location"
+        plan = PLANNER.plan(app, decision, location)
+    except InvalidAppError:
+        return "invalid"
+    if plan.changed or plan.conflict:
+        return "a change or a conflict"
+    if decision.reason not in ("not_opted_in", "eligible"):
+        return "skipped for a reason to report"
+    return "nothing", decision, location
+
+
+def triage_says(app: dict[str, Any], locations: dict[str, BundleLocation]) -> Any:
+    found = Triage(PLANNER, locations).settled(listed(app))
+    if found is None:
+        return None
+    image = app["container"]["docker"]["image"] if found.location is not None else None
+    assert found.image == image
+    return "nothing", found.decision, found.location

@@ -10,51 +10,21 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 
-from controller.applist import Triage
-from controller.errors import InvalidAppError
-from controller.model import BundleLocation
 from tests.unit.listed import (
     LABEL,
     LOCATIONS,
     OLD_HOME,
     PLAIN,
-    PLANNER,
     REG,
     SIGNED_URI,
     THEIRS,
     cases,
-    listed,
+    planner_says,
+    triage_says,
 )
 
 
-def planner_says(app: dict[str, Any], locations: dict[str, BundleLocation]) -> Any:
-    """What the planner makes of ``app``: ("nothing", decision, location) when it needs
-    nothing of the triage's two kinds, else why not."""
-    try:
-        decision = PLANNER.eligibility(app)
-        location = locations.get(decision.registry) if decision.registry else None
-        if decision.registry is not None and location is None:
-            return "no bundle location"
-        plan = PLANNER.plan(app, decision, location)
-    except InvalidAppError:
-        return "invalid"
-    if plan.changed or plan.conflict:
-        return "a change or a conflict"
-    if decision.reason not in ("not_opted_in", "eligible"):
-        return "skipped for a reason to report"
-    return "nothing", decision, location
-
-
-def triage_says(app: dict[str, Any], locations: dict[str, BundleLocation]) -> Any:
-    found = Triage(PLANNER, locations).settled(listed(app))
-    if found is None:
-        return None
-    image = app["container"]["docker"]["image"] if found.location is not None else None
-    assert found.image == image
-    return "nothing", found.decision, found.location
-
-
-@settings(max_examples=1000)
+@settings(max_examples=200)  # make fuzz runs 20,000 (tests/fuzz/test_fuzz_plan.py)
 @given(case=cases)
 def test_the_triage_settles_what_the_planner_finds_needs_nothing(case):
     """For any app: the triage settles it, with the planner's decision and location, exactly
