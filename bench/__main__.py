@@ -222,7 +222,7 @@ async def bench_noop(config: Config, sizes: list[int], repeat: int) -> list[dict
     return rows
 
 
-def empty_spread(rows: list[dict[str, Any]]) -> float:
+def _empty_spread(rows: list[dict[str, Any]]) -> float:
     """How far the empty-Marathon figure (each the best of its runs) moves between the cases
     of one run: a pass that costs less than this above it cannot be told from nothing."""
     empties = [r["empty_s"] for r in rows]
@@ -232,8 +232,8 @@ def empty_spread(rows: list[dict[str, Any]]) -> float:
 def _growth(rows: list[dict[str, Any]], low: int, high: int) -> list[dict[str, Any]]:
     """Cost growth from ``low`` to ``high`` apps, per label mix, and the pass's ratio to the
     floor at both sizes; the growth is ``None`` where the smaller cost is below the noise
-    (``empty_spread``): the quotient of two noises says nothing."""
-    noise, out = empty_spread(rows), []
+    (``_empty_spread``): the quotient of two noises says nothing."""
+    noise, out = _empty_spread(rows), []
     for labelled, opted_in in MIXES:
         by = {r["apps"]: r for r in rows
               if (r["labelled"], r["opted_in"]) == (labelled, opted_in)}
@@ -665,7 +665,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         report["startup"] = await bench_startup(config, args.startup_repeat)
         report["noop"] = await bench_noop(config, sizes, args.repeat)
         low, high = (sizes[-2], sizes[-1]) if len(sizes) > 1 else (sizes[0], sizes[0])
-        report["growth"] = {"from": low, "to": high, "noise_s": empty_spread(report["noop"]),
+        report["growth"] = {"from": low, "to": high, "noise_s": _empty_spread(report["noop"]),
                             "mixes": _growth(report["noop"], low, high)}
         report["daemon_rss"] = [await bench_daemon_rss(config, n, opted_in)
                                 for opted_in in (10, 100) for n in _sizes(args.rss_sizes)

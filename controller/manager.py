@@ -77,7 +77,7 @@ def app_index(settings: Settings) -> AppIndex:
     return AppIndex(fight_limit=rc.fight_limit, fight_window=rc.fight_window)
 
 
-def _app_reconciler(parts: Components, index: AppIndex, metrics: Metrics | Uncounted, *,
+def _app_reconciler(parts: Components, index: AppIndex, observer: Metrics | Uncounted, *,
                     wait_for_budget: bool, max_conflicts: int | None = None,
                     listeners: tuple[OutcomeListener, ...]) -> AppReconciler:
     settings = parts.settings
@@ -85,7 +85,7 @@ def _app_reconciler(parts: Components, index: AppIndex, metrics: Metrics | Uncou
                        wait_for_budget=wait_for_budget, max_conflicts=max_conflicts,
                        rescue_stuck=settings.remediation.rescue_stuck_deployments)
     return AppReconciler(marathon=parts.marathon, bundles=parts.bundles, images=parts.images,
-                         gate=parts.gate, index=index, observer=metrics, policy=policy,
+                         gate=parts.gate, index=index, observer=observer, policy=policy,
                          listeners=listeners)
 
 
@@ -109,21 +109,21 @@ async def run_once(parts: Components, *, every_app: bool = False,
         await parts.presence.check()
     rc = parts.settings.reconcile
     report = report if report is not None else PassReport()
-    metrics = Uncounted()
+    uncounted = Uncounted()  # a one-shot pass's figures are in its report
     index = app_index(parts.settings)
     registry_queue: WorkQueue[str] = WorkQueue(backoff=REGISTRY_BACKOFF)
     requests = VerificationRequests(parts.bundles, registry_queue.add_after)
     registries = Controller("registry", RegistryReconciler(parts.bundles, index, requests,
                                                            report=report),
-                            registry_queue, metrics, workers=_registry_workers(parts),
+                            registry_queue, uncounted, workers=_registry_workers(parts),
                             timeout=None, once=True)
     for registry in parts.bundles.states:
         registries.queue.add(registry)
     await registries.drain()
-    reconciler = _app_reconciler(parts, index, metrics, wait_for_budget=True,
+    reconciler = _app_reconciler(parts, index, uncounted, wait_for_budget=True,
                                  max_conflicts=_ONE_SHOT_CONFLICTS, listeners=(report,))
     app_queue: WorkQueue[AppId] = WorkQueue(backoff=APP_BACKOFF)
-    apps = Controller("app", reconciler, app_queue, metrics,
+    apps = Controller("app", reconciler, app_queue, uncounted,
                       workers=rc.workers, timeout=None, once=True, holds=index.held_for)
     found = await parts.marathon.list_apps(
         label_selector=None if every_app else parts.settings.selector.label)
